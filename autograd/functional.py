@@ -1,0 +1,635 @@
+"""Fused neural-network functions, each one operation with a hand-derived backward rule.
+
+Each function here could be written from the primitive ops of `ops.py` (the tests do exactly
+that and compare values and gradients). Fusing them into one `Function` keeps the graph small,
+saves only the arrays the derivative needs (not every temporary of the composed version) and lets
+the backward pass use the closed-form derivative, which is both faster and more accurate.
+The names and arguments follow `torch.nn.functional`.
+
+Shape letters: B batch, T tokens, C channels (emb_dim), H heads, D head size (C / H), V vocabulary,
+N rows (B*T flattened).
+
+References: Raschka, "Build a Large Language Model (From Scratch)", chapters 3-5; Karpathy's llm.c
+(layernorm backward derivation); PyTorch's torch.nn.functional documentation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from autograd.tensor import Function, Tensor, as_tensor
+
+__all__ = [
+    "softmax",
+    "log_softmax",
+    "cross_entropy",
+    "gelu",
+    "layer_norm",
+    "dropout",
+    "embedding",
+    "linear",
+    "scaled_dot_product_attention",
+]
+
+
+def _axis(dim: int, ndim: int, function: str) -> int:
+    if not -max(ndim, 1) <= dim < max(ndim, 1):
+        raise IndexError(f"{function}: dim={dim} is out of range for a tensor with {ndim} dimensions")
+    return dim % max(ndim, 1)
+
+
+def _shifted_exp(x: np.ndarray, axis: int):
+    """exp(x - max) along `axis` and the max, safe for rows that are entirely -inf.
+
+    Softmax is shift invariant (softmax(x) = softmax(x - c)), so subtracting the row maximum
+    changes nothing but keeps exp from overflowing. A row of only -inf (everything masked) has
+    max -inf; using 0 instead makes every exp(-inf) = 0 rather than exp(nan).
+    """
+    row_max = np.max(x, axis=axis, keepdims=True)
+    row_max[~np.isfinite(row_max)] = 0
+    shifted = x - row_max
+    np.exp(shifted, out=shifted)
+    return shifted, row_max
+
+
+# --------------------------------------------------------------------------------------------
+# softmax and log_softmax
+# --------------------------------------------------------------------------------------------
+
+
+class Softmax(Function):
+    """probs = exp(x - max) / sum(exp(x - max)) along `dim`.
+
+    Backward (the softmax Jacobian is diag(p) - p p^T):
+        dx = p * (dout - sum(dout * p, dim))
+    where p = 0 (a -inf input) the gradient is exactly 0. A row that is entirely -inf gives
+    probabilities 0 (not NaN) and gradient 0.
+    """
+
+    def forward(self, x, dim):
+        self.axis = _axis(dim, x.ndim, "softmax")
+        exps, _ = _shifted_exp(x, self.axis)
+        total = np.sum(exps, axis=self.axis, keepdims=True)
+        total[total == 0] = 1  # all -inf row: 0 / 1 = 0 instead of 0 / 0
+        exps /= total
+        self.probs = exps
+        return exps
+
+    def backward(self, dout):
+        probs = self.probs
+        return probs * (dout - np.sum(dout * probs, axis=self.axis, keepdims=True))
+
+
+def softmax(x: Tensor, dim: int) -> Tensor:
+    """Softmax along `dim`: non-negative values that sum to 1 (book ch. 3.3.1, eq. of listing 3.x).
+
+    Args:
+        x: float tensor of any shape; -inf entries (masked positions) get probability 0.
+        dim: the dimension that sums to 1 (negative counts from the end).
+
+    Returns:
+        A tensor of x's shape and dtype.
+
+    Raises:
+        IndexError: `dim` out of range.
+
+    References: torch.nn.functional.softmax; Bridle 1990.
+    """
+    return Softmax.apply(as_tensor(x), dim=dim)
+
+
+class LogSoftmax(Function):
+    """out = x - logsumexp(x) along `dim`, with logsumexp(x) = max + log(sum(exp(x - max))).
+
+    Backward: dx = dout - softmax(x) * sum(dout, dim). At a -inf input (a masked position) the
+    output is the constant -inf, so its gradient is set to exactly 0.
+    """
+
+    def forward(self, x, dim):
+        self.axis = _axis(dim, x.ndim, "log_softmax")
+        exps, row_max = _shifted_exp(x, self.axis)
+        total = np.sum(exps, axis=self.axis, keepdims=True)
+        with np.errstate(divide="ignore"):
+            log_total = np.log(total)
+        out = x - row_max - log_total
+        if any(self.needs_input_grad):
+            self.probs = exps / np.where(total == 0, 1, total)
+            self.masked = np.isneginf(x)
+        return out
+
+    def backward(self, dout):
+        dx = dout - self.probs * np.sum(dout, axis=self.axis, keepdims=True)
+        dx[self.masked] = 0
+        return dx
+
+
+def log_softmax(x: Tensor, dim: int) -> Tensor:
+    """Logarithm of the softmax along `dim`, computed stably with log-sum-exp.
+
+    Args:
+        x: float tensor; dim: the normalised dimension.
+
+    Returns:
+        A tensor of x's shape and dtype; -inf entries stay -inf (log of probability 0) and get
+        zero gradient.
+
+    References: torch.nn.functional.log_softmax.
+    """
+    return LogSoftmax.apply(as_tensor(x), dim=dim)
+
+
+# --------------------------------------------------------------------------------------------
+# cross_entropy
+# --------------------------------------------------------------------------------------------
+
+
+class CrossEntropy(Function):
+    """loss_i = logsumexp(logits_i) - logits_i[target_i]   (negative log-likelihood of the target).
+
+    Backward: dlogits_i = (softmax(logits_i) - onehot(target_i)) * dout_i, and 0 for rows whose
+    target is `ignore_index`; with reduction "mean", dout_i = dout / (number of counted rows).
+
+    NOTE: the logits are the largest array of a small GPT's step (N x V, e.g. 512 x 50257). So that
+    no second copy of that size is made, forward turns its one array of probabilities, in place,
+    into the gradient for dout = 1 and saves it read-only; backward hands it on unchanged when
+    dout is 1 (the usual `loss.backward()`) and scales a copy otherwise.
+    """
+
+    def forward(self, logits, targets, ignore_index, reduction):
+        rows = np.arange(logits.shape[0])
+        counted = targets != ignore_index
+        safe_targets = np.where(counted, targets, 0)
+        exps, row_max = _shifted_exp(logits, 1)  # (N, V): the one large temporary
+        total = np.sum(exps, axis=1)
+        log_sum_exp = row_max[:, 0] + np.log(total)
+        losses = (log_sum_exp - logits[rows, safe_targets]) * counted  # (N,)
+        count = int(counted.sum())
+        if reduction == "mean":
+            # The mean of an empty set is NaN, as in PyTorch; its gradient is 0.
+            result = np.divide(losses.sum(), count) if count else np.array(np.nan, dtype=logits.dtype)
+        elif reduction == "sum":
+            result = losses.sum()
+        else:
+            result = losses
+        self.reduction = reduction
+        if any(self.needs_input_grad):
+            exps /= total[:, None]  # now the probabilities
+            exps[rows, safe_targets] -= counted.astype(exps.dtype)  # p - onehot(target)
+            exps[~counted] = 0
+            if reduction == "mean" and count:
+                exps *= exps.dtype.type(1.0 / count)
+            exps.flags.writeable = False
+            self.dlogits = exps  # gradient of the result for dout = 1 (per row for "none")
+        return np.asarray(result, dtype=logits.dtype)
+
+    def backward(self, dout):
+        if self.reduction == "none":
+            return self.dlogits * dout[:, None], None
+        if dout == 1:
+            return self.dlogits, None
+        return self.dlogits * dout, None
+
+
+def cross_entropy(logits: Tensor, targets, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+    """Cross-entropy between logits and integer class targets (book ch. 5.1.2).
+
+    Args:
+        logits: float tensor (N, C) or (B, T, C): unnormalised scores over C classes (the
+            vocabulary for a language model).
+        targets: integer array or Tensor (N,) or (B, T) of class indices in [0, C), or
+            `ignore_index` for positions that do not count (padding in fine-tuning, ch. 7).
+        ignore_index: the target value to skip.
+        reduction: "mean" over the counted targets only, "sum", or "none" (one loss per target,
+            shape of `targets`, 0 at ignored ones).
+
+    Returns:
+        A 0-d tensor (mean, sum) or a tensor of the targets' shape (none), dtype of the logits.
+
+    Raises:
+        ValueError: shapes do not match, a target is outside [0, C) and not ignore_index, or
+            reduction is unknown. TypeError: targets are not integers.
+
+    References: torch.nn.functional.cross_entropy (same ignore_index and mean semantics).
+    """
+    logits = as_tensor(logits)
+    target_array = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if target_array.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: targets must be integer class indices, got dtype {target_array.dtype}")
+    if logits.ndim not in (2, 3) or target_array.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"cross_entropy: logits of shape {logits.shape} need targets of shape {logits.shape[:-1]} "
+            f"(logits (N, C) with targets (N,), or (B, T, C) with (B, T)); got targets of shape {target_array.shape}"
+        )
+    num_classes = logits.shape[-1]
+    flat_targets = target_array.reshape(-1).astype(np.int64)
+    bad = (flat_targets != ignore_index) & ((flat_targets < 0) | (flat_targets >= num_classes))
+    if bad.any():
+        raise ValueError(
+            f"cross_entropy: target {int(flat_targets[bad][0])} is outside [0, {num_classes}) "
+            f"and is not ignore_index ({ignore_index})"
+        )
+    flat_logits = logits.reshape(-1, num_classes) if logits.ndim == 3 else logits
+    loss = CrossEntropy.apply(flat_logits, Tensor._make(flat_targets, False), ignore_index=ignore_index, reduction=reduction)
+    if reduction == "none":
+        loss = loss.reshape(target_array.shape)
+    return loss
+
+
+# --------------------------------------------------------------------------------------------
+# GELU
+# --------------------------------------------------------------------------------------------
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_CUBIC = 0.044715  # Hendrycks & Gimpel 2016, section 2: the tanh approximation's constant
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+class Gelu(Function):
+    """GELU(x) = x * Phi(x), Phi the standard normal CDF (Hendrycks & Gimpel 2016).
+
+    approximate="tanh" (GPT-2 and the book, ch. 4.3):
+        out = 0.5 x (1 + t),  t = tanh(u),  u = sqrt(2/pi) (x + 0.044715 x^3)
+        dx  = dout * (0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2))
+    approximate="none" (exact):
+        out = 0.5 x (1 + erf(x / sqrt 2)),  dx = dout * (Phi(x) + x phi(x))
+    """
+
+    def forward(self, x, approximate):
+        self.x, self.approximate = x, approximate
+        dtype = x.dtype.type
+        if approximate == "tanh":
+            x_squared = x * x
+            inner = x * (dtype(_SQRT_2_OVER_PI) + dtype(_SQRT_2_OVER_PI * _GELU_CUBIC) * x_squared)
+            self.t = np.tanh(inner)
+            return dtype(0.5) * x * (dtype(1.0) + self.t)
+        # NOTE: NumPy has no vectorised erf; math.erf per element is exact but slow. GPT-2 uses tanh.
+        self.cdf = (0.5 * (1.0 + _erf(x / math.sqrt(2.0)))).astype(x.dtype)
+        return x * self.cdf
+
+    def backward(self, dout):
+        x = self.x
+        dtype = x.dtype.type
+        if self.approximate == "tanh":
+            t = self.t
+            du_dx = dtype(_SQRT_2_OVER_PI) + dtype(3 * _SQRT_2_OVER_PI * _GELU_CUBIC) * (x * x)
+            return dout * (dtype(0.5) * (dtype(1.0) + t) + dtype(0.5) * x * (dtype(1.0) - t * t) * du_dx)
+        pdf = (np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)).astype(x.dtype)
+        return dout * (self.cdf + x * pdf)
+
+
+def gelu(x: Tensor, approximate: str = "tanh") -> Tensor:
+    """Gaussian error linear unit, elementwise (book ch. 4.3, the FeedForward activation).
+
+    Args:
+        x: float tensor of any shape.
+        approximate: "tanh" (GPT-2's and the book's formula, the default here) or "none" (exact,
+            with erf; slow on large arrays). NOTE: torch.nn.functional.gelu defaults to "none".
+
+    Returns:
+        A tensor of x's shape and dtype.
+
+    Raises:
+        ValueError: unknown `approximate`.
+
+    References: Hendrycks & Gimpel 2016, "Gaussian Error Linear Units", section 2.
+    """
+    if approximate not in ("tanh", "none"):
+        raise ValueError(f"gelu: approximate must be 'tanh' or 'none', got {approximate!r}")
+    return Gelu.apply(as_tensor(x), approximate=approximate)
+
+
+# --------------------------------------------------------------------------------------------
+# layer_norm
+# --------------------------------------------------------------------------------------------
+
+
+class LayerNorm(Function):
+    """out = (x - mean) * rstd * weight + bias over the last dimension (C).
+
+    mean and the *biased* variance (divide by C, as GPT-2 and PyTorch do) are per row;
+    rstd = 1 / sqrt(var + eps); x_hat = (x - mean) * rstd.
+
+    Backward, with dx_hat = dout * weight (derivation as in llm.c's layernorm tutorial):
+        dweight = sum over rows of dout * x_hat
+        dbias   = sum over rows of dout
+        dx      = rstd * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))
+    Inputs: x, weight, bias (`layer_norm` passes constants 1 and 0 for an omitted weight or bias).
+    """
+
+    def forward(self, x, weight, bias, eps):
+        mean = np.mean(x, axis=-1, keepdims=True)
+        centered = x - mean
+        variance = np.mean(centered * centered, axis=-1, keepdims=True)
+        rstd = x.dtype.type(1.0) / np.sqrt(variance + x.dtype.type(eps))
+        x_hat = centered
+        x_hat *= rstd  # reuse the centred array: x_hat is what backward needs
+        self.x_hat, self.rstd, self.weight = x_hat, rstd, weight
+        out = x_hat * weight
+        out += bias
+        return out
+
+    def backward(self, dout):
+        x_hat, rstd, weight = self.x_hat, self.rstd, self.weight
+        channels = x_hat.shape[-1]
+        rows_dout = dout.reshape(-1, channels)
+        rows_x_hat = x_hat.reshape(-1, channels)
+        dx = dweight = dbias = None
+        if self.needs_input_grad[0]:
+            dx_hat = dout * weight
+            mean_dx_hat = np.mean(dx_hat, axis=-1, keepdims=True)
+            mean_dx_hat_x_hat = np.mean(dx_hat * x_hat, axis=-1, keepdims=True)
+            dx = dx_hat - mean_dx_hat
+            dx -= x_hat * mean_dx_hat_x_hat
+            dx *= rstd
+        if self.needs_input_grad[1]:
+            dweight = np.sum(rows_dout * rows_x_hat, axis=0)
+        if self.needs_input_grad[2]:
+            dbias = np.sum(rows_dout, axis=0)
+        return dx, dweight, dbias
+
+
+def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Layer normalisation over the last dimension (Ba et al. 2016; book ch. 4.2).
+
+    Args:
+        x: float tensor (..., C).
+        weight: the learned scale (C,) (the book's `scale`), or None for 1.
+        bias: the learned shift (C,) (the book's `shift`), or None for 0.
+        eps: added to the variance (not to the standard deviation) before the square root.
+
+    Returns:
+        A tensor of x's shape and dtype: each row has mean `bias` and standard deviation ~`weight`.
+
+    Raises:
+        ValueError: weight or bias is not of shape (C,).
+
+    References: Ba, Kiros & Hinton 2016, "Layer Normalization", eq. 4; torch.nn.functional.layer_norm.
+    """
+    x = as_tensor(x)
+    channels = x.shape[-1] if x.ndim else None
+    for name, value in (("weight", weight), ("bias", bias)):
+        if value is not None and tuple(value.shape) != (channels,):
+            raise ValueError(f"layer_norm: {name} must have shape ({channels},) for x of shape {x.shape}, got {tuple(value.shape)}")
+    # An omitted weight or bias is a constant 1 or 0 (no gradient), so one op covers all cases.
+    weight = Tensor._make(np.ones(channels, dtype=x.dtype), False) if weight is None else as_tensor(weight)
+    bias = Tensor._make(np.zeros(channels, dtype=x.dtype), False) if bias is None else as_tensor(bias)
+    return LayerNorm.apply(x, weight, bias, eps=eps)
+
+
+# --------------------------------------------------------------------------------------------
+# dropout
+# --------------------------------------------------------------------------------------------
+
+
+class Dropout(Function):
+    """out = x * mask / (1 - p), mask_i ~ Bernoulli(1 - p)  (inverted dropout).
+
+    Backward: dx = dout * mask / (1 - p). Scaling at training time keeps the expected value of
+    each activation unchanged, so evaluation needs no rescaling (Srivastava et al. 2014, sec. 10).
+    """
+
+    def forward(self, x, p, rng):
+        keep = rng.random(x.shape, dtype=np.float32) >= p
+        scale = x.dtype.type(0.0 if p == 1 else 1.0 / (1.0 - p))
+        self.mask = keep * scale  # the multiplier, 0 or 1/(1-p), in x's dtype
+        self.mask = self.mask.astype(x.dtype, copy=False)
+        return x * self.mask
+
+    def backward(self, dout):
+        return dout * self.mask
+
+
+def _check_probability(p, name: str, function: str) -> None:
+    if not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"{function}: {name} must be a probability in [0, 1], got {p!r}")
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng: np.random.Generator | None = None) -> Tensor:
+    """Zero each element with probability `p` and scale the rest by 1/(1-p) (book ch. 3.5.2).
+
+    Args:
+        x: float tensor of any shape.
+        p: drop probability in [0, 1] (p=1 zeroes everything).
+        training: when False (or p == 0) this is the identity and draws no random numbers.
+        rng: the `np.random.Generator` to draw the mask from; required when dropping.
+
+    Returns:
+        A tensor of x's shape and dtype.
+
+    Raises:
+        ValueError: p outside [0, 1], or no rng when a mask must be drawn.
+
+    References: Srivastava et al. 2014, "Dropout", JMLR 15; torch.nn.functional.dropout.
+    """
+    _check_probability(p, "p", "dropout")
+    x = as_tensor(x)
+    if not training or p == 0:
+        return x
+    if rng is None:
+        raise ValueError("dropout: pass rng=np.random.default_rng(seed) to draw the dropout mask (every random draw is explicit)")
+    return Dropout.apply(x, p=p, rng=rng)
+
+
+# --------------------------------------------------------------------------------------------
+# embedding
+# --------------------------------------------------------------------------------------------
+
+
+class Embedding(Function):
+    """out[b, t] = weight[ids[b, t]]   (a row lookup; book ch. 2.7).
+
+    Backward: dweight[v] = sum of dout[b, t] over all positions with ids[b, t] == v. Repeated ids
+    must add up; instead of `np.add.at` (correct but slow) the rows of dout are sorted by id and
+    each run of equal ids is summed with one `np.add.reduceat`; only the rows that were looked up
+    are written. Inputs: weight (the ids are a constant option).
+    """
+
+    def forward(self, weight, ids):
+        self.ids, self.weight_shape = ids, weight.shape
+        return weight[ids]
+
+    def backward(self, dout):
+        vocab_size, channels = self.weight_shape
+        flat_ids = self.ids.reshape(-1)
+        rows = dout.reshape(-1, channels)
+        order = np.argsort(flat_ids, kind="stable")
+        sorted_ids = flat_ids[order]
+        starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+        dweight = np.zeros(self.weight_shape, dtype=dout.dtype)
+        if len(flat_ids):
+            dweight[sorted_ids[starts]] = np.add.reduceat(rows[order], starts, axis=0)
+        return dweight
+
+
+def embedding(ids, weight: Tensor) -> Tensor:
+    """Look up rows of `weight` by integer id (torch.nn.functional.embedding).
+
+    Args:
+        ids: integer array or Tensor of any shape (e.g. (B, T) token ids).
+        weight: float tensor (V, C).
+
+    Returns:
+        A tensor of shape ids.shape + (C,), weight's dtype.
+
+    Raises:
+        TypeError: ids are not integers. ValueError: an id is outside [0, V) (naming it).
+
+    References: Raschka, ch. 2.7; torch.nn.functional.embedding.
+    """
+    ids = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"embedding: ids must be integers, got dtype {ids.dtype}")
+    vocab_size = weight.shape[0]
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+        bad = ids.min() if ids.min() < 0 else ids.max()
+        raise ValueError(f"embedding: id {int(bad)} is outside the table's range [0, {vocab_size})")
+    return Embedding.apply(as_tensor(weight), ids=ids)
+
+
+# --------------------------------------------------------------------------------------------
+# linear
+# --------------------------------------------------------------------------------------------
+
+
+class Linear(Function):
+    """y = x W^T + b, with weight W of shape (out, in) as in PyTorch.
+
+    Backward, with x and dout flattened to rows (N, in) and (N, out):
+        dx = dout W,   dW = dout^T x,   db = sum over rows of dout.
+    All three are single 2-D BLAS products or sums over contiguous float32 rows.
+    Inputs: x, weight[, bias].
+    """
+
+    def forward(self, x, weight, bias=None):
+        self.x, self.weight = x, weight
+        rows = x.reshape(-1, x.shape[-1])  # (N, in)
+        out = rows @ weight.T  # (N, in) @ (in, out) -> (N, out)
+        if bias is not None:
+            out += bias
+        return out.reshape(x.shape[:-1] + (weight.shape[0],))
+
+    def backward(self, dout):
+        x, weight = self.x, self.weight
+        rows_dout = dout.reshape(-1, weight.shape[0])  # (N, out)
+        dx = dweight = dbias = None
+        if self.needs_input_grad[0]:
+            dx = (rows_dout @ weight).reshape(x.shape)  # (N, out) @ (out, in) -> (N, in)
+        if self.needs_input_grad[1]:
+            dweight = rows_dout.T @ x.reshape(-1, x.shape[-1])  # (out, N) @ (N, in)
+        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
+            dbias = rows_dout.sum(axis=0)
+        return dx, dweight, dbias
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """Affine map y = x W^T + b (torch.nn.functional.linear; book ch. 3.4).
+
+    Args:
+        x: float tensor (..., in).
+        weight: (out, in).
+        bias: (out,) or None.
+
+    Returns:
+        A tensor (..., out).
+
+    Raises:
+        ValueError: x's last dimension is not `in`, or bias is not (out,).
+    """
+    x = as_tensor(x)
+    if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: x of shape {x.shape} needs a last dimension equal to weight's in-features; weight has shape {weight.shape} (out, in)")
+    if bias is None:
+        return Linear.apply(x, weight)
+    if tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+    return Linear.apply(x, weight, bias)
+
+
+# --------------------------------------------------------------------------------------------
+# scaled_dot_product_attention
+# --------------------------------------------------------------------------------------------
+
+
+class ScaledDotProductAttention(Function):
+    """out = dropout(softmax(mask(q k^T / sqrt(D)))) v  per batch and head.
+
+    Forward (B, H, T, D inputs):
+        scores = q @ k^T * scale             (B, H, T, T), scale = 1/sqrt(D) (Vaswani et al. eq. 1)
+        scores[future] = -inf                causal: token t sees tokens <= t (book ch. 3.5)
+        weights = softmax(scores, -1);  kept = dropout(weights)
+        out = kept @ v                        (B, H, T, D)
+    Backward, reversing each line:
+        dv = kept^T @ dout;  dkept = dout @ v^T
+        dweights = dkept * dropout_mask
+        dscores = weights * (dweights - sum(dweights * weights, -1)) * scale   (softmax rule)
+        dq = dscores @ k;  dk = dscores^T @ q
+    Masked scores have weight 0 and so exactly 0 gradient.
+    """
+
+    def forward(self, q, k, v, causal, dropout_p, rng):
+        dtype = q.dtype.type
+        self.scale = dtype(1.0 / math.sqrt(q.shape[-1]))
+        scores = q @ np.swapaxes(k, -1, -2)  # (B, H, T, D) @ (B, H, D, T) -> (B, H, T, T)
+        scores *= self.scale
+        if causal:
+            t_query, t_key = scores.shape[-2], scores.shape[-1]
+            future = np.triu(np.ones((t_query, t_key), dtype=bool), k=1)
+            scores[..., future] = -np.inf
+        weights, _ = _shifted_exp(scores, scores.ndim - 1)
+        total = weights.sum(axis=-1, keepdims=True)
+        total[total == 0] = 1
+        weights /= total
+        kept, mask = weights, None
+        if dropout_p > 0:
+            mask = (rng.random(weights.shape, dtype=np.float32) >= dropout_p).astype(q.dtype)
+            mask *= dtype(0.0 if dropout_p == 1 else 1.0 / (1.0 - dropout_p))
+            kept = weights * mask
+        self.q, self.k, self.v, self.weights, self.kept, self.mask = q, k, v, weights, kept, mask
+        return kept @ v  # (B, H, T, T) @ (B, H, T, D) -> (B, H, T, D)
+
+    def backward(self, dout):
+        q, k, v, weights = self.q, self.k, self.v, self.weights
+        dv = np.swapaxes(self.kept, -1, -2) @ dout
+        dweights = dout @ np.swapaxes(v, -1, -2)  # (B, H, T, D) @ (B, H, D, T)
+        if self.mask is not None:
+            dweights *= self.mask
+        dscores = dweights
+        dscores -= np.sum(dweights * weights, axis=-1, keepdims=True)
+        dscores *= weights
+        dscores *= self.scale
+        dq = dscores @ k
+        dk = np.swapaxes(dscores, -1, -2) @ q
+        return dq, dk, dv
+
+
+def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True, dropout_p: float = 0.0, rng: np.random.Generator | None = None) -> Tensor:
+    """Scaled dot-product attention, fused into one op (Vaswani et al. 2017, eq. 1; book ch. 3.4-3.6).
+
+    Args:
+        q, k, v: float tensors (..., T, D) of one dtype, usually (B, H, T, D).
+        causal: hide future keys (top-left aligned, as torch's is_causal: query i sees keys <= i).
+        dropout_p: dropout probability on the attention weights (training only: pass 0.0 in eval).
+        rng: generator for the dropout mask; required when dropout_p > 0.
+
+    Returns:
+        A tensor (..., T, D): each query's weighted average of the values.
+
+    Raises:
+        ValueError: mismatched shapes, dropout_p outside [0, 1], or no rng for dropout.
+
+    References: torch.nn.functional.scaled_dot_product_attention (is_causal, dropout_p).
+    """
+    q, k, v = as_tensor(q), as_tensor(k), as_tensor(v)
+    if q.ndim < 2 or k.shape != v.shape or q.shape[:-2] != k.shape[:-2] or q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            f"scaled_dot_product_attention: q {q.shape}, k {k.shape}, v {v.shape} must be (..., T, D) "
+            "with equal batch dimensions and head size, and k, v of one shape"
+        )
+    _check_probability(dropout_p, "dropout_p", "scaled_dot_product_attention")
+    if dropout_p > 0 and rng is None:
+        raise ValueError("scaled_dot_product_attention: dropout_p > 0 needs rng (a np.random.Generator)")
+    return ScaledDotProductAttention.apply(q, k, v, causal=causal, dropout_p=dropout_p, rng=rng)

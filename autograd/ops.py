@@ -1,0 +1,971 @@
+"""The primitive operations of the engine, each a `Function` with a hand-written backward rule.
+
+Every class below pairs a `forward` on plain arrays with the `backward` that reverses it. The
+backward rules are the textbook derivatives; each docstring gives the formula. Binary operations
+broadcast like NumPy and PyTorch, and their gradients are reduced back to each input's shape in
+one place, `unbroadcast`. At the end of the file the operations are attached to `Tensor` as its
+methods and operators (`x + y`, `x.sum(dim=1)`, `x @ w`, `x[mask]`, ...), following PyTorch's names
+and semantics (`dim=`, `keepdim=`).
+
+Shape letters: B batch, T tokens, C channels; `dout` is always the gradient flowing in from the
+output, `da`, `db`, `dx` the gradients flowing out to the inputs.
+
+References: PyTorch's derivatives.yaml (the derivative of every op); NumPy broadcasting rules.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from autograd.tensor import Function, MaxMin, Tensor, as_tensor, is_grad_enabled
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum `grad` over the dimensions that broadcasting added or stretched, giving `shape`.
+
+    If `a` of shape (3, 1) was broadcast against (2, 3, 4), each element of `a` was used 2*4
+    times, so its gradient is the sum over those uses: sum over the new leading dimension and
+    over the stretched dimension of size 1.
+
+    Args:
+        grad: gradient of the broadcast result, shape `broadcast(shape, other)`.
+        shape: the input's shape before broadcasting.
+
+    Returns:
+        An array of exactly `shape` (the same object when nothing was broadcast).
+
+    Example:
+        >>> unbroadcast(np.ones((2, 3, 4)), (3, 1)).ravel().tolist()
+        [8.0, 8.0, 8.0]
+    """
+    if grad.shape == shape:
+        return grad
+    leading = grad.ndim - len(shape)
+    stretched = tuple(
+        leading + i for i, size in enumerate(shape) if size == 1 and grad.shape[leading + i] != 1
+    )
+    axes = tuple(range(leading)) + stretched
+    return grad.sum(axis=axes).reshape(shape) if axes else grad.reshape(shape)
+
+
+def _broadcast_shape(a: np.ndarray, b: np.ndarray, op: str) -> None:
+    """Raise a ValueError naming both shapes when `a` and `b` do not broadcast together."""
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(
+            f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together (each dimension, "
+            "compared from the right, must be equal or 1)"
+        ) from None
+
+
+def _normalize_dim(dim, ndim: int, argument: str = "dim") -> tuple:
+    """Turn `dim` (None, int or tuple of ints, negatives allowed) into a sorted tuple of axes."""
+    if dim is None:
+        return tuple(range(ndim))
+    dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+    axes = []
+    for d in dims:
+        if not isinstance(d, (int, np.integer)):
+            raise TypeError(f"{argument} must be an int or a tuple of ints, got {type(d).__name__}")
+        if not -max(ndim, 1) <= d < max(ndim, 1):
+            raise IndexError(
+                f"{argument}={d} is out of range for a tensor with {ndim} dimensions "
+                f"(expected {-max(ndim, 1)} to {max(ndim, 1) - 1})"
+            )
+        axes.append(int(d) % max(ndim, 1) if ndim else 0)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{argument}={dim} names a dimension twice")
+    return tuple(sorted(axes)) if ndim else ()
+
+
+def _expand_reduced(dout: np.ndarray, axes: tuple, keepdim: bool, shape: tuple) -> np.ndarray:
+    """Reshape the gradient of a reduction so that it broadcasts against the input's `shape`."""
+    if keepdim or not axes:
+        return dout
+    kept_shape = tuple(1 if i in axes else size for i, size in enumerate(shape))
+    return dout.reshape(kept_shape)
+
+
+def _float_result_dtype(array: np.ndarray) -> np.dtype:
+    """float32 for bool/int input (never silently float64), the input's dtype for floats."""
+    return array.dtype if array.dtype.kind == "f" else np.dtype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Elementwise binary operations (broadcasting)
+# --------------------------------------------------------------------------------------------
+
+
+class Add(Function):
+    """out = a + b.   da = dout, db = dout (each summed back over broadcast dimensions)."""
+
+    def forward(self, a, b):
+        _broadcast_shape(a, b, "add")
+        self.a_shape, self.b_shape = a.shape, b.shape
+        return a + b
+
+    def backward(self, dout):
+        da = unbroadcast(dout, self.a_shape) if self.needs_input_grad[0] else None
+        db = unbroadcast(dout, self.b_shape) if self.needs_input_grad[1] else None
+        return da, db
+
+
+class Sub(Function):
+    """out = a - b.   da = dout, db = -dout."""
+
+    def forward(self, a, b):
+        _broadcast_shape(a, b, "sub")
+        self.a_shape, self.b_shape = a.shape, b.shape
+        return a - b
+
+    def backward(self, dout):
+        da = unbroadcast(dout, self.a_shape) if self.needs_input_grad[0] else None
+        db = unbroadcast(-dout, self.b_shape) if self.needs_input_grad[1] else None
+        return da, db
+
+
+class Mul(Function):
+    """out = a * b.   da = dout * b, db = dout * a (the product rule)."""
+
+    def forward(self, a, b):
+        _broadcast_shape(a, b, "mul")
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, dout):
+        da = unbroadcast(dout * self.b, self.a.shape) if self.needs_input_grad[0] else None
+        db = unbroadcast(dout * self.a, self.b.shape) if self.needs_input_grad[1] else None
+        return da, db
+
+
+class Div(Function):
+    """out = a / b.   da = dout / b, db = -dout * a / b^2 = -dout * out / b."""
+
+    def forward(self, a, b):
+        _broadcast_shape(a, b, "div")
+        self.a_shape, self.b = a.shape, b
+        self.out = a / b
+        return self.out
+
+    def backward(self, dout):
+        da = unbroadcast(dout / self.b, self.a_shape) if self.needs_input_grad[0] else None
+        db = unbroadcast(-dout * self.out / self.b, self.b.shape) if self.needs_input_grad[1] else None
+        return da, db
+
+
+class Pow(Function):
+    """out = a ** b for two tensors.   da = dout * b * a^(b-1),  db = dout * out * log(a).
+
+    NOTE: the gradient with respect to the exponent is only defined for a > 0 (log a); where
+    a <= 0 it is set to 0, as PyTorch does for a == 0.
+    """
+
+    def forward(self, a, b):
+        _broadcast_shape(a, b, "pow")
+        self.a, self.b = a, b
+        self.out = a**b
+        return self.out
+
+    def backward(self, dout):
+        a, b = self.a, self.b
+        da = db = None
+        if self.needs_input_grad[0]:
+            da = unbroadcast(dout * b * a ** (b - 1), a.shape)
+        if self.needs_input_grad[1]:
+            positive = a > 0
+            log_a = np.log(np.where(positive, a, 1))
+            db = unbroadcast(np.where(positive, dout * self.out * log_a, 0).astype(b.dtype), b.shape)
+        return da, db
+
+
+class PowScalar(Function):
+    """out = a ** p for a constant Python number p.   da = dout * p * a^(p-1).
+
+    Small integer powers are computed by multiplication: on large float32 arrays `x ** 3` is
+    about 180x slower than `x * x * x` in NumPy 2 (measured; see DESIGN.md).
+    """
+
+    def forward(self, a, exponent):
+        self.a, self.exponent = a, exponent
+        if exponent == 2:
+            return a * a
+        if exponent == 3:
+            return a * a * a
+        if exponent == 0.5:
+            return np.sqrt(a)
+        if exponent == -1:
+            return np.reciprocal(a)
+        return a ** a.dtype.type(exponent) if a.dtype.kind == "f" else a**exponent
+
+    def backward(self, dout):
+        a, p = self.a, self.exponent
+        if p == 2:
+            return dout * (2 * a)
+        if p == 3:
+            return dout * (3 * (a * a))
+        return dout * (a.dtype.type(p) * a ** a.dtype.type(p - 1))
+
+
+class Maximum(Function):
+    """out = max(a, b) elementwise.   The gradient goes to the larger input; on a tie it is split
+    half and half (as torch.maximum)."""
+
+    def forward(self, a, b):
+        _broadcast_shape(a, b, "maximum")
+        self.a, self.b = a, b
+        return np.maximum(a, b)
+
+    def backward(self, dout):
+        a, b = self.a, self.b
+        share_a = (a > b) + 0.5 * (a == b)  # 1 where a wins, 0.5 on a tie, 0 where b wins
+        share_a = share_a.astype(dout.dtype)
+        da = unbroadcast(dout * share_a, a.shape) if self.needs_input_grad[0] else None
+        db = unbroadcast(dout * (1 - share_a), b.shape) if self.needs_input_grad[1] else None
+        return da, db
+
+
+class Where(Function):
+    """out = a where condition else b.   da = dout where condition, db = dout elsewhere.
+
+    Inputs: the two value tensors; `condition` (a bool array) is a constant option.
+    """
+
+    def forward(self, a, b, condition):
+        self.condition = condition
+        self.a_shape, self.b_shape = a.shape, b.shape
+        return np.where(condition, a, b)
+
+    def backward(self, dout):
+        zero = np.zeros((), dtype=dout.dtype)
+        da = unbroadcast(np.where(self.condition, dout, zero), self.a_shape) if self.needs_input_grad[0] else None
+        db = unbroadcast(np.where(self.condition, zero, dout), self.b_shape) if self.needs_input_grad[1] else None
+        return da, db
+
+
+# --------------------------------------------------------------------------------------------
+# Elementwise unary operations
+# --------------------------------------------------------------------------------------------
+
+
+class Neg(Function):
+    """out = -a.   da = -dout."""
+
+    def forward(self, a):
+        return -a
+
+    def backward(self, dout):
+        return -dout
+
+
+class Exp(Function):
+    """out = e^a.   da = dout * out (saved: the output is its own derivative)."""
+
+    def forward(self, a):
+        self.out = np.exp(a)
+        return self.out
+
+    def backward(self, dout):
+        return dout * self.out
+
+
+class Log(Function):
+    """out = ln(a).   da = dout / a. (log of 0 is -inf, of a negative number NaN, as NumPy.)"""
+
+    def forward(self, a):
+        self.a = a
+        return np.log(a)
+
+    def backward(self, dout):
+        return dout / self.a
+
+
+class Sqrt(Function):
+    """out = sqrt(a).   da = dout / (2 * out)."""
+
+    def forward(self, a):
+        self.out = np.sqrt(a)
+        return self.out
+
+    def backward(self, dout):
+        return dout / (2 * self.out)
+
+
+class Tanh(Function):
+    """out = tanh(a).   da = dout * (1 - out^2)."""
+
+    def forward(self, a):
+        self.out = np.tanh(a)
+        return self.out
+
+    def backward(self, dout):
+        return dout * (1 - self.out * self.out)
+
+
+class Abs(Function):
+    """out = |a|.   da = dout * sign(a) (0 at a == 0, as PyTorch)."""
+
+    def forward(self, a):
+        self.a = a
+        return np.abs(a)
+
+    def backward(self, dout):
+        return dout * np.sign(self.a)
+
+
+class Relu(Function):
+    """out = max(a, 0).   da = dout where a > 0, else 0 (0 at a == 0, as PyTorch)."""
+
+    def forward(self, a):
+        self.positive = a > 0
+        return np.where(self.positive, a, np.zeros((), dtype=a.dtype))
+
+    def backward(self, dout):
+        return np.where(self.positive, dout, np.zeros((), dtype=dout.dtype))
+
+
+class Clamp(Function):
+    """out = min(max(a, low), high).   da = dout where low <= a <= high, else 0 (as torch.clamp)."""
+
+    def forward(self, a, low, high):
+        self.inside = np.ones(a.shape, dtype=bool)
+        if low is not None:
+            self.inside &= a >= low
+        if high is not None:
+            self.inside &= a <= high
+        return np.clip(a, low, high).astype(a.dtype, copy=False)
+
+    def backward(self, dout):
+        return np.where(self.inside, dout, np.zeros((), dtype=dout.dtype))
+
+
+class Cast(Function):
+    """out = a converted to `dtype`.   da = dout converted back to a's dtype."""
+
+    def forward(self, a, dtype):
+        self.a_dtype = a.dtype
+        return a.astype(dtype)
+
+    def backward(self, dout):
+        return dout.astype(self.a_dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Reductions
+# --------------------------------------------------------------------------------------------
+
+
+class Sum(Function):
+    """out = sum of a over `dim`.   da = dout broadcast back over the summed dimensions."""
+
+    def forward(self, a, dim, keepdim):
+        self.axes = _normalize_dim(dim, a.ndim)
+        self.keepdim, self.a_shape = keepdim, a.shape
+        return np.sum(a, axis=self.axes, keepdims=keepdim)
+
+    def backward(self, dout):
+        dout = _expand_reduced(dout, self.axes, self.keepdim, self.a_shape)
+        return np.broadcast_to(dout, self.a_shape).copy()
+
+
+class Mean(Function):
+    """out = mean of a over `dim` (n elements each).   da = dout / n, broadcast back.
+
+    The mean of an integer tensor is float32, never float64.
+    """
+
+    def forward(self, a, dim, keepdim):
+        self.axes = _normalize_dim(dim, a.ndim)
+        self.keepdim, self.a_shape = keepdim, a.shape
+        self.count = int(np.prod([a.shape[i] for i in self.axes])) if self.axes else 1
+        return np.mean(a, axis=self.axes, keepdims=keepdim, dtype=_float_result_dtype(a))
+
+    def backward(self, dout):
+        dout = _expand_reduced(dout, self.axes, self.keepdim, self.a_shape)
+        return np.broadcast_to(dout / dout.dtype.type(self.count), self.a_shape).copy()
+
+
+class Var(Function):
+    """out = sum((a - mean)^2) / (n - correction) over `dim`.
+
+    da = dout * 2 (a - mean) / (n - correction). correction=1 is the unbiased estimate (PyTorch's
+    default), correction=0 the biased one used by layer norm.
+    """
+
+    def forward(self, a, dim, keepdim, correction):
+        self.axes = _normalize_dim(dim, a.ndim)
+        self.keepdim, self.a_shape = keepdim, a.shape
+        count = int(np.prod([a.shape[i] for i in self.axes])) if self.axes else 1
+        self.divisor = a.dtype.type(max(count - correction, 0))
+        self.centered = a - np.mean(a, axis=self.axes, keepdims=True)
+        return np.sum(self.centered * self.centered, axis=self.axes, keepdims=keepdim) / self.divisor
+
+    def backward(self, dout):
+        dout = _expand_reduced(dout, self.axes, self.keepdim, self.a_shape)
+        return dout * (2 * self.centered / self.divisor)
+
+
+class Max(Function):
+    """out = max of a over `dim` (amax).   da = dout at the maximum, split evenly among ties.
+
+    `min` uses the same rule on -a (see `Tensor.min`).
+    """
+
+    def forward(self, a, dim, keepdim):
+        if a.size == 0:
+            raise ValueError(f"max/min of an empty tensor (shape {a.shape}) has no value")
+        self.axes = _normalize_dim(dim, a.ndim)
+        self.keepdim, self.a = keepdim, a
+        self.out = np.max(a, axis=self.axes, keepdims=True)
+        return self.out if keepdim else np.squeeze(self.out, axis=self.axes)
+
+    def backward(self, dout):
+        dout = _expand_reduced(dout, self.axes, self.keepdim, self.a.shape)
+        winners = (self.a == self.out).astype(dout.dtype)
+        winners /= np.sum(winners, axis=self.axes, keepdims=True)
+        return dout * winners
+
+
+# --------------------------------------------------------------------------------------------
+# Matrix product
+# --------------------------------------------------------------------------------------------
+
+
+class Matmul(Function):
+    """out = a @ b with NumPy's matmul rules (batch dimensions broadcast; 1-D operands allowed).
+
+    da = dout @ b^T, db = a^T @ dout (each summed over batch dimensions that were broadcast).
+    A 1-D `a` is treated as a row (1, n) and a 1-D `b` as a column (n, 1), then the added
+    dimension is removed again, as NumPy and PyTorch do.
+
+    NOTE: the common case in a GPT, (B, T, C) @ (C, C_out) with a 2-D weight, computes the
+    weight's gradient as one large 2-D product over all B*T rows instead of a batched product
+    followed by a sum: that is one BLAS call on contiguous float32 data.
+    """
+
+    def forward(self, a, b):
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes {a.shape} and {b.shape}")
+        inner_a = a.shape[-1]
+        inner_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
+        if inner_a != inner_b:
+            raise ValueError(
+                f"matmul: shapes {a.shape} and {b.shape} are not aligned: a's last dimension "
+                f"({inner_a}) must equal b's {'only' if b.ndim == 1 else 'second-to-last'} dimension ({inner_b})"
+            )
+        if a.ndim > 2 and b.ndim > 2:
+            try:
+                np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+            except ValueError:
+                raise ValueError(
+                    f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast together"
+                ) from None
+        self.a, self.b = a, b
+        return np.matmul(a, b)
+
+    def backward(self, dout):
+        a, b = self.a, self.b
+        # Give 1-D operands their matrix shape back: a (n,) -> (1, n), b (n,) -> (n, 1).
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        if a.ndim == 1:
+            dout = np.expand_dims(dout, -2)
+        if b.ndim == 1:
+            dout = np.expand_dims(dout, -1)
+        da = db = None
+        if self.needs_input_grad[0]:
+            da = np.matmul(dout, np.swapaxes(b2, -1, -2))  # (..., n, m) @ (..., m, k) -> (..., n, k)
+            da = unbroadcast(da, a2.shape).reshape(a.shape)
+        if self.needs_input_grad[1]:
+            if b2.ndim == 2 and a2.ndim > 2:
+                # (B, T, C) @ (C, K): fold batch and tokens into one matrix product.
+                rows = a2.reshape(-1, a2.shape[-1])
+                db = rows.T @ dout.reshape(-1, dout.shape[-1])
+            else:
+                db = unbroadcast(np.matmul(np.swapaxes(a2, -1, -2), dout), b2.shape)
+            db = db.reshape(b.shape)
+        return da, db
+
+
+# --------------------------------------------------------------------------------------------
+# Shape operations
+# --------------------------------------------------------------------------------------------
+
+
+class Reshape(Function):
+    """out = a viewed with a new shape (same elements in the same order).   da = dout reshaped back."""
+
+    def forward(self, a, shape):
+        self.a_shape = a.shape
+        try:
+            return a.reshape(shape)
+        except ValueError:
+            raise ValueError(f"cannot reshape a tensor of shape {a.shape} ({a.size} elements) into shape {shape}") from None
+
+    def backward(self, dout):
+        return dout.reshape(self.a_shape)
+
+
+class Permute(Function):
+    """out = a with its dimensions reordered by `dims`.   da = dout with the inverse order."""
+
+    def forward(self, a, dims):
+        self.inverse = tuple(np.argsort(dims))
+        return np.transpose(a, dims)
+
+    def backward(self, dout):
+        return np.transpose(dout, self.inverse)
+
+
+class Expand(Function):
+    """out = a broadcast to `shape` (a read-only view).   da = dout summed over the expanded dims."""
+
+    def forward(self, a, shape):
+        self.a_shape = a.shape
+        try:
+            return np.broadcast_to(a, shape)
+        except ValueError:
+            raise ValueError(f"expand: cannot expand shape {a.shape} to {shape} (only size-1 dimensions can grow)") from None
+
+    def backward(self, dout):
+        return unbroadcast(dout, self.a_shape)
+
+
+class GetItem(Function):
+    """out = a[index] for slices, ints, None, Ellipsis, integer arrays and boolean masks.
+
+    da = zeros with dout scattered back to the selected positions. With integer arrays an element
+    may be selected several times; `np.add.at` adds every copy's gradient (plain assignment would
+    keep only the last one).
+    """
+
+    def forward(self, a, index):
+        self.a_shape, self.a_dtype, self.index = a.shape, a.dtype, index
+        self.advanced = _is_advanced_index(index)
+        return a[index]
+
+    def backward(self, dout):
+        da = np.zeros(self.a_shape, dtype=self.a_dtype)
+        if self.advanced:
+            np.add.at(da, self.index, dout)
+        else:
+            da[self.index] = dout
+        return da
+
+
+def _is_advanced_index(index) -> bool:
+    """True when `index` holds an array or list (NumPy 'advanced' indexing, may repeat elements)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(part, (np.ndarray, list)) for part in parts)
+
+
+class Cat(Function):
+    """out = the inputs joined along `dim`.   Each input's gradient is its slice of dout."""
+
+    def forward(self, *arrays, dim):
+        self.axis = _normalize_dim(dim, arrays[0].ndim)[0]
+        self.boundaries = np.cumsum([array.shape[self.axis] for array in arrays])[:-1]
+        return np.concatenate(arrays, axis=self.axis)
+
+    def backward(self, dout):
+        pieces = np.split(dout, self.boundaries, axis=self.axis)
+        return tuple(
+            piece.copy() if needed else None for piece, needed in zip(pieces, self.needs_input_grad)
+        )
+
+
+class MaskedFill(Function):
+    """out = a with `value` wherever `mask` is True (mask broadcast to a's shape).
+
+    da = dout where the mask is False and exactly 0 where it is True: a filled position no longer
+    depends on a. Used to hide future tokens with -inf before a softmax (book ch. 3.5.1).
+    """
+
+    def forward(self, a, mask, value):
+        self.mask = mask
+        return np.where(mask, a.dtype.type(value), a)
+
+    def backward(self, dout):
+        return np.where(self.mask, np.zeros((), dtype=dout.dtype), dout)
+
+
+# --------------------------------------------------------------------------------------------
+# Functions that take several tensors (module level, as torch.cat / torch.where ...)
+# --------------------------------------------------------------------------------------------
+
+
+def _check_tensor_list(tensors, name: str) -> list:
+    if isinstance(tensors, Tensor) or not hasattr(tensors, "__iter__"):
+        raise TypeError(f"{name} expects a sequence of tensors, got {type(tensors).__name__}")
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError(f"{name} expects at least one tensor, got an empty sequence")
+    return tensors
+
+
+def cat(tensors, dim: int = 0) -> Tensor:
+    """Join tensors along an existing dimension `dim` (torch.cat).
+
+    Raises:
+        ValueError: the tensors differ in rank or in a dimension other than `dim`.
+    """
+    tensors = _check_tensor_list(tensors, "cat")
+    first = tensors[0]
+    axis = _normalize_dim(dim, first.ndim)[0] if first.ndim else None
+    for i, t in enumerate(tensors):
+        if t.ndim != first.ndim or t.ndim == 0 or any(
+            s != f for d, (s, f) in enumerate(zip(t.shape, first.shape)) if d != axis
+        ):
+            raise ValueError(
+                f"cat: tensor {i} has shape {t.shape}, which does not match tensor 0's shape "
+                f"{first.shape} outside dim {dim}"
+            )
+    return Cat.apply(*tensors, dim=dim)
+
+
+def stack(tensors, dim: int = 0) -> Tensor:
+    """Join same-shape tensors along a new dimension `dim` (torch.stack): unsqueeze, then cat.
+
+    Raises:
+        ValueError: the tensors have different shapes.
+    """
+    tensors = _check_tensor_list(tensors, "stack")
+    for i, t in enumerate(tensors):
+        if t.shape != tensors[0].shape:
+            raise ValueError(f"stack: tensor {i} has shape {t.shape}, tensor 0 has {tensors[0].shape}")
+    return cat([t.unsqueeze(dim) for t in tensors], dim=dim)
+
+
+def where(condition, a, b) -> Tensor:
+    """Elementwise `a` where `condition` is True, else `b` (torch.where). Numbers are allowed.
+
+    Args:
+        condition: a bool array or bool Tensor, broadcastable with `a` and `b`.
+    """
+    condition = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    if condition.dtype != np.bool_:
+        raise TypeError(f"where: condition must be bool, got dtype {condition.dtype}")
+    like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
+    a, b = as_tensor(a, like), as_tensor(b, like)
+    try:
+        np.broadcast_shapes(condition.shape, a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"where: shapes {condition.shape}, {a.shape} and {b.shape} cannot be broadcast together") from None
+    # The output has the broadcast shape of all three; expand the values so gradients unbroadcast.
+    out_shape = np.broadcast_shapes(condition.shape, a.shape, b.shape)
+    condition = np.broadcast_to(condition, out_shape)
+    return Where.apply(a, b, condition=condition)
+
+
+def maximum(a, b) -> Tensor:
+    """Elementwise maximum of two tensors (or a tensor and a number), as torch.maximum."""
+    like = a if isinstance(a, Tensor) else b
+    return Maximum.apply(as_tensor(a, like), as_tensor(b, like))
+
+
+def minimum(a, b) -> Tensor:
+    """Elementwise minimum, as torch.minimum: -maximum(-a, -b)."""
+    like = a if isinstance(a, Tensor) else b
+    return -maximum(-as_tensor(a, like), -as_tensor(b, like))
+
+
+def matmul(a, b) -> Tensor:
+    """Matrix product with NumPy/PyTorch rules (see `Matmul`)."""
+    return Matmul.apply(as_tensor(a), as_tensor(b))
+
+
+# --------------------------------------------------------------------------------------------
+# Tensor methods
+# --------------------------------------------------------------------------------------------
+
+
+def _binary(function_class, swap: bool = False):
+    """Make a Tensor operator method from a binary Function; `swap` gives the reflected form."""
+
+    def method(self, other):
+        other = as_tensor(other, like=self)
+        return function_class.apply(other, self) if swap else function_class.apply(self, other)
+
+    method.__name__ = function_class.__name__.lower()
+    method.__doc__ = function_class.__doc__
+    return method
+
+
+def _comparison(ufunc):
+    def method(self, other):
+        other = other.data if isinstance(other, Tensor) else other
+        return Tensor._make(ufunc(self.data, other), False)
+
+    method.__doc__ = f"Elementwise {ufunc.__name__}; a bool tensor without gradient."
+    return method
+
+
+def _pow(self, exponent):
+    """self ** exponent: a number exponent uses PowScalar (fast small powers), a tensor uses Pow."""
+    if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
+        return PowScalar.apply(self, exponent=exponent)
+    return Pow.apply(self, as_tensor(exponent, like=self))
+
+
+def _rpow(self, base):
+    """base ** self for a number base."""
+    return Pow.apply(as_tensor(base, like=self), self)
+
+
+def _sum(self, dim=None, keepdim: bool = False):
+    """Sum over `dim` (int, tuple or None for all), as torch.sum."""
+    return Sum.apply(self, dim=dim, keepdim=keepdim)
+
+
+def _mean(self, dim=None, keepdim: bool = False):
+    """Mean over `dim` (int, tuple or None for all), as torch.mean; float32 for integer input."""
+    return Mean.apply(self, dim=dim, keepdim=keepdim)
+
+
+def _var(self, dim=None, unbiased: bool = True, keepdim: bool = False):
+    """Variance over `dim`: divides by n - 1 when `unbiased` (PyTorch's default), else by n."""
+    return Var.apply(self, dim=dim, keepdim=keepdim, correction=1 if unbiased else 0)
+
+
+def _max(self, dim=None, keepdim: bool = False):
+    """Largest value: over everything when `dim` is None (a tensor), else `(values, indices)`
+    along the int `dim`, as torch.max. The gradient is split evenly among tied maxima."""
+    if dim is None:
+        return Max.apply(self, dim=None, keepdim=False)
+    values = Max.apply(self, dim=dim, keepdim=keepdim)
+    indices = np.argmax(self.data, axis=dim)
+    if keepdim:
+        indices = np.expand_dims(indices, dim)
+    return MaxMin(values, Tensor._make(indices.astype(np.int64), False))
+
+
+def _min(self, dim=None, keepdim: bool = False):
+    """Smallest value, as torch.min: -max(-x), with indices when `dim` is given."""
+    if dim is None:
+        return -Max.apply(-self, dim=None, keepdim=False)
+    values = -Max.apply(-self, dim=dim, keepdim=keepdim)
+    indices = np.argmin(self.data, axis=dim)
+    if keepdim:
+        indices = np.expand_dims(indices, dim)
+    return MaxMin(values, Tensor._make(indices.astype(np.int64), False))
+
+
+def _argmax(self, dim=None, keepdim: bool = False):
+    """Index of the largest value (int64, no gradient), as torch.argmax."""
+    result = np.argmax(self.data, axis=dim, keepdims=keepdim)
+    return Tensor._make(np.asarray(result, dtype=np.int64), False)
+
+
+def _reshape(self, *shape):
+    """The same elements in a new shape; one dimension may be -1 (torch.reshape / view)."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return Reshape.apply(self, shape=shape)
+
+
+def _transpose(self, dim0: int, dim1: int):
+    """Swap two dimensions (torch.transpose), e.g. keys (B, H, T, D) -> (B, H, D, T)."""
+    axes = list(range(self.ndim))
+    d0 = _normalize_dim(dim0, self.ndim, "dim0")[0]
+    d1 = _normalize_dim(dim1, self.ndim, "dim1")[0]
+    axes[d0], axes[d1] = axes[d1], axes[d0]
+    return Permute.apply(self, dims=tuple(axes))
+
+
+def _permute(self, *dims):
+    """Reorder all dimensions (torch.permute)."""
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = tuple(dims[0])
+    if len(dims) != self.ndim:
+        raise ValueError(f"permute: got {len(dims)} dims {dims} for a tensor with {self.ndim} dimensions")
+    normalized = tuple(_normalize_dim(d, self.ndim)[0] for d in dims)
+    if sorted(normalized) != list(range(self.ndim)):
+        raise ValueError(f"permute: dims {dims} are not a permutation of 0..{self.ndim - 1}")
+    return Permute.apply(self, dims=normalized)
+
+
+def _T(self):
+    """All dimensions reversed (a matrix transposed), as torch.Tensor.T."""
+    return Permute.apply(self, dims=tuple(reversed(range(self.ndim))))
+
+
+def _unsqueeze(self, dim: int):
+    """Insert a dimension of size 1 at `dim` (negative counts from the end of the result)."""
+    axis = _normalize_dim(dim, self.ndim + 1)[0]
+    return Reshape.apply(self, shape=self.shape[:axis] + (1,) + self.shape[axis:])
+
+
+def _squeeze(self, dim=None):
+    """Remove dimensions of size 1 (only `dim` when given and of size 1), as torch.squeeze."""
+    if dim is None:
+        shape = tuple(size for size in self.shape if size != 1)
+    else:
+        axes = _normalize_dim(dim, self.ndim)
+        shape = tuple(size for i, size in enumerate(self.shape) if not (i in axes and size == 1))
+    return Reshape.apply(self, shape=shape)
+
+
+def _expand(self, *shape):
+    """Broadcast to a larger shape without copying; -1 keeps a dimension (torch.expand)."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    lead = len(shape) - self.ndim
+    if lead < 0:
+        raise ValueError(f"expand: target shape {shape} has fewer dimensions than the tensor {self.shape}")
+    shape = tuple(self.shape[i - lead] if size == -1 else size for i, size in enumerate(shape))
+    return Expand.apply(self, shape=shape)
+
+
+def _getitem(self, index):
+    """Indexing as NumPy/PyTorch: slices, ints, None, ..., integer arrays and boolean masks."""
+    if isinstance(index, Tensor):
+        index = index.data
+    elif isinstance(index, tuple):
+        index = tuple(part.data if isinstance(part, Tensor) else part for part in index)
+    if isinstance(index, list):
+        index = np.asarray(index)
+    return GetItem.apply(self, index=index)
+
+
+def _masked_fill(self, mask, value: float):
+    """Put `value` where `mask` (bool, broadcastable to self) is True (torch.masked_fill).
+
+    Raises:
+        TypeError: the mask is not bool. ValueError: it does not broadcast to self's shape.
+    """
+    mask = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+    if mask.dtype != np.bool_:
+        raise TypeError(f"masked_fill: mask must be bool, got dtype {mask.dtype}")
+    try:
+        if np.broadcast_shapes(mask.shape, self.shape) != self.shape:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"masked_fill: mask of shape {mask.shape} does not broadcast to the tensor's shape {self.shape}") from None
+    return MaskedFill.apply(self, mask=mask, value=value)
+
+
+def _clamp(self, min=None, max=None):  # noqa: A002 - PyTorch's argument names
+    """Limit values to [min, max] (either may be None), as torch.clamp."""
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of min and max must be given")
+    return Clamp.apply(self, low=min, high=max)
+
+
+def _split(self, split_size_or_sections, dim: int = 0):
+    """Split into pieces along `dim` (torch.split): an int gives pieces of that size (the last may
+    be smaller), a list gives the size of each piece. Each piece is a slice (GetItem)."""
+    axis = _normalize_dim(dim, self.ndim)[0]
+    length = self.shape[axis]
+    if isinstance(split_size_or_sections, (int, np.integer)):
+        if split_size_or_sections < 1:
+            raise ValueError(f"split: split_size must be at least 1, got {split_size_or_sections}")
+        sizes = [split_size_or_sections] * (length // split_size_or_sections)
+        if length % split_size_or_sections:
+            sizes.append(length % split_size_or_sections)
+    else:
+        sizes = list(split_size_or_sections)
+        if sum(sizes) != length:
+            raise ValueError(f"split: sections {sizes} add up to {sum(sizes)}, but dim {dim} has length {length}")
+    pieces, start = [], 0
+    for size in sizes:
+        index = (slice(None),) * axis + (slice(start, start + size),)
+        pieces.append(self[index])
+        start += size
+    return tuple(pieces)
+
+
+def _to(self, dtype):
+    """Convert to another dtype; gradients flow back converted to the original dtype."""
+    if np.dtype(dtype) == self.dtype:
+        return self
+    return Cast.apply(self, dtype=np.dtype(dtype))
+
+
+def _float(self):
+    """Convert to float32 (torch.Tensor.float)."""
+    return _to(self, np.float32)
+
+
+def _double(self):
+    """Convert to float64 (torch.Tensor.double), e.g. for gradient checks."""
+    return _to(self, np.float64)
+
+
+def _unary(function_class):
+    def method(self):
+        return function_class.apply(self)
+
+    method.__name__ = function_class.__name__.lower()
+    method.__doc__ = function_class.__doc__
+    return method
+
+
+def _softmax(self, dim: int):
+    """Softmax along `dim` (see autograd.functional.softmax)."""
+    from autograd.functional import softmax
+
+    return softmax(self, dim)
+
+
+Tensor.__add__ = _binary(Add)
+Tensor.__radd__ = _binary(Add, swap=True)
+Tensor.__sub__ = _binary(Sub)
+Tensor.__rsub__ = _binary(Sub, swap=True)
+Tensor.__mul__ = _binary(Mul)
+Tensor.__rmul__ = _binary(Mul, swap=True)
+Tensor.__truediv__ = _binary(Div)
+Tensor.__rtruediv__ = _binary(Div, swap=True)
+Tensor.__matmul__ = _binary(Matmul)
+Tensor.__rmatmul__ = _binary(Matmul, swap=True)
+Tensor.__pow__ = _pow
+Tensor.__rpow__ = _rpow
+Tensor.__neg__ = _unary(Neg)
+Tensor.__getitem__ = _getitem
+Tensor.__lt__ = _comparison(np.less)
+Tensor.__le__ = _comparison(np.less_equal)
+Tensor.__gt__ = _comparison(np.greater)
+Tensor.__ge__ = _comparison(np.greater_equal)
+Tensor.__eq__ = _comparison(np.equal)
+Tensor.__ne__ = _comparison(np.not_equal)
+Tensor.__hash__ = object.__hash__
+Tensor.exp = _unary(Exp)
+Tensor.log = _unary(Log)
+Tensor.sqrt = _unary(Sqrt)
+Tensor.tanh = _unary(Tanh)
+Tensor.abs = _unary(Abs)
+Tensor.relu = _unary(Relu)
+Tensor.sum = _sum
+Tensor.mean = _mean
+Tensor.var = _var
+Tensor.max = _max
+Tensor.min = _min
+Tensor.argmax = _argmax
+Tensor.matmul = matmul
+Tensor.reshape = _reshape
+Tensor.view = _reshape
+Tensor.transpose = _transpose
+Tensor.permute = _permute
+Tensor.T = property(_T)
+Tensor.unsqueeze = _unsqueeze
+Tensor.squeeze = _squeeze
+Tensor.expand = _expand
+Tensor.masked_fill = _masked_fill
+Tensor.clamp = _clamp
+Tensor.split = _split
+Tensor.to = _to
+Tensor.float = _float
+Tensor.double = _double
+Tensor.softmax = _softmax
+Tensor.maximum = maximum
+Tensor.minimum = minimum
+
+__all__ = [
+    "Add", "Sub", "Mul", "Div", "Pow", "PowScalar", "Maximum", "Where", "Neg", "Exp", "Log",
+    "Sqrt", "Tanh", "Abs", "Relu", "Clamp", "Cast", "Sum", "Mean", "Var", "Max", "Matmul",
+    "Reshape", "Permute", "Expand", "GetItem", "Cat", "MaskedFill", "cat", "stack", "where",
+    "maximum", "minimum", "matmul", "unbroadcast", "is_grad_enabled",
+]
