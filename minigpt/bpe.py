@@ -1,0 +1,453 @@
+"""Training a byte-level BPE vocabulary of your own: ``BPETokenizer``.
+
+``minigpt.tokenizer`` *applies* GPT-2's merges; this module *learns* merges from a text, the way
+GPT-2's vocabulary was made, and then encodes and decodes with them.
+
+Byte pair encoding (Sennrich et al. 2016, after Gage 1994) starts from the 256 byte values and
+repeats one step: find the most frequent pair of adjacent tokens in the training text, and add
+a new token that stands for that pair. Each step adds one token, until the vocabulary has the
+size asked for. As in GPT-2, the text is first cut into pieces by a regular expression (the
+GPT-2 or the GPT-4 pattern), and pairs are never counted across two pieces.
+
+Training fast. A naive trainer recounts every pair of the whole text after every merge. Here:
+
+1. the pieces are counted once: ``" the"`` appearing 7,000 times is one *word* with count
+   7,000, so the work scales with the distinct words (15k for tinyshakespeare.txt), not the
+   text (300k pieces);
+2. ``pair_counts[pair]`` holds each pair's count and ``words_with_pair[pair]`` the words that
+   hold it; a merge visits only those words, and changes only the counts of pairs that touch
+   the merged pair;
+3. the most frequent pair comes from a heap of ``(-count, pair)`` entries. A count that changes
+   gets a new entry and the old one is left in place ("lazy deletion"): an entry popped whose
+   count is not the pair's current count is stale and skipped.
+
+Tie-breaking is deterministic: among pairs of equal count, the pair ``(first id, second id)``
+that sorts first wins (the heap's order). The result does not depend on hash seeds, dict order
+or the order of the words in the text.
+
+Encoding with learnt merges applies them in the order they were learnt (lowest new id first),
+which reproduces exactly how training cut the training text.
+
+File format (``save``/``load``), UTF-8 text, version 1::
+
+    minigpt-bpe 1
+    pattern "<the split regex, as a JSON string>"
+    special_tokens <S>
+    "<special token as a JSON string>" <id>        (S lines)
+    merges <M>
+    <first id> <second id>                          (M lines; line i makes token 256 + i)
+
+References:
+    Sennrich, Haddow & Birch 2016, "Neural Machine Translation of Rare Words with Subword Units".
+    Radford et al. 2019 (GPT-2), section 2.2. Raschka, "Build a Large Language Model (From
+    Scratch)", section 2.5. The GPT-4 pattern is tiktoken's ``cl100k_base`` split pattern.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Sequence
+from itertools import chain
+from pathlib import Path
+from typing import Literal
+
+import regex
+from tqdm import tqdm
+
+from minigpt.tokenizer import (
+    GPT2_SPLIT_PATTERN,
+    check_ids,
+    check_text,
+    resolve_special,
+    split_on_special,
+)
+
+__all__ = ["BPETokenizer", "GPT4_SPLIT_PATTERN", "SPLIT_PATTERNS", "merge_pair"]
+
+# GPT-4's pattern (tiktoken cl100k_base): contractions in any case, letters with at most one
+# leading non-letter, numbers cut into groups of at most 3 digits, punctuation runs with their
+# trailing newlines, and newlines kept apart from other whitespace.
+GPT4_SPLIT_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*"""
+    r"""|\s*[\r\n]|\s+(?!\S)|\s+"""
+)
+
+SPLIT_PATTERNS = {"gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN}
+
+FORMAT_NAME = "minigpt-bpe"
+FORMAT_VERSION = 1
+
+# Rank of a pair that is not a learnt merge: above every real token id.
+_NO_MERGE = 1 << 62
+
+
+def merge_pair(ids: Sequence[int], pair: tuple[int, int], new_id: int) -> list[int]:
+    """Replace every occurrence of ``pair`` in ``ids``, left to right, by ``new_id``.
+
+    Occurrences do not overlap: scanning left to right, a merged pair's ids are used up.
+
+    Example:
+        >>> merge_pair([1, 2, 3, 1, 2], (1, 2), 9)
+        [9, 3, 9]
+        >>> merge_pair([5, 5, 5], (5, 5), 9)
+        [9, 5]
+
+    Args:
+        ids: token ids of one word.
+        pair: the two ids to merge, in order.
+        new_id: the id of the merged token.
+
+    Returns:
+        a new list of ids.
+    """
+    first, second = pair
+    merged: list[int] = []
+    index = 0
+    while index < len(ids):
+        if ids[index] == first and index + 1 < len(ids) and ids[index + 1] == second:
+            merged.append(new_id)
+            index += 2
+        else:
+            merged.append(ids[index])
+            index += 1
+    return merged
+
+
+class BPETokenizer:
+    """A byte-level BPE tokenizer that learns its merges from text.
+
+    Example:
+        >>> tokenizer = BPETokenizer(pattern="gpt2", special_tokens=["<|endoftext|>"])
+        >>> tokenizer.train("low lower lowest newer wider", vocab_size=262)
+        >>> tokenizer.decode(tokenizer.encode("lowest"))
+        'lowest'
+
+    Ids: 0-255 are the bytes, ``256 + i`` is the token made by merge ``i``, and the special
+    tokens come last, in the order given (as GPT-2's ``<|endoftext|>`` is its last id, 50256).
+
+    Args:
+        pattern: ``"gpt2"``, ``"gpt4"`` or a regular expression (``regex`` module syntax) that
+            cuts text into pieces before BPE.
+        special_tokens: texts (``"<|endoftext|>"``) that are tokens of their own, never learnt
+            from the text, and encoded only where ``encode`` allows them.
+
+    Raises:
+        ValueError: if ``pattern`` does not compile, or a special token is empty or repeated.
+    """
+
+    def __init__(self, pattern: str = "gpt2", special_tokens: Iterable[str] = ()):
+        self.pattern = SPLIT_PATTERNS.get(pattern, pattern)
+        try:
+            self._compiled_pattern = regex.compile(self.pattern)
+        except regex.error as error:
+            raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {error}") from None
+        special_tokens = list(special_tokens)
+        if any(not isinstance(token, str) or not token for token in special_tokens):
+            raise ValueError(f"special tokens must be non-empty str, got {special_tokens!r}")
+        if len(set(special_tokens)) != len(special_tokens):
+            raise ValueError(f"special tokens repeat: {special_tokens!r}")
+        self._special_token_texts = special_tokens
+        self._set_merges({})
+
+    def _set_merges(self, merges: dict[tuple[int, int], int]) -> None:
+        """Install merges (pair -> new id, ids 256, 257, ... in order) and rebuild the tables."""
+        self.merges = dict(merges)
+        vocab = [bytes([byte]) for byte in range(256)]
+        for (first, second), new_id in self.merges.items():
+            if new_id != len(vocab) or max(first, second) >= new_id:
+                raise ValueError(f"merge {(first, second)} -> {new_id} is out of order")
+            vocab.append(vocab[first] + vocab[second])
+        # Special tokens take the ids after the learnt ones.
+        self.special_tokens = {text: len(vocab) + index for index, text in enumerate(self._special_token_texts)}
+        vocab += [text.encode("utf-8") for text in self._special_token_texts]
+        self.vocab = vocab
+        self._cache: dict[str, tuple[int, ...]] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"BPETokenizer(vocab_size={self.n_vocab}, merges={len(self.merges)}, "
+            f"special_tokens={self._special_token_texts!r})"
+        )
+
+    @property
+    def n_vocab(self) -> int:
+        """Number of ids: 256 bytes + learnt merges + special tokens."""
+        return len(self.vocab)
+
+    @property
+    def special_tokens_set(self) -> set[str]:
+        """The text of every special token."""
+        return set(self.special_tokens)
+
+    # ----- training ---------------------------------------------------------------------------
+
+    def train(self, text: str, vocab_size: int, verbose: bool = False) -> None:
+        """Learn ``vocab_size - 256 - len(special_tokens)`` merges from ``text``.
+
+        Replaces any merges learnt before. Special tokens' text in ``text`` is treated as
+        ordinary text (cut it out first if it must not shape the vocabulary).
+
+        Args:
+            text: the training text.
+            vocab_size: the size of the vocabulary wanted, counting the 256 bytes and the
+                special tokens.
+            verbose: show a progress bar (tqdm) with the merges done.
+
+        Raises:
+            TypeError: if ``text`` is not a str.
+            ValueError: if ``vocab_size`` leaves no room for the bytes and special tokens.
+
+        Warns:
+            UserWarning: if the text runs out of pairs before ``vocab_size`` is reached; the
+                vocabulary is then smaller.
+        """
+        check_text(text)
+        minimum = 256 + len(self._special_token_texts)
+        if not isinstance(vocab_size, int) or vocab_size < minimum:
+            raise ValueError(
+                f"vocab_size must be an int >= {minimum} (256 bytes + {len(self._special_token_texts)} "
+                f"special tokens), got {vocab_size!r}"
+            )
+        num_merges = vocab_size - minimum
+
+        # 1. Distinct pieces ("words") and how often each occurs; each word as a list of byte ids.
+        word_counts = Counter(self._compiled_pattern.findall(text))
+        words = [list(word.encode("utf-8")) for word in word_counts]
+        counts = list(word_counts.values())
+
+        # 2. Count of every adjacent pair over the whole text, and the words that hold it.
+        pair_counts: defaultdict[tuple[int, int], int] = defaultdict(int)
+        words_with_pair: defaultdict[tuple[int, int], set[int]] = defaultdict(set)
+        for word_index, (ids, count) in enumerate(zip(words, counts)):
+            for pair in zip(ids, ids[1:]):
+                pair_counts[pair] += count
+                words_with_pair[pair].add(word_index)
+
+        # 3. Max-heap of (-count, pair): heapq is a min-heap, and on equal counts the smaller pair
+        # comes first, which is the documented tie-break.
+        heap = [(-count, pair) for pair, count in pair_counts.items()]
+        heapq.heapify(heap)
+
+        merges: dict[tuple[int, int], int] = {}
+        with tqdm(total=num_merges, desc="BPE merges", unit="merge", disable=not verbose) as progress:
+            for new_id in range(256, 256 + num_merges):
+                best_pair = None
+                while heap:
+                    negative_count, pair = heapq.heappop(heap)
+                    if pair_counts.get(pair, 0) == -negative_count:  # else stale: skip it
+                        best_pair = pair
+                        break
+                if best_pair is None:
+                    warnings.warn(
+                        f"the text has no pairs left after {len(merges)} merges: the vocabulary "
+                        f"has {256 + len(merges) + len(self._special_token_texts)} tokens, not {vocab_size}",
+                        stacklevel=2,
+                    )
+                    break
+                merges[best_pair] = new_id
+                self._apply_merge(best_pair, new_id, words, counts, pair_counts, words_with_pair, heap)
+                progress.update(1)
+        self._set_merges(merges)
+
+    @staticmethod
+    def _apply_merge(
+        pair: tuple[int, int],
+        new_id: int,
+        words: list[list[int]],
+        counts: list[int],
+        pair_counts: defaultdict[tuple[int, int], int],
+        words_with_pair: defaultdict[tuple[int, int], set[int]],
+        heap: list[tuple[int, tuple[int, int]]],
+    ) -> None:
+        """Merge ``pair`` into ``new_id`` in every word that holds it, updating the counts.
+
+        Only the words in ``words_with_pair[pair]`` are visited. For each, the counts of its old
+        pairs are taken away and those of its new pairs added; pairs away from the merge cancel
+        out, so only the pairs next to a merge change, and only those get a new heap entry.
+        """
+        count_changes: defaultdict[tuple[int, int], int] = defaultdict(int)
+        for word_index in words_with_pair.pop(pair):
+            ids = words[word_index]
+            merged = merge_pair(ids, pair, new_id)
+            if len(merged) == len(ids):
+                continue  # the pair is no longer in this word (an earlier merge took it)
+            count = counts[word_index]
+            for old_pair in zip(ids, ids[1:]):
+                count_changes[old_pair] -= count
+            for new_pair in zip(merged, merged[1:]):
+                count_changes[new_pair] += count
+                if new_id in new_pair:
+                    words_with_pair[new_pair].add(word_index)
+            words[word_index] = merged
+        for changed_pair, change in count_changes.items():
+            if change == 0:
+                continue
+            new_count = pair_counts[changed_pair] + change
+            if new_count > 0:
+                pair_counts[changed_pair] = new_count
+                heapq.heappush(heap, (-new_count, changed_pair))
+            else:
+                del pair_counts[changed_pair]
+
+    # ----- encoding ---------------------------------------------------------------------------
+
+    def _encode_piece(self, piece: str) -> tuple[int, ...]:
+        """Apply the learnt merges to one piece, lowest new id first (the order of training).
+
+        Worked example, merges ``(l, o) -> 256`` then ``(256, w) -> 257``, piece ``"lowlo"``:
+        bytes ``[l, o, w, l, o]`` -> both ``(l, o)`` become 256 -> ``[256, w, 256]`` -> the first
+        ``(256, w)`` becomes 257 -> ``[257, 256]``.
+        """
+        merges = self.merges
+        ids = list(piece.encode("utf-8"))
+        # pair_ranks[i] is the merge id of (ids[i], ids[i + 1]), or _NO_MERGE.
+        pair_ranks = [merges.get(pair, _NO_MERGE) for pair in zip(ids, ids[1:])]
+        while pair_ranks:
+            best_rank = min(pair_ranks)
+            if best_rank == _NO_MERGE:
+                break
+            index = pair_ranks.index(best_rank)  # leftmost first = left to right, as training
+            ids[index] = best_rank
+            del ids[index + 1], pair_ranks[index]
+            if index > 0:
+                pair_ranks[index - 1] = merges.get((ids[index - 1], best_rank), _NO_MERGE)
+            if index < len(pair_ranks):
+                pair_ranks[index] = merges.get((best_rank, ids[index + 1]), _NO_MERGE)
+        return tuple(ids)
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Encode text with the learnt merges, treating special-token text as ordinary text.
+
+        Raises:
+            TypeError: if ``text`` is not a str.
+        """
+        check_text(text)
+        cache = self._cache
+        token_ids: list[int] = []
+        for piece in self._compiled_pattern.findall(text):
+            piece_ids = cache.get(piece)
+            if piece_ids is None:
+                piece_ids = cache[piece] = self._encode_piece(piece)
+            token_ids += piece_ids
+        return token_ids
+
+    def encode(
+        self,
+        text: str,
+        *,
+        allowed_special: Literal["all"] | Collection[str] = frozenset(),
+        disallowed_special: Literal["all"] | Collection[str] = "all",
+    ) -> list[int]:
+        """Encode text; special tokens as in ``minigpt.tokenizer.Encoding.encode`` (tiktoken's rules).
+
+        Args:
+            text: any str.
+            allowed_special: ``"all"`` or the special tokens to encode as their ids.
+            disallowed_special: ``"all"`` (every special token not allowed) or the special
+                tokens whose text raises ValueError; the rest are encoded as ordinary text.
+
+        Returns:
+            list of int token ids.
+
+        Raises:
+            TypeError: if ``text`` is not a str.
+            ValueError: if ``text`` contains a disallowed special token.
+        """
+        check_text(text)
+        allowed, disallowed = resolve_special(self.special_tokens_set, allowed_special, disallowed_special)
+        token_ids: list[int] = []
+        for index, chunk in enumerate(split_on_special(text, allowed, disallowed)):
+            if index % 2:
+                token_ids.append(self.special_tokens[chunk])
+            elif chunk:
+                token_ids += self.encode_ordinary(chunk)
+        return token_ids
+
+    # ----- decoding ---------------------------------------------------------------------------
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """Join the bytes of the tokens.
+
+        Raises:
+            TypeError: if an id is not an int.
+            ValueError: if an id is not in ``[0, n_vocab)``; the message names it.
+        """
+        return b"".join(map(self.vocab.__getitem__, check_ids(ids, self.n_vocab)))
+
+    def decode(self, ids: Iterable[int], errors: str = "replace") -> str:
+        """Decode ids to text; bytes that are not valid UTF-8 become U+FFFD (``errors="replace"``).
+
+        Raises:
+            TypeError: if an id is not an int.
+            ValueError: if an id is not in ``[0, n_vocab)``; the message names it.
+        """
+        return self.decode_bytes(ids).decode("utf-8", errors=errors)
+
+    # ----- saving and loading -----------------------------------------------------------------
+
+    def save(self, path: str | Path) -> None:
+        """Write the tokenizer to ``path`` in the text format of the module docstring."""
+        lines = [
+            f"{FORMAT_NAME} {FORMAT_VERSION}",
+            f"pattern {json.dumps(self.pattern)}",
+            f"special_tokens {len(self.special_tokens)}",
+            *(f"{json.dumps(text)} {token_id}" for text, token_id in self.special_tokens.items()),
+            f"merges {len(self.merges)}",
+            *(f"{first} {second}" for first, second in self.merges),
+        ]
+        Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> BPETokenizer:
+        """Read a tokenizer written by :meth:`save`.
+
+        Raises:
+            ValueError: if the file is not this format, is of another version, or is
+                inconsistent (a count that does not match, ids out of order); the message names
+                the file and the line.
+        """
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        position = 0
+
+        def next_line(expected: str) -> str:
+            nonlocal position
+            if position >= len(lines):
+                raise ValueError(f"{path}: file ends early, expected {expected}")
+            position += 1
+            return lines[position - 1]
+
+        def field(key: str) -> str:
+            line = next_line(f"'{key} ...'")
+            name, _, value = line.partition(" ")
+            if name != key:
+                raise ValueError(f"{path}, line {position}: expected '{key} ...', got {line!r}")
+            return value
+
+        version = field(FORMAT_NAME)
+        if version != str(FORMAT_VERSION):
+            raise ValueError(f"{path}: format version {version!r}, but this code reads version {FORMAT_VERSION}")
+        try:
+            pattern = json.loads(field("pattern"))
+            special_tokens = []
+            special_ids = []
+            for _ in range(int(field("special_tokens"))):
+                text, _, token_id = next_line("a special token").rpartition(" ")
+                special_tokens.append(json.loads(text))
+                special_ids.append(int(token_id))
+            merges = {}
+            for new_id in range(256, 256 + int(field("merges"))):
+                first, second = next_line("a merge").split(" ")
+                merges[(int(first), int(second))] = new_id
+        except (json.JSONDecodeError, ValueError) as error:
+            raise ValueError(f"{path}, line {position}: {error}") from None
+        tokenizer = cls(pattern=pattern, special_tokens=special_tokens)
+        tokenizer._set_merges(merges)
+        if list(tokenizer.special_tokens.values()) != special_ids:
+            raise ValueError(
+                f"{path}: special token ids {special_ids} do not follow the {len(merges)} merges "
+                f"(expected {list(tokenizer.special_tokens.values())})"
+            )
+        return tokenizer
