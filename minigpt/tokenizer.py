@@ -463,7 +463,7 @@ class Encoding:
         # NOTE: Python's cycle collector runs after every few hundred new container objects, and
         # each run walks the young objects, here the list of all pieces (300k for 1 MB of
         # text). Encoding creates many tuples and no reference cycles, so the collector is paused
-        # while it runs: a first encode goes about 1.5x faster.
+        # while it runs: a first encode of tinyshakespeare.txt goes about 1.3x faster.
         collector_was_enabled = gc.isenabled()
         gc.disable()
         try:

@@ -239,3 +239,15 @@ def test_decode_rejects_non_integer_ids(enc, bad):
 def test_unknown_encoding_name():
     with pytest.raises(ValueError, match="cl100k_base"):
         get_encoding("cl100k_base")
+
+
+def test_benchmark_runs(tmp_path, capsys):
+    from minigpt.benchmarks.tokenizer import main
+
+    text_path = tmp_path / "small.txt"
+    text_path.write_text((FIXTURES / "the-verdict.txt").read_text(encoding="utf-8"), encoding="utf-8")
+    figures = main(["--text", str(text_path), "--repeats", "1", "--cold-runs", "1",
+                    "--vocab-sizes", "300", "--libraries", "minigpt"])
+    assert figures["minigpt"]["same_ids"] and figures["minigpt"]["num_tokens"] == 5145
+    assert figures["minigpt"]["warm_mb_per_s"] > 0 and figures["minigpt"]["train_seconds"][300] > 0
+    assert "cold MB/s" in capsys.readouterr().out
