@@ -1,0 +1,7 @@
+"""`python -m minigpt ...`: the same as the `minigpt` command (see minigpt/cli.py)."""
+
+import sys
+
+from minigpt.cli import main
+
+sys.exit(main())

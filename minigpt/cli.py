@@ -1,0 +1,304 @@
+"""The `minigpt` command line: train, generate, prepare, bench.
+
+    minigpt train                                  # a small GPT on the bundled the-verdict.txt
+    minigpt train --preset gpt2-small              # the book's chapter-5 run (GPT_CONFIG_124M, context 256)
+    minigpt train --preset char --data tinyshakespeare.txt --tokenizer char   # nanoGPT's Shakespeare-char
+    minigpt generate --checkpoint runs/verdict --prompt "Every effort moves you"
+    minigpt prepare big.txt big.bin                # tokenize once into a memory-mapped token file
+    minigpt bench engine                           # benchmarks (engine, model, tokenizer, optim)
+
+`python -m minigpt ...` is the same. Every subcommand's `--help` lists its flags with units.
+Each entry point is `main(argv=None)`, so tests call it with a list of arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from importlib import resources
+
+import numpy as np
+
+BUNDLED_CORPORA = ("the-verdict.txt", "tinyshakespeare.txt")
+
+# Training recipes: the defaults of `minigpt train` for each preset. Flags given on the command
+# line override them. Sizes are chosen for a 2-core CPU.
+RECIPES = {
+    # ~1.5 minutes on 2 cores: a 2-layer, 128-wide GPT with GPT-2's tokenizer memorises much of
+    # the short story, like the book's chapter-5 run but 25x smaller.
+    "tiny": dict(context_length=128, batch_size=4, epochs=30, lr=1e-3, weight_decay=0.1, eval_every=10,
+                 eval_batches=5, sample_every=0, drop_rate=0.1),
+    # The book's chapter 5.2 run: GPT_CONFIG_124M with context 256, AdamW(lr 4e-4, weight decay
+    # 0.1), batch 2, 10 epochs, evaluation every 5 steps on 5 batches, "Every effort moves you".
+    "gpt2-small": dict(context_length=256, batch_size=2, epochs=10, lr=4e-4, weight_decay=0.1, eval_every=5,
+                       eval_batches=5, sample_every=0, drop_rate=0.1, qkv_bias=False, tie_weights=False),
+    "book-124M": dict(context_length=256, batch_size=2, epochs=10, lr=4e-4, weight_decay=0.1, eval_every=5,
+                      eval_batches=5, sample_every=0, drop_rate=0.1),
+    # nanoGPT's shakespeare_char CPU configuration: 4 layers, 4 heads, 128 wide, block 64, batch
+    # 12, dropout 0, lr 1e-3 with cosine decay to 1e-4, 2,000 iterations, warmup 100.
+    "char": dict(context_length=64, batch_size=12, max_steps=2000, lr=1e-3, min_lr=1e-4, schedule="cosine",
+                 warmup_steps=100, initial_lr=0.0, weight_decay=0.1, betas=(0.9, 0.99), grad_clip=1.0,
+                 eval_every=250, eval_batches=200, drop_rate=0.0, tokenizer="char", sample_prompt="\n"),
+}
+
+
+def bundled_corpus_path(name: str) -> str:
+    """The path of a text shipped inside the package (`minigpt/corpora/NAME`)."""
+    return str(resources.files("minigpt").joinpath("corpora", name))
+
+
+def _resolve_data_path(data: str) -> str:
+    if os.path.exists(data):
+        return data
+    if os.path.basename(data) in BUNDLED_CORPORA:
+        return bundled_corpus_path(os.path.basename(data))
+    raise FileNotFoundError(
+        f"--data {data!r}: no such file (bundled texts, usable by name: {', '.join(BUNDLED_CORPORA)})"
+    )
+
+
+def _make_tokenizer(spec: dict):
+    """Build a tokenizer from its checkpoint spec: {"name": "gpt2"} or {"name": "char", "characters": ...}."""
+    if spec["name"] == "char":
+        from minigpt.char_tokenizer import CharTokenizer
+
+        return CharTokenizer(spec["characters"])
+    from minigpt.tokenizer import get_encoding
+
+    return get_encoding(spec["name"])
+
+
+# --------------------------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------------------------
+
+
+def _train_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a GPT on a text file (default: a small model on the bundled the-verdict.txt)",
+        description="Train a GPT from scratch on a UTF-8 text file (or a token file made by "
+        "`minigpt prepare`), printing losses and samples, saving a checkpoint and a loss plot.",
+    )
+    parser.add_argument("--preset", default="tiny", help="model preset and training recipe: tiny (default, ~1.5 min), "
+                        "gpt2-small (the book's ch. 5 run), book-124M, char (Shakespeare-char), gpt2-medium, ...")
+    parser.add_argument("--data", default="the-verdict.txt", help="training text (UTF-8) or a prepared .bin token file; "
+                        "the bundled the-verdict.txt and tinyshakespeare.txt can be named without a path")
+    parser.add_argument("--tokenizer", choices=("gpt2", "char"), help="gpt2 (byte-level BPE, 50,257 ids) or char (one id per distinct character of --data)")
+    parser.add_argument("--out", default=None, help="output directory for checkpoint.safetensors, history.json and loss.png (default runs/<preset>)")
+    parser.add_argument("--resume", default=None, metavar="DIR", help="continue the run saved in DIR exactly where it stopped")
+    parser.add_argument("--seed", type=int, default=123, help="seed of initialisation, dropout and shuffling (integer)")
+    parser.add_argument("--max-steps", type=int, help="optimizer steps in the run (overrides --epochs)")
+    parser.add_argument("--epochs", type=int, help="passes over the training data")
+    parser.add_argument("--batch-size", type=int, help="sequences per micro-batch")
+    parser.add_argument("--grad-accum-steps", type=int, help="micro-batches per optimizer step (the update equals one big batch)")
+    parser.add_argument("--context-length", type=int, help="tokens per training sequence (and the model's context)")
+    parser.add_argument("--stride", type=int, help="tokens between the starts of two training windows (default: context length)")
+    parser.add_argument("--lr", type=float, help="peak learning rate (per step)")
+    parser.add_argument("--schedule", choices=("constant", "cosine"), help="constant (book ch. 5) or warmup + cosine decay (appendix D)")
+    parser.add_argument("--warmup-steps", type=int, help="linear warmup steps of the cosine schedule")
+    parser.add_argument("--min-lr", type=float, help="final learning rate of the cosine schedule")
+    parser.add_argument("--weight-decay", type=float, help="AdamW's decoupled weight decay (multiplied by the learning rate)")
+    parser.add_argument("--grad-clip", type=float, help="clip the global gradient L2 norm to this value (from the end of warmup)")
+    parser.add_argument("--drop-rate", type=float, help="dropout probability of the model (0 to 1)")
+    parser.add_argument("--train-ratio", type=float, default=0.9, help="fraction of the tokens used for training; the rest validates")
+    parser.add_argument("--eval-every", type=int, help="evaluate train and validation loss every N steps")
+    parser.add_argument("--eval-batches", type=int, help="batches per loss estimate")
+    parser.add_argument("--sample-every", type=int, help="print a greedy sample every N steps (0: only at the end)")
+    parser.add_argument("--sample-prompt", help='prompt of the samples (default "Every effort moves you")')
+    parser.add_argument("--sample-tokens", type=int, help="tokens per sample")
+    parser.add_argument("--checkpoint-every", type=int, help="save a checkpoint every N steps (always at the end and on Ctrl-C)")
+
+
+def _load_token_ids(data_path: str, tokenizer_name: str):
+    """Token ids of the data and the tokenizer spec: a prepared .bin file or a text file."""
+    from minigpt.data import load_tokens, token_file_info
+
+    if data_path.endswith(".bin"):
+        info = token_file_info(data_path)
+        return load_tokens(data_path), {"name": info.get("tokenizer", "gpt2")}
+    with open(data_path, encoding="utf-8") as file:
+        text = file.read()
+    if tokenizer_name == "char":
+        from minigpt.char_tokenizer import CharTokenizer
+
+        tokenizer = CharTokenizer.from_text(text)
+        spec = {"name": "char", "characters": tokenizer.characters}
+    else:
+        spec = {"name": "gpt2"}
+        tokenizer = _make_tokenizer(spec)
+    return np.asarray(tokenizer.encode(text, allowed_special={"<|endoftext|>"}), dtype=np.int64), spec
+
+
+def train_main(args) -> int:
+    """Run `minigpt train` with parsed arguments (see `_train_parser`)."""
+    from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from minigpt.data import DataLoader, GPTDataset, train_val_split
+    from minigpt.model import GPTModel, get_config
+    from minigpt.optim import AdamW
+    from minigpt.train import Trainer, TrainingConfig
+
+    if args.resume:
+        checkpoint_path = os.path.join(args.resume, CHECKPOINT_NAME) if os.path.isdir(args.resume) else args.resume
+        _, _, metadata = load_checkpoint(checkpoint_path)
+        if "trainer" not in metadata:
+            raise SystemExit(f"--resume {args.resume}: the checkpoint has no training state to continue")
+        run_info = metadata["trainer"]["run_info"]
+        settings = dict(metadata["trainer"]["training_config"])
+        settings["betas"] = tuple(settings["betas"])
+        if args.max_steps is not None:  # the one setting a resumed run may change: run longer
+            settings["max_steps"] = args.max_steps
+        config = TrainingConfig(**settings)
+        model_config = get_config(run_info["model_config"])
+        out_dir = args.out or os.path.dirname(os.path.abspath(checkpoint_path))
+        data_path, tokenizer_spec = run_info["data"], run_info["tokenizer"]
+        batch_size, stride, train_ratio = run_info["batch_size"], run_info["stride"], run_info["train_ratio"]
+    else:
+        recipe = dict(RECIPES.get(args.preset, RECIPES["book-124M"] if args.preset.startswith("gpt2") else {}))
+        flag_values = {key: value for key, value in vars(args).items() if value is not None}
+
+        def setting(name, default=None):
+            """A flag given on the command line, else the preset's recipe, else `default`."""
+            return flag_values.get(name, recipe.get(name, default))
+
+        data_path = _resolve_data_path(args.data)
+        model_overrides = {name: recipe[name] for name in ("qkv_bias", "tie_weights") if name in recipe}
+        context_length = setting("context_length")
+        if context_length is not None:
+            model_overrides["context_length"] = context_length
+        if setting("drop_rate") is not None:
+            model_overrides["drop_rate"] = setting("drop_rate")
+        tokenizer_name = setting("tokenizer", "gpt2")
+        field_names = {field.name for field in dataclasses.fields(TrainingConfig)}
+        config = TrainingConfig(**{name: setting(name) for name in field_names if setting(name) is not None})
+        batch_size = setting("batch_size", 4)
+        train_ratio = args.train_ratio
+        tokenizer_spec = None
+        out_dir = args.out or os.path.join("runs", args.preset)
+
+    token_ids, spec_from_data = _load_token_ids(data_path, tokenizer_spec["name"] if tokenizer_spec else tokenizer_name)
+    tokenizer_spec = tokenizer_spec or spec_from_data
+    tokenizer = _make_tokenizer(tokenizer_spec)
+    if not args.resume:
+        model_overrides["vocab_size"] = tokenizer.n_vocab
+        model_config = get_config(args.preset, **model_overrides)
+        stride = args.stride or model_config.context_length
+    context_length = model_config.context_length
+    train_ids, val_ids = train_val_split(token_ids, train_ratio, max_length=context_length)
+    train_loader = DataLoader(GPTDataset(train_ids, None, context_length, stride), batch_size=batch_size, shuffle=True, drop_last=True, seed=config.seed)
+    val_loader = DataLoader(GPTDataset(val_ids, None, context_length, context_length), batch_size=batch_size, shuffle=False, drop_last=False)
+    model = GPTModel(model_config, rng=config.seed)
+    optimizer = AdamW(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    run_info = {
+        "model_config": model_config.to_dict(), "tokenizer": tokenizer_spec, "data": os.path.abspath(data_path),
+        "batch_size": batch_size, "stride": stride, "train_ratio": train_ratio, "preset": getattr(args, "preset", None),
+    }
+    trainer = Trainer(model, optimizer, train_loader, val_loader, config, tokenizer=tokenizer, out_dir=out_dir, run_info=run_info)
+    if args.resume:
+        trainer.load(checkpoint_path)
+        print(f"resuming {checkpoint_path} at step {trainer.step} of {trainer.total_steps}")
+
+    print(f"model: {json.dumps(model_config.to_dict())}")
+    print(f"parameters: {model.num_parameters():,} | tokenizer: {tokenizer_spec['name']} (vocabulary {tokenizer.n_vocab:,})")
+    print(f"data: {data_path}: {len(token_ids):,} tokens, {len(train_ids):,} train / {len(val_ids):,} validation; "
+          f"{len(train_loader)} batches of {batch_size} x {context_length} per epoch")
+    print(f"training: {json.dumps(dataclasses.asdict(config))}")
+    print(f"seed: {config.seed} | steps: {trainer.total_steps} | output: {out_dir}")
+    try:
+        history = trainer.fit()
+    except KeyboardInterrupt:
+        return 130
+    trainer.sample()
+    if history["val_loss"]:
+        print(f"final: train loss {history['train_loss'][-1]:.3f}, val loss {history['val_loss'][-1]:.3f}, "
+              f"{trainer.elapsed_seconds:.1f} s of training in this run, {trainer.step} steps in all")
+    print(f"saved {os.path.join(out_dir, CHECKPOINT_NAME)}" + (f" and {os.path.join(out_dir, 'loss.png')}" if os.path.exists(os.path.join(out_dir, 'loss.png')) else
+          " (install matplotlib, `pip install -e .[plot]`, for loss.png)"))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# generate
+# --------------------------------------------------------------------------------------------
+
+
+def _generate_parser(subparsers) -> None:
+    parser = subparsers.add_parser("generate", help="continue a prompt with a trained checkpoint",
+                                   description="Generate text from a checkpoint written by `minigpt train`.")
+    parser.add_argument("--checkpoint", required=True, help="a run directory or its checkpoint.safetensors")
+    parser.add_argument("--prompt", default="Every effort moves you", help="the text to continue")
+    parser.add_argument("--max-new-tokens", type=int, default=50, help="tokens to generate")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; above 0 samples (1.0 = the model's distribution)")
+    parser.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely tokens")
+    parser.add_argument("--top-p", type=float, default=None, help="sample only from the smallest set of tokens with this total probability")
+    parser.add_argument("--seed", type=int, default=123, help="seed of the sampling generator")
+
+
+def generate_main(args) -> int:
+    """Run `minigpt generate` with parsed arguments."""
+    from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from minigpt.generate import generate, text_to_token_ids, token_ids_to_text
+    from minigpt.model import GPTModel, get_config
+
+    path = os.path.join(args.checkpoint, CHECKPOINT_NAME) if os.path.isdir(args.checkpoint) else args.checkpoint
+    model_state, _, metadata = load_checkpoint(path)
+    run_info = metadata["trainer"]["run_info"]
+    model = GPTModel(get_config(run_info["model_config"]), rng=0)
+    model.load_state_dict(model_state)
+    model.eval()
+    tokenizer = _make_tokenizer(run_info["tokenizer"])
+    ids = text_to_token_ids(args.prompt, tokenizer)
+    out = generate(model, ids, max_new_tokens=args.max_new_tokens, context_size=model.cfg.context_length,
+                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, rng=np.random.default_rng(args.seed))
+    print(token_ids_to_text(out, tokenizer))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# prepare, bench
+# --------------------------------------------------------------------------------------------
+
+
+def _prepare_parser(subparsers) -> None:
+    parser = subparsers.add_parser("prepare", help="tokenize a text file once into a memory-mapped token file",
+                                   description="Tokenize INPUT with GPT-2's tokenizer into OUTPUT (raw uint16 ids + a JSON sidecar); "
+                                   "`minigpt train --data OUTPUT` then memory-maps it, so corpora larger than memory train.")
+    parser.add_argument("input", help="UTF-8 text file")
+    parser.add_argument("output", help="token file to write (use the .bin suffix)")
+
+
+def prepare_main(args) -> int:
+    """Run `minigpt prepare`."""
+    from minigpt.data import prepare
+    from minigpt.tokenizer import get_encoding
+
+    if not args.output.endswith(".bin"):
+        raise SystemExit(f"output {args.output!r}: use a .bin file name (train recognises token files by it)")
+    prepare(args.input, args.output, get_encoding("gpt2"))
+    print(f"wrote {args.output}")
+    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point of the `minigpt` command (and `python -m minigpt`)."""
+    parser = argparse.ArgumentParser(prog="minigpt", description="A GPT built from scratch on NumPy: train, generate, prepare, bench.")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _train_parser(subparsers)
+    _generate_parser(subparsers)
+    _prepare_parser(subparsers)
+    bench = subparsers.add_parser("bench", help="run a benchmark (engine, model, tokenizer, optim)", add_help=False)
+    bench.add_argument("arguments", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if args.command == "bench":
+        from minigpt.benchmarks import run
+
+        return run(args.arguments)
+    handler = {"train": train_main, "generate": generate_main, "prepare": prepare_main}[args.command]
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,500 @@
+"""Pretraining: the loss of a batch, evaluation, and the training loops (book ch. 5, appendix D).
+
+The first half is the book's chapter-5 code under its names: `calc_loss_batch`,
+`calc_loss_loader`, `evaluate_model`, `generate_and_print_sample`, `train_model_simple`.
+The second half, `Trainer`, is the loop a real run needs, with appendix D's extras: linear
+warmup and cosine decay of the learning rate, gradient clipping, gradient accumulation over
+micro-batches, evaluation every N steps, tokens seen, a tqdm progress bar, atomic checkpoints
+with exact resume, and the loss plot.
+
+Shape letters: B batch, T tokens (context), V vocabulary.
+
+References: Raschka, "Build a Large Language Model (From Scratch)", sections 5.1-5.2 and
+appendix D (D.1 warmup, D.2 cosine decay, D.3 gradient clipping, D.4 the modified loop).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from autograd import no_grad
+from autograd import functional as F
+from minigpt.data import DataLoader
+from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from minigpt.generate import generate, text_to_token_ids, token_ids_to_text
+from minigpt.optim import clip_grad_norm_, flatten_state_dict, unflatten_state_dict, warmup_cosine_lr
+
+# --------------------------------------------------------------------------------------------
+# The book's chapter-5 functions
+# --------------------------------------------------------------------------------------------
+
+
+def calc_loss_batch(input_batch, target_batch, model):
+    """Mean cross-entropy of the model's next-token predictions for one batch (book listing 5.x, 5.1.3).
+
+    Args:
+        input_batch: int array (B, T) of token ids.
+        target_batch: int array (B, T), the inputs shifted by one token.
+        model: callable ids (B, T) -> logits (B, T, V).
+
+    Returns:
+        A 0-d float32 Tensor; call `.backward()` on it to get gradients.
+    """
+    logits = model(input_batch)  # (B, T, V)
+    return F.cross_entropy(logits, target_batch)  # (B, T, V) and (B, T) are flattened inside
+
+
+def calc_loss_loader(data_loader, model, num_batches: int | None = None) -> float:
+    """Average loss over the first `num_batches` batches of a loader (all when None).
+
+    As the book: NaN for an empty loader; `num_batches` larger than the loader is reduced to its
+    length. Runs without recording a graph.
+    """
+    if len(data_loader) == 0:
+        return float("nan")
+    num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
+    total = 0.0
+    with no_grad():
+        for i, (input_batch, target_batch) in enumerate(data_loader):
+            if i >= num_batches:
+                break
+            total += calc_loss_batch(input_batch, target_batch, model).item()
+    return total / num_batches
+
+
+def evaluate_model(model, train_loader, val_loader, eval_iter: int) -> tuple[float, float]:
+    """Training and validation loss over `eval_iter` batches each, in eval mode (book listing 5.3)."""
+    model.eval()
+    train_loss = calc_loss_loader(train_loader, model, num_batches=eval_iter)
+    val_loss = calc_loss_loader(val_loader, model, num_batches=eval_iter)
+    model.train()
+    return train_loss, val_loss
+
+
+def generate_and_print_sample(model, tokenizer, start_context: str, max_new_tokens: int = 50) -> str:
+    """Print (and return) a greedy continuation of `start_context` on one line (book listing 5.3)."""
+    context_size = model.pos_emb.weight.shape[0]
+    encoded = text_to_token_ids(start_context, tokenizer)
+    token_ids = generate(model, encoded, max_new_tokens=max_new_tokens, context_size=context_size)
+    decoded = token_ids_to_text(token_ids, tokenizer)
+    print(decoded.replace("\n", " "))  # compact print format, as the book
+    return decoded
+
+
+def train_model_simple(model, train_loader, val_loader, optimizer, num_epochs: int, eval_freq: int, eval_iter: int, start_context: str, tokenizer):
+    """The book's pretraining loop (listing 5.3): epochs of batches, evaluation every `eval_freq` steps.
+
+    Returns:
+        (train_losses, val_losses, track_tokens_seen): lists, one entry per evaluation.
+    """
+    train_losses, val_losses, track_tokens_seen = [], [], []
+    tokens_seen, global_step = 0, -1
+    for epoch in range(num_epochs):
+        model.train()
+        for input_batch, target_batch in train_loader:
+            optimizer.zero_grad()
+            loss = calc_loss_batch(input_batch, target_batch, model)
+            loss.backward()
+            optimizer.step()
+            tokens_seen += input_batch.size
+            global_step += 1
+            if global_step % eval_freq == 0:
+                train_loss, val_loss = evaluate_model(model, train_loader, val_loader, eval_iter)
+                train_losses.append(train_loss)
+                val_losses.append(val_loss)
+                track_tokens_seen.append(tokens_seen)
+                print(f"Ep {epoch + 1} (Step {global_step:06d}): Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
+        generate_and_print_sample(model, tokenizer, start_context)
+    return train_losses, val_losses, track_tokens_seen
+
+
+# --------------------------------------------------------------------------------------------
+# Trainer: appendix D's loop with accumulation, checkpoints and exact resume
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    """Settings of a training run (every field is a `minigpt train` flag of the same name).
+
+    Attributes:
+        max_steps: optimizer steps in the run; None means `epochs` passes over the training data.
+        epochs: passes over the training data when max_steps is None.
+        lr: the peak learning rate (per step, AdamW's alpha).
+        schedule: "constant" (the book's chapter 5) or "cosine" (appendix D: linear warmup from
+            `initial_lr` to `lr`, then cosine decay to `min_lr`).
+        warmup_steps: steps of linear warmup (cosine schedule only).
+        initial_lr: learning rate at step 0 of the warmup; None means lr / 10 (as appendix D,
+            which warms up from 1e-4 to a peak of 1e-3 in D.1).
+        min_lr: learning rate at the last step of the cosine decay; None means lr / 10.
+        weight_decay: AdamW's decoupled weight decay (per step, multiplied by lr).
+        betas: AdamW's moment decay rates.
+        grad_clip: clip the global gradient norm to this value from step `warmup_steps` on (as
+            appendix D); None disables clipping.
+        grad_accum_steps: micro-batches per optimizer step; the update equals one step on all
+            of them at once (the loss is normalised by the total number of target tokens).
+        eval_every: evaluate train and validation loss every this many steps (and at the end).
+        eval_batches: batches per loss estimate (the book's eval_iter).
+        sample_every: print a greedy sample every this many steps; 0 only at the end.
+        sample_prompt: the prompt of the samples (the book: "Every effort moves you").
+        sample_tokens: tokens per sample.
+        checkpoint_every: save a checkpoint every this many steps (and always at the end).
+        seed: seeds initialisation, dropout and shuffling.
+    """
+
+    max_steps: int | None = None
+    epochs: int = 1
+    lr: float = 4e-4
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    initial_lr: float | None = None
+    min_lr: float | None = None
+    weight_decay: float = 0.1
+    betas: tuple = (0.9, 0.999)
+    grad_clip: float | None = None
+    grad_accum_steps: int = 1
+    eval_every: int = 50
+    eval_batches: int = 5
+    sample_every: int = 0
+    sample_prompt: str = "Every effort moves you"
+    sample_tokens: int = 50
+    checkpoint_every: int = 0
+    seed: int = 123
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field out of range."""
+        checks = [
+            ("max_steps", self.max_steps is None or self.max_steps >= 1, ">= 1 or None"),
+            ("epochs", self.epochs >= 1, ">= 1"),
+            ("lr", self.lr > 0, "> 0"),
+            ("schedule", self.schedule in ("constant", "cosine"), "'constant' or 'cosine'"),
+            ("warmup_steps", self.warmup_steps >= 0, ">= 0"),
+            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("grad_clip", self.grad_clip is None or self.grad_clip > 0, "> 0 or None"),
+            ("grad_accum_steps", self.grad_accum_steps >= 1, ">= 1"),
+            ("eval_every", self.eval_every >= 1, ">= 1"),
+            ("eval_batches", self.eval_batches >= 1, ">= 1"),
+            ("sample_every", self.sample_every >= 0, ">= 0"),
+            ("sample_tokens", self.sample_tokens >= 0, ">= 0"),
+            ("checkpoint_every", self.checkpoint_every >= 0, ">= 0"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}")
+
+
+def weight_decay_groups(model, weight_decay: float) -> list[dict]:
+    """Parameter groups in which only matrices (2-D weights of Linear layers) are decayed.
+
+    Biases, LayerNorm scales and shifts, and embeddings get weight_decay 0, as nanoGPT and
+    GPT-2-style recipes do: decaying a LayerNorm scale towards 0 or an embedding row that a rare
+    token seldom updates does not regularise anything useful. The book (chapter 5) decays all
+    parameters instead; `minigpt train` does that unless asked otherwise.
+    """
+    decayed, not_decayed = [], []
+    for name, parameter in model.named_parameters():
+        is_embedding = name.startswith(("tok_emb", "pos_emb"))
+        (decayed if parameter.ndim >= 2 and not is_embedding else not_decayed).append(parameter)
+    return [{"params": decayed, "weight_decay": weight_decay}, {"params": not_decayed, "weight_decay": 0.0}]
+
+
+class Trainer:
+    """Trains a model with appendix D's loop and keeps everything needed to resume exactly.
+
+    One step: take `grad_accum_steps` micro-batches, back-propagate each one's summed
+    cross-entropy divided by the number of target tokens in all of them, set the learning rate
+    from the schedule, clip the gradient norm (from step `warmup_steps` on), take an optimizer
+    step. Every `eval_every` steps the train and validation losses are estimated and recorded
+    with the tokens seen so far.
+
+    Args:
+        model: a GPTModel (anything with the same call, parameters, state_dict, train/eval).
+        optimizer: e.g. `minigpt.optim.AdamW(model.parameters(), ...)`.
+        train_loader, val_loader: `minigpt.data.DataLoader`s (val_loader may be None).
+        config: a `TrainingConfig`.
+        tokenizer: used for samples (and recorded in checkpoints via `tokenizer_spec`).
+        out_dir: where `checkpoint.safetensors`, `history.json` and `loss.png` go; None saves nothing.
+        run_info: JSON-able dict stored in each checkpoint (model config, data files,
+            tokenizer spec) so that `--resume` can rebuild the run.
+
+    Attributes:
+        step: optimizer steps taken; tokens_seen: input tokens processed;
+        history: dict of lists `step`, `tokens_seen`, `train_loss`, `val_loss`, `lr`.
+    """
+
+    def __init__(self, model, optimizer, train_loader, val_loader, config: TrainingConfig, tokenizer=None, out_dir: str | None = None, run_info: dict | None = None):
+        config.validate()
+        if len(train_loader) < config.grad_accum_steps:
+            raise ValueError(
+                f"the training data gives {len(train_loader)} batches per epoch, fewer than "
+                f"grad_accum_steps={config.grad_accum_steps}: use a smaller batch or more data"
+            )
+        self.model, self.optimizer = model, optimizer
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.config, self.tokenizer, self.out_dir = config, tokenizer, out_dir
+        self.run_info = dict(run_info or {})
+        self.steps_per_epoch = len(train_loader) // config.grad_accum_steps
+        self.total_steps = config.max_steps if config.max_steps is not None else config.epochs * self.steps_per_epoch
+        self.step = 0
+        self.tokens_seen = 0
+        self.history = {"step": [], "tokens_seen": [], "train_loss": [], "val_loss": [], "lr": []}
+        self._batches = None  # the iterator over the current epoch of train_loader
+        self._mid_step = self._updating = False
+        self._tokens_this_step = 0
+        # Loss estimates read an unshuffled loader over the same windows (see `evaluate`).
+        self._train_eval_loader = DataLoader(train_loader.dataset, batch_size=train_loader.batch_size)
+        if config.schedule == "cosine" and config.warmup_steps >= self.total_steps:
+            raise ValueError(f"warmup_steps={config.warmup_steps} must be smaller than the run's {self.total_steps} steps")
+
+    # ---- the schedule -----------------------------------------------------------------------
+    def learning_rate(self, step: int) -> float:
+        """The learning rate of optimizer step `step` (0-based)."""
+        config = self.config
+        if config.schedule == "constant":
+            return config.lr
+        initial_lr = config.lr / 10 if config.initial_lr is None else config.initial_lr
+        min_lr = config.lr / 10 if config.min_lr is None else config.min_lr
+        return warmup_cosine_lr(
+            min(step, self.total_steps), total_steps=self.total_steps, warmup_steps=config.warmup_steps,
+            peak_lr=config.lr, initial_lr=initial_lr, min_lr=min_lr,
+        )
+
+    # ---- data -------------------------------------------------------------------------------
+    def _next_batch(self):
+        """The next training batch, starting a new epoch (a new shuffle) when one runs out.
+
+        The loader itself records its epoch, its shuffle state and the batches it handed out,
+        so its `state_dict()` is the exact position in the data for a checkpoint.
+        """
+        while True:
+            if self._batches is None:
+                self._batches = iter(self.train_loader)
+            try:
+                return next(self._batches)
+            except StopIteration:
+                self._batches = None
+
+    # ---- one optimizer step -----------------------------------------------------------------
+    def train_step(self) -> float:
+        """Run one optimizer step over `grad_accum_steps` micro-batches; return its mean loss."""
+        # Where the data and the dropout generator stood before this step: an interrupt in the
+        # middle of the step saves these, so the resumed run redoes the whole step.
+        self._position_before_step = self._position()
+        self._mid_step = True
+        micro_batches = [self._next_batch() for _ in range(self.config.grad_accum_steps)]
+        target_tokens = sum(int(np.count_nonzero(targets != -100)) for _, targets in micro_batches)
+        self.model.train()
+        total_loss = 0.0
+        self._tokens_this_step = 0
+        for inputs, targets in micro_batches:
+            logits = self.model(inputs)  # (B, T, V)
+            # Sum over this micro-batch's targets, divided by all targets of the step: the
+            # accumulated gradient is then exactly that of the mean over the whole batch.
+            loss = F.cross_entropy(logits, targets, reduction="sum") * (1.0 / target_tokens)
+            loss.backward()
+            total_loss += loss.item()
+            self.tokens_seen += inputs.size
+            self._tokens_this_step += inputs.size
+            del logits, loss  # free this micro-batch's activations before the next forward
+        lr = self.learning_rate(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if self.config.grad_clip is not None and self.step >= self.config.warmup_steps:
+            clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self._updating = True  # parameters change in place from here until the step is counted
+        self.optimizer.step()
+        self.step += 1
+        self._updating = self._mid_step = False
+        self.optimizer.zero_grad()
+        return total_loss
+
+    def _position(self) -> dict:
+        """The data loader's and the dropout generator's states, JSON-able."""
+        dropout_rng = getattr(self.model, "dropout_rng", None)
+        return {
+            "train_loader_state": _jsonable(self.train_loader.state_dict()),
+            "dropout_rng_state": None if dropout_rng is None else _jsonable(dropout_rng.bit_generator.state),
+        }
+
+    # ---- the loop ---------------------------------------------------------------------------
+    def evaluate(self) -> tuple[float, float]:
+        """Estimate train and validation loss on `eval_batches` batches each and record them.
+
+        NOTE: the training batches for the estimate come from an unshuffled loader over the same
+        windows, not from `train_loader`: iterating that would draw a shuffle order from its
+        generator and so change the order of all later epochs (and break exact resume).
+        """
+        self.model.eval()
+        train_loss = calc_loss_loader(self._train_eval_loader, self.model, self.config.eval_batches)
+        val_loss = float("nan") if self.val_loader is None else calc_loss_loader(self.val_loader, self.model, self.config.eval_batches)
+        self.model.train()
+        self.history["step"].append(self.step)
+        self.history["tokens_seen"].append(self.tokens_seen)
+        self.history["train_loss"].append(train_loss)
+        self.history["val_loss"].append(val_loss)
+        self.history["lr"].append(self.learning_rate(max(self.step - 1, 0)))
+        return train_loss, val_loss
+
+    def sample(self) -> str | None:
+        """Print and return a greedy sample of `sample_tokens` tokens after the sample prompt."""
+        if self.tokenizer is None or self.config.sample_tokens == 0:
+            return None
+        context_size = self.model.pos_emb.weight.shape[0]
+        prompt = text_to_token_ids(self.config.sample_prompt, self.tokenizer)
+        ids = generate(self.model, prompt, max_new_tokens=self.config.sample_tokens, context_size=context_size)
+        text = token_ids_to_text(ids, self.tokenizer)
+        tqdm.write(f"sample @ step {self.step}: {text!r}")
+        return text
+
+    def fit(self, stop_at: int | None = None) -> dict:
+        """Train until `total_steps` (or until `stop_at`, to split a run for testing resume).
+
+        Ctrl-C saves a checkpoint at the last completed step (when out_dir is set) and re-raises.
+
+        Returns:
+            The history dict.
+        """
+        end = self.total_steps if stop_at is None else min(stop_at, self.total_steps)
+        progress = tqdm(total=end, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+        started = time.perf_counter()
+        try:
+            while self.step < end:
+                loss = self.train_step()
+                progress.update(1)
+                progress.set_postfix(loss=f"{loss:.3f}", lr=f"{self.learning_rate(self.step - 1):.2e}")
+                if self.step % self.config.eval_every == 0 or self.step == end:
+                    train_loss, val_loss = self.evaluate()
+                    tqdm.write(
+                        f"step {self.step:6d} | epoch {self.train_loader.epoch} | tokens {self.tokens_seen:,} | "
+                        f"train loss {train_loss:.3f} (ppl {math.exp(min(train_loss, 50)):.1f}) | "
+                        f"val loss {val_loss:.3f} (ppl {math.exp(min(val_loss, 50)) if val_loss == val_loss else float('nan'):.1f})"
+                    )
+                if self.config.sample_every and self.step % self.config.sample_every == 0:
+                    self.sample()
+                if self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0:
+                    self.save()
+        except KeyboardInterrupt:
+            progress.close()
+            if self._updating:
+                # Stopped inside optimizer.step(): the weights are half updated, so the last
+                # checkpoint on disk is the good one; leave it as it is.
+                print(f"\ninterrupted during a parameter update: kept the last checkpoint in {self.out_dir}")
+            elif self.out_dir is not None:
+                self.optimizer.zero_grad()
+                self.save()
+                print(f"\ninterrupted: checkpoint of step {self.step} saved in {self.out_dir}; continue with --resume {self.out_dir}")
+            raise
+        progress.close()
+        self.elapsed_seconds = time.perf_counter() - started
+        if self.out_dir is not None:
+            self.save()
+            self.plot()
+        return self.history
+
+    # ---- checkpoints ------------------------------------------------------------------------
+    def state(self) -> dict:
+        """The trainer's JSON-able state (everything but the model's and optimizer's arrays)."""
+        position = self._position_before_step if self._mid_step else self._position()
+        return {
+            "step": self.step,
+            "tokens_seen": self.tokens_seen - (self._tokens_this_step if self._mid_step else 0),
+            **position,
+            "history": self.history,
+            "training_config": dataclasses.asdict(self.config),
+            "run_info": self.run_info,
+        }
+
+    def save(self, path: str | None = None) -> str:
+        """Write model, optimizer and trainer state atomically to `path` (default out_dir/checkpoint.safetensors)."""
+        if path is None:
+            if self.out_dir is None:
+                raise ValueError("save: no path given and the trainer has no out_dir")
+            os.makedirs(self.out_dir, exist_ok=True)
+            path = os.path.join(self.out_dir, CHECKPOINT_NAME)
+        save_checkpoint(path, self.model.state_dict(), flatten_state_dict(self.optimizer.state_dict()), {"trainer": self.state()})
+        if self.out_dir is not None:
+            with open(os.path.join(self.out_dir, "history.json"), "w") as file:
+                json.dump(self.history, file)
+        return path
+
+    def load(self, path: str) -> None:
+        """Restore model weights, optimizer state and the trainer's position from a checkpoint.
+
+        Raises:
+            ValueError: the checkpoint does not fit this model or optimizer (from their
+                load_state_dict), or has no trainer state.
+        """
+        model_state, optimizer_state, metadata = load_checkpoint(path)
+        if "trainer" not in metadata:
+            raise ValueError(f"{path!r} holds no trainer state (it is a weights-only checkpoint): cannot resume from it")
+        state = metadata["trainer"]
+        self.model.load_state_dict(model_state)
+        if optimizer_state is not None:
+            self.optimizer.load_state_dict(unflatten_state_dict(*optimizer_state))
+        self.step, self.tokens_seen = state["step"], state["tokens_seen"]
+        self.history = state["history"]
+        self.train_loader.load_state_dict(state["train_loader_state"])
+        self._batches = None  # the next batch continues the loader where the checkpoint left it
+        dropout_rng = getattr(self.model, "dropout_rng", None)
+        if dropout_rng is not None and state.get("dropout_rng_state") is not None:
+            dropout_rng.bit_generator.state = state["dropout_rng_state"]
+
+    def plot(self) -> str | None:
+        """Save `loss.png` in out_dir: losses against steps and tokens seen (book figure 5.12).
+
+        Returns the file's path, or None when matplotlib is not installed (`pip install
+        minigpt[plot]`) or nothing was recorded.
+        """
+        if self.out_dir is None or not self.history["step"]:
+            return None
+        return plot_losses(self.history, os.path.join(self.out_dir, "loss.png"))
+
+
+def plot_losses(history: dict, path: str) -> str | None:
+    """Plot training and validation loss against steps, with tokens seen on a second x-axis.
+
+    The book's `plot_losses` (listing 5.x, section 5.2) draws the same figure. Needs matplotlib
+    (the `plot` extra); without it this returns None and prints nothing.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.plot(history["step"], history["train_loss"], label="Training loss")
+    axis.plot(history["step"], history["val_loss"], linestyle="-.", label="Validation loss")
+    axis.set_xlabel("Steps")
+    axis.set_ylabel("Loss")
+    axis.legend(loc="upper right")
+    tokens_axis = axis.twiny()
+    tokens_axis.plot(history["tokens_seen"], history["train_loss"], alpha=0)  # aligns the ticks
+    tokens_axis.set_xlabel("Tokens seen")
+    figure.tight_layout()
+    temporary = path + ".tmp.png"
+    figure.savefig(temporary)
+    plt.close(figure)
+    os.replace(temporary, path)
+    return path
+
+
+def _jsonable(value):
+    """Convert NumPy scalars and arrays inside nested dicts/lists to plain Python values."""
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
