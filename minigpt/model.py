@@ -1,0 +1,321 @@
+"""The GPT model of the book's chapter 4: configuration, presets and `GPTModel`.
+
+    token ids (B, T) -> tok_emb + pos_emb -> drop_emb -> n_layers x TransformerBlock
+                     -> final_norm -> out_head -> logits (B, T, V)
+
+`GPTModel(cfg)` takes the book's config dict (`GPT_CONFIG_124M`), a `GPTConfig`, or the name of a
+preset ("gpt2-small", "char", ...), and has the book's attribute names, so `model.state_dict()`
+has exactly the keys of the book's PyTorch model (`tok_emb.weight`,
+`trf_blocks.0.att.W_query.weight`, `trf_blocks.0.norm1.scale`, `out_head.weight`, ...).
+OpenAI's GPT-2 weights load with `GPTModel.from_pretrained(path)` (see `pretrained.py`).
+
+Shape letters: B batch, T tokens (num_tokens), C channels (emb_dim), V vocabulary.
+
+References: Raschka, "Build a Large Language Model (From Scratch)", chapter 4 (listing 4.7,
+GPTModel; section 4.6, the parameter count; listing 4.8, generate_text_simple); Radford et al.
+2019, "Language Models are Unsupervised Multitask Learners" (GPT-2: sizes, section 2.3
+initialisation); Karpathy's nanoGPT (weight tying, config dataclass).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from autograd import Tensor
+from minigpt.generate import generate_text_simple  # book listing 4.8; lives with generate()
+from minigpt.nn import Dropout, Embedding, LayerNorm, Linear, Module, Sequential, TransformerBlock
+from minigpt.nn.layers import _generator
+
+__all__ = [
+    "GPTConfig",
+    "GPT_CONFIG_124M",
+    "PRESETS",
+    "get_config",
+    "count_parameters",
+    "GPTModel",
+    "generate_text_simple",
+]
+
+# The book's configuration of chapter 4 (GPT-2 small's sizes, no qkv bias, separate output head).
+GPT_CONFIG_124M = {
+    "vocab_size": 50257,  # Vocabulary size
+    "context_length": 1024,  # Context length
+    "emb_dim": 768,  # Embedding dimension
+    "n_heads": 12,  # Number of attention heads
+    "n_layers": 12,  # Number of layers
+    "drop_rate": 0.1,  # Dropout rate
+    "qkv_bias": False,  # Query-Key-Value bias
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class GPTConfig:
+    """The hyperparameters of a GPTModel: the book's config dict as a validated dataclass.
+
+    The defaults are the book's GPT_CONFIG_124M. `cfg["emb_dim"]` works as on the book's dict,
+    so layers accept either form.
+
+    Raises:
+        ValueError: a size that is not a positive integer, drop_rate outside [0, 1), a flag that
+            is not a bool, or emb_dim not divisible by n_heads (each head gets emb_dim / n_heads).
+
+    Example:
+        >>> GPTConfig(**GPT_CONFIG_124M).emb_dim
+        768
+    """
+
+    vocab_size: int = 50257  # number of token ids V (GPT-2's byte-level BPE has 50,257)
+    context_length: int = 1024  # longest input in tokens; the number of learned positions
+    emb_dim: int = 768  # channels C of every token's vector in the residual stream
+    n_heads: int = 12  # attention heads per block; each has emb_dim // n_heads channels
+    n_layers: int = 12  # number of transformer blocks
+    drop_rate: float = 0.1  # dropout probability on embeddings, attention weights and shortcuts
+    qkv_bias: bool = False  # bias on the query/key/value projections (OpenAI's GPT-2 has one)
+    tie_weights: bool = False  # out_head.weight is tok_emb.weight (GPT-2 ties; the book does not)
+
+    def __post_init__(self):
+        for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"GPTConfig: {name} must be a positive integer, got {value!r}")
+        rate = self.drop_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+            raise ValueError(f"GPTConfig: drop_rate must be a probability in [0, 1), got {rate!r}")
+        for name in ("qkv_bias", "tie_weights"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"GPTConfig: {name} must be True or False, got {getattr(self, name)!r}")
+        if self.emb_dim % self.n_heads != 0:
+            raise ValueError(
+                f"GPTConfig: emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads}), "
+                "since every head gets emb_dim / n_heads channels"
+            )
+
+    # The book passes a dict around; reading a GPTConfig the same way keeps layers agnostic.
+    def __getitem__(self, key: str):
+        if key not in self.keys():
+            raise KeyError(f"GPTConfig has no field {key!r}; fields: {', '.join(self.keys())}")
+        return getattr(self, key)
+
+    def keys(self) -> tuple:
+        """The field names, in the book's order."""
+        return tuple(field.name for field in dataclasses.fields(self))
+
+    def to_dict(self) -> dict:
+        """A plain dict of the fields (the book's config-dict form, plus tie_weights)."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "GPTConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping) -> "GPTConfig":
+        """Build from the book's config dict; `tie_weights` is optional (default False).
+
+        Raises:
+            KeyError: keys missing or unknown (all named).
+            ValueError: a bad value (see the class docstring).
+        """
+        fields = [field.name for field in dataclasses.fields(cls)]
+        required = [name for name in fields if name != "tie_weights"]
+        missing = [name for name in required if name not in cfg]
+        unknown = [name for name in cfg if name not in fields]
+        if missing or unknown:
+            problems = []
+            if missing:
+                problems.append(f"missing keys {missing}")
+            if unknown:
+                problems.append(f"unknown keys {unknown}")
+            raise KeyError(f"GPT config: {'; '.join(problems)}; expected the keys {fields}")
+        return cls(**{name: cfg[name] for name in fields if name in cfg})
+
+
+PRESETS = {
+    # OpenAI's GPT-2 sizes (the book's ch. 4 exercise and ch. 5.5 model_configs), context 1024,
+    # with the qkv bias and tied head of the released weights and GPT-2's dropout 0.1.
+    "gpt2-small": dict(emb_dim=768, n_layers=12, n_heads=12),  # 124M
+    "gpt2-medium": dict(emb_dim=1024, n_layers=24, n_heads=16),  # 355M
+    "gpt2-large": dict(emb_dim=1280, n_layers=36, n_heads=20),  # 774M
+    "gpt2-xl": dict(emb_dim=1600, n_layers=48, n_heads=25),  # 1558M
+    # The book's GPT_CONFIG_124M as it stands (no qkv bias, separate head: 163,009,536 parameters).
+    "book-124M": dict(GPT_CONFIG_124M),
+    # Small models that train on a CPU in minutes: GPT-2's tokenizer with a tied head (the
+    # 50257 x 128 table is most of its 6.8M parameters), and a character-level Shakespeare model
+    # (nanoGPT's shakespeare_char CPU settings: 4 layers, 4 heads, 128 wide, 64 tokens).
+    "tiny": dict(vocab_size=50257, context_length=128, emb_dim=128, n_layers=2, n_heads=4, drop_rate=0.1,
+                 qkv_bias=False, tie_weights=True),
+    "char": dict(vocab_size=65, context_length=64, emb_dim=128, n_layers=4, n_heads=4, drop_rate=0.0,
+                 qkv_bias=False, tie_weights=False),
+}
+for _name in ("gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl"):
+    PRESETS[_name] = dict(vocab_size=50257, context_length=1024, drop_rate=0.1, qkv_bias=True, tie_weights=True,
+                          **PRESETS[_name])
+del _name
+
+
+def get_config(cfg, **overrides) -> GPTConfig:
+    """Resolve a preset name, the book's config dict or a GPTConfig into a validated GPTConfig.
+
+    Args:
+        cfg: a name from PRESETS, a mapping with the book's keys, or a GPTConfig.
+        **overrides: fields to change, e.g. `get_config("gpt2-small", drop_rate=0.0)`.
+
+    Raises:
+        KeyError: unknown preset name, or missing/unknown keys in a dict.
+        TypeError: cfg of another type. ValueError: bad values.
+    """
+    if isinstance(cfg, str):
+        if cfg not in PRESETS:
+            raise KeyError(f"unknown GPT preset {cfg!r}; presets: {', '.join(PRESETS)}")
+        config = GPTConfig.from_dict(PRESETS[cfg])
+    elif isinstance(cfg, GPTConfig):
+        config = cfg
+    elif isinstance(cfg, Mapping):
+        config = GPTConfig.from_dict(cfg)
+    else:
+        raise TypeError(f"cfg must be a preset name, a config dict or a GPTConfig, got {type(cfg).__name__}")
+    return config.replace(**overrides) if overrides else config
+
+
+def count_parameters(cfg, count_head_as_tied: bool = False) -> int:
+    """The number of parameters of GPTModel(cfg), computed from the shapes (nothing allocated).
+
+    The book's section 4.6: GPT_CONFIG_124M gives 163,009,536, and 124,412,160 when the output
+    head is counted as shared with the token embedding, as in GPT-2 (`count_head_as_tied=True`).
+
+    Args:
+        cfg: anything `get_config` accepts.
+        count_head_as_tied: leave out the output head even if the config does not tie it.
+    """
+    cfg = get_config(cfg)
+    vocab_size, emb_dim = cfg.vocab_size, cfg.emb_dim
+    embeddings = vocab_size * emb_dim + cfg.context_length * emb_dim  # tok_emb, pos_emb
+    attention = 3 * emb_dim * emb_dim + (3 * emb_dim if cfg.qkv_bias else 0) + emb_dim * emb_dim + emb_dim
+    feed_forward = emb_dim * 4 * emb_dim + 4 * emb_dim + 4 * emb_dim * emb_dim + emb_dim
+    norms = 2 * 2 * emb_dim  # norm1 and norm2: scale and shift
+    blocks = cfg.n_layers * (attention + feed_forward + norms)
+    final_norm = 2 * emb_dim
+    head = 0 if (cfg.tie_weights or count_head_as_tied) else vocab_size * emb_dim
+    return embeddings + blocks + final_norm + head
+
+
+class GPTModel(Module):
+    """GPT-2: token and position embeddings, a stack of transformer blocks, a linear head (listing 4.7).
+
+    Args:
+        cfg: a preset name ("gpt2-small", "book-124M", "tiny", "char", ...), the book's config
+            dict (e.g. GPT_CONFIG_124M) or a GPTConfig.
+        rng: `np.random.Generator` or int seed for the initial weights; None draws fresh entropy
+            (not reproducible).
+        dropout_rng: generator or int seed for every dropout mask of the model; None derives one
+            from `rng`, so one seed fixes the whole run.
+
+    Attributes:
+        tok_emb: Embedding(V, C). pos_emb: Embedding(context_length, C). drop_emb: Dropout.
+        trf_blocks: Sequential of n_layers TransformerBlock. final_norm: LayerNorm(C).
+        out_head: Linear(C, V, bias=False); its weight *is* tok_emb.weight when cfg.tie_weights.
+        cfg: the resolved GPTConfig.
+        dropout_rng: the one generator shared by every Dropout (and the attention dropout). Save
+            `model.dropout_rng.bit_generator.state` with a checkpoint and assign it back to resume
+            with exactly the same masks; assigning a new generator re-wires every dropout.
+
+    Initialisation (GPT-2's, Radford et al. 2019 section 2.3, as Hugging Face's GPT2 and nanoGPT):
+    Linear and Embedding weights ~ N(0, 0.02^2), biases 0, LayerNorm scale 1 and shift 0; the two
+    projections that write into the residual stream (att.out_proj and ff.layers[2]) are scaled by
+    1/sqrt(2 n_layers), because each of the 2 n_layers shortcut additions adds its variance to the
+    stream and this keeps the sum's variance independent of depth. (PyTorch's defaults, which the
+    book's model gets: U(-1/sqrt(in), 1/sqrt(in)) for Linear, N(0, 1) for Embedding.)
+
+    Shapes: int token ids (B, T), T <= context_length -> float32 logits (B, T, V).
+
+    Raises (forward):
+        TypeError: ids that are not integers (floats, bools).
+        ValueError: ids not 2-D, no tokens, more tokens than context_length, or an id outside
+            [0, vocab_size); each message names the limit and the value.
+
+    Example:
+        >>> model = GPTModel(GPT_CONFIG_124M, rng=123)
+        >>> model(np.array([[6109, 3626, 6100, 345]])).shape
+        (1, 4, 50257)
+    """
+
+    def __init__(self, cfg, rng=None, dropout_rng=None):
+        super().__init__()
+        cfg = get_config(cfg)
+        rng = _generator(rng)
+        self.cfg = cfg
+        self.tok_emb = Embedding(cfg.vocab_size, cfg.emb_dim, rng=rng)
+        self.pos_emb = Embedding(cfg.context_length, cfg.emb_dim, rng=rng)
+        self.drop_emb = Dropout(cfg.drop_rate)
+        self.trf_blocks = Sequential(*[TransformerBlock(cfg, rng=rng) for _ in range(cfg.n_layers)])
+        self.final_norm = LayerNorm(cfg.emb_dim)
+        self.out_head = Linear(cfg.emb_dim, cfg.vocab_size, bias=False, rng=rng)
+        if cfg.tie_weights:
+            # One matrix both embeds tokens and scores them (Press & Wolf 2017), as GPT-2 does:
+            # saves V*C parameters. Assigned after creation, as in nanoGPT.
+            self.out_head.weight = self.tok_emb.weight
+        residual_scale = np.float32(1.0 / math.sqrt(2 * cfg.n_layers))
+        for block in self.trf_blocks:
+            block.att.out_proj.weight.data *= residual_scale
+            block.ff.layers[2].weight.data *= residual_scale
+        self.dropout_rng = dropout_rng if dropout_rng is not None else np.random.default_rng(rng.integers(2**63))
+
+    @property
+    def dropout_rng(self) -> np.random.Generator:
+        """The generator every dropout of this model draws its masks from."""
+        return self._dropout_rng
+
+    @dropout_rng.setter
+    def dropout_rng(self, rng) -> None:
+        rng = _generator(rng)
+        object.__setattr__(self, "_dropout_rng", rng)
+        for module in self.modules():
+            if isinstance(module, Dropout):
+                module.rng = rng
+
+    @classmethod
+    def from_pretrained(cls, path, dtype=np.float32, **overrides) -> "GPTModel":
+        """Load a Hugging Face GPT-2 safetensors checkpoint (see `minigpt.pretrained.load_pretrained`)."""
+        from minigpt.pretrained import load_pretrained
+
+        return load_pretrained(path, dtype=dtype, **overrides)
+
+    def forward(self, in_idx) -> Tensor:
+        ids = self._check_token_ids(in_idx)
+        batch_size, seq_len = ids.shape
+        tok_embeds = self.tok_emb(ids)  # (B, T) -> (B, T, C)
+        pos_embeds = self.pos_emb(np.arange(seq_len))  # (T,) -> (T, C): one learned vector per position
+        x = tok_embeds + pos_embeds  # (B, T, C) + (T, C) -> (B, T, C), broadcast over the batch
+        x = self.drop_emb(x)
+        x = self.trf_blocks(x)  # (B, T, C) -> (B, T, C)
+        x = self.final_norm(x)
+        logits = self.out_head(x)  # (B, T, C) -> (B, T, V)
+        return logits
+
+    def _check_token_ids(self, in_idx) -> np.ndarray:
+        ids = in_idx.data if isinstance(in_idx, Tensor) else np.asarray(in_idx)
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"GPTModel: token ids must be integers, got dtype {ids.dtype}")
+        if ids.ndim != 2:
+            hint = "; for one sequence use ids[None, :]" if ids.ndim == 1 else ""
+            raise ValueError(f"GPTModel: token ids must have shape (batch, num_tokens), got shape {ids.shape}{hint}")
+        num_tokens = ids.shape[1]
+        if num_tokens == 0:
+            raise ValueError(f"GPTModel: got no tokens (shape {ids.shape}); give at least one")
+        if num_tokens > self.cfg.context_length:
+            raise ValueError(
+                f"GPTModel: got {num_tokens} tokens, more than context_length={self.cfg.context_length}; "
+                f"crop the input to its last {self.cfg.context_length} tokens"
+            )
+        smallest, largest = ids.min(), ids.max()
+        if smallest < 0 or largest >= self.cfg.vocab_size:
+            bad = smallest if smallest < 0 else largest
+            raise ValueError(f"GPTModel: token id {int(bad)} is outside the vocabulary [0, {self.cfg.vocab_size})")
+        return ids
+
+    def extra_repr(self) -> str:
+        return f"{self.num_parameters():,} parameters"

@@ -1,0 +1,40 @@
+"""minigpt.nn: the layers of a GPT, with PyTorch's torch.nn names and the book's attribute names.
+
+Files, in reading order: `module.py` (Parameter, Module, Sequential, ModuleList), `layers.py`
+(Linear, Embedding, LayerNorm, GELU, Dropout, FeedForward), `attention.py` (the book's chapter-3
+attention classes and MultiHeadAttention), `transformer.py` (TransformerBlock).
+"""
+
+from minigpt.nn.module import IncompatibleKeys, Module, ModuleList, Parameter, Sequential
+from minigpt.nn.layers import GELU, INIT_STD, Dropout, Embedding, FeedForward, LayerNorm, Linear
+from minigpt.nn.attention import (
+    CausalAttention,
+    MultiHeadAttention,
+    MultiHeadAttentionWrapper,
+    SelfAttention_v1,
+    SelfAttention_v2,
+    simplified_self_attention,
+)
+from minigpt.nn.transformer import TransformerBlock
+
+__all__ = [
+    "Parameter",
+    "Module",
+    "Sequential",
+    "ModuleList",
+    "IncompatibleKeys",
+    "Linear",
+    "Embedding",
+    "LayerNorm",
+    "GELU",
+    "Dropout",
+    "FeedForward",
+    "INIT_STD",
+    "simplified_self_attention",
+    "SelfAttention_v1",
+    "SelfAttention_v2",
+    "CausalAttention",
+    "MultiHeadAttentionWrapper",
+    "MultiHeadAttention",
+    "TransformerBlock",
+]

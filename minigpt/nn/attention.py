@@ -1,0 +1,262 @@
+"""Self-attention, from the book's first simple version to the fast multi-head layer of GPT-2.
+
+Chapter 3 of the book builds attention in steps; each step is here as a small teaching class that
+uses primitive engine ops exactly as the book's code does (`@`, `.T`, `masked_fill`, `softmax`):
+
+    simplified_self_attention   3.3   no trainable weights: scores are dot products of the inputs
+    SelfAttention_v1            3.4   trainable W_query, W_key, W_value as plain Parameters
+    SelfAttention_v2            3.4   the same with Linear layers
+    CausalAttention             3.5   hide future tokens (-inf before the softmax) and dropout
+    MultiHeadAttentionWrapper   3.6.1 several CausalAttention heads side by side, concatenated
+
+`MultiHeadAttention` (3.6.2) is the layer the GPT model uses. It computes the same function as the
+wrapper followed by an output projection, but splits one projection into heads by reshaping
+instead of running a module per head, and runs the attention core as one fused engine op,
+`scaled_dot_product_attention`, whose backward rule never builds the (B, H, T, T) graph of
+primitive ops. The tests check that the teaching classes and MultiHeadAttention agree.
+
+Shape letters: B batch, T tokens (num_tokens), H heads, D head size (d_out / H).
+
+References: Raschka, "Build a Large Language Model (From Scratch)", chapter 3; Vaswani et al.
+2017, "Attention Is All You Need", eq. 1 (scaled dot-product) and section 3.2.2 (multi-head).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from autograd import Tensor, cat
+from autograd import functional as F
+from minigpt.nn.layers import Dropout, Linear, _check_size, _generator
+from minigpt.nn.module import Module, ModuleList, Parameter
+
+__all__ = [
+    "simplified_self_attention",
+    "SelfAttention_v1",
+    "SelfAttention_v2",
+    "CausalAttention",
+    "MultiHeadAttentionWrapper",
+    "MultiHeadAttention",
+]
+
+
+def simplified_self_attention(inputs: Tensor) -> Tensor:
+    """Self-attention without trainable weights (book section 3.3.2).
+
+        attn_scores = inputs @ inputs^T;  attn_weights = softmax(attn_scores);  context = attn_weights @ inputs
+
+    Args:
+        inputs: float tensor (T, d): one embedding per token.
+
+    Returns:
+        The context vectors (T, d): each token's weighted average of all tokens.
+    """
+    attn_scores = inputs @ inputs.T  # (T, d) @ (d, T) -> (T, T)
+    attn_weights = F.softmax(attn_scores, dim=-1)  # each row sums to 1
+    return attn_weights @ inputs  # (T, T) @ (T, d) -> (T, d)
+
+
+class SelfAttention_v1(Module):
+    """Scaled dot-product self-attention with trainable weight matrices (book listing 3.1).
+
+        queries = x W_q,  keys = x W_k,  values = x W_v
+        context = softmax(queries keys^T / sqrt(d_out)) values
+
+    Args:
+        d_in: input embedding size; d_out: size of queries, keys, values and the output.
+        rng: generator (or int seed); the weights are drawn from U[0, 1) as the book's torch.rand.
+
+    Attributes:
+        W_query, W_key, W_value: Parameters (d_in, d_out), used as x @ W (not Linear's x W^T).
+
+    Shapes: x (T, d_in) -> (T, d_out), or with a batch dimension (B, T, d_in) -> (B, T, d_out).
+    """
+
+    def __init__(self, d_in: int, d_out: int, rng=None):
+        super().__init__()
+        rng = _generator(rng)
+        self.W_query = Parameter(rng.random((d_in, d_out), dtype=np.float32))
+        self.W_key = Parameter(rng.random((d_in, d_out), dtype=np.float32))
+        self.W_value = Parameter(rng.random((d_in, d_out), dtype=np.float32))
+
+    def forward(self, x: Tensor) -> Tensor:
+        keys = x @ self.W_key  # (T, d_in) @ (d_in, d_out) -> (T, d_out)
+        queries = x @ self.W_query
+        values = x @ self.W_value
+        attn_scores = queries @ keys.transpose(-2, -1)  # (T, d_out) @ (d_out, T) -> (T, T), the omegas
+        # Dividing by sqrt(d_out) keeps the scores' variance near 1, so the softmax does not
+        # saturate into near one-hot weights with vanishing gradients (Vaswani et al. 2017, 3.2.1).
+        attn_weights = F.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)
+        return attn_weights @ values  # (T, T) @ (T, d_out) -> (T, d_out)
+
+
+class SelfAttention_v2(Module):
+    """SelfAttention_v1 with Linear layers for the projections (book listing 3.2).
+
+    Args:
+        d_in, d_out: as SelfAttention_v1. qkv_bias: give the three projections a bias.
+        rng: generator (or int seed) for the Linear weights.
+
+    Attributes:
+        W_query, W_key, W_value: Linear(d_in, d_out); weight shape (d_out, d_in).
+
+    Shapes: (T, d_in) -> (T, d_out), or (B, T, d_in) -> (B, T, d_out).
+    """
+
+    def __init__(self, d_in: int, d_out: int, qkv_bias: bool = False, rng=None):
+        super().__init__()
+        rng = _generator(rng)
+        self.W_query = Linear(d_in, d_out, bias=qkv_bias, rng=rng)
+        self.W_key = Linear(d_in, d_out, bias=qkv_bias, rng=rng)
+        self.W_value = Linear(d_in, d_out, bias=qkv_bias, rng=rng)
+
+    def forward(self, x: Tensor) -> Tensor:
+        keys = self.W_key(x)  # (T, d_in) -> (T, d_out)
+        queries = self.W_query(x)
+        values = self.W_value(x)
+        attn_scores = queries @ keys.transpose(-2, -1)  # (T, T)
+        attn_weights = F.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)
+        return attn_weights @ values  # (T, d_out)
+
+
+class CausalAttention(Module):
+    """Single-head causal self-attention with dropout on the attention weights (book listing 3.3).
+
+    Token t may attend only to tokens 0..t: the scores of later tokens are set to -inf before the
+    softmax, so they get weight exactly 0 (and gradient exactly 0).
+
+    Args:
+        d_in, d_out: embedding sizes. context_length: the longest sequence (size of the mask).
+        dropout: probability of dropping an attention weight in training.
+        qkv_bias: bias on the three projections. rng: generator (or int seed) for the weights.
+
+    Attributes:
+        W_query, W_key, W_value: Linear(d_in, d_out). dropout: Dropout(dropout).
+        mask: bool (context_length, context_length), True above the diagonal (the future). The
+            book registers it as a buffer; here it is a plain array, not part of the state dict.
+
+    Shapes: x (B, T, d_in) -> (B, T, d_out), T <= context_length.
+    """
+
+    _ignored_state_keys = ("mask",)
+
+    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float, qkv_bias: bool = False, rng=None):
+        super().__init__()
+        rng = _generator(rng)
+        self.d_out = d_out
+        self.context_length = _check_size(context_length, "context_length", "CausalAttention")
+        self.W_query = Linear(d_in, d_out, bias=qkv_bias, rng=rng)
+        self.W_key = Linear(d_in, d_out, bias=qkv_bias, rng=rng)
+        self.W_value = Linear(d_in, d_out, bias=qkv_bias, rng=rng)
+        self.dropout = Dropout(dropout)
+        self.mask = np.triu(np.ones((context_length, context_length), dtype=bool), k=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch_size, num_tokens, d_in = x.shape
+        _check_num_tokens(num_tokens, self.context_length, type(self).__name__)
+        keys = self.W_key(x)  # (B, T, d_in) -> (B, T, d_out)
+        queries = self.W_query(x)
+        values = self.W_value(x)
+        attn_scores = queries @ keys.transpose(1, 2)  # (B, T, d_out) @ (B, d_out, T) -> (B, T, T)
+        # -inf, not a large negative number: exp(-inf) is exactly 0, so no future token leaks in.
+        attn_scores = attn_scores.masked_fill(self.mask[:num_tokens, :num_tokens], -np.inf)
+        attn_weights = F.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)
+        attn_weights = self.dropout(attn_weights)
+        return attn_weights @ values  # (B, T, T) @ (B, T, d_out) -> (B, T, d_out)
+
+
+class MultiHeadAttentionWrapper(Module):
+    """`num_heads` independent CausalAttention heads, outputs concatenated (book listing 3.4).
+
+    Shapes: x (B, T, d_in) -> (B, T, num_heads * d_out): each head gives d_out channels.
+
+    Attributes:
+        heads: ModuleList of CausalAttention.
+    """
+
+    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float, num_heads: int, qkv_bias: bool = False, rng=None):
+        super().__init__()
+        rng = _generator(rng)
+        self.heads = ModuleList(
+            [CausalAttention(d_in, d_out, context_length, dropout, qkv_bias, rng=rng) for _ in range(num_heads)]
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return cat([head(x) for head in self.heads], dim=-1)  # H x (B, T, d_out) -> (B, T, H * d_out)
+
+
+class MultiHeadAttention(Module):
+    """Causal multi-head self-attention, the attention layer of GPT-2 (book listing 3.5).
+
+        Q = x W_query^T, K = x W_key^T, V = x W_value^T, each split into H heads of size D
+        head_h = dropout(softmax(mask(Q_h K_h^T / sqrt(D)))) V_h
+        out = concat(head_1, ..., head_H) W_out^T + b_out
+
+    Args:
+        d_in: input size. d_out: output size, split into num_heads heads of d_out // num_heads.
+        context_length: the longest sequence this layer accepts.
+        dropout: probability of dropping an attention weight in training (0 in eval mode).
+        num_heads: number of heads H.
+        qkv_bias: bias on the query, key and value projections (False in the book's
+            GPT_CONFIG_124M; True in OpenAI's GPT-2 weights).
+        rng: generator (or int seed) for the weights.
+
+    Attributes:
+        W_query, W_key, W_value: Linear(d_in, d_out, bias=qkv_bias).
+        out_proj: Linear(d_out, d_out), the output projection that mixes the heads.
+        dropout: Dropout(dropout); its `rng` draws the attention-weight masks.
+
+    Shapes: x (B, T, d_in) -> (B, T, d_out), T <= context_length.
+
+    Raises:
+        ValueError: d_out not divisible by num_heads; in forward, T > context_length or an input
+            that is not (B, T, d_in).
+    """
+
+    _ignored_state_keys = ("mask",)  # the book's causal-mask buffer: implied by causal=True here
+
+    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float, num_heads: int, qkv_bias: bool = False, rng=None):
+        super().__init__()
+        num_heads = _check_size(num_heads, "num_heads", "MultiHeadAttention")
+        if d_out % num_heads != 0:
+            raise ValueError(f"MultiHeadAttention: d_out ({d_out}) must be divisible by num_heads ({num_heads})")
+        rng = _generator(rng)
+        self.d_in = d_in
+        self.d_out = d_out
+        self.num_heads = num_heads
+        self.head_dim = d_out // num_heads
+        self.context_length = _check_size(context_length, "context_length", "MultiHeadAttention")
+        self.W_query = Linear(d_in, d_out, bias=qkv_bias, rng=rng)
+        self.W_key = Linear(d_in, d_out, bias=qkv_bias, rng=rng)
+        self.W_value = Linear(d_in, d_out, bias=qkv_bias, rng=rng)
+        self.out_proj = Linear(d_out, d_out, rng=rng)
+        self.dropout = Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 3 or x.shape[-1] != self.d_in:
+            raise ValueError(f"MultiHeadAttention: x must have shape (batch, num_tokens, {self.d_in}), got {x.shape}")
+        batch_size, num_tokens, _ = x.shape
+        _check_num_tokens(num_tokens, self.context_length, type(self).__name__)
+        heads, head_dim = self.num_heads, self.head_dim
+        queries = self.W_query(x)  # (B, T, d_in) -> (B, T, d_out)
+        keys = self.W_key(x)
+        values = self.W_value(x)
+        # Split the d_out channels into H heads of D: a reshape and a transpose, no copy.
+        queries = queries.view(batch_size, num_tokens, heads, head_dim).transpose(1, 2)  # (B, T, d_out) -> (B, T, H, D) -> (B, H, T, D)
+        keys = keys.view(batch_size, num_tokens, heads, head_dim).transpose(1, 2)
+        values = values.view(batch_size, num_tokens, heads, head_dim).transpose(1, 2)
+        dropout_p = self.dropout.p if self.training else 0.0
+        context_vec = F.scaled_dot_product_attention(
+            queries, keys, values, causal=True, dropout_p=dropout_p, rng=self.dropout.rng
+        )  # (B, H, T, D)
+        # Put the heads side by side again: (B, H, T, D) -> (B, T, H, D) -> (B, T, d_out).
+        context_vec = context_vec.transpose(1, 2).reshape(batch_size, num_tokens, self.d_out)
+        return self.out_proj(context_vec)  # (B, T, d_out) -> (B, T, d_out)
+
+    def extra_repr(self) -> str:
+        return f"d_in={self.d_in}, d_out={self.d_out}, num_heads={self.num_heads}, context_length={self.context_length}"
+
+
+def _check_num_tokens(num_tokens: int, context_length: int, layer: str) -> None:
+    if num_tokens > context_length:
+        raise ValueError(f"{layer}: the input has {num_tokens} tokens, more than context_length={context_length}")

@@ -1,0 +1,420 @@
+"""Module machinery: `Parameter`, `Module`, `Sequential`, `ModuleList` (PyTorch's torch.nn core).
+
+A `Module` is a piece of a network that owns learnable `Parameter`s and child modules. Assigning
+either one to an attribute registers it (`self.weight = Parameter(...)`, `self.att =
+MultiHeadAttention(...)`), which is all `parameters()`, `state_dict()`, `train()`/`eval()` and
+`to(dtype)` need to find every weight of a model by walking the tree. Names are dotted paths,
+`trf_blocks.0.att.W_query.weight`, exactly as PyTorch prints them for the book's model.
+
+What this file adds to the engine: nothing numerical. Layers (`layers.py`, `attention.py`,
+`transformer.py`) compose engine ops in `forward`; gradients come from the engine's backward rules.
+
+References: torch.nn.Module, torch.nn.Parameter, torch.nn.Sequential, torch.nn.ModuleList;
+Raschka, "Build a Large Language Model (From Scratch)", appendix A.5 (nn.Module) and ch. 4.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from typing import Iterator
+
+import numpy as np
+
+from autograd import Tensor
+
+__all__ = ["Parameter", "Module", "Sequential", "ModuleList", "IncompatibleKeys"]
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+IncompatibleKeys.__doc__ = "Returned by `load_state_dict(strict=False)`: the keys it skipped (as PyTorch)."
+
+
+class Parameter(Tensor):
+    """A Tensor that is a learnable weight of a Module: a leaf with `requires_grad=True`.
+
+    Args:
+        data: an array, nested list or number. Python numbers and lists become float32; an
+            `np.ndarray` keeps its floating dtype and is used without a copy (as torch.nn.Parameter).
+        requires_grad: False freezes the parameter (fine-tuning only some layers, book ch. 6.5).
+
+    Raises:
+        TypeError: `data` is not floating point (a parameter must be differentiable).
+
+    NOTE: an optimizer may make `.data` a view into one flat buffer (minigpt.optim.AdamW does).
+    Change values in place, `param.data[...] = values`, never `param.data = new_array`.
+
+    References: torch.nn.Parameter.
+    """
+
+    def __init__(self, data, requires_grad: bool = True):
+        array = data.data if isinstance(data, Tensor) else data
+        if not isinstance(array, np.ndarray):
+            array = np.asarray(array, dtype=np.float32)
+        if array.dtype.kind != "f":
+            raise TypeError(f"Parameter needs floating-point data, got dtype {array.dtype}")
+        super().__init__(array, requires_grad=requires_grad)
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class Module:
+    """Base class of every layer and model: registers parameters and submodules by assignment.
+
+    A subclass calls `super().__init__()` first, assigns `Parameter`s and `Module`s as attributes,
+    and writes `forward`; calling the module runs `forward`.
+
+    Attributes:
+        training: True in training mode (dropout active), False after `eval()`.
+
+    Example:
+        >>> class Affine(Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.weight = Parameter(np.ones(3, dtype=np.float32))
+        ...     def forward(self, x):
+        ...         return x * self.weight
+        >>> [name for name, _ in Affine().named_parameters()]
+        ['weight']
+
+    References: torch.nn.Module.
+    """
+
+    # Local names that `load_state_dict` accepts and ignores. The book's attention classes keep
+    # their causal mask as a registered buffer, so a state dict saved from the book's model holds
+    # `...att.mask`; here the mask is implied by `causal=True` and is not a stored array.
+    _ignored_state_keys: tuple = ()
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "training", True)
+
+    # ---- registration by attribute assignment -------------------------------------------------
+    def __setattr__(self, name: str, value) -> None:
+        registry = self.__dict__.get("_parameters")
+        if registry is None:
+            raise AttributeError(
+                f"cannot assign {name!r} before Module.__init__() ran: call super().__init__() "
+                f"first in {type(self).__name__}.__init__"
+            )
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        object.__delattr__(self, name)
+
+    # ---- calling ------------------------------------------------------------------------------
+    def forward(self, *args, **kwargs):  # pragma: no cover - every layer overrides it
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # ---- walking the tree ---------------------------------------------------------------------
+    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        """The direct submodules with their attribute names, in assignment order."""
+        yield from self._modules.items()
+
+    def children(self) -> Iterator["Module"]:
+        """The direct submodules, in assignment order."""
+        for _, module in self.named_children():
+            yield module
+
+    def named_modules(self, prefix: str = "", _seen: set | None = None) -> Iterator[tuple[str, "Module"]]:
+        """This module (name `prefix`, '' at the top) and every submodule, depth first, each once."""
+        seen = set() if _seen is None else _seen
+        if id(self) in seen:
+            return
+        seen.add(id(self))
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name, seen)
+
+    def modules(self) -> Iterator["Module"]:
+        """This module and every submodule, depth first, each once."""
+        for _, module in self.named_modules():
+            yield module
+
+    def named_parameters(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
+        """Every parameter with its dotted name (`trf_blocks.0.att.W_query.weight`).
+
+        Args:
+            prefix: prepended to every name, with a dot.
+            remove_duplicate: a parameter shared by two modules (a tied output head) is yielded
+                once, under its first name; False yields every name (as `state_dict` does).
+        """
+        seen = set()
+        for module_name, module in self._named_modules_all(prefix):
+            for name, parameter in module._parameters.items():
+                if remove_duplicate:
+                    if id(parameter) in seen:
+                        continue
+                    seen.add(id(parameter))
+                yield (f"{module_name}.{name}" if module_name else name), parameter
+
+    def parameters(self) -> Iterator[Parameter]:
+        """Every parameter once, in registration order (what an optimizer receives)."""
+        for _, parameter in self.named_parameters():
+            yield parameter
+
+    def _named_modules_all(self, prefix: str) -> Iterator[tuple[str, "Module"]]:
+        """Like named_modules, but a module reachable by two paths is yielded under both."""
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child._named_modules_all(f"{prefix}.{name}" if prefix else name)
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """The number of scalar weights, each shared parameter counted once (book ch. 4.6).
+
+        Args:
+            trainable_only: count only parameters with `requires_grad=True`.
+        """
+        return sum(p.data.size for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    # ---- modes and gradients ------------------------------------------------------------------
+    def train(self, mode: bool = True) -> "Module":
+        """Set training mode (dropout active) on this module and every submodule; returns self."""
+        for module in self.modules():
+            object.__setattr__(module, "training", bool(mode))
+        return self
+
+    def eval(self) -> "Module":
+        """Set evaluation mode: every dropout becomes the identity. Same as `train(False)`."""
+        return self.train(False)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the gradients of every parameter (backward accumulates into `.grad`).
+
+        Args:
+            set_to_none: set `.grad = None` (PyTorch's default, frees the memory); False fills
+                the existing arrays with zeros instead.
+        """
+        for parameter in self.parameters():
+            if set_to_none:
+                parameter.grad = None
+            elif parameter.grad is not None:
+                parameter.grad.fill(0)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+        """Freeze (False) or unfreeze (True) every parameter of this module; returns self."""
+        for parameter in self.parameters():
+            parameter.requires_grad = requires_grad
+        return self
+
+    def to(self, dtype) -> "Module":
+        """Convert every parameter to a floating dtype, in place on the module; returns self.
+
+        Used to run a model in float64 for exact comparisons and gradient checks. Parameters
+        shared between modules stay shared; gradients are dropped.
+
+        NOTE: this gives each parameter a new array, so an optimizer built before `to()` would
+        update the old arrays: build the optimizer after converting.
+
+        Raises:
+            TypeError: `dtype` is not a floating-point dtype.
+        """
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"Module.to: dtype must be floating point (float32, float64), got {dtype}")
+        for parameter in self.parameters():
+            if parameter.data.dtype != dtype:
+                parameter.data = parameter.data.astype(dtype)
+            parameter.grad = None
+        return self
+
+    def apply(self, function) -> "Module":
+        """Call `function(module)` on every submodule and then on self (as PyTorch); returns self."""
+        for child in self.children():
+            child.apply(function)
+        function(self)
+        return self
+
+    # ---- state dict ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Every parameter's array by dotted name; a tied parameter appears under each of its names.
+
+        The arrays are the parameters' own (no copy), as PyTorch's state_dict shares storage:
+        copy them to keep a snapshot that later training steps do not change.
+        """
+        return {name: parameter.data for name, parameter in self.named_parameters(remove_duplicate=False)}
+
+    def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
+        """Copy values into the parameters, in place (`param.data[...] = value`).
+
+        Every key is checked before anything is copied, so a failed load leaves the model as it
+        was. Values are cast to each parameter's dtype. Keys the modules declare as ignorable
+        (the book's causal `mask` buffers) are skipped silently.
+
+        Args:
+            state_dict: mapping from dotted name to an array, Tensor or nested list.
+            strict: when True, a missing or unexpected key is an error; when False they are
+                skipped and returned. A shape mismatch is always an error.
+
+        Returns:
+            IncompatibleKeys(missing_keys, unexpected_keys), lists of names.
+
+        Raises:
+            KeyError: strict and some keys are missing or unexpected (all of them are named).
+            ValueError: a value's shape differs from its parameter's (naming both shapes), a
+                value is not numeric, or two names of one tied parameter get different values.
+
+        References: torch.nn.Module.load_state_dict.
+        """
+        own = dict(self.named_parameters(remove_duplicate=False))
+        ignorable = self._ignorable_state_keys()
+        missing = [name for name in own if name not in state_dict]
+        unexpected = [name for name in state_dict if name not in own and name not in ignorable]
+        if strict and (missing or unexpected):
+            problems = []
+            if missing:
+                problems.append(f"missing keys: {', '.join(missing)}")
+            if unexpected:
+                problems.append(f"unexpected keys: {', '.join(unexpected)}")
+            raise KeyError(f"load_state_dict into {type(self).__name__}: " + "; ".join(problems))
+        arrays = {}
+        mismatched = []
+        for name, parameter in own.items():
+            if name not in state_dict:
+                continue
+            value = state_dict[name]
+            array = value.data if isinstance(value, Tensor) else np.asarray(value)
+            if array.dtype.kind not in "biuf":
+                raise ValueError(f"load_state_dict: {name} must be numeric, got dtype {array.dtype}")
+            if array.shape != parameter.data.shape:
+                mismatched.append(f"{name}: checkpoint has shape {array.shape}, model has {parameter.data.shape}")
+            arrays[name] = array
+        if mismatched:
+            raise ValueError(f"load_state_dict into {type(self).__name__}: shape mismatch for " + "; ".join(mismatched))
+        first_name = {}  # id(parameter) -> the first key that fills it
+        for name, array in arrays.items():
+            shared = first_name.setdefault(id(own[name]), name)
+            # A parameter shared under two names (a tied output head) cannot take two values.
+            if shared != name and not np.array_equal(arrays[shared], array):
+                raise ValueError(
+                    f"load_state_dict: {shared} and {name} are one shared (tied) parameter, "
+                    "but the state dict gives them different values"
+                )
+        for name, array in arrays.items():
+            # In place: an optimizer may hold `.data` as a view into its flat buffer.
+            own[name].data[...] = array
+        return IncompatibleKeys(missing, unexpected)
+
+    def _ignorable_state_keys(self) -> set:
+        keys = set()
+        for module_name, module in self._named_modules_all(""):
+            for local in module._ignored_state_keys:
+                keys.add(f"{module_name}.{local}" if module_name else local)
+        return keys
+
+    # ---- printing -----------------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        """The arguments shown in the module's line of the repr tree (override in layers)."""
+        return ""
+
+    def __repr__(self) -> str:
+        """A tree, one line per module, as PyTorch prints it; equal neighbours (the blocks of a
+        Sequential) are printed once as `(0-11): 12 x TransformerBlock(...)`."""
+        lines = [self.extra_repr()] if self.extra_repr() and self._modules else []
+        children = [(name, repr(child)) for name, child in self._modules.items()]
+        start = 0
+        while start < len(children):
+            end = start
+            while (
+                end + 1 < len(children)
+                and children[end + 1][0].isdigit()
+                and children[start][0].isdigit()
+                and children[end + 1][1] == children[start][1]
+            ):
+                end += 1
+            name, text = children[start]
+            if end > start:
+                name = f"{name}-{children[end][0]}"
+                text = f"{end - start + 1} x {text}"
+            lines.append(f"({name}): " + _indent(text))
+            start = end + 1
+        if not lines:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
+
+
+def _indent(text: str) -> str:
+    return text.replace("\n", "\n  ")
+
+
+class Sequential(Module):
+    """Modules applied one after another; children are named '0', '1', ... (torch.nn.Sequential).
+
+    Example (the book's FeedForward, ch. 4.3):
+        >>> layers = Sequential(Linear(768, 3072), GELU(), Linear(3072, 768))
+        >>> layers[0].weight.shape
+        (3072, 768)
+    """
+
+    def __init__(self, *modules: Module):
+        super().__init__()
+        for index, module in enumerate(modules):
+            if not isinstance(module, Module):
+                raise TypeError(f"Sequential: argument {index} must be a Module, got {type(module).__name__}")
+            setattr(self, str(index), module)
+
+    def __getitem__(self, index):
+        modules = list(self._modules.values())
+        if isinstance(index, slice):
+            return Sequential(*modules[index])
+        return modules[index]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def forward(self, x):
+        for module in self._modules.values():
+            x = module(x)
+        return x
+
+
+class ModuleList(Module):
+    """A list of modules that registers them (named '0', '1', ...); not callable (torch.nn.ModuleList).
+
+    Example (the book's MultiHeadAttentionWrapper, ch. 3.6.1):
+        >>> heads = ModuleList([CausalAttention(3, 2, 6, 0.0) for _ in range(2)])
+    """
+
+    def __init__(self, modules=()):
+        super().__init__()
+        for module in modules:
+            self.append(module)
+
+    def append(self, module: Module) -> "ModuleList":
+        """Add a module at the end; returns self."""
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList.append: expected a Module, got {type(module).__name__}")
+        setattr(self, str(len(self._modules)), module)
+        return self
+
+    def extend(self, modules) -> "ModuleList":
+        """Append every module of an iterable; returns self."""
+        for module in modules:
+            self.append(module)
+        return self
+
+    def __getitem__(self, index):
+        modules = list(self._modules.values())
+        if isinstance(index, slice):
+            return ModuleList(modules[index])
+        return modules[index]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
