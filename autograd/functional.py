@@ -104,18 +104,20 @@ class LogSoftmax(Function):
     """out = x - logsumexp(x) along `dim`, with logsumexp(x) = max + log(sum(exp(x - max))).
 
     Backward: dx = dout - softmax(x) * sum(dout, dim). At a -inf input (a masked position) the
-    output is the constant -inf, so its gradient is set to exactly 0.
+    output is the constant -inf, so its gradient is set to exactly 0; a row of only -inf gives
+    -inf everywhere (never NaN) and zero gradient.
     """
 
     def forward(self, x, dim):
         self.axis = _axis(dim, x.ndim, "log_softmax")
         exps, row_max = _shifted_exp(x, self.axis)
         total = np.sum(exps, axis=self.axis, keepdims=True)
-        with np.errstate(divide="ignore"):
-            log_total = np.log(total)
-        out = x - row_max - log_total
+        # A row of only -inf has total 0: log(1) = 0 keeps its output -inf (log of probability 0)
+        # instead of -inf - (-inf) = NaN.
+        total[total == 0] = 1
+        out = x - row_max - np.log(total)
         if any(self.needs_input_grad):
-            self.probs = exps / np.where(total == 0, 1, total)
+            self.probs = exps / total
             self.masked = np.isneginf(x)
         return out
 

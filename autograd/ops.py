@@ -91,6 +91,29 @@ def _expand_reduced(dout: np.ndarray, axes: tuple, keepdim: bool, shape: tuple) 
     return dout.reshape(kept_shape)
 
 
+def _promote(a: Tensor, b: Tensor, true_division: bool = False) -> tuple:
+    """Bring two operands to one dtype as PyTorch does, so that nothing silently becomes float64.
+
+    NumPy would compute int64 * float32 in float64 (and then a backward rule would hand a float64
+    gradient to a float32 input). PyTorch's rule instead: an integer or bool operand takes the
+    float operand's dtype, and true division of integers gives float32; two float dtypes meet at
+    the wider one through a `Cast`, whose backward returns each gradient in its input's dtype.
+    """
+    a_dtype, b_dtype = a.data.dtype, b.data.dtype
+    if (a_dtype is b_dtype or a_dtype == b_dtype) and (not true_division or a_dtype.kind == "f"):
+        return a, b  # the common case, kept cheap: this runs for every binary op
+    a_float, b_float = a_dtype.kind == "f", b_dtype.kind == "f"
+    if a_float and b_float:
+        target = np.promote_types(a_dtype, b_dtype)
+    elif a_float or b_float:
+        target = a_dtype if a_float else b_dtype
+    elif true_division:
+        target = np.dtype(np.float32)
+    else:
+        return a, b  # integers and bools among themselves: NumPy's rules
+    return _to(a, target), _to(b, target)
+
+
 def _float_result_dtype(array: np.ndarray) -> np.dtype:
     """float32 for bool/int input (never silently float64), the input's dtype for floats."""
     return array.dtype if array.dtype.kind == "f" else np.dtype(np.float32)
@@ -397,6 +420,7 @@ class Var(Function):
     """
 
     def forward(self, a, dim, keepdim, correction):
+        a = a.astype(_float_result_dtype(a), copy=False)  # as Mean: integers give float32
         self.axes = _normalize_dim(dim, a.ndim)
         self.keepdim, self.a_shape = keepdim, a.shape
         count = int(np.prod([a.shape[i] for i in self.axes])) if self.axes else 1
@@ -472,10 +496,10 @@ class Matmul(Function):
         # Give 1-D operands their matrix shape back: a (n,) -> (1, n), b (n,) -> (n, 1).
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
-        if a.ndim == 1:
-            dout = np.expand_dims(dout, -2)
-        if b.ndim == 1:
-            dout = np.expand_dims(dout, -1)
+        if a.ndim == 1 or b.ndim == 1:
+            # Put back the dimensions the 1-D operands lost: (..., n, m); a 0-d dout for vector @ vector.
+            batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+            dout = dout.reshape(batch + (a2.shape[-2], b2.shape[-1]))
         da = db = None
         if self.needs_input_grad[0]:
             da = np.matmul(dout, np.swapaxes(b2, -1, -2))  # (..., n, m) @ (..., m, k) -> (..., n, k)
@@ -624,6 +648,11 @@ def cat(tensors, dim: int = 0) -> Tensor:
                 f"cat: tensor {i} has shape {t.shape}, which does not match tensor 0's shape "
                 f"{first.shape} outside dim {dim}"
             )
+    dtypes = {t.dtype for t in tensors}
+    if len(dtypes) > 1:  # mixed dtypes: cast to the common one, as torch.cat (see _promote)
+        floats = [d for d in dtypes if d.kind == "f"]
+        target = np.result_type(*floats) if floats else np.result_type(*dtypes)
+        tensors = [_to(t, target) for t in tensors]
     return Cat.apply(*tensors, dim=dim)
 
 
@@ -650,7 +679,7 @@ def where(condition, a, b) -> Tensor:
     if condition.dtype != np.bool_:
         raise TypeError(f"where: condition must be bool, got dtype {condition.dtype}")
     like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
-    a, b = as_tensor(a, like), as_tensor(b, like)
+    a, b = _promote(as_tensor(a, like), as_tensor(b, like))
     try:
         np.broadcast_shapes(condition.shape, a.shape, b.shape)
     except ValueError:
@@ -664,7 +693,7 @@ def where(condition, a, b) -> Tensor:
 def maximum(a, b) -> Tensor:
     """Elementwise maximum of two tensors (or a tensor and a number), as torch.maximum."""
     like = a if isinstance(a, Tensor) else b
-    return Maximum.apply(as_tensor(a, like), as_tensor(b, like))
+    return Maximum.apply(*_promote(as_tensor(a, like), as_tensor(b, like)))
 
 
 def minimum(a, b) -> Tensor:
@@ -675,7 +704,7 @@ def minimum(a, b) -> Tensor:
 
 def matmul(a, b) -> Tensor:
     """Matrix product with NumPy/PyTorch rules (see `Matmul`)."""
-    return Matmul.apply(as_tensor(a), as_tensor(b))
+    return Matmul.apply(*_promote(as_tensor(a), as_tensor(b)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -686,9 +715,13 @@ def matmul(a, b) -> Tensor:
 def _binary(function_class, swap: bool = False):
     """Make a Tensor operator method from a binary Function; `swap` gives the reflected form."""
 
+    true_division = function_class is Div
+
     def method(self, other):
         other = as_tensor(other, like=self)
-        return function_class.apply(other, self) if swap else function_class.apply(self, other)
+        a, b = (other, self) if swap else (self, other)
+        a, b = _promote(a, b, true_division)
+        return function_class.apply(a, b)
 
     method.__name__ = function_class.__name__.lower()
     method.__doc__ = function_class.__doc__
@@ -708,12 +741,12 @@ def _pow(self, exponent):
     """self ** exponent: a number exponent uses PowScalar (fast small powers), a tensor uses Pow."""
     if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
         return PowScalar.apply(self, exponent=exponent)
-    return Pow.apply(self, as_tensor(exponent, like=self))
+    return Pow.apply(*_promote(self, as_tensor(exponent, like=self)))
 
 
 def _rpow(self, base):
     """base ** self for a number base."""
-    return Pow.apply(as_tensor(base, like=self), self)
+    return Pow.apply(*_promote(as_tensor(base, like=self), self))
 
 
 def _sum(self, dim=None, keepdim: bool = False):
@@ -816,6 +849,8 @@ def _expand(self, *shape):
     lead = len(shape) - self.ndim
     if lead < 0:
         raise ValueError(f"expand: target shape {shape} has fewer dimensions than the tensor {self.shape}")
+    if -1 in shape[:lead]:
+        raise ValueError(f"expand: -1 is not allowed for the new leading dimensions of {shape} (tensor shape {self.shape})")
     shape = tuple(self.shape[i - lead] if size == -1 else size for i, size in enumerate(shape))
     return Expand.apply(self, shape=shape)
 
