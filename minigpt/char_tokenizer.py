@@ -8,6 +8,8 @@ trainer and `generate` take it unchanged.
 
 from __future__ import annotations
 
+import numpy as np
+
 
 class CharTokenizer:
     """Maps each character of a fixed alphabet to an id, in sorted order.
@@ -23,8 +25,10 @@ class CharTokenizer:
 
     Example:
         >>> tokenizer = CharTokenizer.from_text("hello")
+        >>> tokenizer.characters
+        'ehlo'
         >>> tokenizer.encode("hell"), tokenizer.decode([1, 0])
-        ([1, 0, 2, 2], 'eh')
+        ([1, 0, 2, 2], 'he')
     """
 
     name = "char"
@@ -57,13 +61,17 @@ class CharTokenizer:
             raise KeyError(f"character {error.args[0]!r} is not in this tokenizer's alphabet of {self.n_vocab} characters") from None
 
     def decode(self, ids) -> str:
-        """The text of a sequence of ids.
+        """The text of a sequence of ids (a list, or a 1-D integer array).
 
         Raises:
+            TypeError: an id that is not an integer (a float such as 1.5 is not truncated).
             ValueError: an id outside [0, n_vocab) (named).
         """
-        ids = [int(i) for i in ids]
+        checked = []
         for i in ids:
+            if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+                raise TypeError(f"ids must be integers, got {i!r} of type {type(i).__name__}")
             if not 0 <= i < self.n_vocab:
-                raise ValueError(f"id {i} is outside this tokenizer's vocabulary [0, {self.n_vocab})")
-        return "".join(self.characters[i] for i in ids)
+                raise ValueError(f"id {int(i)} is outside this tokenizer's vocabulary [0, {self.n_vocab})")
+            checked.append(int(i))
+        return "".join(self.characters[i] for i in checked)

@@ -24,7 +24,7 @@ import os
 import tempfile
 
 import numpy as np
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 FORMAT_VERSION = 1
@@ -47,13 +47,33 @@ def atomic_save_safetensors(path: str, tensors: dict[str, np.ndarray], metadata:
     os.close(handle)
     try:
         save_file({name: np.ascontiguousarray(array) for name, array in tensors.items()}, temporary, metadata=metadata)
+        # mkstemp creates the file readable by its owner only; give the checkpoint the usual
+        # permissions of a new file (0o666 minus the umask), as open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         with open(temporary, "rb") as written:
-            os.fsync(written.fileno())
+            os.fsync(written.fileno())  # the data is on disk before the rename makes it visible
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: str) -> None:
+    """Flush a directory entry (the rename) to disk, where the OS allows it (POSIX)."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows cannot open directories
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:  # pragma: no cover - some file systems refuse
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def save_checkpoint(path: str, model_state: dict, optimizer_state: tuple[dict, dict] | None, metadata: dict) -> None:
@@ -93,17 +113,24 @@ def load_checkpoint(path: str) -> tuple[dict, tuple[dict, dict] | None, dict]:
         metadata dict.
 
     Raises:
-        FileNotFoundError: no file at `path`. ValueError: not a minigpt checkpoint, or a newer
-        format version than this code reads.
+        FileNotFoundError: no file at `path`. ValueError: not a safetensors file (or a damaged
+        one), not a minigpt checkpoint, or a newer format version than this code reads.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path!r}")
     model_state, optimizer_arrays = {}, {}
-    with safe_open(path, framework="np") as file:
+    try:
+        file = safe_open(path, framework="np")
+    except SafetensorError as error:
+        raise ValueError(f"{path!r} is not a safetensors file, or it is damaged ({error})") from None
+    with file:
         header = file.metadata() or {}
         if "minigpt" not in header:
             raise ValueError(f"{path!r} is a safetensors file but not a minigpt checkpoint (no 'minigpt' metadata)")
-        metadata = json.loads(header["minigpt"])
+        try:
+            metadata = json.loads(header["minigpt"])
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path!r}: its 'minigpt' metadata is not valid JSON ({error})") from None
         if metadata.get("format_version", 0) > FORMAT_VERSION:
             raise ValueError(f"{path!r} has checkpoint format {metadata['format_version']}; this minigpt reads up to {FORMAT_VERSION}")
         for key in file.keys():

@@ -50,14 +50,41 @@ def bundled_corpus_path(name: str) -> str:
     return str(resources.files("minigpt").joinpath("corpora", name))
 
 
+def _fail(command: str, message: str):
+    """Stop with `minigpt COMMAND: error: MESSAGE` on stderr and exit status 1 (no traceback)."""
+    raise SystemExit(f"minigpt {command}: error: {message}")
+
+
 def _resolve_data_path(data: str) -> str:
-    if os.path.exists(data):
+    if os.path.isfile(data):
         return data
     if os.path.basename(data) in BUNDLED_CORPORA:
         return bundled_corpus_path(os.path.basename(data))
-    raise FileNotFoundError(
-        f"--data {data!r}: no such file (bundled texts, usable by name: {', '.join(BUNDLED_CORPORA)})"
-    )
+    _fail("train", f"--data {data!r}: no such file (bundled texts, usable by name: {', '.join(BUNDLED_CORPORA)})")
+
+
+def _checkpoint_path(command: str, flag: str, path: str) -> str:
+    """The checkpoint file of a run directory (or the file itself); a clear error when missing."""
+    from minigpt.checkpoint import CHECKPOINT_NAME
+
+    checkpoint_path = os.path.join(path, CHECKPOINT_NAME) if os.path.isdir(path) else path
+    if not os.path.isfile(checkpoint_path):
+        _fail(command, f"{flag} {path!r}: no checkpoint there (expected a run directory holding {CHECKPOINT_NAME}, or the file)")
+    return checkpoint_path
+
+
+def _load_run_checkpoint(command: str, flag: str, path: str):
+    """(checkpoint path, model_state, optimizer_state, metadata) of a checkpoint written by `minigpt train`."""
+    from minigpt.checkpoint import load_checkpoint
+
+    checkpoint_path = _checkpoint_path(command, flag, path)
+    try:
+        model_state, optimizer_state, metadata = load_checkpoint(checkpoint_path)
+    except ValueError as error:
+        _fail(command, f"{flag} {path!r}: {error}")
+    if "trainer" not in metadata:
+        _fail(command, f"{flag} {path!r}: the checkpoint has no training state (it was not written by `minigpt train`)")
+    return checkpoint_path, model_state, optimizer_state, metadata
 
 
 def _make_tokenizer(spec: dict):
@@ -118,8 +145,14 @@ def _load_token_ids(data_path: str, tokenizer_name: str):
     from minigpt.data import load_tokens, token_file_info
 
     if data_path.endswith(".bin"):
-        info = token_file_info(data_path)
-        return load_tokens(data_path), {"name": info.get("tokenizer", "gpt2")}
+        try:
+            info = token_file_info(data_path)
+            ids = load_tokens(data_path)
+        except (FileNotFoundError, ValueError) as error:
+            _fail("train", f"--data {data_path!r}: {error}")
+        if tokenizer_name != info.get("tokenizer", "gpt2"):
+            _fail("train", f"--data {data_path!r} holds {info.get('tokenizer')!r} token ids, but the tokenizer is {tokenizer_name!r}")
+        return ids, {"name": info.get("tokenizer", "gpt2")}
     with open(data_path, encoding="utf-8") as file:
         text = file.read()
     if tokenizer_name == "char":
@@ -135,17 +168,14 @@ def _load_token_ids(data_path: str, tokenizer_name: str):
 
 def train_main(args) -> int:
     """Run `minigpt train` with parsed arguments (see `_train_parser`)."""
-    from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from minigpt.checkpoint import CHECKPOINT_NAME
     from minigpt.data import DataLoader, GPTDataset, train_val_split
-    from minigpt.model import GPTModel, get_config
+    from minigpt.model import PRESETS, GPTModel, get_config
     from minigpt.optim import AdamW
     from minigpt.train import Trainer, TrainingConfig
 
     if args.resume:
-        checkpoint_path = os.path.join(args.resume, CHECKPOINT_NAME) if os.path.isdir(args.resume) else args.resume
-        _, _, metadata = load_checkpoint(checkpoint_path)
-        if "trainer" not in metadata:
-            raise SystemExit(f"--resume {args.resume}: the checkpoint has no training state to continue")
+        checkpoint_path, _, _, metadata = _load_run_checkpoint("train", "--resume", args.resume)
         run_info = metadata["trainer"]["run_info"]
         settings = dict(metadata["trainer"]["training_config"])
         settings["betas"] = tuple(settings["betas"])
@@ -157,6 +187,8 @@ def train_main(args) -> int:
         data_path, tokenizer_spec = run_info["data"], run_info["tokenizer"]
         batch_size, stride, train_ratio = run_info["batch_size"], run_info["stride"], run_info["train_ratio"]
     else:
+        if args.preset not in PRESETS:
+            _fail("train", f"--preset {args.preset!r}: unknown preset; choose one of {', '.join(PRESETS)}")
         recipe = dict(RECIPES.get(args.preset, RECIPES["book-124M"] if args.preset.startswith("gpt2") else {}))
         flag_values = {key: value for key, value in vars(args).items() if value is not None}
 
@@ -174,29 +206,46 @@ def train_main(args) -> int:
         tokenizer_name = setting("tokenizer", "gpt2")
         field_names = {field.name for field in dataclasses.fields(TrainingConfig)}
         config = TrainingConfig(**{name: setting(name) for name in field_names if setting(name) is not None})
+        try:
+            config.validate()
+        except ValueError as error:
+            _fail("train", f"{error} (flag --{str(error).split()[0].replace('_', '-')})")
+        if ("warmup_steps" not in flag_values and config.schedule == "cosine" and config.max_steps is not None
+                and config.warmup_steps >= config.max_steps):
+            # A short trial run of a recipe with a long warmup (char: 100 steps): shorten the warmup
+            # rather than refuse; an explicit --warmup-steps that does not fit is still an error.
+            shortened = config.max_steps // 10
+            print(f"note: the {args.preset} recipe's {config.warmup_steps} warmup steps do not fit in --max-steps "
+                  f"{config.max_steps}; warming up for {shortened} steps")
+            config = dataclasses.replace(config, warmup_steps=shortened)
         batch_size = setting("batch_size", 4)
         train_ratio = args.train_ratio
         tokenizer_spec = None
         out_dir = args.out or os.path.join("runs", args.preset)
 
+    if not os.path.isfile(data_path):
+        _fail("train", f"the run's data file {data_path!r} is missing")
     token_ids, spec_from_data = _load_token_ids(data_path, tokenizer_spec["name"] if tokenizer_spec else tokenizer_name)
     tokenizer_spec = tokenizer_spec or spec_from_data
     tokenizer = _make_tokenizer(tokenizer_spec)
-    if not args.resume:
-        model_overrides["vocab_size"] = tokenizer.n_vocab
-        model_config = get_config(args.preset, **model_overrides)
-        stride = args.stride or model_config.context_length
-    context_length = model_config.context_length
-    train_ids, val_ids = train_val_split(token_ids, train_ratio, max_length=context_length)
-    train_loader = DataLoader(GPTDataset(train_ids, None, context_length, stride), batch_size=batch_size, shuffle=True, drop_last=True, seed=config.seed)
-    val_loader = DataLoader(GPTDataset(val_ids, None, context_length, context_length), batch_size=batch_size, shuffle=False, drop_last=False)
-    model = GPTModel(model_config, rng=config.seed)
-    optimizer = AdamW(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-    run_info = {
-        "model_config": model_config.to_dict(), "tokenizer": tokenizer_spec, "data": os.path.abspath(data_path),
-        "batch_size": batch_size, "stride": stride, "train_ratio": train_ratio, "preset": getattr(args, "preset", None),
-    }
-    trainer = Trainer(model, optimizer, train_loader, val_loader, config, tokenizer=tokenizer, out_dir=out_dir, run_info=run_info)
+    try:  # sizes that do not fit together (a context longer than the data, ...) are flag errors
+        if not args.resume:
+            model_overrides["vocab_size"] = tokenizer.n_vocab
+            model_config = get_config(args.preset, **model_overrides)
+            stride = args.stride or model_config.context_length
+        context_length = model_config.context_length
+        train_ids, val_ids = train_val_split(token_ids, train_ratio, max_length=context_length)
+        train_loader = DataLoader(GPTDataset(train_ids, None, context_length, stride), batch_size=batch_size, shuffle=True, drop_last=True, seed=config.seed)
+        val_loader = DataLoader(GPTDataset(val_ids, None, context_length, context_length), batch_size=batch_size, shuffle=False, drop_last=False)
+        model = GPTModel(model_config, rng=config.seed)
+        optimizer = AdamW(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+        run_info = {
+            "model_config": model_config.to_dict(), "tokenizer": tokenizer_spec, "data": os.path.abspath(data_path),
+            "batch_size": batch_size, "stride": stride, "train_ratio": train_ratio, "preset": getattr(args, "preset", None),
+        }
+        trainer = Trainer(model, optimizer, train_loader, val_loader, config, tokenizer=tokenizer, out_dir=out_dir, run_info=run_info)
+    except (ValueError, KeyError) as error:
+        _fail("train", error.args[0] if error.args else repr(error))
     if args.resume:
         trainer.load(checkpoint_path)
         print(f"resuming {checkpoint_path} at step {trainer.step} of {trainer.total_steps}")
@@ -239,20 +288,24 @@ def _generate_parser(subparsers) -> None:
 
 def generate_main(args) -> int:
     """Run `minigpt generate` with parsed arguments."""
-    from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint
     from minigpt.generate import generate, text_to_token_ids, token_ids_to_text
     from minigpt.model import GPTModel, get_config
 
-    path = os.path.join(args.checkpoint, CHECKPOINT_NAME) if os.path.isdir(args.checkpoint) else args.checkpoint
-    model_state, _, metadata = load_checkpoint(path)
+    _, model_state, _, metadata = _load_run_checkpoint("generate", "--checkpoint", args.checkpoint)
     run_info = metadata["trainer"]["run_info"]
     model = GPTModel(get_config(run_info["model_config"]), rng=0)
     model.load_state_dict(model_state)
     model.eval()
     tokenizer = _make_tokenizer(run_info["tokenizer"])
-    ids = text_to_token_ids(args.prompt, tokenizer)
-    out = generate(model, ids, max_new_tokens=args.max_new_tokens, context_size=model.cfg.context_length,
-                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, rng=np.random.default_rng(args.seed))
+    try:
+        ids = text_to_token_ids(args.prompt, tokenizer)
+    except KeyError as error:  # a character outside a char tokenizer's alphabet
+        _fail("generate", f"--prompt: {error.args[0]}")
+    try:
+        out = generate(model, ids, max_new_tokens=args.max_new_tokens, context_size=model.cfg.context_length,
+                       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, rng=np.random.default_rng(args.seed))
+    except ValueError as error:  # the message names the argument: top_k is --top-k, idx the --prompt
+        _fail("generate", str(error))
     print(token_ids_to_text(out, tokenizer))
     return 0
 
@@ -276,7 +329,9 @@ def prepare_main(args) -> int:
     from minigpt.tokenizer import get_encoding
 
     if not args.output.endswith(".bin"):
-        raise SystemExit(f"output {args.output!r}: use a .bin file name (train recognises token files by it)")
+        _fail("prepare", f"output {args.output!r}: use a .bin file name (train recognises token files by it)")
+    if not os.path.isfile(args.input):
+        _fail("prepare", f"input {args.input!r}: no such file")
     prepare(args.input, args.output, get_encoding("gpt2"))
     print(f"wrote {args.output}")
     return 0

@@ -14,6 +14,8 @@ Fan et al. 2018 (top-k sampling).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from autograd import Tensor, no_grad
@@ -83,12 +85,23 @@ def generate_text_simple(model, idx, max_new_tokens: int, context_size: int) -> 
 
 
 def _filter_top_k(logits: np.ndarray, top_k: int) -> np.ndarray:
-    """Set every logit below each row's k-th largest to -inf (ties with the k-th are kept)."""
+    """Keep exactly the `top_k` largest logits of each row and set the others to -inf.
+
+    Among logits tied with a row's k-th largest, those with the lowest ids are kept (the ones
+    `np.argmax` would pick first), so top_k=1 always keeps the greedy token and sampling with
+    top_k=1 equals greedy decoding even when logits tie.
+
+    Example: logits [[1, 3, 3, 0]], top_k=2 -> [[-inf, 3, 3, -inf]]; top_k=1 -> [[-inf, 3, -inf, -inf]].
+    """
     vocab_size = logits.shape[-1]
     if top_k >= vocab_size:
         return logits  # keeping every token is no filtering at all
     kth_largest = np.partition(logits, vocab_size - top_k, axis=-1)[:, vocab_size - top_k, None]  # (B, 1)
-    return np.where(logits < kth_largest, -np.inf, logits)
+    above = logits > kth_largest  # (B, V): kept for sure; fewer than top_k per row
+    tied = logits == kth_largest  # (B, V): the k-th value, possibly several times
+    room = top_k - above.sum(axis=-1, keepdims=True)  # (B, 1): how many of the tied ones fit
+    keep = above | (tied & (np.cumsum(tied, axis=-1) <= room))  # the first `room` tied ids
+    return np.where(keep, logits, -np.inf)
 
 
 def _filter_top_p(probs: np.ndarray, top_p: float) -> np.ndarray:
@@ -131,7 +144,8 @@ def generate(
         max_new_tokens: number of tokens to append (>= 0).
         context_size: the model's context length; the input is cropped to it.
         temperature: 0 for greedy decoding; > 0 scales the logits (below 1 sharper, above 1 flatter).
-        top_k: keep only the k most likely tokens per row (k >= 1); None or k >= V: no filtering.
+        top_k: keep only the k most likely tokens per row (k >= 1; of tied logits the lowest ids);
+            None or k >= V: no filtering.
         top_p: keep the smallest set of tokens with total probability >= top_p, in (0, 1].
         eos_id: a row that produces this id stops; later positions of that row are filled with
             eos_id while the other rows go on; generation ends when every row has stopped.
@@ -142,20 +156,23 @@ def generate(
 
     Raises:
         ValueError: empty prompt, wrong rank, max_new_tokens < 0, context_size < 1, top_k < 1,
-            temperature < 0, top_p outside (0, 1].
-        TypeError: non-integer ids.
+            temperature < 0 (or NaN, inf), top_p outside (0, 1].
+        TypeError: non-integer ids or eos_id.
     """
     ids = _as_id_batch(idx)
     if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
     if not isinstance(context_size, (int, np.integer)) or context_size < 1:
         raise ValueError(f"context_size must be an integer >= 1, got {context_size!r}")
-    if temperature is None or temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature!r}")
-    if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k < 1):
+    # `not x >= 0` (rather than `x < 0`) also rejects NaN, which would make every probability NaN.
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.integer, np.floating)) or not 0 <= temperature < math.inf:
+        raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
         raise ValueError(f"top_k must be an integer >= 1 or None, got {top_k!r}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float, np.integer, np.floating)) or not 0 < top_p <= 1):
+        raise ValueError(f"top_p must be a number in (0, 1] or None, got {top_p!r}")
+    if eos_id is not None and (isinstance(eos_id, bool) or not isinstance(eos_id, (int, np.integer))):
+        raise TypeError(f"eos_id must be an integer token id or None, got {eos_id!r}")
     if rng is None and temperature > 0:
         rng = np.random.default_rng()
 

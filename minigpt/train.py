@@ -56,7 +56,12 @@ def calc_loss_loader(data_loader, model, num_batches: int | None = None) -> floa
 
     As the book: NaN for an empty loader; `num_batches` larger than the loader is reduced to its
     length. Runs without recording a graph.
+
+    Raises:
+        ValueError: num_batches < 1.
     """
+    if num_batches is not None and num_batches < 1:
+        raise ValueError(f"num_batches must be >= 1 or None, got {num_batches!r}")
     if len(data_loader) == 0:
         return float("nan")
     num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
@@ -145,7 +150,8 @@ class TrainingConfig:
         sample_every: print a greedy sample every this many steps; 0 only at the end.
         sample_prompt: the prompt of the samples (the book: "Every effort moves you").
         sample_tokens: tokens per sample.
-        checkpoint_every: save a checkpoint every this many steps (and always at the end).
+        checkpoint_every: save a checkpoint every this many steps (and always at the end); 0 only
+            at the end. Nothing is saved when the trainer has no out_dir.
         seed: seeds initialisation, dropout and shuffling.
     """
 
@@ -246,8 +252,14 @@ class Trainer:
         self.tokens_seen = 0
         self.history = {"step": [], "tokens_seen": [], "train_loss": [], "val_loss": [], "lr": []}
         self._batches = None  # the iterator over the current epoch of train_loader
+        # Interrupt bookkeeping (see `train_step` and `fit`): inside a step, inside its parameter
+        # update, the position before the step, an evaluation that is due but not recorded yet,
+        # and a parameter update that was cut short (the weights in memory are then unusable).
         self._mid_step = self._updating = False
         self._tokens_this_step = 0
+        self._position_before_step = None
+        self._eval_due = False
+        self._half_updated = False
         # Loss estimates read an unshuffled loader over the same windows (see `evaluate`).
         self._train_eval_loader = DataLoader(train_loader.dataset, batch_size=train_loader.batch_size)
         if config.schedule == "cosine" and config.warmup_steps >= self.total_steps:
@@ -284,15 +296,23 @@ class Trainer:
     # ---- one optimizer step -----------------------------------------------------------------
     def train_step(self) -> float:
         """Run one optimizer step over `grad_accum_steps` micro-batches; return its mean loss."""
+        if self._half_updated:
+            raise RuntimeError(
+                "an interrupt stopped an earlier optimizer step half way, so the weights in memory are "
+                "partly updated: load the last checkpoint (Trainer.load) before training on"
+            )
         # Where the data and the dropout generator stood before this step: an interrupt in the
-        # middle of the step saves these, so the resumed run redoes the whole step.
+        # middle of the step rewinds to these (see `_rewind_partial_step`), so the resumed run
+        # redoes the whole step.
         self._position_before_step = self._position()
+        self._tokens_this_step = 0  # NOTE: before _mid_step, so it never holds the last step's count
         self._mid_step = True
         micro_batches = [self._next_batch() for _ in range(self.config.grad_accum_steps)]
         target_tokens = sum(int(np.count_nonzero(targets != -100)) for _, targets in micro_batches)
+        if target_tokens == 0:
+            raise ValueError(f"step {self.step}: every target of its {len(micro_batches)} micro-batch(es) is ignore_index (-100)")
         self.model.train()
         total_loss = 0.0
-        self._tokens_this_step = 0
         for inputs, targets in micro_batches:
             logits = self.model(inputs)  # (B, T, V)
             # Sum over this micro-batch's targets, divided by all targets of the step: the
@@ -323,6 +343,24 @@ class Trainer:
             "dropout_rng_state": None if dropout_rng is None else _jsonable(dropout_rng.bit_generator.state),
         }
 
+    def _set_position(self, position: dict) -> None:
+        """Put the data loader and the dropout generator back where `_position()` saw them."""
+        self.train_loader.load_state_dict(position["train_loader_state"])
+        self._batches = None  # the next batch continues the loader from that position
+        dropout_rng = getattr(self.model, "dropout_rng", None)
+        if dropout_rng is not None and position.get("dropout_rng_state") is not None:
+            dropout_rng.bit_generator.state = position["dropout_rng_state"]
+
+    def _rewind_partial_step(self) -> None:
+        """Undo a step interrupted before its parameter update: drop its gradients, batches,
+        dropout draws and tokens, so that both this trainer and a checkpoint of it stand exactly
+        at the end of the last completed step (the weights have not changed yet)."""
+        self.optimizer.zero_grad()
+        self._set_position(self._position_before_step)
+        self.tokens_seen -= self._tokens_this_step
+        self._tokens_this_step = 0
+        self._mid_step = False
+
     # ---- the loop ---------------------------------------------------------------------------
     def evaluate(self) -> tuple[float, float]:
         """Estimate train and validation loss on `eval_batches` batches each and record them.
@@ -340,7 +378,16 @@ class Trainer:
         self.history["train_loss"].append(train_loss)
         self.history["val_loss"].append(val_loss)
         self.history["lr"].append(self.learning_rate(max(self.step - 1, 0)))
+        self._eval_due = False
         return train_loss, val_loss
+
+    def _evaluate_and_report(self) -> None:
+        train_loss, val_loss = self.evaluate()
+        tqdm.write(
+            f"step {self.step:6d} | epoch {self.train_loader.epoch} | tokens {self.tokens_seen:,} | "
+            f"train loss {train_loss:.3f} (ppl {math.exp(min(train_loss, 50)):.1f}) | "
+            f"val loss {val_loss:.3f} (ppl {math.exp(min(val_loss, 50)) if val_loss == val_loss else float('nan'):.1f})"
+        )
 
     def sample(self) -> str | None:
         """Print and return a greedy sample of `sample_tokens` tokens after the sample prompt."""
@@ -356,7 +403,15 @@ class Trainer:
     def fit(self, stop_at: int | None = None) -> dict:
         """Train until `total_steps` (or until `stop_at`, to split a run for testing resume).
 
-        Ctrl-C saves a checkpoint at the last completed step (when out_dir is set) and re-raises.
+        Evaluation happens every `eval_every` steps and after the run's last step (`total_steps`,
+        not `stop_at`, so that a run split by `stop_at` records the same history as one piece).
+
+        Ctrl-C (KeyboardInterrupt): a step cut short before its parameter update is undone (its
+        batches, dropout draws and tokens are rewound), a checkpoint of the last completed step is
+        saved (when out_dir is set), and the interrupt is re-raised; `fit()` again, or `load` +
+        `fit()` in a new process, continues exactly. A step cut short inside `optimizer.step()`
+        leaves half-updated weights: the last checkpoint on disk is kept untouched, and this
+        trainer refuses to go on until a checkpoint is loaded.
 
         Returns:
             The history dict.
@@ -365,29 +420,34 @@ class Trainer:
         progress = tqdm(total=end, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
         started = time.perf_counter()
         try:
+            if self._eval_due:  # an interrupt came before the last step's evaluation was recorded
+                self._evaluate_and_report()
             while self.step < end:
                 loss = self.train_step()
                 progress.update(1)
                 progress.set_postfix(loss=f"{loss:.3f}", lr=f"{self.learning_rate(self.step - 1):.2e}")
-                if self.step % self.config.eval_every == 0 or self.step == end:
-                    train_loss, val_loss = self.evaluate()
-                    tqdm.write(
-                        f"step {self.step:6d} | epoch {self.train_loader.epoch} | tokens {self.tokens_seen:,} | "
-                        f"train loss {train_loss:.3f} (ppl {math.exp(min(train_loss, 50)):.1f}) | "
-                        f"val loss {val_loss:.3f} (ppl {math.exp(min(val_loss, 50)) if val_loss == val_loss else float('nan'):.1f})"
-                    )
+                self._eval_due = self.step % self.config.eval_every == 0 or self.step == self.total_steps
+                if self._eval_due:
+                    self._evaluate_and_report()
                 if self.config.sample_every and self.step % self.config.sample_every == 0:
                     self.sample()
-                if self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0:
+                if self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0 and self.out_dir is not None:
                     self.save()
         except KeyboardInterrupt:
             progress.close()
             if self._updating:
                 # Stopped inside optimizer.step(): the weights are half updated, so the last
                 # checkpoint on disk is the good one; leave it as it is.
+                self._half_updated = True
+                self._updating = self._mid_step = False
+                self.optimizer.zero_grad()  # or a later step would add this step's gradients to its own
                 print(f"\ninterrupted during a parameter update: kept the last checkpoint in {self.out_dir}")
-            elif self.out_dir is not None:
-                self.optimizer.zero_grad()
+                raise
+            if self._mid_step:
+                self._rewind_partial_step()
+            self.optimizer.zero_grad()
+            self.model.train()  # an interrupted evaluation or sample leaves eval mode on
+            if self.out_dir is not None:
                 self.save()
                 print(f"\ninterrupted: checkpoint of step {self.step} saved in {self.out_dir}; continue with --resume {self.out_dir}")
             raise
@@ -406,6 +466,7 @@ class Trainer:
             "step": self.step,
             "tokens_seen": self.tokens_seen - (self._tokens_this_step if self._mid_step else 0),
             **position,
+            "eval_due": self._eval_due,
             "history": self.history,
             "training_config": dataclasses.asdict(self.config),
             "run_info": self.run_info,
@@ -419,9 +480,11 @@ class Trainer:
             os.makedirs(self.out_dir, exist_ok=True)
             path = os.path.join(self.out_dir, CHECKPOINT_NAME)
         save_checkpoint(path, self.model.state_dict(), flatten_state_dict(self.optimizer.state_dict()), {"trainer": self.state()})
-        if self.out_dir is not None:
-            with open(os.path.join(self.out_dir, "history.json"), "w") as file:
+        if self.out_dir is not None:  # a convenience copy of the history, also replaced atomically
+            history_path = os.path.join(self.out_dir, "history.json")
+            with open(history_path + ".tmp", "w") as file:
                 json.dump(self.history, file)
+            os.replace(history_path + ".tmp", history_path)
         return path
 
     def load(self, path: str) -> None:
@@ -435,16 +498,16 @@ class Trainer:
         if "trainer" not in metadata:
             raise ValueError(f"{path!r} holds no trainer state (it is a weights-only checkpoint): cannot resume from it")
         state = metadata["trainer"]
+        self.optimizer.zero_grad()  # gradients of an interrupted step must not leak into the next
         self.model.load_state_dict(model_state)
         if optimizer_state is not None:
             self.optimizer.load_state_dict(unflatten_state_dict(*optimizer_state))
         self.step, self.tokens_seen = state["step"], state["tokens_seen"]
         self.history = state["history"]
-        self.train_loader.load_state_dict(state["train_loader_state"])
-        self._batches = None  # the next batch continues the loader where the checkpoint left it
-        dropout_rng = getattr(self.model, "dropout_rng", None)
-        if dropout_rng is not None and state.get("dropout_rng_state") is not None:
-            dropout_rng.bit_generator.state = state["dropout_rng_state"]
+        self._set_position(state)
+        self._eval_due = state.get("eval_due", False)
+        self._mid_step = self._updating = self._half_updated = False
+        self._tokens_this_step = 0
 
     def plot(self) -> str | None:
         """Save `loss.png` in out_dir: losses against steps and tokens seen (book figure 5.12).

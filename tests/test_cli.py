@@ -1,0 +1,187 @@
+"""Tests of the `minigpt` command line (minigpt.cli.main): train, resume, generate, prepare, errors.
+
+Every run is a few steps of a small model; the tiny preset keeps GPT-2's 50,257-token head, so
+flags shrink the batch, the evaluation and the samples to keep each run around a second.
+"""
+
+import contextlib
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from minigpt.cli import bundled_corpus_path, main
+from minigpt.train import Trainer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHEAP = ["--batch-size", "2", "--eval-batches", "1", "--sample-tokens", "4"]
+
+
+def trainer_state(directory) -> dict:
+    return load_checkpoint(os.path.join(directory, CHECKPOINT_NAME))[2]["trainer"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A 3-step run of the default preset on the bundled text, and what it printed."""
+    out = str(tmp_path_factory.mktemp("tiny"))
+    printed = io.StringIO()  # (a module-scoped fixture cannot use capsys)
+    with contextlib.redirect_stdout(printed):
+        status = main(["train", "--max-steps", "3", "--out", out, "--preset", "tiny", "--eval-every", "1", "--context-length", "32", *CHEAP])
+    assert status == 0
+    return out, printed.getvalue()
+
+
+def test_train_writes_a_checkpoint_and_prints_its_config_and_seed(tiny_run):
+    out, printed = tiny_run
+    assert os.path.isfile(os.path.join(out, CHECKPOINT_NAME)) and os.path.isfile(os.path.join(out, "history.json"))
+    state = trainer_state(out)
+    assert state["step"] == 3 and state["history"]["step"] == [1, 2, 3]
+    assert state["run_info"]["tokenizer"] == {"name": "gpt2"}
+    assert state["run_info"]["model_config"]["context_length"] == 32
+    assert state["run_info"]["data"] == os.path.abspath(bundled_corpus_path("the-verdict.txt"))
+    lines = printed.splitlines()
+    assert lines[0].startswith("model: {") and '"context_length": 32' in lines[0]
+    assert any(line.startswith("training: {") and '"max_steps": 3' in line for line in lines)
+    assert any(line.startswith("seed: 123 | steps: 3") for line in lines)
+    assert "sample @ step 3: 'Every effort moves you" in printed
+
+
+def test_resume_continues_to_the_new_max_steps(tiny_run, tmp_path):
+    out, _ = tiny_run
+    resumed = str(tmp_path / "resumed")
+    shutil.copytree(out, resumed)
+    assert main(["train", "--resume", resumed, "--max-steps", "5"]) == 0
+    state = trainer_state(resumed)
+    assert state["step"] == 5 and state["history"]["step"] == [1, 2, 3, 4, 5]
+    assert state["tokens_seen"] == 5 * 2 * 32
+
+
+def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch, capsys):
+    # Character-level model on the short story (cheap), with dropout and a cosine schedule: a run
+    # stopped by Ctrl-C in step 4 and resumed with --resume gives the weights of a run in one go.
+    flags = ["--preset", "char", "--tokenizer", "char", "--data", "the-verdict.txt", "--max-steps", "6", "--warmup-steps", "2",
+             "--drop-rate", "0.1", "--context-length", "16", "--eval-every", "2", *CHEAP]
+    whole, split = str(tmp_path / "whole"), str(tmp_path / "split")
+    main(["train", "--out", whole, *flags])
+    train_step = Trainer.train_step
+    calls = []
+
+    def interrupted_train_step(self):
+        calls.append(self.step)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return train_step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted_train_step)
+    assert main(["train", "--out", split, *flags]) == 130  # the shell's status for Ctrl-C
+    monkeypatch.undo()
+    assert trainer_state(split)["step"] == 3
+    assert "continue with --resume" in capsys.readouterr().out
+    main(["train", "--resume", split])
+    whole_weights, whole_state = load_checkpoint(os.path.join(whole, CHECKPOINT_NAME))[0::2]
+    split_weights, split_state = load_checkpoint(os.path.join(split, CHECKPOINT_NAME))[0::2]
+    for name, array in whole_weights.items():
+        assert np.array_equal(split_weights[name], array), name
+    assert split_state["trainer"]["history"] == whole_state["trainer"]["history"]
+
+
+def test_generate_prints_a_continuation(tiny_run, capsys):
+    out, _ = tiny_run
+    assert main(["generate", "--checkpoint", out, "--prompt", "Every effort", "--max-new-tokens", "5"]) == 0
+    greedy = capsys.readouterr().out
+    assert greedy.startswith("Every effort") and len(greedy.strip()) > len("Every effort")
+    arguments = ["generate", "--checkpoint", os.path.join(out, CHECKPOINT_NAME), "--prompt", "Every effort",
+                 "--max-new-tokens", "5", "--temperature", "1.0", "--top-k", "50", "--top-p", "0.9", "--seed", "4"]
+    main(arguments)
+    first = capsys.readouterr().out
+    main(arguments)
+    assert capsys.readouterr().out == first and first.startswith("Every effort")
+
+
+def test_character_level_shakespeare(tmp_path, capsys):
+    out = str(tmp_path / "char")
+    main(["train", "--preset", "char", "--tokenizer", "char", "--data", "tinyshakespeare.txt", "--max-steps", "3",
+          "--out", out, "--context-length", "16", "--batch-size", "2", "--eval-batches", "2", "--sample-tokens", "8"])
+    assert "warming up for 0 steps" in capsys.readouterr().out  # the recipe's 100 do not fit in 3
+    state = trainer_state(out)
+    assert state["step"] == 3
+    assert state["run_info"]["tokenizer"]["name"] == "char" and len(state["run_info"]["tokenizer"]["characters"]) == 65
+    assert state["run_info"]["model_config"]["vocab_size"] == 65
+    assert state["training_config"]["schedule"] == "cosine"
+    capsys.readouterr()
+    main(["generate", "--checkpoint", out, "--prompt", "ROMEO:", "--max-new-tokens", "10"])
+    text = capsys.readouterr().out
+    assert text.startswith("ROMEO:") and len(text.rstrip("\n")) == 16
+
+
+def test_prepare_then_train_on_the_token_file(tmp_path):
+    source = tmp_path / "story.txt"
+    shutil.copy(bundled_corpus_path("the-verdict.txt"), source)
+    tokens = str(tmp_path / "story.bin")
+    assert main(["prepare", str(source), tokens]) == 0
+    assert os.path.isfile(tokens) and os.path.isfile(tokens + ".json")
+    assert os.path.getsize(tokens) == 2 * 5145  # uint16 ids of the story's 5,145 GPT-2 tokens
+    out = str(tmp_path / "run")
+    main(["train", "--data", tokens, "--max-steps", "2", "--out", out, "--context-length", "8", "--batch-size", "1",
+          "--eval-batches", "1", "--sample-tokens", "0"])
+    state = trainer_state(out)
+    assert state["step"] == 2 and state["run_info"]["data"] == os.path.abspath(tokens)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["train", "--preset", "gpt5"], "--preset 'gpt5': unknown preset; choose one of .*tiny"),
+    (["train", "--data", "no-such-file.txt"], "--data 'no-such-file.txt': no such file"),
+    (["train", "--resume", "no-such-dir"], "--resume 'no-such-dir': no checkpoint there"),
+    (["train", "--max-steps", "0"], "max_steps must be >= 1.*--max-steps"),
+    (["train", "--preset", "char", "--max-steps", "5", "--warmup-steps", "5"], "warmup_steps=5 must be smaller"),
+    (["train", "--context-length", "4000", "--max-steps", "1"], "validation split.*tokens short"),
+    (["generate", "--checkpoint", "no-such-dir"], "--checkpoint 'no-such-dir': no checkpoint there"),
+    (["prepare", "no-such-file.txt", "out.bin"], "input 'no-such-file.txt': no such file"),
+    (["prepare", "in.txt", "out.txt"], "use a .bin file name"),
+])
+def test_bad_flags_give_clear_errors(arguments, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as error:
+        main(arguments)
+    assert error.value.code != 0
+    assert str(error.value).startswith(f"minigpt {arguments[0]}: error: ")
+    assert re.search(message, str(error.value)), str(error.value)
+
+
+def test_generate_errors_name_the_flag(tiny_run):
+    out, _ = tiny_run
+    for flags, name in [(["--top-k", "0"], "top_k"), (["--temperature", "-1"], "temperature"), (["--prompt", ""], "empty prompt")]:
+        with pytest.raises(SystemExit, match=name):
+            main(["generate", "--checkpoint", out, *flags])
+
+
+def test_generate_from_a_non_minigpt_file(tmp_path):
+    from safetensors.numpy import save_file
+
+    path = str(tmp_path / "model.safetensors")
+    save_file({"w": np.zeros(2, np.float32)}, path)
+    with pytest.raises(SystemExit, match="not a minigpt checkpoint"):
+        main(["generate", "--checkpoint", path])
+
+
+def test_argparse_rejects_unknown_choices(capsys):
+    with pytest.raises(SystemExit) as error:
+        main(["train", "--tokenizer", "bytes"])
+    assert error.value.code == 2 and "invalid choice: 'bytes'" in capsys.readouterr().err
+
+
+def test_python_dash_m_minigpt_help():
+    environment = {**os.environ, "PYTHONPATH": ROOT}
+    result = subprocess.run([sys.executable, "-m", "minigpt", "--help"], capture_output=True, text=True, env=environment, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    for command in ("train", "generate", "prepare", "bench"):
+        assert command in result.stdout
+    result = subprocess.run([sys.executable, "-m", "minigpt", "train", "--help"], capture_output=True, text=True, env=environment, cwd=ROOT)
+    assert result.returncode == 0 and "--grad-accum-steps" in result.stdout and "--resume" in result.stdout
