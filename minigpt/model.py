@@ -285,6 +285,12 @@ class GPTModel(Module):
         return load_pretrained(path, dtype=dtype, **overrides)
 
     def forward(self, in_idx) -> Tensor:
+        """Logits for the next token at every position: int ids (B, T) -> float logits (B, T, V).
+
+        `in_idx` may be an integer np.ndarray, nested list or Tensor. The logits have the
+        parameters' dtype (float32, or float64 after `to(np.float64)`); position t depends only on
+        tokens 0..t (causal attention).
+        """
         ids = self._check_token_ids(in_idx)
         batch_size, seq_len = ids.shape
         tok_embeds = self.tok_emb(ids)  # (B, T) -> (B, T, C)

@@ -1,0 +1,273 @@
+"""Benchmark: one GPT training step (forward, cross-entropy, backward [, AdamW]) against PyTorch eager.
+
+For each configuration a fresh subprocess builds the model, runs warm-up steps and then timed
+steps on random token batches, and reports the median milliseconds of forward+loss, backward and
+the optimizer step, tokens per second and its peak resident memory (`ru_maxrss`, which is only
+honest in a process of its own). With `--torch-python` the PyTorch reference of
+`../shared/bench/train_bench.py` (the book's model in eager PyTorch, float32, same threads) runs
+the same configurations in turn, and the ratios minigpt / PyTorch are printed side by side.
+
+Configurations (the reference's `torch_gpt.GPT_CONFIGS`; dropout 0 as there):
+
+    book-124M  the book's GPT_CONFIG_124M (768 wide, 12 layers, 12 heads, vocabulary 50257) with
+               the context of 256 it is trained with in chapter 5; batch 2 x 256 tokens
+    mid        384 wide, 6 layers, 6 heads, vocabulary 50257; batch 8 x 256
+    char       128 wide, 4 layers, 4 heads, vocabulary 65 (character-level Shakespeare); batch 12 x 64
+
+Run (the OPENBLAS_* variables some machines set pick a slower kernel; subprocesses drop them):
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m minigpt.benchmarks.model \\
+        --torch-python /tmp/torchref/bin/python
+
+Shared machines are noisy: compare the ratios of one run (`--rounds` alternates the two sides and
+takes the median ratio), not absolute times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+# name -> (model config, batch size, tokens per sequence, the reference's config name)
+CONFIGS = {
+    "book-124M": (
+        dict(vocab_size=50257, context_length=256, emb_dim=768, n_heads=12, n_layers=12, drop_rate=0.0, qkv_bias=False),
+        2, 256, "book-124M",
+    ),
+    "mid": (
+        dict(vocab_size=50257, context_length=256, emb_dim=384, n_heads=6, n_layers=6, drop_rate=0.0, qkv_bias=False),
+        8, 256, "mid",
+    ),
+    "char": (
+        dict(vocab_size=65, context_length=64, emb_dim=128, n_heads=4, n_layers=4, drop_rate=0.0, qkv_bias=False),
+        12, 64, "shakespeare-char",
+    ),
+}
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_NOISY_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def _busy_seconds() -> float:
+    """CPU time the whole machine has spent busy since boot (all CPUs, /proc/stat), seconds."""
+    with open("/proc/stat", encoding="ascii") as file:
+        fields = [int(value) for value in file.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def wait_until_quiet(max_wait: float, window: float = 3.0, threshold: float = 0.15) -> float:
+    """Block until other processes used less than `threshold` CPU-seconds over `window` seconds.
+
+    Returns the seconds waited, or -1 when the machine never became quiet within `max_wait`.
+    """
+    start = time.time()
+    while True:
+        busy, own = _busy_seconds(), _own_cpu_seconds()
+        time.sleep(window)
+        if (_busy_seconds() - busy) - (_own_cpu_seconds() - own) < threshold:
+            return time.time() - start
+        if time.time() - start > max_wait:
+            return -1.0
+
+
+def _peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, MiB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def measure(name: str, warmup: int, steps: int, optimizer: str, seed: int = 0) -> dict:
+    """Time training steps of one configuration in this process; returns seconds per phase."""
+    from autograd import functional as F
+    from minigpt.model import GPTModel
+
+    cfg, batch_size, num_tokens, _ = CONFIGS[name]
+    model = GPTModel(cfg, rng=seed)
+    model.train()
+    adamw = None
+    if optimizer == "adamw":
+        from minigpt.optim import AdamW
+
+        adamw = AdamW(model.parameters(), lr=4e-4, weight_decay=0.1)  # the book's chapter-5 settings
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, cfg["vocab_size"], (warmup + steps, batch_size, num_tokens + 1))
+    forward, backward, update, losses, other_cpu = [], [], [], [], []
+    for step in range(warmup + steps):
+        inputs, targets = data[step, :, :-1], data[step, :, 1:]
+        busy, own = _busy_seconds(), _own_cpu_seconds()
+        start = time.perf_counter()
+        model.zero_grad()
+        loss = F.cross_entropy(model(inputs), targets)
+        after_forward = time.perf_counter()
+        loss.backward()
+        after_backward = time.perf_counter()
+        if adamw is not None:
+            adamw.step()
+        end = time.perf_counter()
+        losses.append(loss.item())
+        if step >= warmup:
+            # CPU time other processes took during this step: > 0 means the sample was disturbed.
+            other_cpu.append(round((_busy_seconds() - busy) - (_own_cpu_seconds() - own), 3))
+            forward.append(after_forward - start)
+            backward.append(after_backward - after_forward)
+            update.append(end - after_backward)
+    return {
+        "config": name, "batch": batch_size, "tokens": num_tokens, "optimizer": optimizer,
+        "parameters": model.num_parameters(), "fwd_s": forward, "bwd_s": backward, "opt_s": update,
+        "other_cpu_s": other_cpu, "loss_first": losses[0], "loss_last": losses[-1], "rss_peak_mib": _peak_rss_mib(),
+    }
+
+
+def _child_env(threads: int) -> dict:
+    env = {key: value for key, value in os.environ.items() if key not in _NOISY_ENV}
+    env["OPENBLAS_NUM_THREADS"] = str(threads)
+    env["OMP_NUM_THREADS"] = str(threads)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_REPO_ROOT, env.get("PYTHONPATH")]))
+    return env
+
+
+def _last_json_line(output: str, command: list) -> dict:
+    for line in reversed(output.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"no JSON result from {' '.join(command)}:\n{output}")
+
+
+def _maybe_wait(args) -> None:
+    if args.wait_quiet > 0 and wait_until_quiet(args.wait_quiet) < 0:
+        print(f"  (machine still busy after {args.wait_quiet:.0f} s of waiting; measuring anyway)", flush=True)
+
+
+def run_minigpt(name: str, args) -> dict:
+    """Measure one configuration in a fresh Python process (for an honest peak memory)."""
+    _maybe_wait(args)
+    command = [sys.executable, "-m", "minigpt.benchmarks.model", "--worker", name, "--warmup", str(args.warmup),
+               "--steps", str(args.steps), "--optimizer", args.optimizer]
+    done = subprocess.run(command, capture_output=True, text=True, env=_child_env(args.threads), check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"minigpt benchmark of {name} failed:\n{done.stderr}")
+    return _last_json_line(done.stdout, command)
+
+
+def run_torch(name: str, args) -> dict:
+    """Run the PyTorch eager reference (train_bench.py) for the same configuration."""
+    _maybe_wait(args)
+    script = os.path.join(args.torch_bench_dir, "train_bench.py")
+    command = [args.torch_python, script, "--config", CONFIGS[name][3], "--variant", args.torch_variant,
+               "--warmup", str(args.warmup), "--steps", str(args.steps), "--threads", str(args.threads)]
+    done = subprocess.run(command, capture_output=True, text=True, env=_child_env(args.threads),
+                          cwd=args.torch_bench_dir, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"PyTorch reference for {name} failed:\n{done.stderr}")
+    return _last_json_line(done.stdout, command)
+
+
+def _median_ms(record: dict, *phases: str) -> float:
+    """Median over steps of the summed phases, milliseconds."""
+    return 1000.0 * statistics.median(sum(values) for values in zip(*(record[phase] for phase in phases)))
+
+
+def _disturbance(records: list[dict]) -> str:
+    """How much CPU other processes took during the timed steps, as a share of the step time."""
+    other = sum(sum(r.get("other_cpu_s", [])) for r in records)
+    wall = sum(sum(r["fwd_s"]) + sum(r["bwd_s"]) + sum(r["opt_s"]) for r in records)
+    return f"  others used {100 * other / wall:4.0f}% of a CPU" if wall else ""
+
+
+def summarize(name: str, ours: list[dict], theirs: list[dict]) -> list[str]:
+    """Lines of the report for one configuration (ratios are medians over rounds)."""
+    _, batch_size, num_tokens, _ = CONFIGS[name]
+    tokens = batch_size * num_tokens
+    fwd_bwd = statistics.median(_median_ms(r, "fwd_s", "bwd_s") for r in ours)
+    step = statistics.median(_median_ms(r, "fwd_s", "bwd_s", "opt_s") for r in ours)
+    memory = max(r["rss_peak_mib"] for r in ours)
+    lines = [
+        f"{name:10s} minigpt  fwd {statistics.median(_median_ms(r, 'fwd_s') for r in ours):8.1f} ms  "
+        f"bwd {statistics.median(_median_ms(r, 'bwd_s') for r in ours):8.1f} ms  fwd+bwd {fwd_bwd:8.1f} ms  "
+        f"step {step:8.1f} ms  {tokens / (fwd_bwd / 1000):9.0f} tokens/s (fwd+bwd)  peak {memory:7.0f} MiB"
+        + _disturbance(ours)
+    ]
+    if theirs:
+        torch_fwd_bwd = statistics.median(_median_ms(r, "fwd_s", "bwd_s") for r in theirs)
+        torch_step = statistics.median(_median_ms(r, "fwd_s", "bwd_s", "opt_s") for r in theirs)
+        torch_memory = max(r["rss_peak_mib"] for r in theirs)
+        time_ratios = [_median_ms(a, "fwd_s", "bwd_s") / _median_ms(b, "fwd_s", "bwd_s") for a, b in zip(ours, theirs)]
+        step_ratios = [_median_ms(a, "fwd_s", "bwd_s", "opt_s") / _median_ms(b, "fwd_s", "bwd_s", "opt_s")
+                       for a, b in zip(ours, theirs)]
+        lines.append(
+            f"{'':10s} torch    fwd {statistics.median(_median_ms(r, 'fwd_s') for r in theirs):8.1f} ms  "
+            f"bwd {statistics.median(_median_ms(r, 'bwd_s') for r in theirs):8.1f} ms  fwd+bwd {torch_fwd_bwd:8.1f} ms  "
+            f"step {torch_step:8.1f} ms  {tokens / (torch_fwd_bwd / 1000):9.0f} tokens/s (fwd+bwd)  peak {torch_memory:7.0f} MiB"
+            + _disturbance(theirs)
+        )
+        lines.append(
+            f"{'':10s} ratio minigpt/torch: fwd+bwd {statistics.median(time_ratios):.2f}x "
+            f"(rounds: {', '.join(f'{r:.2f}' for r in time_ratios)})  step {statistics.median(step_ratios):.2f}x  "
+            f"peak memory {memory / torch_memory:.2f}x"
+        )
+    return lines
+
+
+def main(argv=None) -> None:
+    """Command line: see the module docstring and `--help`."""
+    parser = argparse.ArgumentParser(prog="python -m minigpt.benchmarks.model", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS),
+                        help="configurations to run (default: all)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps; the median is reported (default 5)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="alternate minigpt and torch this many times per config; median ratio (default 1)")
+    parser.add_argument("--threads", type=int, default=2, help="BLAS / torch threads (default 2)")
+    parser.add_argument("--optimizer", choices=["adamw", "none"], default="adamw",
+                        help="include minigpt.optim.AdamW in the step, as the reference does (default adamw); "
+                             "the fwd+bwd figures never include it")
+    parser.add_argument("--torch-python", default=None,
+                        help="a Python with torch (e.g. /tmp/torchref/bin/python) to run the reference; omit to skip")
+    parser.add_argument("--torch-bench-dir", default=os.path.join(_REPO_ROOT, "..", "shared", "bench"),
+                        help="folder of train_bench.py (default: ../shared/bench next to the repository)")
+    parser.add_argument("--torch-variant", default="book", choices=["book", "sdpa", "fast"],
+                        help="the reference's model variant (default book: the book's code as written)")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help="before each measurement wait up to SECONDS for other processes to go idle (default 0: no wait)")
+    parser.add_argument("--json", default=None, help="also write every raw record to this file (JSON lines)")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        print(json.dumps(measure(args.worker, args.warmup, args.steps, args.optimizer)), flush=True)
+        return
+
+    print(f"minigpt training-step benchmark: configs {args.configs}, warmup {args.warmup}, steps {args.steps}, "
+          f"rounds {args.rounds}, threads {args.threads}, optimizer {args.optimizer}, "
+          f"torch {args.torch_python or 'not run'} (variant {args.torch_variant}); numpy {np.__version__}", flush=True)
+    records = []
+    for name in args.configs:
+        ours, theirs = [], []
+        for _ in range(args.rounds):
+            ours.append(run_minigpt(name, args))
+            if args.torch_python:
+                theirs.append(run_torch(name, args))
+        records += [dict(r, side="minigpt") for r in ours] + [dict(r, side="torch") for r in theirs]
+        for line in summarize(name, ours, theirs):
+            print(line, flush=True)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as file:
+            for record in records:
+                file.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    main()
