@@ -154,20 +154,44 @@ class CrossEntropy(Function):
     target is `ignore_index`; with reduction "mean", dout_i = dout / (number of counted rows).
 
     NOTE: the logits are the largest array of a small GPT's step (N x V, e.g. 512 x 50257). So that
-    no second copy of that size is made, forward turns its one array of probabilities, in place,
-    into the gradient for dout = 1 and saves it read-only; backward hands it on unchanged when
-    dout is 1 (the usual `loss.backward()`) and scales a copy otherwise.
+    no second array of that size is made, forward writes its probabilities straight into the
+    gradient for dout = 1 and saves it read-only; backward hands it on unchanged when dout is 1
+    (the usual `loss.backward()`) and scales a copy otherwise. Without a gradient (evaluation)
+    only one small block of scratch memory is used.
     """
 
     def forward(self, logits, targets, ignore_index, reduction):
-        rows = np.arange(logits.shape[0])
+        num_rows, num_classes = logits.shape
+        rows = np.arange(num_rows)
         counted = targets != ignore_index
         safe_targets = np.where(counted, targets, 0)
-        exps, row_max = _shifted_exp(logits, 1)  # (N, V): the one large temporary
-        total = np.sum(exps, axis=1)
-        log_sum_exp = row_max[:, 0] + np.log(total)
-        losses = (log_sum_exp - logits[rows, safe_targets]) * counted  # (N,)
         count = int(counted.sum())
+        needs_grad = any(self.needs_input_grad)
+        # d result / d loss_i: 1/count for the mean, 1 for sum and none, 0 for ignored rows.
+        row_weight = counted.astype(logits.dtype)
+        if reduction == "mean" and count:
+            row_weight *= logits.dtype.type(1.0 / count)
+        dlogits = np.empty_like(logits) if needs_grad else None
+        log_sum_exp = np.empty(num_rows, dtype=logits.dtype)
+        # Blocks of rows small enough (about 1 MiB) to stay in the CPU cache through the five
+        # passes below (max, subtract, exp, sum, scale), instead of streaming the whole
+        # N x V array from memory five times.
+        block = max(1, (1 << 18) // num_classes)
+        scratch = None if needs_grad else np.empty((min(block, num_rows), num_classes), dtype=logits.dtype)
+        for start in range(0, num_rows, block):
+            stop = min(start + block, num_rows)
+            logits_block = logits[start:stop]  # (b, V)
+            row_max = np.max(logits_block, axis=1, keepdims=True)
+            row_max[~np.isfinite(row_max)] = 0  # a row of only -inf: exp gives 0, not NaN
+            exps = dlogits[start:stop] if needs_grad else scratch[: stop - start]
+            np.subtract(logits_block, row_max, out=exps)  # softmax is shift invariant
+            np.exp(exps, out=exps)
+            total = np.sum(exps, axis=1, keepdims=True)
+            with np.errstate(divide="ignore"):
+                log_sum_exp[start:stop] = (row_max + np.log(total))[:, 0]
+            if needs_grad:
+                exps *= row_weight[start:stop, None] / total  # probabilities, times d result / d loss_i
+        losses = (log_sum_exp - logits[rows, safe_targets]) * counted  # (N,), 0 at ignored rows
         if reduction == "mean":
             # The mean of an empty set is NaN, as in PyTorch; its gradient is 0.
             result = np.divide(losses.sum(), count) if count else np.array(np.nan, dtype=logits.dtype)
@@ -176,14 +200,10 @@ class CrossEntropy(Function):
         else:
             result = losses
         self.reduction = reduction
-        if any(self.needs_input_grad):
-            exps /= total[:, None]  # now the probabilities
-            exps[rows, safe_targets] -= counted.astype(exps.dtype)  # p - onehot(target)
-            exps[~counted] = 0
-            if reduction == "mean" and count:
-                exps *= exps.dtype.type(1.0 / count)
-            exps.flags.writeable = False
-            self.dlogits = exps  # gradient of the result for dout = 1 (per row for "none")
+        if needs_grad:
+            dlogits[rows, safe_targets] -= row_weight  # (p - onehot(target)) * weight
+            dlogits.flags.writeable = False
+            self.dlogits = dlogits  # gradient of the result for dout = 1 (per row for "none")
         return np.asarray(result, dtype=logits.dtype)
 
     def backward(self, dout):
@@ -264,10 +284,18 @@ class Gelu(Function):
         self.x, self.approximate = x, approximate
         dtype = x.dtype.type
         if approximate == "tanh":
-            x_squared = x * x
-            inner = x * (dtype(_SQRT_2_OVER_PI) + dtype(_SQRT_2_OVER_PI * _GELU_CUBIC) * x_squared)
-            self.t = np.tanh(inner)
-            return dtype(0.5) * x * (dtype(1.0) + self.t)
+            # In place on one buffer: each of these lines is one pass over x, and no temporary of
+            # x's size is allocated but `t` (saved for backward) and the output.
+            t = np.multiply(x, x, out=np.empty_like(x))  # (an array even for 0-d x, for out=)
+            t *= dtype(_SQRT_2_OVER_PI * _GELU_CUBIC)
+            t += dtype(_SQRT_2_OVER_PI)
+            t *= x  # u = sqrt(2/pi) (x + 0.044715 x^3)
+            np.tanh(t, out=t)  # t = tanh(u)
+            self.t = t
+            out = t + dtype(1.0)
+            out *= x
+            out *= dtype(0.5)  # 0.5 x (1 + t)
+            return out
         # NOTE: NumPy has no vectorised erf; math.erf per element is exact but slow. GPT-2 uses tanh.
         self.cdf = (0.5 * (1.0 + _erf(x / math.sqrt(2.0)))).astype(x.dtype)
         return x * self.cdf
@@ -277,8 +305,18 @@ class Gelu(Function):
         dtype = x.dtype.type
         if self.approximate == "tanh":
             t = self.t
-            du_dx = dtype(_SQRT_2_OVER_PI) + dtype(3 * _SQRT_2_OVER_PI * _GELU_CUBIC) * (x * x)
-            return dout * (dtype(0.5) * (dtype(1.0) + t) + dtype(0.5) * x * (dtype(1.0) - t * t) * du_dx)
+            du_dx = x * x
+            du_dx *= dtype(3 * _SQRT_2_OVER_PI * _GELU_CUBIC)
+            du_dx += dtype(_SQRT_2_OVER_PI)  # du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+            dx = np.multiply(t, t, out=np.empty_like(t))
+            np.subtract(dtype(1.0), dx, out=dx)  # 1 - t^2 = dtanh/du
+            dx *= x
+            dx *= du_dx  # x (1 - t^2) du/dx
+            dx += t
+            dx += dtype(1.0)
+            dx *= dtype(0.5)  # 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx
+            dx *= dout
+            return dx
         pdf = (np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)).astype(x.dtype)
         return dout * (self.cdf + x * pdf)
 
@@ -325,7 +363,8 @@ class LayerNorm(Function):
     def forward(self, x, weight, bias, eps):
         mean = np.mean(x, axis=-1, keepdims=True)
         centered = x - mean
-        variance = np.mean(centered * centered, axis=-1, keepdims=True)
+        # Row dot products with einsum: one pass and no (N, C) temporary, unlike mean(c * c).
+        variance = np.einsum("...c,...c->...", centered, centered)[..., None] / x.dtype.type(x.shape[-1])
         rstd = x.dtype.type(1.0) / np.sqrt(variance + x.dtype.type(eps))
         x_hat = centered
         x_hat *= rstd  # reuse the centred array: x_hat is what backward needs
@@ -343,12 +382,13 @@ class LayerNorm(Function):
         if self.needs_input_grad[0]:
             dx_hat = dout * weight
             mean_dx_hat = np.mean(dx_hat, axis=-1, keepdims=True)
-            mean_dx_hat_x_hat = np.mean(dx_hat * x_hat, axis=-1, keepdims=True)
-            dx = dx_hat - mean_dx_hat
+            mean_dx_hat_x_hat = np.einsum("...c,...c->...", dx_hat, x_hat)[..., None] / x_hat.dtype.type(channels)
+            dx = dx_hat  # reuse the buffer: dx = dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat)
+            dx -= mean_dx_hat
             dx -= x_hat * mean_dx_hat_x_hat
             dx *= rstd
         if self.needs_input_grad[1]:
-            dweight = np.sum(rows_dout * rows_x_hat, axis=0)
+            dweight = np.einsum("nc,nc->c", rows_dout, rows_x_hat)
         if self.needs_input_grad[2]:
             dbias = np.sum(rows_dout, axis=0)
         return dx, dweight, dbias
@@ -387,22 +427,49 @@ def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = No
 # --------------------------------------------------------------------------------------------
 
 
-class Dropout(Function):
-    """out = x * mask / (1 - p), mask_i ~ Bernoulli(1 - p)  (inverted dropout).
+def dropout_keep_mask(rng: np.random.Generator, shape: tuple, p: float) -> tuple[np.ndarray, float]:
+    """Draw which elements dropout keeps: a bool array, True with probability 1 - p.
 
-    Backward: dx = dout * mask / (1 - p). Scaling at training time keeps the expected value of
+    Each element compares 16 random bits with round(p * 65536), so the drop probability is p
+    rounded to a multiple of 1/65536 (at most 7.7e-6 away); the second return value is that
+    probability, p_drawn, and the caller scales by 1 / (1 - p_drawn) so that the expected output
+    equals the input exactly. Raw 64-bit words from the generator give four draws each: about
+    3x faster than `rng.random(shape, dtype=np.float32) >= p`, which matters for the
+    (B, H, T, T) attention weights.
+
+    Args:
+        rng: the generator to draw from (its state advances by ceil(size / 4) words).
+        shape: the mask's shape. p: drop probability in [0, 1].
+
+    Returns:
+        (keep, p_drawn): bool array of `shape`, and the effective drop probability.
+    """
+    size = int(np.prod(shape))
+    threshold = int(round(p * 65536))
+    words = rng.bit_generator.random_raw((size + 3) // 4)  # uint64, four 16-bit draws each
+    draws = words.view(np.uint16)[:size].reshape(shape)
+    return draws >= threshold, threshold / 65536
+
+
+class Dropout(Function):
+    """out = x * keep / (1 - p), keep_i ~ Bernoulli(1 - p)  (inverted dropout).
+
+    Backward: dx = dout * keep / (1 - p). Scaling at training time keeps the expected value of
     each activation unchanged, so evaluation needs no rescaling (Srivastava et al. 2014, sec. 10).
+    The mask is saved as bools (1 byte per element), not as a float multiplier.
     """
 
     def forward(self, x, p, rng):
-        keep = rng.random(x.shape, dtype=np.float32) >= p
-        scale = x.dtype.type(0.0 if p == 1 else 1.0 / (1.0 - p))
-        self.mask = keep * scale  # the multiplier, 0 or 1/(1-p), in x's dtype
-        self.mask = self.mask.astype(x.dtype, copy=False)
-        return x * self.mask
+        self.keep, p_drawn = dropout_keep_mask(rng, x.shape, p)
+        self.scale = x.dtype.type(0.0 if p_drawn == 1 else 1.0 / (1.0 - p_drawn))
+        out = x * self.scale
+        out *= self.keep
+        return out
 
     def backward(self, dout):
-        return dout * self.mask
+        dx = dout * self.scale
+        dx *= self.keep
+        return dx
 
 
 def _check_probability(p, name: str, function: str) -> None:
@@ -560,52 +627,69 @@ class ScaledDotProductAttention(Function):
     """out = dropout(softmax(mask(q k^T / sqrt(D)))) v  per batch and head.
 
     Forward (B, H, T, D inputs):
-        scores = q @ k^T * scale             (B, H, T, T), scale = 1/sqrt(D) (Vaswani et al. eq. 1)
+        scores = (q * scale) @ k^T           (B, H, T, T), scale = 1/sqrt(D) (Vaswani et al. eq. 1)
         scores[future] = -inf                causal: token t sees tokens <= t (book ch. 3.5)
         weights = softmax(scores, -1);  kept = dropout(weights)
         out = kept @ v                        (B, H, T, D)
     Backward, reversing each line:
         dv = kept^T @ dout;  dkept = dout @ v^T
         dweights = dkept * dropout_mask
-        dscores = weights * (dweights - sum(dweights * weights, -1)) * scale   (softmax rule)
-        dq = dscores @ k;  dk = dscores^T @ q
+        dscores = weights * (dweights - sum(dweights * weights, -1))   (softmax rule)
+        dq = dscores @ k * scale;  dk = dscores^T @ (q * scale)
     Masked scores have weight 0 and so exactly 0 gradient.
     """
 
     def forward(self, q, k, v, causal, dropout_p, rng):
         dtype = q.dtype.type
         self.scale = dtype(1.0 / math.sqrt(q.shape[-1]))
-        scores = q @ np.swapaxes(k, -1, -2)  # (B, H, T, D) @ (B, H, D, T) -> (B, H, T, T)
-        scores *= self.scale
+        # Scaling q (T x D values) instead of the scores (T x T) is the same product, cheaper.
+        q_scaled = q * self.scale
+        scores = q_scaled @ np.swapaxes(k, -1, -2)  # (B, H, T, D) @ (B, H, D, T) -> (B, H, T, T)
         if causal:
-            t_query, t_key = scores.shape[-2], scores.shape[-1]
-            future = np.triu(np.ones((t_query, t_key), dtype=bool), k=1)
-            scores[..., future] = -np.inf
-        weights, _ = _shifted_exp(scores, scores.ndim - 1)
-        total = weights.sum(axis=-1, keepdims=True)
+            scores += _causal_mask(scores.shape[-2], scores.shape[-1], scores.dtype)  # future -> -inf
+        # Softmax in place (see Softmax): the scores buffer becomes the attention weights.
+        row_max = np.max(scores, axis=-1, keepdims=True)
+        row_max[~np.isfinite(row_max)] = 0  # a row with every key masked gives weights 0
+        scores -= row_max
+        np.exp(scores, out=scores)
+        total = np.sum(scores, axis=-1, keepdims=True)
         total[total == 0] = 1
-        weights /= total
-        kept, mask = weights, None
+        scores *= np.reciprocal(total)
+        weights = scores
+        kept, keep, dropout_scale = weights, None, dtype(1.0)
         if dropout_p > 0:
-            mask = (rng.random(weights.shape, dtype=np.float32) >= dropout_p).astype(q.dtype)
-            mask *= dtype(0.0 if dropout_p == 1 else 1.0 / (1.0 - dropout_p))
-            kept = weights * mask
-        self.q, self.k, self.v, self.weights, self.kept, self.mask = q, k, v, weights, kept, mask
+            keep, p_drawn = dropout_keep_mask(rng, weights.shape, dropout_p)
+            dropout_scale = dtype(0.0 if p_drawn == 1 else 1.0 / (1.0 - p_drawn))
+            kept = weights * dropout_scale
+            kept *= keep
+        self.q_scaled, self.k, self.v, self.weights, self.kept = q_scaled, k, v, weights, kept
+        self.keep, self.dropout_scale = keep, dropout_scale
         return kept @ v  # (B, H, T, T) @ (B, H, T, D) -> (B, H, T, D)
 
     def backward(self, dout):
-        q, k, v, weights = self.q, self.k, self.v, self.weights
-        dv = np.swapaxes(self.kept, -1, -2) @ dout
-        dweights = dout @ np.swapaxes(v, -1, -2)  # (B, H, T, D) @ (B, H, D, T)
-        if self.mask is not None:
-            dweights *= self.mask
+        q_scaled, k, v, weights = self.q_scaled, self.k, self.v, self.weights
+        dv = np.swapaxes(self.kept, -1, -2) @ dout  # (B, H, T, T) @ (B, H, T, D)
+        dweights = dout @ np.swapaxes(v, -1, -2)  # (B, H, T, D) @ (B, H, D, T) -> (B, H, T, T)
+        if self.keep is not None:
+            dweights *= self.dropout_scale
+            dweights *= self.keep
+        # Softmax rule, in place: dscores = weights * (dweights - sum(dweights * weights, -1)).
+        row_dot = np.einsum("...ij,...ij->...i", dweights, weights)[..., None]  # (B, H, T, 1)
         dscores = dweights
-        dscores -= np.sum(dweights * weights, axis=-1, keepdims=True)
+        dscores -= row_dot
         dscores *= weights
-        dscores *= self.scale
-        dq = dscores @ k
-        dk = np.swapaxes(dscores, -1, -2) @ q
+        dq = dscores @ k  # (B, H, T, T) @ (B, H, T, D)
+        dq *= self.scale  # scores = (scale q) k^T
+        dk = np.swapaxes(dscores, -1, -2) @ q_scaled
         return dq, dk, dv
+
+
+def _causal_mask(num_queries: int, num_keys: int, dtype) -> np.ndarray:
+    """(T_q, T_k) additive mask: 0 where query i may see key j (j <= i), -inf above the diagonal.
+
+    Adding -inf before the softmax gives those keys weight exactly 0 (book ch. 3.5.1).
+    """
+    return np.triu(np.full((num_queries, num_keys), -np.inf, dtype=dtype), k=1)
 
 
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True, dropout_p: float = 0.0, rng: np.random.Generator | None = None) -> Tensor:

@@ -89,10 +89,14 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def measure(name: str, warmup: int, steps: int, optimizer: str, seed: int = 0) -> dict:
+def measure(name: str, warmup: int, steps: int, optimizer: str, seed: int = 0, default_malloc: bool = False) -> dict:
     """Time training steps of one configuration in this process; returns seconds per phase."""
     from autograd import functional as F
+    from autograd.memory import keep_freed_memory
     from minigpt.model import GPTModel
+
+    if not default_malloc:
+        keep_freed_memory()  # as `minigpt train` does (see autograd/memory.py)
 
     cfg, batch_size, num_tokens, _ = CONFIGS[name]
     model = GPTModel(cfg, rng=seed)
@@ -155,7 +159,7 @@ def run_minigpt(name: str, args) -> dict:
     """Measure one configuration in a fresh Python process (for an honest peak memory)."""
     _maybe_wait(args)
     command = [sys.executable, "-m", "minigpt.benchmarks.model", "--worker", name, "--warmup", str(args.warmup),
-               "--steps", str(args.steps), "--optimizer", args.optimizer]
+               "--steps", str(args.steps), "--optimizer", args.optimizer] + (["--default-malloc"] if args.default_malloc else [])
     done = subprocess.run(command, capture_output=True, text=True, env=_child_env(args.threads), check=False)
     if done.returncode != 0:
         raise RuntimeError(f"minigpt benchmark of {name} failed:\n{done.stderr}")
@@ -167,7 +171,8 @@ def run_torch(name: str, args) -> dict:
     _maybe_wait(args)
     script = os.path.join(args.torch_bench_dir, "train_bench.py")
     command = [args.torch_python, script, "--config", CONFIGS[name][3], "--variant", args.torch_variant,
-               "--warmup", str(args.warmup), "--steps", str(args.steps), "--threads", str(args.threads)]
+               "--adamw", args.torch_adamw, "--warmup", str(args.warmup), "--steps", str(args.steps),
+               "--threads", str(args.threads)]
     done = subprocess.run(command, capture_output=True, text=True, env=_child_env(args.threads),
                           cwd=args.torch_bench_dir, check=False)
     if done.returncode != 0:
@@ -240,19 +245,25 @@ def main(argv=None) -> None:
                         help="folder of train_bench.py (default: ../shared/bench next to the repository)")
     parser.add_argument("--torch-variant", default="book", choices=["book", "sdpa", "fast"],
                         help="the reference's model variant (default book: the book's code as written)")
+    parser.add_argument("--torch-adamw", default="default", choices=["default", "foreach", "fused"],
+                        help="the reference's AdamW implementation (default: torch.optim.AdamW's default)")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="before each measurement wait up to SECONDS for other processes to go idle (default 0: no wait)")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc malloc's settings alone instead of autograd.memory.keep_freed_memory()")
     parser.add_argument("--json", default=None, help="also write every raw record to this file (JSON lines)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
-        print(json.dumps(measure(args.worker, args.warmup, args.steps, args.optimizer)), flush=True)
+        print(json.dumps(measure(args.worker, args.warmup, args.steps, args.optimizer, default_malloc=args.default_malloc)), flush=True)
         return
 
     print(f"minigpt training-step benchmark: configs {args.configs}, warmup {args.warmup}, steps {args.steps}, "
           f"rounds {args.rounds}, threads {args.threads}, optimizer {args.optimizer}, "
-          f"torch {args.torch_python or 'not run'} (variant {args.torch_variant}); numpy {np.__version__}", flush=True)
+          f"malloc {'default' if args.default_malloc else 'keep_freed_memory'}, "
+          f"torch {args.torch_python or 'not run'} (variant {args.torch_variant}, AdamW {args.torch_adamw}); "
+          f"numpy {np.__version__}", flush=True)
     records = []
     for name in args.configs:
         ours, theirs = [], []
