@@ -38,10 +38,12 @@ RECIPES = {
     "book-124M": dict(context_length=256, batch_size=2, epochs=10, lr=4e-4, weight_decay=0.1, eval_every=5,
                       eval_batches=5, sample_every=0, drop_rate=0.1),
     # nanoGPT's shakespeare_char CPU configuration: 4 layers, 4 heads, 128 wide, block 64, batch
-    # 12, dropout 0, lr 1e-3 with cosine decay to 1e-4, 2,000 iterations, warmup 100.
+    # 12, dropout 0, lr 1e-3 with cosine decay to 1e-4, 2,000 iterations, warmup 100. nanoGPT
+    # samples windows at random offsets; stride 1 (every offset, shuffled) is the same.
     "char": dict(context_length=64, batch_size=12, max_steps=2000, lr=1e-3, min_lr=1e-4, schedule="cosine",
                  warmup_steps=100, initial_lr=0.0, weight_decay=0.1, betas=(0.9, 0.99), grad_clip=1.0,
-                 eval_every=250, eval_batches=200, drop_rate=0.0, tokenizer="char", sample_prompt="\n"),
+                 eval_every=250, eval_batches=200, drop_rate=0.0, tokenizer="char", sample_prompt="\n",
+                 data="tinyshakespeare.txt", stride=1),
 }
 
 
@@ -112,7 +114,7 @@ def _train_parser(subparsers) -> None:
     )
     parser.add_argument("--preset", default="tiny", help="model preset and training recipe: tiny (default, ~1.5 min), "
                         "gpt2-small (the book's ch. 5 run), book-124M, char (Shakespeare-char), gpt2-medium, ...")
-    parser.add_argument("--data", default="the-verdict.txt", help="training text (UTF-8) or a prepared .bin token file; "
+    parser.add_argument("--data", default=None, help="training text (UTF-8) or a prepared .bin token file (default: the preset's, the-verdict.txt for most); "
                         "the bundled the-verdict.txt and tinyshakespeare.txt can be named without a path")
     parser.add_argument("--tokenizer", choices=("gpt2", "char"), help="gpt2 (byte-level BPE, 50,257 ids) or char (one id per distinct character of --data)")
     parser.add_argument("--out", default=None, help="output directory for checkpoint.safetensors, history.json and loss.png (default runs/<preset>)")
@@ -196,7 +198,7 @@ def train_main(args) -> int:
             """A flag given on the command line, else the preset's recipe, else `default`."""
             return flag_values.get(name, recipe.get(name, default))
 
-        data_path = _resolve_data_path(args.data)
+        data_path = _resolve_data_path(setting("data", "the-verdict.txt"))
         model_overrides = {name: recipe[name] for name in ("qkv_bias", "tie_weights") if name in recipe}
         context_length = setting("context_length")
         if context_length is not None:
@@ -232,7 +234,7 @@ def train_main(args) -> int:
         if not args.resume:
             model_overrides["vocab_size"] = tokenizer.n_vocab
             model_config = get_config(args.preset, **model_overrides)
-            stride = args.stride or model_config.context_length
+            stride = setting("stride") or model_config.context_length
         context_length = model_config.context_length
         train_ids, val_ids = train_val_split(token_ids, train_ratio, max_length=context_length)
         train_loader = DataLoader(GPTDataset(train_ids, None, context_length, stride), batch_size=batch_size, shuffle=True, drop_last=True, seed=config.seed)

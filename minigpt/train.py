@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from autograd import no_grad
 from autograd import functional as F
-from minigpt.data import DataLoader
+from minigpt.data import DataLoader, GPTDataset
 from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from minigpt.generate import generate, text_to_token_ids, token_ids_to_text
 from minigpt.optim import clip_grad_norm_, flatten_state_dict, unflatten_state_dict, warmup_cosine_lr
@@ -260,8 +260,13 @@ class Trainer:
         self._position_before_step = None
         self._eval_due = False
         self._half_updated = False
-        # Loss estimates read an unshuffled loader over the same windows (see `evaluate`).
-        self._train_eval_loader = DataLoader(train_loader.dataset, batch_size=train_loader.batch_size)
+        # Loss estimates read an unshuffled loader over the same tokens (see `evaluate`), in
+        # windows that do not overlap, so that a few batches cover a stretch of the text even
+        # when training windows start at every token (stride 1).
+        eval_dataset = train_loader.dataset
+        if isinstance(eval_dataset, GPTDataset) and eval_dataset.stride < eval_dataset.max_length:
+            eval_dataset = GPTDataset(eval_dataset.token_ids, None, eval_dataset.max_length, eval_dataset.max_length)
+        self._train_eval_loader = DataLoader(eval_dataset, batch_size=train_loader.batch_size)
         if config.schedule == "cosine" and config.warmup_steps >= self.total_steps:
             raise ValueError(f"warmup_steps={config.warmup_steps} must be smaller than the run's {self.total_steps} steps")
 
