@@ -278,11 +278,22 @@ class GPTModel(Module):
                 module.rng = rng
 
     @classmethod
-    def from_pretrained(cls, path, dtype=np.float32, **overrides) -> "GPTModel":
-        """Load a Hugging Face GPT-2 safetensors checkpoint (see `minigpt.pretrained.load_pretrained`)."""
+    def from_pretrained(cls, name_or_path, dtype=np.float32, **overrides) -> "GPTModel":
+        """Load OpenAI's GPT-2 ("gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl", downloaded
+        once into the cache) or a Hugging Face GPT-2 safetensors checkpoint directory or file.
+
+        The config (qkv_bias True, context 1024, tied head) follows from the checkpoint. See
+        `minigpt.pretrained.load_pretrained` for the arguments and errors.
+        """
         from minigpt.pretrained import load_pretrained
 
-        return load_pretrained(path, dtype=dtype, **overrides)
+        return load_pretrained(name_or_path, dtype=dtype, **overrides)
+
+    def save_pretrained(self, directory) -> str:
+        """Write the model in the Hugging Face GPT-2 layout (see `minigpt.pretrained.save_pretrained`)."""
+        from minigpt.pretrained import save_pretrained
+
+        return save_pretrained(self, directory)
 
     def forward(self, in_idx) -> Tensor:
         """Logits for the next token at every position: int ids (B, T) -> float logits (B, T, V).

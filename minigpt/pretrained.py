@@ -38,9 +38,20 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minigpt.checkpoint import atomic_save_safetensors
 from minigpt.model import GPTConfig, GPTModel
+from minigpt.nn import skip_init
 
-__all__ = ["load_pretrained", "config_from_hf", "gpt2_layout", "gpt2_to_minigpt", "minigpt_to_gpt2"]
+__all__ = [
+    "load_pretrained",
+    "load_weights_into_gpt",
+    "save_pretrained",
+    "config_from_hf",
+    "config_to_hf",
+    "gpt2_layout",
+    "gpt2_to_minigpt",
+    "minigpt_to_gpt2",
+]
 
 _BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal masks stored as buffers, not weights
 _PREFIX = "transformer."
@@ -212,8 +223,19 @@ def _config_from_shapes(shapes: Mapping[str, tuple], overrides: dict) -> GPTConf
 
 
 def _resolve_paths(path) -> tuple[str, str | None]:
-    """(weights file, config.json or None) for a checkpoint directory or a .safetensors file."""
+    """(weights file, config.json or None) for a checkpoint directory, a .safetensors file, or a
+    GPT-2 name ("gpt2-small", ...), which is downloaded into the cache first (see minigpt.hub)."""
     path = os.fspath(path)
+    if not os.path.exists(path):
+        from minigpt.hub import MODEL_REPOS, download
+
+        if path in MODEL_REPOS:
+            path = download(path)
+        else:
+            raise FileNotFoundError(
+                f"no checkpoint at {path!r}: expected a directory with model.safetensors, a .safetensors "
+                f"file, or one of the names {', '.join(MODEL_REPOS)}"
+            )
     if os.path.isdir(path):
         weights = os.path.join(path, "model.safetensors")
         if not os.path.isfile(weights):
@@ -229,10 +251,15 @@ def _resolve_paths(path) -> tuple[str, str | None]:
 def load_pretrained(path, dtype=np.float32, **overrides) -> GPTModel:
     """Build a GPTModel from a Hugging Face GPT-2 safetensors checkpoint (`GPTModel.from_pretrained`).
 
+    Memory: the model is allocated once (uninitialised, see `minigpt.nn.skip_init`) and the file's
+    tensors are read one at a time into it, so the peak is the model plus its largest tensor.
+
     Args:
-        path: a directory holding `model.safetensors` (and usually `config.json`), or the
-            `.safetensors` file itself (its directory's config.json is used when present;
-            otherwise the config is read off the tensor shapes, see `_config_from_shapes`).
+        path: "gpt2-small", "gpt2-medium", "gpt2-large" or "gpt2-xl" (downloaded once into the
+            cache, see `minigpt.hub.download`), a directory holding `model.safetensors` (and
+            usually `config.json`), or the `.safetensors` file itself (its directory's
+            config.json is used when present; otherwise the config is read off the tensor
+            shapes, see `_config_from_shapes`).
         dtype: the model's parameter dtype: float32, or float64 for exact comparisons (the
             float32 file values are then represented exactly).
         **overrides: GPTConfig fields to change, e.g. `drop_rate=0.0` or `n_heads=12`.
@@ -241,7 +268,9 @@ def load_pretrained(path, dtype=np.float32, **overrides) -> GPTModel:
         The model in eval mode (dropout off), as Hugging Face's from_pretrained returns it.
 
     Raises:
-        FileNotFoundError: no checkpoint at `path`.
+        FileNotFoundError: no checkpoint at `path` and not a known name.
+        minigpt.hub.DownloadError: a named model could not be downloaded (no network: the
+            message names the URL and where to put the file by hand).
         ValueError: missing, unexpected or mis-shaped tensors (every one named, with the shape
             expected and the shape found), or an unsupported config (see `config_from_hf`).
         ImportError: the `safetensors` package is not installed.
@@ -260,7 +289,8 @@ def load_pretrained(path, dtype=np.float32, **overrides) -> GPTModel:
         layout = gpt2_layout(cfg)
         _check_tensors(layout, shapes, weights_path)
 
-        model = GPTModel(cfg, rng=0)
+        with skip_init():  # every weight is overwritten from the file below
+            model = GPTModel(cfg, rng=0)
         model.to(dtype)
         parameters = dict(model.named_parameters(remove_duplicate=False))
         for name, (_, parts) in layout.items():
@@ -298,3 +328,98 @@ def _check_tensors(layout: dict, shapes: dict, weights_path: str) -> None:
         problems.append(f"mis-shaped tensors: {'; '.join(mismatched)}")
     if problems:
         raise ValueError(f"{weights_path} does not match the GPT-2 config: " + " | ".join(problems))
+
+
+def load_weights_into_gpt(gpt: GPTModel, params: Mapping[str, np.ndarray]) -> GPTModel:
+    """Copy OpenAI's GPT-2 weights into an existing GPTModel (book ch. 5.5, `load_weights_into_gpt`).
+
+    The book's function takes the parameter dict it reads from OpenAI's TensorFlow checkpoint;
+    here `params` is the dict of a Hugging Face GPT-2 safetensors file, e.g.
+    `safetensors.numpy.load_file("model.safetensors")` (names with or without `transformer.`).
+    As in the book, the model must have GPT-2's shapes: `qkv_bias=True` and the checkpoint's
+    context length (for GPT_CONFIG_124M: `dict(GPT_CONFIG_124M, qkv_bias=True)`).
+
+    Args:
+        gpt: the model to fill (its parameters are overwritten in place).
+        params: Hugging Face GPT-2 name -> array.
+
+    Returns:
+        `gpt`, for chaining.
+
+    Raises:
+        ValueError: missing, unexpected or mis-shaped tensors, each named (a c_attn.bias with a
+            model built with qkv_bias=False is reported as unexpected).
+    """
+    bare = {_strip_prefix(name): np.asarray(array) for name, array in params.items()}
+    shapes = {name: array.shape for name, array in bare.items()}
+    layout = gpt2_layout(gpt.cfg)
+    if gpt.cfg.tie_weights and "lm_head.weight" in bare and not np.array_equal(bare["lm_head.weight"], bare["wte.weight"]):
+        raise ValueError("params: lm_head.weight differs from wte.weight, but the model ties them (tie_weights=True)")
+    _check_tensors(layout, shapes, "params")
+    gpt.load_state_dict(gpt2_to_minigpt(bare, gpt.cfg))
+    return gpt
+
+
+def config_to_hf(cfg: GPTConfig) -> dict:
+    """The Hugging Face GPT-2 `config.json` dict of a GPTConfig (the inverse of `config_from_hf`)."""
+    hf_config = {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": cfg.vocab_size,
+        "n_positions": cfg.context_length,
+        "n_embd": cfg.emb_dim,
+        "n_layer": cfg.n_layers,
+        "n_head": cfg.n_heads,
+        "n_inner": None,
+        "activation_function": "gelu_new",
+        "resid_pdrop": cfg.drop_rate,
+        "embd_pdrop": cfg.drop_rate,
+        "attn_pdrop": cfg.drop_rate,
+        "layer_norm_epsilon": 1e-5,
+        "initializer_range": 0.02,
+        "scale_attn_weights": True,
+        "tie_word_embeddings": cfg.tie_weights,
+        "torch_dtype": "float32",
+    }
+    if cfg.vocab_size == 50257:  # GPT-2's tokenizer: <|endoftext|> begins and ends texts
+        hf_config.update(bos_token_id=50256, eos_token_id=50256)
+    return hf_config
+
+
+def save_pretrained(model: GPTModel, directory) -> str:
+    """Write `model.safetensors` and `config.json` in the Hugging Face GPT-2 layout (`model.save_pretrained`).
+
+    transformers' `GPT2LMHeadModel.from_pretrained(directory)` loads the result, and so does
+    `GPTModel.from_pretrained(directory)`, reproducing the logits exactly. GPT-2 always has a
+    bias on its query/key/value projection: a model built with `qkv_bias=False` (the book's
+    GPT_CONFIG_124M) is written with zero biases, which computes the same function. An untied
+    output head is written as `lm_head.weight` with `tie_word_embeddings: false`. Tensors keep the
+    model's dtype. Both files are written to temporary names and renamed into place.
+
+    Args:
+        model: the GPTModel to export.
+        directory: created if missing.
+
+    Returns:
+        The directory.
+
+    NOTE: the conversion (transposes, the concatenated c_attn) makes one copy of the weights, so
+    exporting needs about twice the model's memory.
+    """
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    cfg = model.cfg
+    state = model.state_dict()
+    if not cfg.qkv_bias:
+        for n in range(cfg.n_layers):
+            for projection in ("W_query", "W_key", "W_value"):
+                state[f"trf_blocks.{n}.att.{projection}.bias"] = np.zeros(cfg.emb_dim, dtype=state["tok_emb.weight"].dtype)
+    export_cfg = cfg.replace(qkv_bias=True)
+    tensors = minigpt_to_gpt2(state, export_cfg)
+    # transformers only loads safetensors files whose metadata names the PyTorch format.
+    atomic_save_safetensors(os.path.join(directory, "model.safetensors"), tensors, {"format": "pt"})
+    config_path = os.path.join(directory, "config.json")
+    with open(config_path + ".tmp", "w", encoding="utf-8") as file:
+        json.dump(config_to_hf(export_cfg), file, indent=2)
+    os.replace(config_path + ".tmp", config_path)
+    return directory

@@ -1,95 +1,28 @@
-"""Downloading from the hub, against a local HTTP server on 127.0.0.1 that imitates it.
-
-The server answers `/{repo}/resolve/main/{file}` like the Hugging Face hub: for the large file a
-302 redirect to `/blobs/...` carrying `X-Linked-Size` and `X-Linked-Etag` (the SHA-256), for the
-small one a plain 200. Variants break off mid-file, publish a wrong checksum, or ignore ranges.
-No test touches the real network.
+"""Downloading from the hub, against a local HTTP server on 127.0.0.1 that imitates it
+(tests/fake_hub.py): LFS redirects with X-Linked-Size / X-Linked-Etag, and injected faults (a body
+that breaks off mid-file, a wrong checksum, a server that ignores ranges). No test touches the
+real network.
 """
 
-import hashlib
-import http.server
 import os
-import threading
 
 import numpy as np
 import pytest
 
+from fake_hub import FakeHub
 from minigpt import hub
 
 WEIGHTS = np.random.default_rng(0).bytes(300_000)  # stands in for model.safetensors
 CONFIG = b'{"n_embd": 64}'
 
 
-class HubHandler(http.server.BaseHTTPRequestHandler):
-    """Serves WEIGHTS and CONFIG; `server.mode` selects a fault ("ok", "break", "bad-sha", "no-range")."""
-
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-    def _resolve(self, head: bool):
-        server = self.server
-        server.requests.append((self.command, self.path, self.headers.get("Range")))
-        if self.path.endswith("/resolve/main/config.json"):
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(CONFIG)))
-            self.send_header("ETag", '"0123abcd"')  # a git blob hash, not a SHA-256
-            self.end_headers()
-            if not head:
-                self.wfile.write(CONFIG)
-            return
-        if self.path.endswith("/resolve/main/model.safetensors"):
-            sha = hashlib.sha256(WEIGHTS).hexdigest()
-            if server.mode == "bad-sha":
-                sha = "0" * 64
-            self.send_response(302)
-            self.send_header("Location", "/blobs/weights")
-            self.send_header("X-Linked-Size", str(len(WEIGHTS)))
-            self.send_header("X-Linked-Etag", f'"{sha}"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        if self.path == "/blobs/weights" and not head:
-            start = 0
-            ranged = self.headers.get("Range")
-            if ranged and server.mode != "no-range":
-                start = int(ranged.split("=")[1].split("-")[0])
-                self.send_response(206)
-                self.send_header("Content-Range", f"bytes {start}-{len(WEIGHTS) - 1}/{len(WEIGHTS)}")
-            else:
-                self.send_response(200)
-            body = WEIGHTS[start:]
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if server.mode == "break" and start == 0:
-                self.wfile.write(body[: len(body) // 3])  # then hang up mid-file
-                self.wfile.flush()
-                self.close_connection = True
-                return
-            self.wfile.write(body)
-            return
-        self.send_response(404)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def do_HEAD(self):
-        self._resolve(head=True)
-
-    def do_GET(self):
-        self._resolve(head=False)
-
-
 @pytest.fixture
 def fake_hub(tmp_path, monkeypatch):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HubHandler)
-    server.mode = "ok"
-    server.requests = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
-    monkeypatch.setenv("MINIGPT_HOME", str(tmp_path / "cache"))
-    yield server
-    server.shutdown()
-    server.server_close()
+    files = {"openai-community/gpt2": {"model.safetensors": WEIGHTS, "config.json": CONFIG}}
+    with FakeHub(files) as hub_server:
+        monkeypatch.setenv("HF_ENDPOINT", hub_server.url)
+        monkeypatch.setenv("MINIGPT_HOME", str(tmp_path / "cache"))
+        yield hub_server
 
 
 def test_download_verifies_and_caches(fake_hub, tmp_path):

@@ -6,7 +6,7 @@ attention classes and MultiHeadAttention), `transformer.py` (TransformerBlock).
 """
 
 from minigpt.nn.module import IncompatibleKeys, Module, ModuleList, Parameter, Sequential
-from minigpt.nn.layers import GELU, INIT_STD, Dropout, Embedding, FeedForward, LayerNorm, Linear
+from minigpt.nn.layers import GELU, INIT_STD, Dropout, Embedding, FeedForward, LayerNorm, Linear, skip_init
 from minigpt.nn.attention import (
     CausalAttention,
     MultiHeadAttention,
@@ -30,6 +30,7 @@ __all__ = [
     "Dropout",
     "FeedForward",
     "INIT_STD",
+    "skip_init",
     "simplified_self_attention",
     "SelfAttention_v1",
     "SelfAttention_v2",

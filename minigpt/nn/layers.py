@@ -21,13 +21,15 @@ GELU, Dropout.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from autograd import Tensor
 from autograd import functional as F
 from minigpt.nn.module import Module, Parameter, Sequential
 
-__all__ = ["Linear", "Embedding", "LayerNorm", "GELU", "Dropout", "FeedForward", "INIT_STD"]
+__all__ = ["Linear", "Embedding", "LayerNorm", "GELU", "Dropout", "FeedForward", "INIT_STD", "skip_init"]
 
 INIT_STD = 0.02  # GPT-2's initializer_range: standard deviation of Linear and Embedding weights
 
@@ -41,8 +43,30 @@ def _generator(rng) -> np.random.Generator:
     raise TypeError(f"rng must be an np.random.Generator, an int seed or None, got {type(rng).__name__}")
 
 
+_skipping_init = False  # set by `skip_init()`
+
+
+@contextlib.contextmanager
+def skip_init():
+    """Inside this block, Linear and Embedding weights are allocated but not drawn at random.
+
+    For building a model whose weights are loaded right after (`GPTModel.from_pretrained`):
+    drawing 1.5 billion normal numbers for gpt2-xl only to overwrite them would take longer than
+    reading the file. The weights hold arbitrary values until loaded. Like
+    torch.nn.utils.skip_init.
+    """
+    global _skipping_init
+    previous, _skipping_init = _skipping_init, True
+    try:
+        yield
+    finally:
+        _skipping_init = previous
+
+
 def _normal(rng: np.random.Generator, shape: tuple, std: float) -> np.ndarray:
     """float32 draws from N(0, std^2), drawn directly in float32 (no float64 temporary)."""
+    if _skipping_init:
+        return np.zeros(shape, dtype=np.float32)  # zero pages cost nothing until written
     weights = rng.standard_normal(shape, dtype=np.float32)
     weights *= np.float32(std)
     return weights
