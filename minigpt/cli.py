@@ -1,9 +1,11 @@
-"""The `minigpt` command line: train, generate, prepare, bench.
+"""The `minigpt` command line: train, generate, download, prepare, bench.
 
     minigpt train                                  # a small GPT on the bundled the-verdict.txt
     minigpt train --preset gpt2-small              # the book's chapter-5 run (GPT_CONFIG_124M, context 256)
     minigpt train --preset char --data tinyshakespeare.txt --tokenizer char   # nanoGPT's Shakespeare-char
     minigpt generate --checkpoint runs/verdict --prompt "Every effort moves you"
+    minigpt generate --model gpt2-small --prompt "Every effort moves you" --temperature 1.4 --top-k 25
+    minigpt download gpt2-medium                   # OpenAI's weights into ~/.cache/minigpt
     minigpt prepare big.txt big.bin                # tokenize once into a memory-mapped token file
     minigpt bench engine                           # benchmarks (engine, model, tokenizer, optim)
 
@@ -277,9 +279,13 @@ def train_main(args) -> int:
 
 
 def _generate_parser(subparsers) -> None:
-    parser = subparsers.add_parser("generate", help="continue a prompt with a trained checkpoint",
-                                   description="Generate text from a checkpoint written by `minigpt train`.")
-    parser.add_argument("--checkpoint", required=True, help="a run directory or its checkpoint.safetensors")
+    parser = subparsers.add_parser("generate", help="continue a prompt with a trained checkpoint or OpenAI's GPT-2",
+                                   description="Generate text from a checkpoint written by `minigpt train`, or from "
+                                   "OpenAI's GPT-2 weights (downloaded once into $MINIGPT_HOME, default ~/.cache/minigpt).")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a run directory or its checkpoint.safetensors")
+    source.add_argument("--model", help="gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, or a Hugging Face GPT-2 "
+                        "directory / .safetensors file")
     parser.add_argument("--prompt", default="Every effort moves you", help="the text to continue")
     parser.add_argument("--max-new-tokens", type=int, default=50, help="tokens to generate")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; above 0 samples (1.0 = the model's distribution)")
@@ -293,19 +299,30 @@ def generate_main(args) -> int:
     from minigpt.generate import generate, text_to_token_ids, token_ids_to_text
     from minigpt.model import GPTModel, get_config
 
-    _, model_state, _, metadata = _load_run_checkpoint("generate", "--checkpoint", args.checkpoint)
-    run_info = metadata["trainer"]["run_info"]
-    model = GPTModel(get_config(run_info["model_config"]), rng=0)
-    model.load_state_dict(model_state)
+    if args.model is not None:
+        from minigpt.hub import DownloadError
+
+        try:
+            model = GPTModel.from_pretrained(args.model)
+        except (FileNotFoundError, DownloadError, ValueError) as error:
+            _fail("generate", f"--model {args.model}: {error}")
+        tokenizer = _make_tokenizer({"name": "gpt2"})
+    else:
+        _, model_state, _, metadata = _load_run_checkpoint("generate", "--checkpoint", args.checkpoint)
+        run_info = metadata["trainer"]["run_info"]
+        model = GPTModel(get_config(run_info["model_config"]), rng=0)
+        model.load_state_dict(model_state)
+        tokenizer = _make_tokenizer(run_info["tokenizer"])
     model.eval()
-    tokenizer = _make_tokenizer(run_info["tokenizer"])
+    eos_id = getattr(tokenizer, "eot_token", None)  # GPT-2's <|endoftext|> ends a text
     try:
         ids = text_to_token_ids(args.prompt, tokenizer)
     except KeyError as error:  # a character outside a char tokenizer's alphabet
         _fail("generate", f"--prompt: {error.args[0]}")
     try:
         out = generate(model, ids, max_new_tokens=args.max_new_tokens, context_size=model.cfg.context_length,
-                       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, rng=np.random.default_rng(args.seed))
+                       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, eos_id=eos_id,
+                       rng=np.random.default_rng(args.seed))
     except ValueError as error:  # the message names the argument: top_k is --top-k, idx the --prompt
         _fail("generate", str(error))
     print(token_ids_to_text(out, tokenizer))
@@ -315,6 +332,26 @@ def generate_main(args) -> int:
 # --------------------------------------------------------------------------------------------
 # prepare, bench
 # --------------------------------------------------------------------------------------------
+
+
+def _download_parser(subparsers) -> None:
+    parser = subparsers.add_parser("download", help="download OpenAI's GPT-2 weights into the cache",
+                                   description="Download config.json and model.safetensors of a GPT-2 size from the Hugging Face "
+                                   "hub ($HF_ENDPOINT, default https://huggingface.co) into $MINIGPT_HOME (default "
+                                   "~/.cache/minigpt), verifying size and SHA-256; an interrupted download resumes.")
+    parser.add_argument("name", help="gpt2-small (124M), gpt2-medium (355M), gpt2-large (774M), gpt2-xl (1558M), or a hub repo id")
+
+
+def download_main(args) -> int:
+    """Run `minigpt download`."""
+    from minigpt.hub import DownloadError, download
+
+    try:
+        folder = download(args.name)
+    except (DownloadError, ValueError) as error:
+        _fail("download", str(error))
+    print(f"{args.name}: {folder}")
+    return 0
 
 
 def _prepare_parser(subparsers) -> None:
@@ -341,11 +378,12 @@ def prepare_main(args) -> int:
 
 def main(argv=None) -> int:
     """Entry point of the `minigpt` command (and `python -m minigpt`)."""
-    parser = argparse.ArgumentParser(prog="minigpt", description="A GPT built from scratch on NumPy: train, generate, prepare, bench.")
+    parser = argparse.ArgumentParser(prog="minigpt", description="A GPT built from scratch on NumPy: train, generate, download, prepare, bench.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _train_parser(subparsers)
     _generate_parser(subparsers)
     _prepare_parser(subparsers)
+    _download_parser(subparsers)
     bench = subparsers.add_parser("bench", help="run a benchmark (engine, model, tokenizer, optim)", add_help=False)
     bench.add_argument("arguments", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -357,7 +395,7 @@ def main(argv=None) -> int:
         from autograd.memory import keep_freed_memory
 
         keep_freed_memory()  # reuse freed activation buffers across steps (about 10 % faster)
-    handler = {"train": train_main, "generate": generate_main, "prepare": prepare_main}[args.command]
+    handler = {"train": train_main, "generate": generate_main, "prepare": prepare_main, "download": download_main}[args.command]
     return handler(args)
 
 

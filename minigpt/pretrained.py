@@ -22,8 +22,8 @@ GPT-2's "Conv1D" layers compute x @ W + b with W of shape (in, out), the transpo
 hub's original files); `h.N.attn.bias` and `h.N.attn.masked_bias` are causal-mask buffers, not
 weights, and are skipped.
 
-Tensors are read one at a time with `safetensors.safe_open`, so loading never holds a second
-copy of the whole checkpoint in memory.
+Tensors are read one at a time (`SafetensorsReader`), straight into the model's arrays where the
+layout allows, so loading never holds a second copy of the checkpoint in memory.
 
 References: Raschka, "Build a Large Language Model (From Scratch)", ch. 5.5 (load_weights_into_gpt);
 Hugging Face transformers, `modeling_gpt2.py` and `pytorch_utils.Conv1D`; the safetensors format.
@@ -51,6 +51,7 @@ __all__ = [
     "gpt2_layout",
     "gpt2_to_minigpt",
     "minigpt_to_gpt2",
+    "SafetensorsReader",
 ]
 
 _BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal masks stored as buffers, not weights
@@ -273,14 +274,11 @@ def load_pretrained(path, dtype=np.float32, **overrides) -> GPTModel:
             message names the URL and where to put the file by hand).
         ValueError: missing, unexpected or mis-shaped tensors (every one named, with the shape
             expected and the shape found), or an unsupported config (see `config_from_hf`).
-        ImportError: the `safetensors` package is not installed.
     """
-    from safetensors import safe_open
-
     weights_path, config_path = _resolve_paths(path)
-    with safe_open(weights_path, framework="np") as checkpoint:
+    with SafetensorsReader(weights_path) as checkpoint:
         stored = {_strip_prefix(name): name for name in checkpoint.keys()}  # bare name -> stored name
-        shapes = {name: tuple(checkpoint.get_slice(stored[name]).get_shape()) for name in stored}
+        shapes = {name: checkpoint.shape(stored[name]) for name in stored}
         if config_path is not None:
             with open(config_path, encoding="utf-8") as file:
                 cfg = config_from_hf(json.load(file), **overrides)
@@ -294,18 +292,95 @@ def load_pretrained(path, dtype=np.float32, **overrides) -> GPTModel:
         model.to(dtype)
         parameters = dict(model.named_parameters(remove_duplicate=False))
         for name, (_, parts) in layout.items():
-            array = checkpoint.get_tensor(stored[name])
+            first = parameters[parts[0].name].data
+            if len(parts) == 1 and not parts[0].transpose and checkpoint.dtype(stored[name]) == first.dtype:
+                checkpoint.read_into(stored[name], first)  # straight from the file into the weight
+                continue
+            array = checkpoint.read(stored[name])  # one tensor at a time: the only temporary
             for part in parts:
                 # In place and cast to the model's dtype: the parameters keep their own arrays.
                 parameters[part.name].data[...] = _part_of(array, part)
         if cfg.tie_weights and "lm_head.weight" in stored:
             # Some writers store the tied head anyway; it must then equal the embedding.
-            if not np.array_equal(checkpoint.get_tensor(stored["lm_head.weight"]), checkpoint.get_tensor(stored["wte.weight"])):
+            if not np.array_equal(checkpoint.read(stored["lm_head.weight"]), parameters["tok_emb.weight"].data):
                 raise ValueError(
                     f"{weights_path}: lm_head.weight differs from wte.weight, but the config ties them "
                     "(tie_word_embeddings); pass tie_weights=False to load a separate head"
                 )
     return model.eval()
+
+
+class SafetensorsReader:
+    """Read the tensors of a safetensors file one at a time, with plain reads into given arrays.
+
+    `safetensors.safe_open` memory-maps the file, and every page it has read stays mapped (and
+    counted in the process's resident memory) until the file is closed: loading a model through
+    it peaks at the model plus the whole file, twice the model. Here each tensor is read with
+    `readinto`, straight into the parameter when its layout allows, so the peak is the model
+    plus the largest tensor that needs a transpose or a split. The format (a little-endian
+    uint64 header length, a JSON header of names, dtypes, shapes and byte offsets, then the
+    data) is the safetensors specification; files are written with the safetensors library.
+
+    Raises:
+        ValueError: not a safetensors file, or a dtype NumPy cannot hold (bfloat16).
+    """
+
+    _DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
+               "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+
+    def __init__(self, path: str):
+        self.path = path
+        self._file = open(path, "rb")
+        prefix = self._file.read(8)
+        header_size = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+        if not 0 < header_size < 100_000_000:
+            self._file.close()
+            raise ValueError(f"{path}: not a safetensors file (bad header length)")
+        try:
+            self._header = json.loads(self._file.read(header_size))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            self._file.close()
+            raise ValueError(f"{path}: not a safetensors file (unreadable header)") from None
+        self._header.pop("__metadata__", None)
+        self._data_start = 8 + header_size
+
+    def __enter__(self) -> "SafetensorsReader":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._file.close()
+
+    def keys(self) -> list[str]:
+        """The tensor names, in file order."""
+        return list(self._header)
+
+    def shape(self, name: str) -> tuple:
+        """The shape of tensor `name`."""
+        return tuple(self._header[name]["shape"])
+
+    def dtype(self, name: str) -> np.dtype:
+        """The NumPy dtype of tensor `name`."""
+        code = self._header[name]["dtype"]
+        if code not in self._DTYPES:
+            raise ValueError(f"{self.path}: tensor {name} has dtype {code}, which NumPy cannot represent")
+        return np.dtype(self._DTYPES[code])
+
+    def read_into(self, name: str, out: np.ndarray) -> np.ndarray:
+        """Fill the C-contiguous array `out` (of the tensor's shape and dtype) from the file."""
+        begin, end = self._header[name]["data_offsets"]
+        if out.shape != self.shape(name) or out.dtype != self.dtype(name) or not out.flags.c_contiguous:
+            raise ValueError(f"read_into {name}: needs a contiguous {self.dtype(name)} array of shape {self.shape(name)}")
+        if out.nbytes != end - begin:
+            raise ValueError(f"{self.path}: tensor {name} holds {end - begin} bytes, its shape needs {out.nbytes}")
+        self._file.seek(self._data_start + begin)
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        if self._file.readinto(view) != out.nbytes:
+            raise ValueError(f"{self.path}: the file ends inside tensor {name} (truncated download?)")
+        return out
+
+    def read(self, name: str) -> np.ndarray:
+        """Tensor `name` as a new array."""
+        return self.read_into(name, np.empty(self.shape(name), dtype=self.dtype(name)))
 
 
 def _check_tensors(layout: dict, shapes: dict, weights_path: str) -> None:

@@ -113,3 +113,38 @@ def test_export_then_load_gives_identical_logits(tmp_path, qkv_bias, tie_weights
     assert reloaded.cfg.tie_weights == tie_weights and reloaded.cfg.drop_rate == pytest.approx(0.1)
     np.testing.assert_array_equal(reloaded(ids).data, model(ids).data)
     assert not os.path.exists(tmp_path / "config.json.tmp")
+
+
+def test_cli_download_and_generate_with_a_pretrained_model(tmp_path, monkeypatch, capsys):
+    from minigpt.cli import main
+
+    files = {"openai-community/gpt2": {name: fixture_bytes(name) for name in ("config.json", "model.safetensors")}}
+    with FakeHub(files) as hub_server:
+        monkeypatch.setenv("HF_ENDPOINT", hub_server.url)
+        monkeypatch.setenv("MINIGPT_HOME", str(tmp_path))
+        assert main(["download", "gpt2-small"]) == 0
+        assert str(tmp_path / "openai-community" / "gpt2") in capsys.readouterr().out
+        # The tiny golden model has GPT-2's token ids only below 512: a prompt of such tokens.
+        assert main(["generate", "--model", "gpt2-small", "--prompt", "a b", "--max-new-tokens", "3"]) == 0
+        assert capsys.readouterr().out.startswith("a b")
+    with pytest.raises(SystemExit, match="minigpt download: error: unknown model 'gpt3'"):
+        main(["download", "gpt3"])
+    with pytest.raises(SystemExit, match="minigpt generate: error: --model nowhere/model.safetensors"):
+        main(["generate", "--model", "nowhere/model.safetensors"])
+
+
+def test_truncated_or_foreign_weight_files_are_named(tmp_path):
+    data = fixture_bytes("model.safetensors")
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) - 1000])
+    with pytest.raises(ValueError, match="file ends inside tensor"):
+        GPTModel.from_pretrained(tmp_path / "cut.safetensors")
+    (tmp_path / "text.safetensors").write_bytes(b"hello, this is not a checkpoint at all")
+    with pytest.raises(ValueError, match="not a safetensors file"):
+        GPTModel.from_pretrained(tmp_path / "text.safetensors")
+
+
+def test_loading_reads_weights_straight_into_the_parameters(tmp_path):
+    """The loaded weights are arrays of their own, writeable (not views of a mapped file)."""
+    model = GPTModel.from_pretrained(FIXTURE)
+    for name, parameter in model.named_parameters():
+        assert parameter.data.flags.owndata and parameter.data.flags.writeable, name
