@@ -35,10 +35,11 @@ RECIPES = {
                  eval_batches=5, sample_every=0, drop_rate=0.1),
     # The book's chapter 5.2 run: GPT_CONFIG_124M with context 256, AdamW(lr 4e-4, weight decay
     # 0.1), batch 2, 10 epochs, evaluation every 5 steps on 5 batches, "Every effort moves you".
+    # The book's model is initialised by PyTorch's layer defaults (init="pytorch").
     "gpt2-small": dict(context_length=256, batch_size=2, epochs=10, lr=4e-4, weight_decay=0.1, eval_every=5,
-                       eval_batches=5, sample_every=0, drop_rate=0.1, qkv_bias=False, tie_weights=False),
+                       eval_batches=5, sample_every=0, drop_rate=0.1, qkv_bias=False, tie_weights=False, init="pytorch"),
     "book-124M": dict(context_length=256, batch_size=2, epochs=10, lr=4e-4, weight_decay=0.1, eval_every=5,
-                      eval_batches=5, sample_every=0, drop_rate=0.1),
+                      eval_batches=5, sample_every=0, drop_rate=0.1, init="pytorch"),
     # nanoGPT's shakespeare_char CPU configuration: 4 layers, 4 heads, 128 wide, block 64, batch
     # 12, dropout 0, lr 1e-3 with cosine decay to 1e-4, 2,000 iterations, warmup 100. nanoGPT
     # samples windows at random offsets; stride 1 (every offset, shuffled) is the same.
@@ -62,6 +63,8 @@ def _fail(command: str, message: str):
 def _resolve_data_path(data: str) -> str:
     if os.path.isfile(data):
         return data
+    if os.path.isdir(data):
+        _fail("train", f"--data {data!r} is a directory; give a text file or a .bin token file")
     if os.path.basename(data) in BUNDLED_CORPORA:
         return bundled_corpus_path(os.path.basename(data))
     _fail("train", f"--data {data!r}: no such file (bundled texts, usable by name: {', '.join(BUNDLED_CORPORA)})")
@@ -120,7 +123,9 @@ def _train_parser(subparsers) -> None:
                         "the bundled the-verdict.txt and tinyshakespeare.txt can be named without a path")
     parser.add_argument("--tokenizer", choices=("gpt2", "char"), help="gpt2 (byte-level BPE, 50,257 ids) or char (one id per distinct character of --data)")
     parser.add_argument("--out", default=None, help="output directory for checkpoint.safetensors, history.json and loss.png (default runs/<preset>)")
-    parser.add_argument("--resume", default=None, metavar="DIR", help="continue the run saved in DIR exactly where it stopped")
+    parser.add_argument("--resume", default=None, metavar="DIR", help="continue the run saved in DIR exactly where it stopped, "
+                        "with its saved settings and data (only --max-steps may change, to run longer)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a run already saved in --out")
     parser.add_argument("--seed", type=int, default=123, help="seed of initialisation, dropout and shuffling (integer)")
     parser.add_argument("--max-steps", type=int, help="optimizer steps in the run (overrides --epochs)")
     parser.add_argument("--epochs", type=int, help="passes over the training data")
@@ -135,6 +140,9 @@ def _train_parser(subparsers) -> None:
     parser.add_argument("--weight-decay", type=float, help="AdamW's decoupled weight decay (multiplied by the learning rate)")
     parser.add_argument("--grad-clip", type=float, help="clip the global gradient L2 norm to this value (from the end of warmup)")
     parser.add_argument("--drop-rate", type=float, help="dropout probability of the model (0 to 1)")
+    parser.add_argument("--init", choices=("gpt2", "pytorch"), help="weight initialisation: gpt2 (N(0, 0.02), scaled "
+                        "residual projections) or pytorch (PyTorch's layer defaults, as the book's model; the default of "
+                        "the gpt2-small and book-124M recipes)")
     parser.add_argument("--train-ratio", type=float, default=0.9, help="fraction of the tokens used for training; the rest validates")
     parser.add_argument("--eval-every", type=int, help="evaluate train and validation loss every N steps")
     parser.add_argument("--eval-batches", type=int, help="batches per loss estimate")
@@ -157,8 +165,15 @@ def _load_token_ids(data_path: str, tokenizer_name: str):
         if tokenizer_name != info.get("tokenizer", "gpt2"):
             _fail("train", f"--data {data_path!r} holds {info.get('tokenizer')!r} token ids, but the tokenizer is {tokenizer_name!r}")
         return ids, {"name": info.get("tokenizer", "gpt2")}
-    with open(data_path, encoding="utf-8") as file:
-        text = file.read()
+    try:
+        # newline="": keep the file's line endings (\r\n stays \r\n), as `minigpt prepare` does.
+        with open(data_path, encoding="utf-8", newline="") as file:
+            text = file.read()
+    except UnicodeDecodeError as error:
+        _fail("train", f"--data {data_path!r} is not UTF-8 text ({error.reason} at byte {error.start}); convert it, "
+              "e.g. with `iconv -f latin1 -t utf-8`")
+    if not text:
+        _fail("train", f"--data {data_path!r} is empty")
     if tokenizer_name == "char":
         from minigpt.char_tokenizer import CharTokenizer
 
@@ -176,6 +191,7 @@ def train_main(args) -> int:
     from minigpt.data import DataLoader, GPTDataset, train_val_split
     from minigpt.model import PRESETS, GPTModel, get_config
     from minigpt.optim import AdamW
+    from minigpt.generate import text_to_token_ids
     from minigpt.train import Trainer, TrainingConfig
 
     if args.resume:
@@ -185,11 +201,16 @@ def train_main(args) -> int:
         settings["betas"] = tuple(settings["betas"])
         if args.max_steps is not None:  # the one setting a resumed run may change: run longer
             settings["max_steps"] = args.max_steps
+        ignored = [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
+                   if value not in (None, False) and name not in ("command", "resume", "max_steps", "out", "preset", "seed", "train_ratio")]
+        if ignored:
+            print(f"note: a resumed run keeps its saved settings; ignoring {', '.join(ignored)}")
         config = TrainingConfig(**settings)
         model_config = get_config(run_info["model_config"])
         out_dir = args.out or os.path.dirname(os.path.abspath(checkpoint_path))
         data_path, tokenizer_spec = run_info["data"], run_info["tokenizer"]
         batch_size, stride, train_ratio = run_info["batch_size"], run_info["stride"], run_info["train_ratio"]
+        init = run_info.get("init", "gpt2")  # the checkpoint's weights replace it anyway
     else:
         if args.preset not in PRESETS:
             _fail("train", f"--preset {args.preset!r}: unknown preset; choose one of {', '.join(PRESETS)}")
@@ -222,10 +243,29 @@ def train_main(args) -> int:
             print(f"note: the {args.preset} recipe's {config.warmup_steps} warmup steps do not fit in --max-steps "
                   f"{config.max_steps}; warming up for {shortened} steps")
             config = dataclasses.replace(config, warmup_steps=shortened)
+        if config.schedule == "cosine" and config.min_lr is not None and config.min_lr > config.lr:
+            _fail("train", f"--min-lr {config.min_lr} is above --lr {config.lr}: the cosine schedule decays from --lr down to --min-lr")
+        if args.stride is not None and args.stride < 1:
+            _fail("train", f"--stride must be at least 1 token, got {args.stride}")
+        if args.seed < 0:
+            _fail("train", f"--seed must be a non-negative integer, got {args.seed}")
         batch_size = setting("batch_size", 4)
+        init = setting("init", "gpt2")
         train_ratio = args.train_ratio
         tokenizer_spec = None
         out_dir = args.out or os.path.join("runs", args.preset)
+        if os.path.isfile(os.path.join(out_dir, CHECKPOINT_NAME)) and not args.overwrite:
+            _fail("train", f"{out_dir} already holds a run (checkpoint.safetensors): continue it with --resume {out_dir}, "
+                  "choose another --out, or pass --overwrite to replace it")
+    # Make sure the output folder can be written before any time is spent training.
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        probe = os.path.join(out_dir, ".write-test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as error:
+        _fail("train", f"--out {out_dir!r} cannot be written: {error.strerror or error}")
 
     if not os.path.isfile(data_path):
         _fail("train", f"the run's data file {data_path!r} is missing")
@@ -241,21 +281,36 @@ def train_main(args) -> int:
         train_ids, val_ids = train_val_split(token_ids, train_ratio, max_length=context_length)
         train_loader = DataLoader(GPTDataset(train_ids, None, context_length, stride), batch_size=batch_size, shuffle=True, drop_last=True, seed=config.seed)
         val_loader = DataLoader(GPTDataset(val_ids, None, context_length, context_length), batch_size=batch_size, shuffle=False, drop_last=False)
-        model = GPTModel(model_config, rng=config.seed)
+        model = GPTModel(model_config, rng=config.seed, init=init)
         optimizer = AdamW(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
         run_info = {
             "model_config": model_config.to_dict(), "tokenizer": tokenizer_spec, "data": os.path.abspath(data_path),
-            "batch_size": batch_size, "stride": stride, "train_ratio": train_ratio, "preset": getattr(args, "preset", None),
+            "batch_size": batch_size, "stride": stride, "train_ratio": train_ratio, "init": init, "preset": getattr(args, "preset", None),
         }
+        run_info["num_tokens"] = int(len(token_ids))
         trainer = Trainer(model, optimizer, train_loader, val_loader, config, tokenizer=tokenizer, out_dir=out_dir, run_info=run_info)
     except (ValueError, KeyError) as error:
         _fail("train", error.args[0] if error.args else repr(error))
     if args.resume:
+        saved_tokens = metadata["trainer"]["run_info"].get("num_tokens")
+        if saved_tokens is not None and saved_tokens != len(token_ids):
+            _fail("train", f"the run's data file {data_path} now has {len(token_ids):,} tokens, the run was trained on "
+                  f"{saved_tokens:,}: it changed, so the run cannot continue exactly")
         trainer.load(checkpoint_path)
+        if trainer.step >= trainer.total_steps:
+            print(f"{checkpoint_path} is already at step {trainer.step} of {trainer.total_steps}: nothing to do "
+                  "(raise --max-steps to train longer)")
+            return 0
         print(f"resuming {checkpoint_path} at step {trainer.step} of {trainer.total_steps}")
+    # Encode the sample prompt now: a prompt the tokenizer cannot encode must fail before training.
+    try:
+        if not text_to_token_ids(config.sample_prompt, tokenizer).size and (config.sample_every or config.sample_tokens):
+            _fail("train", "--sample-prompt is empty: give at least one character to continue")
+    except KeyError as error:
+        _fail("train", f"--sample-prompt: {error.args[0]}")
 
     print(f"model: {json.dumps(model_config.to_dict())}")
-    print(f"parameters: {model.num_parameters():,} | tokenizer: {tokenizer_spec['name']} (vocabulary {tokenizer.n_vocab:,})")
+    print(f"parameters: {model.num_parameters():,} (init {init}) | tokenizer: {tokenizer_spec['name']} (vocabulary {tokenizer.n_vocab:,})")
     print(f"data: {data_path}: {len(token_ids):,} tokens, {len(train_ids):,} train / {len(val_ids):,} validation; "
           f"{len(train_loader)} batches of {batch_size} x {context_length} per epoch")
     print(f"training: {json.dumps(dataclasses.asdict(config))}")
@@ -264,6 +319,8 @@ def train_main(args) -> int:
         history = trainer.fit()
     except KeyboardInterrupt:
         return 130
+    except FloatingPointError as error:
+        _fail("train", f"{error} (flag --lr); the run's last checkpoint, if any, is untouched")
     trainer.sample()
     if history["val_loss"]:
         print(f"final: train loss {history['train_loss'][-1]:.3f}, val loss {history['val_loss'][-1]:.3f}, "
@@ -315,6 +372,9 @@ def generate_main(args) -> int:
         tokenizer = _make_tokenizer(run_info["tokenizer"])
     model.eval()
     eos_id = getattr(tokenizer, "eot_token", None)  # GPT-2's <|endoftext|> ends a text
+    if args.temperature == 0 and (args.top_k is not None or args.top_p is not None):
+        print("note: --top-k and --top-p only matter when sampling; at --temperature 0 (the default) the most "
+              "likely token is always taken. Add e.g. --temperature 1.0", file=sys.stderr)
     try:
         ids = text_to_token_ids(args.prompt, tokenizer)
     except KeyError as error:  # a character outside a char tokenizer's alphabet
@@ -325,6 +385,9 @@ def generate_main(args) -> int:
                        rng=np.random.default_rng(args.seed))
     except ValueError as error:  # the message names the argument: top_k is --top-k, idx the --prompt
         _fail("generate", str(error))
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
     print(token_ids_to_text(out, tokenizer))
     return 0
 
@@ -371,7 +434,15 @@ def prepare_main(args) -> int:
         _fail("prepare", f"output {args.output!r}: use a .bin file name (train recognises token files by it)")
     if not os.path.isfile(args.input):
         _fail("prepare", f"input {args.input!r}: no such file")
-    prepare(args.input, args.output, get_encoding("gpt2"))
+    if os.path.exists(args.output) and os.path.samefile(args.input, args.output):
+        _fail("prepare", f"output {args.output!r} is the input file: writing it would destroy the text")
+    output_folder = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(output_folder):
+        _fail("prepare", f"output {args.output!r}: the folder {output_folder} does not exist")
+    try:
+        prepare(args.input, args.output, get_encoding("gpt2"))
+    except (ValueError, OSError) as error:
+        _fail("prepare", str(error))
     print(f"wrote {args.output}")
     return 0
 
@@ -384,13 +455,14 @@ def main(argv=None) -> int:
     _generate_parser(subparsers)
     _prepare_parser(subparsers)
     _download_parser(subparsers)
-    bench = subparsers.add_parser("bench", help="run a benchmark (engine, model, tokenizer, optim)", add_help=False)
+    bench = subparsers.add_parser("bench", help="run a benchmark (engine, model, tokenizer, optim, load)", add_help=False)
     bench.add_argument("arguments", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    if args.command == "bench":
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # the benchmark parses its own options (including --help)
         from minigpt.benchmarks import run
 
-        return run(args.arguments)
+        return run(argv[1:])
+    args = parser.parse_args(argv)
     if args.command in ("train", "generate"):
         from autograd.memory import keep_freed_memory
 

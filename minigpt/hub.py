@@ -48,6 +48,7 @@ MODEL_REPOS = {
 MODEL_FILES = ("config.json", "model.safetensors")
 _CHUNK_BYTES = 1 << 20  # 1 MiB per read: large enough for speed, small enough for a smooth bar
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")  # owner/name, no "..", no "/x/y"
 
 
 class DownloadError(OSError):
@@ -151,10 +152,9 @@ def download_file(repo_id: str, filename: str, directory: str | None = None, tim
         raise DownloadError(f"{url}: the server answered HTTP {error.code} {error.reason}; {by_hand}") from None
     except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as error:
         reason = getattr(error, "reason", error)
-        raise DownloadError(
-            f"could not download {url} ({reason}); the partial file {partial_path} is kept and the "
-            f"next attempt resumes it. Without network, {by_hand}"
-        ) from None
+        kept = (f"the partial file {partial_path} is kept and the next attempt resumes it. "
+                if os.path.isfile(partial_path) else "")
+        raise DownloadError(f"could not download {url} ({reason}); {kept}Without network, {by_hand}") from None
     if expected_size is not None and have != expected_size:
         raise DownloadError(
             f"{url}: received {have:,} bytes but the hub publishes {expected_size:,}; the partial file "
@@ -181,8 +181,9 @@ def download(name: str, progress: bool = True) -> str:
         ValueError: an unknown name. DownloadError: see `download_file`.
     """
     repo_id = MODEL_REPOS.get(name, name)
-    if "/" not in repo_id:
+    if not _REPO_ID.match(repo_id) or ".." in repo_id:
+        # Also keeps the cache path inside the cache: the repo id becomes two folder names.
         raise ValueError(f"unknown model {name!r}: expected one of {', '.join(MODEL_REPOS)} or a hub repo id 'owner/name'")
     for filename in MODEL_FILES:
-        download_file(repo_id, filename, progress=progress)
+        download_file(repo_id, filename, progress=progress)  # the message of a failure names the file
     return os.path.join(cache_dir(), repo_id)

@@ -213,6 +213,8 @@ class GPTModel(Module):
             (not reproducible).
         dropout_rng: generator or int seed for every dropout mask of the model; None derives one
             from `rng`, so one seed fixes the whole run.
+        init: "gpt2" (default, described below) or "pytorch" (PyTorch's layer defaults, as the
+            book's model is initialised; see `_init_like_pytorch`).
 
     Attributes:
         tok_emb: Embedding(V, C). pos_emb: Embedding(context_length, C). drop_emb: Dropout.
@@ -243,8 +245,10 @@ class GPTModel(Module):
         (1, 4, 50257)
     """
 
-    def __init__(self, cfg, rng=None, dropout_rng=None):
+    def __init__(self, cfg, rng=None, dropout_rng=None, init: str = "gpt2"):
         super().__init__()
+        if init not in ("gpt2", "pytorch"):
+            raise ValueError(f"GPTModel: init must be 'gpt2' or 'pytorch', got {init!r}")
         cfg = get_config(cfg)
         rng = _generator(rng)
         self.cfg = cfg
@@ -258,11 +262,31 @@ class GPTModel(Module):
             # One matrix both embeds tokens and scores them (Press & Wolf 2017), as GPT-2 does:
             # saves V*C parameters. Assigned after creation, as in nanoGPT.
             self.out_head.weight = self.tok_emb.weight
-        residual_scale = np.float32(1.0 / math.sqrt(2 * cfg.n_layers))
-        for block in self.trf_blocks:
-            block.att.out_proj.weight.data *= residual_scale
-            block.ff.layers[2].weight.data *= residual_scale
+        if init == "pytorch":
+            self._init_like_pytorch(rng)
+        else:
+            residual_scale = np.float32(1.0 / math.sqrt(2 * cfg.n_layers))
+            for block in self.trf_blocks:
+                block.att.out_proj.weight.data *= residual_scale
+                block.ff.layers[2].weight.data *= residual_scale
         self.dropout_rng = dropout_rng if dropout_rng is not None else np.random.default_rng(rng.integers(2**63))
+
+    def _init_like_pytorch(self, rng: np.random.Generator) -> None:
+        """Redraw the weights as PyTorch's layers initialise themselves, which the book's model gets.
+
+        nn.Linear: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)) (Kaiming-uniform with a = sqrt(5)
+        reduces to this bound); nn.Embedding: N(0, 1). LayerNorm keeps scale 1 and shift 0.
+        With these the book's chapter-5 run memorises the short story within 10 epochs; GPT-2's
+        smaller N(0, 0.02) weights learn more slowly at the book's learning rate.
+        """
+        for module in self.modules():
+            if isinstance(module, Linear):
+                bound = 1.0 / math.sqrt(module.weight.shape[1])
+                module.weight.data[...] = rng.uniform(-bound, bound, module.weight.shape)
+                if module.bias is not None:
+                    module.bias.data[...] = rng.uniform(-bound, bound, module.bias.shape)
+            elif isinstance(module, Embedding):
+                module.weight.data[...] = rng.standard_normal(module.weight.shape, dtype=np.float32)
 
     @property
     def dropout_rng(self) -> np.random.Generator:
@@ -321,8 +345,8 @@ class GPTModel(Module):
             hint = "; for one sequence use ids[None, :]" if ids.ndim == 1 else ""
             raise ValueError(f"GPTModel: token ids must have shape (batch, num_tokens), got shape {ids.shape}{hint}")
         num_tokens = ids.shape[1]
-        if num_tokens == 0:
-            raise ValueError(f"GPTModel: got no tokens (shape {ids.shape}); give at least one")
+        if num_tokens == 0 or ids.shape[0] == 0:
+            raise ValueError(f"GPTModel: got no tokens, an empty batch of token ids (shape {ids.shape}); give at least one")
         if num_tokens > self.cfg.context_length:
             raise ValueError(
                 f"GPTModel: got {num_tokens} tokens, more than context_length={self.cfg.context_length}; "

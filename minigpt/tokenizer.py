@@ -454,6 +454,9 @@ class Encoding:
         Returns:
             list of int token ids.
 
+        Lone surrogates (U+D800 to U+DFFF, which have no UTF-8 form) are encoded as U+FFFD, as
+        tiktoken does.
+
         Raises:
             TypeError: if ``text`` is not a str.
         """
@@ -469,6 +472,11 @@ class Encoding:
         try:
             pieces = self._pattern.findall(text)
             return list(chain.from_iterable(map(self._cache.__getitem__, pieces)))
+        except UnicodeEncodeError:
+            # A lone surrogate (half of a UTF-16 pair, e.g. from a bad decode) has no UTF-8 bytes.
+            # As tiktoken does, replace each with U+FFFD and encode again.
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+            return list(chain.from_iterable(map(self._cache.__getitem__, self._pattern.findall(text))))
         finally:
             if collector_was_enabled:
                 gc.enable()

@@ -147,7 +147,8 @@ class TrainingConfig:
             of them at once (the loss is normalised by the total number of target tokens).
         eval_every: evaluate train and validation loss every this many steps (and at the end).
         eval_batches: batches per loss estimate (the book's eval_iter).
-        sample_every: print a greedy sample every this many steps; 0 only at the end.
+        sample_every: print a greedy sample every this many steps; 0 never during `fit` (the
+            `minigpt train` command prints one at the end).
         sample_prompt: the prompt of the samples (the book: "Every effort moves you").
         sample_tokens: tokens per sample.
         checkpoint_every: save a checkpoint every this many steps (and always at the end); 0 only
@@ -328,6 +329,14 @@ class Trainer:
             self.tokens_seen += inputs.size
             self._tokens_this_step += inputs.size
             del logits, loss  # free this micro-batch's activations before the next forward
+        if not math.isfinite(total_loss):
+            # Stop before the update: NaN or inf gradients would spoil every weight, and the
+            # last checkpoint on disk stays the last good state.
+            self.optimizer.zero_grad()
+            raise FloatingPointError(
+                f"the loss of step {self.step + 1} is {total_loss}: training diverged; lower the learning "
+                f"rate (now {self.learning_rate(self.step):g}) or clip gradients"
+            )
         lr = self.learning_rate(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -420,6 +429,10 @@ class Trainer:
 
         Returns:
             The history dict.
+
+        Raises:
+            FloatingPointError: a step's loss is NaN or infinite (the parameters are left as they
+                were before that step).
         """
         end = self.total_steps if stop_at is None else min(stop_at, self.total_steps)
         progress = tqdm(total=end, initial=self.step, desc="train", unit="step", dynamic_ncols=True)

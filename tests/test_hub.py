@@ -89,10 +89,16 @@ def test_missing_file_names_the_url(fake_hub):
 def test_no_network_says_where_to_put_the_file(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
     monkeypatch.setenv("MINIGPT_HOME", str(tmp_path))
-    with pytest.raises(hub.DownloadError, match=r"127\.0\.0\.1:9/openai-community/gpt2/resolve/main/config\.json.*save it as"):
+    with pytest.raises(hub.DownloadError, match=r"127\.0\.0\.1:9/openai-community/gpt2/resolve/main/config\.json \(.*\); Without network, download .* save it as"):
         hub.download_file("openai-community/gpt2", "config.json", timeout=5, progress=False)
 
 
 def test_unknown_name_is_rejected():
     with pytest.raises(ValueError, match="unknown model 'gpt3'"):
         hub.download("gpt3")
+
+
+@pytest.mark.parametrize("name", ["../../etc", "a/../b", "/abs/path", "owner/name/extra", "gpt3"])
+def test_names_that_would_leave_the_cache_are_rejected(name):
+    with pytest.raises(ValueError, match="unknown model"):
+        hub.download(name)

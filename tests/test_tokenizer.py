@@ -251,3 +251,9 @@ def test_benchmark_runs(tmp_path, capsys):
     assert figures["minigpt"]["same_ids"] and figures["minigpt"]["num_tokens"] == 5145
     assert figures["minigpt"]["warm_mb_per_s"] > 0 and figures["minigpt"]["train_seconds"][300] > 0
     assert "cold MB/s" in capsys.readouterr().out
+
+
+def test_lone_surrogates_encode_as_the_replacement_character_as_tiktoken():
+    encoding = get_encoding("gpt2")
+    assert encoding.encode("a\udcffb") == encoding.encode("a\ufffdb")
+    assert encoding.encode_ordinary("\ud83d") == encoding.encode_ordinary("\ufffd")

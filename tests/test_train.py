@@ -494,3 +494,23 @@ def test_loading_a_checkpoint_of_another_model_fails_cleanly(tmp_path):
     other = Trainer(other_model, AdamW(other_model.parameters()), trainer.train_loader, None, TrainingConfig(max_steps=1))
     with pytest.raises(ValueError, match="shape"):
         other.load(str(tmp_path / CHECKPOINT_NAME))
+
+
+def test_a_diverging_loss_stops_before_the_update(tmp_path):
+    """NaN loss: FloatingPointError naming the step, and the weights stay as they were."""
+    from minigpt.data import DataLoader, GPTDataset
+    from minigpt.model import GPTModel
+    from minigpt.optim import AdamW
+    from minigpt.train import Trainer, TrainingConfig
+
+    ids = np.random.default_rng(0).integers(0, 20, 200)
+    loader = DataLoader(GPTDataset(ids, None, 8, 8), batch_size=2, shuffle=True, drop_last=True, seed=0)
+    model = GPTModel(dict(vocab_size=20, context_length=8, emb_dim=16, n_heads=2, n_layers=1, drop_rate=0.0, qkv_bias=False), rng=0)
+    trainer = Trainer(model, AdamW(model.parameters(), lr=1e-3), loader, None, TrainingConfig(max_steps=3), out_dir=None)
+    trainer.fit(stop_at=1)
+    model.final_norm.scale.data[0] = np.nan  # poison: every logit, so every loss, becomes NaN
+    before = {name: value.copy() for name, value in model.state_dict().items()}
+    with pytest.raises(FloatingPointError, match=f"loss of step {trainer.step + 1} is nan"):
+        trainer.fit()
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)

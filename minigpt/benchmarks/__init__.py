@@ -11,7 +11,7 @@ NAMES = ("engine", "model", "tokenizer", "optim", "load")
 
 def run(argv) -> int:
     """Run the benchmark named by argv[0] with the remaining arguments; return an exit status."""
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in NAMES:
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in NAMES:  # usage, or an unknown name
         asked = argv[0] if argv else None
         if asked not in (None, "-h", "--help"):
             print(f"unknown benchmark {asked!r}; expected one of: {', '.join(NAMES)}")

@@ -296,7 +296,7 @@ class Module:
         for name, array in arrays.items():
             shared = first_name.setdefault(id(own[name]), name)
             # A parameter shared under two names (a tied output head) cannot take two values.
-            if shared != name and not np.array_equal(arrays[shared], array):
+            if shared != name and not np.array_equal(arrays[shared], array, equal_nan=True):
                 raise ValueError(
                     f"load_state_dict: {shared} and {name} are one shared (tied) parameter, "
                     "but the state dict gives them different values"
