@@ -185,3 +185,92 @@ def test_python_dash_m_minigpt_help():
         assert command in result.stdout
     result = subprocess.run([sys.executable, "-m", "minigpt", "train", "--help"], capture_output=True, text=True, env=environment, cwd=ROOT)
     assert result.returncode == 0 and "--grad-accum-steps" in result.stdout and "--resume" in result.stdout
+
+
+# ---- checks made before any training (from a fresh user's review) ----------------------------
+
+
+def test_an_existing_run_is_not_overwritten_without_asking(tiny_run, tmp_path):
+    out, _ = tiny_run
+    before = open(os.path.join(out, CHECKPOINT_NAME), "rb").read()
+    with pytest.raises(SystemExit, match=r"already holds a run .*--resume .*--overwrite"):
+        main(["train", "--max-steps", "1", "--out", out, "--context-length", "32", *CHEAP])
+    assert open(os.path.join(out, CHECKPOINT_NAME), "rb").read() == before
+    copy = str(tmp_path / "copy")
+    shutil.copytree(out, copy)
+    assert main(["train", "--max-steps", "1", "--out", copy, "--context-length", "32", "--overwrite", *CHEAP]) == 0
+
+
+def test_unwritable_out_and_bad_sample_prompt_fail_before_training(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(SystemExit, match="--out .* cannot be written"):
+        main(["train", "--max-steps", "1", "--out", str(blocker), *CHEAP])
+    with pytest.raises(SystemExit, match="--sample-prompt is empty"):
+        main(["train", "--max-steps", "1", "--out", str(tmp_path / "r1"), "--sample-prompt", "", *CHEAP])
+    with pytest.raises(SystemExit, match="--sample-prompt: character '😀'"):
+        main(["train", "--preset", "char", "--max-steps", "1", "--out", str(tmp_path / "r2"), "--sample-prompt", "Hi 😀"])
+    assert "train loss" not in capsys.readouterr().out  # nothing was trained
+
+
+def test_data_files_that_cannot_be_read_are_named(tmp_path):
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("café au lait ".encode("latin-1") * 200)
+    with pytest.raises(SystemExit, match="is not UTF-8 text"):
+        main(["train", "--data", str(latin1), "--out", str(tmp_path / "r")])
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(SystemExit, match="is empty"):
+        main(["train", "--data", str(empty), "--tokenizer", "char", "--out", str(tmp_path / "r")])
+    with pytest.raises(SystemExit, match="is a directory"):
+        main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
+
+
+def test_crlf_text_gives_the_same_tokens_as_its_prepared_file(tmp_path, capsys):
+    crlf = tmp_path / "crlf.txt"
+    crlf.write_bytes(open(bundled_corpus_path("the-verdict.txt"), "rb").read().replace(b"\n", b"\r\n"))
+    main(["prepare", str(crlf), str(tmp_path / "crlf.bin")])
+    capsys.readouterr()
+    counts = []
+    for data in (crlf, tmp_path / "crlf.bin"):
+        out = str(tmp_path / data.name.replace(".", "-"))
+        main(["train", "--data", str(data), "--max-steps", "1", "--out", out, "--context-length", "32", *CHEAP])
+        counts.append(re.search(r"([\d,]+) tokens", capsys.readouterr().out).group(1))
+    assert counts[0] == counts[1]
+
+
+def test_prepare_refuses_to_overwrite_its_input_or_write_into_a_missing_folder(tmp_path):
+    text = tmp_path / "text.bin"
+    text.write_text("hello world " * 100)
+    with pytest.raises(SystemExit, match="is the input file"):
+        main(["prepare", str(text), str(text)])
+    assert text.read_text().startswith("hello world")
+    with pytest.raises(SystemExit, match="does not exist"):
+        main(["prepare", str(text), str(tmp_path / "missing" / "out.bin")])
+
+
+def test_resume_refuses_changed_data_and_does_nothing_past_its_target(tmp_path, capsys):
+    data = tmp_path / "story.txt"
+    data.write_text(open(bundled_corpus_path("the-verdict.txt"), encoding="utf-8").read())
+    out = str(tmp_path / "run")
+    main(["train", "--data", str(data), "--max-steps", "2", "--out", out, "--context-length", "32", *CHEAP])
+    assert main(["train", "--resume", out, "--max-steps", "1"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    data.write_text(data.read_text()[:-2000])
+    with pytest.raises(SystemExit, match="it changed, so the run cannot continue exactly"):
+        main(["train", "--resume", out, "--max-steps", "4"])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--schedule", "cosine", "--min-lr", "1", "--max-steps", "12"], "--min-lr 1.0 is above --lr"),
+    (["--stride", "0"], "--stride must be at least 1"),
+    (["--seed", "-1"], "--seed must be a non-negative integer"),
+])
+def test_more_flag_errors(tmp_path, flags, message):
+    with pytest.raises(SystemExit, match=message):
+        main(["train", "--out", str(tmp_path / "r"), *flags])
+
+
+def test_bench_help(capsys):
+    assert main(["bench", "--help"]) == 0
+    assert "engine" in capsys.readouterr().out
