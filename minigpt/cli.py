@@ -117,7 +117,7 @@ def _train_parser(subparsers) -> None:
         description="Train a GPT from scratch on a UTF-8 text file (or a token file made by "
         "`minigpt prepare`), printing losses and samples, saving a checkpoint and a loss plot.",
     )
-    parser.add_argument("--preset", default="tiny", help="model preset and training recipe: tiny (default, ~1.5 min), "
+    parser.add_argument("--preset", default="tiny", help="model preset and training recipe: tiny (default, about a minute), "
                         "gpt2-small (the book's ch. 5 run), book-124M, char (Shakespeare-char), gpt2-medium, ...")
     parser.add_argument("--data", default=None, help="training text (UTF-8) or a prepared .bin token file (default: the preset's, the-verdict.txt for most); "
                         "the bundled the-verdict.txt and tinyshakespeare.txt can be named without a path")
