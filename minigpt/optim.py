@@ -28,6 +28,7 @@ References:
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import numbers
 
@@ -429,6 +430,9 @@ class AdamW(Optimizer):
         weight_decay: decoupled decay coefficient lambda (per unit of lr), >= 0; 0 in a group
             makes that group skip decay (biases, LayerNorm, embeddings).
         chunk_size: elements updated per chunk (default CHUNK_SIZE, sized for the L2 cache).
+        num_threads: threads sharing the chunks of a large parameter (NumPy's ufuncs release the
+            GIL, so two threads use both cores of a 2-core CPU); 1 runs everything in the calling
+            thread. The result is identical either way: every element is updated independently.
 
     Raises:
         ValueError: a hyperparameter out of range; a group mixing dtypes; parameters sharing memory.
@@ -450,8 +454,10 @@ class AdamW(Optimizer):
         weight_decay: float = 1e-2,
         *,
         chunk_size: int = CHUNK_SIZE,
+        num_threads: int = 2,
     ):
         self.chunk_size = _check_int("chunk_size", chunk_size, low=1)
+        self.num_threads = _check_int("num_threads", num_threads, low=1)
         self._flat_groups: list[_FlatGroup] = []
         params = [params] if isinstance(params, dict) else list(params)
         # Check ties across all groups before any is flattened: once a parameter's values move into
@@ -516,15 +522,34 @@ class AdamW(Optimizer):
 
         grad = grad.reshape(-1)  # a view when the gradient is contiguous, as it usually is
         offset, size = flat.offsets[position], flat.sizes[position]
-        scratch = self._scratch(flat.dtype)
-        for start in range(0, size, self.chunk_size):
+        starts = range(0, size, self.chunk_size)
+        if self.num_threads > 1 and len(starts) >= 2 * self.num_threads:
+            # Large parameters: each thread takes every num_threads-th chunk, with its own scratch.
+            pool = self._thread_pool()
+            constants = (decay, one_minus_beta1, one_minus_beta2, beta2_scalar, eps, step_size, bias_correction2_sqrt)
+            jobs = [
+                pool.submit(self._update_chunks, flat, offset, size, grad, starts[worker::self.num_threads],
+                            self._scratch(flat.dtype, worker), weight_decay != 0.0, constants)
+                for worker in range(self.num_threads)
+            ]
+            for job in jobs:
+                job.result()  # re-raises an exception from a worker
+            return
+        constants = (decay, one_minus_beta1, one_minus_beta2, beta2_scalar, eps, step_size, bias_correction2_sqrt)
+        self._update_chunks(flat, offset, size, grad, starts, self._scratch(flat.dtype, 0), weight_decay != 0.0, constants)
+
+    def _update_chunks(self, flat, offset: int, size: int, grad: np.ndarray, starts, scratch: np.ndarray,
+                       decays: bool, constants: tuple) -> None:
+        """The AdamW update of the chunks of one parameter that begin at `starts` (see `_update`)."""
+        decay, one_minus_beta1, one_minus_beta2, beta2_scalar, eps, step_size, bias_correction2_sqrt = constants
+        for start in starts:
             stop = min(start + self.chunk_size, size)
             p = flat.data[offset + start:offset + stop]
             m = flat.exp_avg[offset + start:offset + stop]
             v = flat.exp_avg_sq[offset + start:offset + stop]
             g = grad[start:stop]
             t = scratch[:stop - start]
-            if weight_decay != 0.0:
+            if decays:
                 np.multiply(p, decay, out=p)  # p *= 1 - lr * weight_decay (decoupled decay)
             np.subtract(g, m, out=t)  # m += (1 - beta1) * (g - m), PyTorch's exp_avg.lerp_(g, 1 - beta1)
             np.multiply(t, one_minus_beta1, out=t)
@@ -540,12 +565,18 @@ class AdamW(Optimizer):
             np.multiply(t, step_size, out=t)
             np.subtract(p, t, out=p)
 
-    def _scratch(self, dtype: np.dtype) -> np.ndarray:
-        """Return a reusable scratch array of `chunk_size` elements (allocated once per dtype)."""
+    def _scratch(self, dtype: np.dtype, worker: int = 0) -> np.ndarray:
+        """Return a reusable scratch array of `chunk_size` elements (one per dtype and thread)."""
         scratches = self.__dict__.setdefault("_scratches", {})
-        if dtype not in scratches:
-            scratches[dtype] = np.empty(self.chunk_size, dtype=dtype)
-        return scratches[dtype]
+        if (dtype, worker) not in scratches:
+            scratches[(dtype, worker)] = np.empty(self.chunk_size, dtype=dtype)
+        return scratches[(dtype, worker)]
+
+    def _thread_pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        """The optimizer's worker threads, started on first use."""
+        if self.__dict__.get("_pool") is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.num_threads, thread_name_prefix="adamw")
+        return self._pool
 
     def _locate(self, index: int) -> tuple[_FlatGroup, int]:
         """Return the flat group holding parameter `index` and the parameter's position in it."""

@@ -482,3 +482,22 @@ def test_schedule_errors(changes, message):
     step = arguments.pop("step")
     with pytest.raises(ValueError, match=message):
         warmup_cosine_lr(step, **arguments)
+
+
+def test_adamw_with_threads_gives_the_same_result_as_without():
+    """Chunks shared by two threads: every element is updated alone, so the bits are identical."""
+    from minigpt.optim import AdamW
+
+    shapes = [(300, 7), (5,), (1000,)]
+    runs = []
+    for threads in (1, 2):
+        params = make_parameters(shapes, dtype=np.float32, seed=1)
+        optimizer = AdamW(params, lr=1e-2, weight_decay=0.1, chunk_size=64, num_threads=threads)
+        grads = np.random.default_rng(2)
+        for _ in range(3):
+            for p in params:
+                p.grad = grads.standard_normal(p.data.shape).astype(np.float32)
+            optimizer.step()
+        runs.append([p.data.copy() for p in params])
+    for single, threaded in zip(*runs):
+        np.testing.assert_array_equal(single, threaded)
