@@ -26,6 +26,7 @@ from minigpt.tokenizer import (
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = FIXTURES / "tokenizer"
+CORPORA = Path(__file__).parent.parent / "minigpt" / "corpora"  # the texts minigpt ships
 CASES = [json.loads(line) for line in (GOLDEN / "gpt2_cases.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
@@ -46,7 +47,7 @@ def test_golden_cases_match_tiktoken(enc, case):
 
 @pytest.mark.parametrize("name", ["the-verdict", "tinyshakespeare"])
 def test_whole_corpus_matches_tiktoken(enc, name):
-    text = (FIXTURES / f"{name}.txt").read_text(encoding="utf-8")
+    text = (CORPORA / f"{name}.txt").read_text(encoding="utf-8")
     expected = np.load(GOLDEN / f"{name}.gpt2.npy").tolist()
     assert enc.encode(text) == expected
     assert enc.encode(text) == expected  # again, now from the cache of merged pieces

@@ -38,7 +38,7 @@ from minigpt.tokenizer import ENDOFTEXT, GPT2_SPLIT_PATTERN, VOCAB_DIR
 # Single-threaded Hugging Face tokenizers, for a like-for-like comparison; set before it loads.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "tinyshakespeare.txt"
+DEFAULT_TEXT = Path(__file__).resolve().parents[1] / "corpora" / "tinyshakespeare.txt"  # bundled with the package
 LIBRARIES = ("minigpt", "tiktoken", "tokenizers")
 
 
