@@ -966,7 +966,6 @@ Tensor.__gt__ = _comparison(np.greater)
 Tensor.__ge__ = _comparison(np.greater_equal)
 Tensor.__eq__ = _comparison(np.equal)
 Tensor.__ne__ = _comparison(np.not_equal)
-Tensor.__hash__ = object.__hash__
 Tensor.exp = _unary(Exp)
 Tensor.log = _unary(Log)
 Tensor.sqrt = _unary(Sqrt)

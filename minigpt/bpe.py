@@ -50,7 +50,6 @@ import json
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Sequence
-from itertools import chain
 from pathlib import Path
 from typing import Literal
 

@@ -17,10 +17,9 @@ from hypothesis import strategies as st
 from autograd import functional as F
 from autograd import gradcheck, tensor
 from autograd.testing import arrays, dims, shapes, tensors
+from helpers import leaf
 
 
-def leaf(array, dtype=np.float64):
-    return tensor(np.asarray(array, dtype=dtype), requires_grad=True)
 
 
 def assert_same_values_and_gradients(fused, composed, inputs, rtol=1e-10, atol=1e-12, seed=0):

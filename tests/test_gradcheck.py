@@ -24,10 +24,9 @@ from autograd.testing import (
     shapes,
     tensors,
 )
+from helpers import leaf
 
 
-def leaf(array):
-    return tensor(np.asarray(array, dtype=np.float64), requires_grad=True)
 
 
 class WrongSquare(Function):

@@ -25,11 +25,9 @@ from autograd.testing import (
     shapes,
     tensors,
 )
+from helpers import leaf
 
 
-def leaf(array):
-    """A float64 leaf that requires grad."""
-    return tensor(np.asarray(array, dtype=np.float64), requires_grad=True)
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,10 +14,9 @@ from hypothesis import given, settings
 import autograd
 from autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from autograd.testing import tensors
+from helpers import leaf
 
 
-def leaf(array):
-    return tensor(np.asarray(array, dtype=np.float64), requires_grad=True)
 
 
 # --------------------------------------------------------------------------------------------
