@@ -465,8 +465,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.command in ("train", "generate"):
         from autograd.memory import keep_freed_memory
+        from autograd.parallel import set_openblas_thread_timeout
 
         keep_freed_memory()  # reuse freed activation buffers across steps (about 10 % faster)
+        set_openblas_thread_timeout()  # idle BLAS threads free their core for the engine's threads
     handler = {"train": train_main, "generate": generate_main, "prepare": prepare_main, "download": download_main}[args.command]
     return handler(args)
 

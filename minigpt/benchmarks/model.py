@@ -89,14 +89,19 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def measure(name: str, warmup: int, steps: int, optimizer: str, seed: int = 0, default_malloc: bool = False) -> dict:
+def measure(name: str, warmup: int, steps: int, optimizer: str, seed: int = 0, default_malloc: bool = False,
+            threads: int = 2, blas_spin: bool = False) -> dict:
     """Time training steps of one configuration in this process; returns seconds per phase."""
     from autograd import functional as F
     from autograd.memory import keep_freed_memory
+    from autograd.parallel import set_num_threads, set_openblas_thread_timeout
     from minigpt.model import GPTModel
 
     if not default_malloc:
         keep_freed_memory()  # as `minigpt train` does (see autograd/memory.py)
+    if not blas_spin:
+        set_openblas_thread_timeout()  # as `minigpt train` does (see autograd/parallel.py)
+    set_num_threads(threads)  # the engine's element-wise threads, as many as BLAS's
 
     cfg, batch_size, num_tokens, _ = CONFIGS[name]
     model = GPTModel(cfg, rng=seed)
@@ -159,7 +164,8 @@ def run_minigpt(name: str, args) -> dict:
     """Measure one configuration in a fresh Python process (for an honest peak memory)."""
     _maybe_wait(args)
     command = [sys.executable, "-m", "minigpt.benchmarks.model", "--worker", name, "--warmup", str(args.warmup),
-               "--steps", str(args.steps), "--optimizer", args.optimizer] + (["--default-malloc"] if args.default_malloc else [])
+               "--steps", str(args.steps), "--optimizer", args.optimizer, "--threads", str(args.threads)]
+    command += (["--default-malloc"] if args.default_malloc else []) + (["--blas-spin"] if args.blas_spin else [])
     done = subprocess.run(command, capture_output=True, text=True, env=_child_env(args.threads), check=False)
     if done.returncode != 0:
         raise RuntimeError(f"minigpt benchmark of {name} failed:\n{done.stderr}")
@@ -235,7 +241,7 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps; the median is reported (default 5)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="alternate minigpt and torch this many times per config; median ratio (default 1)")
-    parser.add_argument("--threads", type=int, default=2, help="BLAS / torch threads (default 2)")
+    parser.add_argument("--threads", type=int, default=2, help="BLAS, engine and torch threads (default 2)")
     parser.add_argument("--optimizer", choices=["adamw", "none"], default="adamw",
                         help="include minigpt.optim.AdamW in the step, as the reference does (default adamw); "
                              "the fwd+bwd figures never include it")
@@ -251,17 +257,23 @@ def main(argv=None) -> None:
                         help="before each measurement wait up to SECONDS for other processes to go idle (default 0: no wait)")
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc malloc's settings alone instead of autograd.memory.keep_freed_memory()")
+    parser.add_argument("--blas-spin", action="store_true",
+                        help="leave OpenBLAS's idle threads spinning (its default) instead of "
+                             "autograd.parallel.set_openblas_thread_timeout()")
     parser.add_argument("--json", default=None, help="also write every raw record to this file (JSON lines)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
-        print(json.dumps(measure(args.worker, args.warmup, args.steps, args.optimizer, default_malloc=args.default_malloc)), flush=True)
+        record = measure(args.worker, args.warmup, args.steps, args.optimizer, default_malloc=args.default_malloc,
+                         threads=args.threads, blas_spin=args.blas_spin)
+        print(json.dumps(record), flush=True)
         return
 
     print(f"minigpt training-step benchmark: configs {args.configs}, warmup {args.warmup}, steps {args.steps}, "
           f"rounds {args.rounds}, threads {args.threads}, optimizer {args.optimizer}, "
           f"malloc {'default' if args.default_malloc else 'keep_freed_memory'}, "
+          f"OpenBLAS idle threads {'spin (default)' if args.blas_spin else 'sleep (set_openblas_thread_timeout)'}, "
           f"torch {args.torch_python or 'not run'} (variant {args.torch_variant}, AdamW {args.torch_adamw}); "
           f"numpy {np.__version__}", flush=True)
     records = []

@@ -1,0 +1,236 @@
+"""Spread row-independent NumPy work over the CPU's cores, as ATen's `at::parallel_for` does.
+
+What this file adds: BLAS already multiplies matrices on every core, but NumPy's element-wise
+ufuncs (exp, tanh, add, ...) run on one. Those ufuncs release the GIL while they loop over an
+array, so two Python threads, each running the same ufuncs on its own half of the rows, use two
+cores. `parallel_for(begin, end, grain_size, function)` cuts [begin, end) into a few contiguous
+ranges and calls `function(start, stop)` on each, from the calling thread and a pool of workers.
+The fused functions in `functional.py` (softmax inside attention, GELU, layer norm,
+cross-entropy) use it for their element-wise passes. Measured per op on the book's 124M model
+(batch 2 x 256, 2 cores, one forward + backward): GELU 54 -> 34 ms, cross-entropy 27 -> 17 ms,
+attention 189 -> 166 ms, provided OpenBLAS's idle threads do not hold the second core (see
+`set_openblas_thread_timeout` below); the matrix products, 87 % of the step, are BLAS's.
+
+NOTE: only work whose rows are independent is split (each output row depends on its own input
+row only), so the result is bit-identical for any number of threads. A reduction across rows
+(a bias gradient, say) is never split here: splitting would change the order of its sums.
+
+    >>> import numpy as np
+    >>> x = np.arange(6.0).reshape(3, 2)
+    >>> def double(start, stop):
+    ...     x[start:stop] *= 2
+    >>> parallel_for(0, 3, 1, double)
+    >>> x
+    array([[ 0.,  2.],
+           [ 4.,  6.],
+           [ 8., 10.]])
+
+References: PyTorch's at::parallel_for and its GRAIN_SIZE (aten/src/ATen/Parallel.h);
+torch.set_num_threads / torch.get_num_threads.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ctypes
+import math
+import os
+import queue
+import threading
+
+# Minimum elements per piece of work. ATen uses 32768 (at::internal::GRAIN_SIZE); here a piece
+# also pays for Python: handing it to a thread and waiting costs tens of microseconds, and every
+# ufunc call in it takes the GIL to start. Measured on training steps (forward + backward): with
+# 32768 the character-level preset (arrays of about 100,000 elements) ran 9 % slower in two
+# threads than in one; with 131072 it runs serially as before, and the 124M model (arrays of
+# 400,000 to 25 million elements) is as fast as with 32768.
+GRAIN_SIZE = 131072
+
+_num_threads: int | None = None  # None: decided on first use (the CPUs this process may run on)
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_state = threading.local()  # .inside: this thread is running a task of parallel_for
+
+
+def _available_cpus() -> int:
+    """The number of CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def get_num_threads() -> int:
+    """The number of threads `parallel_for` uses (torch.get_num_threads).
+
+    Returns:
+        An int >= 1: the value given to `set_num_threads`, else the number of CPUs available to
+        this process.
+    """
+    global _num_threads
+    if _num_threads is None:
+        _num_threads = _available_cpus()
+    return _num_threads
+
+
+def set_num_threads(num_threads: int) -> None:
+    """Set how many threads `parallel_for` uses (torch.set_num_threads); 1 runs everything inline.
+
+    This sets the engine's own threads only: the number of BLAS threads (matrix products) is set
+    by OPENBLAS_NUM_THREADS or OMP_NUM_THREADS before NumPy is imported.
+
+    Args:
+        num_threads: an int >= 1.
+
+    Raises:
+        ValueError: num_threads is not an int >= 1.
+    """
+    global _num_threads, _pool
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+        raise ValueError(f"set_num_threads: num_threads must be an int >= 1, got {num_threads!r}")
+    with _pool_lock:
+        if _pool is not None and num_threads != _num_threads:
+            _pool.shutdown(wait=True)
+            _pool = None
+        _num_threads = num_threads
+
+
+def _worker_pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
+    """The shared pool of `workers` threads, started on first use."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="autograd")
+        return _pool
+
+
+def _forget_pool_in_child() -> None:
+    """After fork the child has no worker threads: start a new pool there when one is needed."""
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
+def _take_pieces(function, pieces: queue.SimpleQueue) -> None:
+    """Run pieces of a parallel_for until none is left, marked so that nested calls run inline."""
+    _state.inside = True
+    try:
+        while True:
+            try:
+                start, stop = pieces.get_nowait()  # shared with the other threads: each piece runs once
+            except queue.Empty:
+                return
+            function(start, stop)
+    finally:
+        _state.inside = False
+
+
+def parallel_for(begin: int, end: int, grain_size: int, function) -> None:
+    """Call `function(start, stop)` on contiguous ranges covering [begin, end), in parallel.
+
+    The range is cut into twice as many pieces as there are threads (each at least `grain_size`
+    items); the calling thread and the pool's threads take pieces until none is left. So a
+    worker that cannot run at once (its core busy elsewhere) costs nothing: the calling thread
+    does its pieces too. One piece, run inline, when the range is smaller than two grains, when
+    only one thread is set, or when called from inside another parallel_for. `function` must
+    write disjoint parts of its outputs for disjoint ranges; it runs under the GIL except inside
+    NumPy's loops.
+
+    Args:
+        begin, end: the range of row (or element) indices, begin <= end.
+        grain_size: the smallest number of indices worth one piece, >= 1.
+        function: called as function(start, stop) with begin <= start < stop <= end.
+
+    Raises:
+        ValueError: grain_size < 1. Whatever `function` raises (after every piece in progress
+        has finished, since they write the same outputs).
+    """
+    if grain_size < 1:
+        raise ValueError(f"parallel_for: grain_size must be >= 1, got {grain_size}")
+    size = end - begin
+    if size <= 0:
+        return
+    threads = get_num_threads()
+    pieces = min(2 * threads, size // grain_size)
+    if threads <= 1 or pieces <= 1 or getattr(_state, "inside", False):
+        function(begin, end)
+        return
+    step = math.ceil(size / pieces)
+    queued = queue.SimpleQueue()
+    for start in range(begin, end, step):
+        queued.put((start, min(start + step, end)))
+    pool = _worker_pool(threads - 1)
+    jobs = [pool.submit(_take_pieces, function, queued) for _ in range(threads - 1)]
+    errors = []
+    try:
+        _take_pieces(function, queued)
+    except BaseException as raised:  # let the other pieces finish first: they write our outputs
+        errors.append(raised)
+    for job in jobs:
+        try:
+            job.result()
+        except BaseException as raised:
+            errors.append(raised)
+    if errors:
+        raise errors[0]
+
+
+def set_openblas_thread_timeout(exponent: int = 16) -> bool:
+    """Make OpenBLAS's idle threads sleep after about 2**exponent CPU cycles instead of 2**28.
+
+    After each matrix product, OpenBLAS's worker threads busy-wait for the next one, by default
+    for 2**28 cycles (about 0.1 s): a whole core stays busy doing nothing, and the engine's own
+    threads (`parallel_for`) cannot run on it. Measured here with the book's 124M model, GELU in
+    two threads right after a product took 2.5 ms with the default (no faster than one thread)
+    and 1.2 ms after this call; products themselves ran at the same speed. This is the
+    OPENBLAS_THREAD_TIMEOUT setting, applied to the already-loaded library: the environment
+    variable is set, OpenBLAS re-reads its environment and restarts its threads, and the
+    variable is restored. It changes the whole process, so the library never calls it on
+    import: the `minigpt` command and the benchmarks do, and a training script may.
+
+    NOTE: call it before other threads use NumPy: OpenBLAS's threads are stopped and restarted.
+
+    Args:
+        exponent: 4 to 30, OPENBLAS_THREAD_TIMEOUT's range.
+
+    Returns:
+        True when an OpenBLAS with its own thread pool was found and updated; False otherwise
+        (NumPy on another BLAS, or threadpoolctl not installed): nothing changed.
+
+    Raises:
+        ValueError: exponent is not an int in [4, 30].
+
+    References: OpenBLAS's README (OPENBLAS_THREAD_TIMEOUT); threadpoolctl, which finds the BLAS
+    library NumPy loaded.
+    """
+    if isinstance(exponent, bool) or not isinstance(exponent, int) or not 4 <= exponent <= 30:
+        raise ValueError(f"set_openblas_thread_timeout: exponent must be an int in [4, 30], got {exponent!r}")
+    try:
+        import numpy  # noqa: F401  (loads OpenBLAS, so that threadpoolctl can see it)
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return False
+    applied = False
+    for library in threadpool_info():
+        if library.get("internal_api") != "openblas" or library.get("threading_layer") != "pthreads":
+            continue
+        try:
+            openblas = ctypes.CDLL(library["filepath"])
+            read_environment, stop_threads = openblas.openblas_read_env, openblas.blas_thread_shutdown_
+        except (OSError, AttributeError):
+            continue
+        previous = os.environ.get("OPENBLAS_THREAD_TIMEOUT")
+        os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(exponent)
+        try:
+            read_environment()
+            stop_threads()  # the next product starts them again, with the new timeout
+        finally:
+            if previous is None:
+                del os.environ["OPENBLAS_THREAD_TIMEOUT"]
+            else:
+                os.environ["OPENBLAS_THREAD_TIMEOUT"] = previous
+        applied = True
+    return applied

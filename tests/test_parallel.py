@@ -1,0 +1,254 @@
+"""autograd.parallel: parallel_for's contract, thread settings, and bit-identical results of the
+fused functions in any number of threads (their element-wise passes are split by rows).
+
+The fused functions only split arrays of at least two GRAIN_SIZE pieces; the tests lower
+`functional.GRAIN_SIZE` so that small arrays are split too.
+"""
+
+import os
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import autograd
+from autograd import functional as F
+from autograd import parallel
+from autograd.gradcheck import gradcheck
+from helpers import leaf
+
+
+@pytest.fixture
+def threads():
+    """Set the engine's thread count inside a test; the previous count comes back afterwards."""
+    before = parallel.get_num_threads()
+    yield parallel.set_num_threads
+    parallel.set_num_threads(before)
+
+
+@pytest.fixture
+def small_grain(monkeypatch):
+    """Split arrays of a few hundred elements, so that small test inputs take the threaded path."""
+    monkeypatch.setattr(F, "GRAIN_SIZE", 8)
+
+
+# ------------------------------------------------------------------------------------------------
+# parallel_for
+# ------------------------------------------------------------------------------------------------
+
+
+@given(begin=st.integers(-50, 50), size=st.integers(0, 300), grain_size=st.integers(1, 40), num_threads=st.integers(1, 4))
+def test_parallel_for_covers_the_range_once_in_contiguous_pieces(begin, size, grain_size, num_threads):
+    before = parallel.get_num_threads()
+    parallel.set_num_threads(num_threads)
+    try:
+        seen, lock = [], threading.Lock()
+
+        def record(start, stop):
+            with lock:
+                seen.append((start, stop))
+
+        parallel.parallel_for(begin, begin + size, grain_size, record)
+    finally:
+        parallel.set_num_threads(before)
+    covered = sorted(index for start, stop in seen for index in range(start, stop))
+    assert covered == list(range(begin, begin + size))
+    assert all(start < stop for start, stop in seen)
+    assert len(seen) <= max(1, 2 * num_threads)
+    if len(seen) > 1:  # pieces are split only when each gets at least one grain
+        assert all(stop - start >= min(grain_size, size) or stop == begin + size for start, stop in seen)
+
+
+def test_parallel_for_uses_other_threads(threads):
+    threads(2)
+    names, lock, started = set(), threading.Lock(), threading.Barrier(2, timeout=10)
+
+    def record(start, stop):
+        with lock:
+            names.add(threading.current_thread().name)
+        if len(names) < 2:
+            try:
+                started.wait()  # hold this piece until the other thread has taken one
+            except threading.BrokenBarrierError:
+                pass
+
+    parallel.parallel_for(0, 4, 1, record)
+    assert len(names) == 2
+
+
+def test_nested_parallel_for_runs_inline(threads):
+    threads(3)
+    inner_calls = []
+
+    def outer(start, stop):
+        parallel.parallel_for(0, 100, 1, lambda a, b: inner_calls.append((a, b)))
+
+    parallel.parallel_for(0, 6, 1, outer)
+    # Every inner call ran as one piece in its own thread: 6 / pieces outer ranges, one inner each.
+    assert all(call == (0, 100) for call in inner_calls)
+
+
+def test_parallel_for_raises_what_a_piece_raises_after_all_pieces_finish(threads):
+    threads(2)
+    finished = []
+
+    def work(start, stop):
+        if start == 0:
+            raise KeyError("piece 0 failed")
+        finished.append(start)
+
+    with pytest.raises(KeyError, match="piece 0 failed"):
+        parallel.parallel_for(0, 8, 1, work)
+    assert sorted(finished) == [2, 4, 6]  # the other pieces still ran to the end
+
+
+def test_parallel_for_rejects_a_grain_size_below_one():
+    with pytest.raises(ValueError, match="grain_size must be >= 1, got 0"):
+        parallel.parallel_for(0, 10, 0, lambda start, stop: None)
+
+
+def test_parallel_for_of_an_empty_range_calls_nothing():
+    parallel.parallel_for(5, 5, 1, lambda start, stop: pytest.fail("called"))
+    parallel.parallel_for(5, 2, 1, lambda start, stop: pytest.fail("called"))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True, None])
+def test_set_num_threads_rejects_bad_values(bad):
+    with pytest.raises(ValueError, match="num_threads must be an int >= 1"):
+        parallel.set_num_threads(bad)
+
+
+def test_num_threads_default_is_the_available_cpus():
+    expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert parallel._available_cpus() == expected
+
+
+def test_set_and_get_num_threads(threads):
+    threads(3)
+    assert parallel.get_num_threads() == 3
+    threads(1)
+    assert parallel.get_num_threads() == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# The fused functions give the same bits in any number of threads
+# ------------------------------------------------------------------------------------------------
+
+
+def _forward_backward(function, inputs, upstream):
+    """Values and input gradients of sum(function(*inputs) * upstream), as arrays."""
+    tensors = [autograd.tensor(array, requires_grad=True) for array in inputs]
+    out = function(*tensors)
+    (out * autograd.tensor(upstream)).sum().backward()
+    return [out.data] + [tensor.grad for tensor in tensors]
+
+
+def _same_bits_in_1_2_and_3_threads(threads, function, inputs, upstream):
+    results = []
+    for count in (1, 2, 3):
+        threads(count)
+        results.append(_forward_backward(function, inputs, upstream))
+    for other in results[1:]:
+        for expected, received in zip(results[0], other):
+            assert received.dtype == expected.dtype
+            np.testing.assert_array_equal(received, expected)
+
+
+RNG = np.random.default_rng(0)
+
+
+def test_gelu_is_bit_identical_in_any_number_of_threads(threads, small_grain):
+    x = RNG.standard_normal((7, 33), dtype=np.float32)
+    _same_bits_in_1_2_and_3_threads(threads, F.gelu, [x], RNG.standard_normal(x.shape, dtype=np.float32))
+
+
+def test_layer_norm_is_bit_identical_in_any_number_of_threads(threads, small_grain):
+    x = RNG.standard_normal((5, 9, 16), dtype=np.float32)
+    weight, bias = RNG.standard_normal(16, dtype=np.float32), RNG.standard_normal(16, dtype=np.float32)
+    _same_bits_in_1_2_and_3_threads(threads, F.layer_norm, [x, weight, bias], RNG.standard_normal(x.shape, dtype=np.float32))
+
+
+@pytest.mark.parametrize("dropout_p", [0.0, 0.3])
+def test_attention_is_bit_identical_in_any_number_of_threads(threads, small_grain, dropout_p):
+    q, k, v = (RNG.standard_normal((2, 3, 6, 4), dtype=np.float32) for _ in range(3))
+
+    def attention(q, k, v):  # a fresh generator per call: the same dropout masks every time
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, rng=np.random.default_rng(5))
+
+    _same_bits_in_1_2_and_3_threads(threads, attention, [q, k, v], RNG.standard_normal(q.shape, dtype=np.float32))
+
+
+def test_cross_entropy_is_bit_identical_in_any_number_of_threads(threads, small_grain):
+    logits = RNG.standard_normal((40, 11), dtype=np.float32) * 3
+    targets = RNG.integers(0, 11, 40)
+    targets[::7] = -100  # some ignored rows
+    results = []
+    for count in (1, 2, 3):
+        threads(count)
+        for reduction in ("mean", "none"):
+            tensor = autograd.tensor(logits, requires_grad=True)
+            loss = F.cross_entropy(tensor, targets, reduction=reduction)
+            loss.sum().backward() if reduction == "none" else loss.backward()
+            results.append((count, reduction, loss.data, tensor.grad))
+    for count, reduction, loss, grad in results[2:]:
+        expected = next(r for r in results if r[0] == 1 and r[1] == reduction)
+        np.testing.assert_array_equal(loss, expected[2])
+        np.testing.assert_array_equal(grad, expected[3])
+
+
+def test_threaded_paths_pass_gradcheck(threads, small_grain):
+    threads(3)
+    rng = np.random.default_rng(1)
+    x = leaf(rng.standard_normal((6, 10)))
+    assert gradcheck(F.gelu, [x])
+    assert gradcheck(lambda x, w, b: F.layer_norm(x, w, b), [x, leaf(rng.standard_normal(10)), leaf(rng.standard_normal(10))])
+    q, k, v = (leaf(rng.standard_normal((2, 2, 5, 3))) for _ in range(3))
+    assert gradcheck(lambda q, k, v: F.scaled_dot_product_attention(q, k, v), [q, k, v])
+    targets = rng.integers(0, 10, 6)
+    assert gradcheck(lambda logits: F.cross_entropy(logits, targets), [x])
+
+
+def test_the_threaded_paths_are_taken(threads, small_grain, monkeypatch):
+    """Guard for the tests above: with the small grain, each function really splits its work."""
+    threads(2)
+    calls = []
+    original = parallel.parallel_for
+
+    def counting(begin, end, grain_size, function):
+        calls.append((end - begin) // grain_size)
+        return original(begin, end, grain_size, function)
+
+    monkeypatch.setattr(F, "parallel_for", counting)
+    _forward_backward(F.gelu, [RNG.standard_normal((7, 33), dtype=np.float32)], np.ones((7, 33), np.float32))
+    _forward_backward(lambda q, k, v: F.scaled_dot_product_attention(q, k, v),
+                      [RNG.standard_normal((2, 3, 6, 4), dtype=np.float32) for _ in range(3)], np.ones((2, 3, 6, 4), np.float32))
+    assert len(calls) == 4 and all(pieces >= 2 for pieces in calls)
+
+
+# ------------------------------------------------------------------------------------------------
+# set_openblas_thread_timeout
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [3, 31, 16.0, "16", True])
+def test_openblas_thread_timeout_rejects_bad_exponents(bad):
+    with pytest.raises(ValueError, match=r"exponent must be an int in \[4, 30\]"):
+        parallel.set_openblas_thread_timeout(bad)
+
+
+def test_openblas_thread_timeout_applies_and_leaves_the_environment_alone(monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+    openblas = [lib for lib in threadpoolctl.threadpool_info()
+                if lib.get("internal_api") == "openblas" and lib.get("threading_layer") == "pthreads"]
+    applied = parallel.set_openblas_thread_timeout(16)
+    assert applied is bool(openblas)
+    assert "OPENBLAS_THREAD_TIMEOUT" not in os.environ
+    if openblas:
+        import ctypes
+
+        assert ctypes.CDLL(openblas[0]["filepath"]).openblas_thread_timeout() == 16
+    a = np.arange(300 * 300, dtype=np.float64).reshape(300, 300) % 7
+    np.testing.assert_allclose(a @ a, np.einsum("ij,jk->ik", a, a))  # products still right afterwards
