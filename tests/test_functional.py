@@ -8,6 +8,7 @@ attention is causal), masking with -inf, stability with large logits, and float3
 """
 
 import math
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -502,6 +503,29 @@ def test_attention_gradcheck_and_matches_primitives(causal, dropout_p, qkv, seed
     assert gradcheck(fused, list(qkv))
     composed = lambda q, k, v: composed_attention(q, k, v, causal, dropout_p, seed)  # noqa: E731
     assert_same_values_and_gradients(fused, composed, list(qkv), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dropout_p", [0.0, 0.3])
+@settings(max_examples=30, deadline=None)
+@given(qkv=attention_inputs(same_length=False), query_block=st.integers(1, 3), seed=st.integers(0, 100))
+def test_causal_attention_in_query_blocks_matches_primitives(dropout_p, qkv, query_block, seed):
+    """Causal attention skips the masked keys block by block; small blocks exercise that path here."""
+    def fused(q, k, v):
+        rng = np.random.default_rng(seed) if dropout_p else None
+        return F.scaled_dot_product_attention(q, k, v, causal=True, dropout_p=dropout_p, rng=rng)
+
+    with mock.patch.object(F, "_QUERY_BLOCK", query_block):
+        assert gradcheck(fused, list(qkv))
+        composed = lambda q, k, v: composed_attention(q, k, v, True, dropout_p, seed)  # noqa: E731
+        assert_same_values_and_gradients(fused, composed, list(qkv), rtol=1e-9, atol=1e-12)
+
+
+def test_query_blocks_cover_the_queries_and_see_only_earlier_keys():
+    with mock.patch.object(F, "_QUERY_BLOCK", 128):
+        assert F._query_blocks(256, 256, True) == [(0, 128, 128), (128, 256, 256)]
+        assert F._query_blocks(300, 200, True) == [(0, 128, 128), (128, 256, 200), (256, 300, 200)]
+        assert F._query_blocks(256, 256, False) == [(0, 256, 256)]
+        assert F._query_blocks(100, 100, True) == [(0, 100, 100)]
 
 
 @settings(max_examples=30, deadline=None)
