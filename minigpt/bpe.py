@@ -231,7 +231,9 @@ class BPETokenizer:
         heapq.heapify(heap)
 
         merges: dict[tuple[int, int], int] = {}
-        with tqdm(total=num_merges, desc="BPE merges", unit="merge", disable=not verbose) as progress:
+        # disable only when asked: otherwise tqdm's own TQDM_DISABLE=1 environment variable decides
+        quiet = {} if verbose else {"disable": True}
+        with tqdm(total=num_merges, desc="BPE merges", unit="merge", **quiet) as progress:
             for new_id in range(256, 256 + num_merges):
                 best_pair = None
                 while heap:

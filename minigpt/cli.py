@@ -243,6 +243,10 @@ def train_main(args) -> int:
             print(f"note: the {args.preset} recipe's {config.warmup_steps} warmup steps do not fit in --max-steps "
                   f"{config.max_steps}; warming up for {shortened} steps")
             config = dataclasses.replace(config, warmup_steps=shortened)
+        for flag, name in (("--min-lr", "min_lr"), ("--warmup-steps", "warmup_steps")):
+            if name in flag_values and config.schedule != "cosine":
+                _fail("train", f"{flag} applies to --schedule cosine only; the schedule is {config.schedule!r} "
+                               "(add --schedule cosine, or drop the flag)")
         if config.schedule == "cosine" and config.min_lr is not None and config.min_lr > config.lr:
             _fail("train", f"--min-lr {config.min_lr} is above --lr {config.lr}: the cosine schedule decays from --lr down to --min-lr")
         if args.stride is not None and args.stride < 1:

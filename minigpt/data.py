@@ -432,9 +432,8 @@ def prepare(
     from tqdm import tqdm  # imported here: only prepare shows a progress bar
 
     token_count = 0
-    bar = tqdm(
-        total=source_bytes, unit="B", unit_scale=True, desc=f"tokenizing {input_path.name}", disable=not progress
-    )
+    quiet = {} if progress else {"disable": True}  # otherwise tqdm's TQDM_DISABLE=1 variable decides
+    bar = tqdm(total=source_bytes, unit="B", unit_scale=True, desc=f"tokenizing {input_path.name}", **quiet)
 
     def write(text: str, out) -> None:
         nonlocal token_count

@@ -140,8 +140,9 @@ def download_file(repo_id: str, filename: str, directory: str | None = None, tim
             if have and response.status != 206:
                 have, digest = 0, hashlib.sha256()  # the server ignored the range: restart
             mode = "ab" if have else "wb"
+            quiet = {} if progress else {"disable": True}  # otherwise tqdm's TQDM_DISABLE=1 variable decides
             with open(partial_path, mode) as file, tqdm(
-                total=expected_size, initial=have, unit="B", unit_scale=True, desc=filename, disable=not progress
+                total=expected_size, initial=have, unit="B", unit_scale=True, desc=filename, **quiet
             ) as bar:
                 for block in iter(lambda: response.read(_CHUNK_BYTES), b""):
                     file.write(block)
