@@ -258,8 +258,8 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100, reduction: 
         A 0-d tensor (mean, sum) or a tensor of the targets' shape (none), dtype of the logits.
 
     Raises:
-        ValueError: shapes do not match, a target is outside [0, C) and not ignore_index, or
-            reduction is unknown. TypeError: targets are not integers.
+        ValueError: logits not 2-D or 3-D, no classes (C = 0), shapes do not match, a target is
+            outside [0, C) and not ignore_index, or reduction is unknown. TypeError: targets are not integers.
 
     References: torch.nn.functional.cross_entropy (same ignore_index and mean semantics).
     """
@@ -269,7 +269,11 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100, reduction: 
         raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     if target_array.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy: targets must be integer class indices, got dtype {target_array.dtype}")
-    if logits.ndim not in (2, 3) or target_array.shape != logits.shape[:-1]:
+    if logits.ndim not in (2, 3):
+        raise ValueError(f"cross_entropy: logits must be (N, C) or (B, T, C), got shape {logits.shape}")
+    if logits.shape[-1] == 0:
+        raise ValueError(f"cross_entropy: logits need at least one class (C >= 1), got shape {logits.shape}")
+    if target_array.shape != logits.shape[:-1]:
         raise ValueError(
             f"cross_entropy: logits of shape {logits.shape} need targets of shape {logits.shape[:-1]} "
             f"(logits (N, C) with targets (N,), or (B, T, C) with (B, T)); got targets of shape {target_array.shape}"
@@ -465,15 +469,22 @@ def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = No
         A tensor of x's shape and dtype: each row has mean `bias` and standard deviation ~`weight`.
 
     Raises:
-        ValueError: weight or bias is not of shape (C,).
+        ValueError: x has no channels (0-d or C = 0); weight or bias is not of shape (C,).
+        TypeError: x is not a float tensor, or weight / bias has another dtype than x.
 
     References: Ba, Kiros & Hinton 2016, "Layer Normalization", eq. 4; torch.nn.functional.layer_norm.
     """
     x = as_tensor(x)
-    channels = x.shape[-1] if x.ndim else None
+    if x.ndim == 0 or x.shape[-1] == 0:
+        raise ValueError(f"layer_norm: x needs a last dimension of at least one channel, got shape {x.shape}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"layer_norm: x must be a float tensor, got dtype {x.dtype}")
+    channels = x.shape[-1]
     for name, value in (("weight", weight), ("bias", bias)):
         if value is not None and tuple(value.shape) != (channels,):
             raise ValueError(f"layer_norm: {name} must have shape ({channels},) for x of shape {x.shape}, got {tuple(value.shape)}")
+        if value is not None and value.dtype != x.dtype:
+            raise TypeError(f"layer_norm: {name} has dtype {value.dtype} but x has {x.dtype}; use one dtype (model.to(dtype) converts a model)")
     # An omitted weight or bias is a constant 1 or 0 (no gradient), so one op covers all cases.
     weight = Tensor._make(np.ones(channels, dtype=x.dtype), False) if weight is None else as_tensor(weight)
     bias = Tensor._make(np.zeros(channels, dtype=x.dtype), False) if bias is None else as_tensor(bias)
@@ -531,7 +542,7 @@ class Dropout(Function):
 
 
 def _check_probability(p, name: str, function: str) -> None:
-    if not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
         raise ValueError(f"{function}: {name} must be a probability in [0, 1], got {p!r}")
 
 
@@ -863,16 +874,26 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
         A tensor (..., T, D): each query's weighted average of the values.
 
     Raises:
-        ValueError: mismatched shapes, dropout_p outside [0, 1], or no rng for dropout.
+        ValueError: mismatched shapes, no keys (T_k = 0), head size 0, dropout_p outside [0, 1],
+            or no rng for dropout.
+        TypeError: causal is not a bool; q, k, v are not of one float dtype.
 
     References: torch.nn.functional.scaled_dot_product_attention (is_causal, dropout_p).
     """
     q, k, v = as_tensor(q), as_tensor(k), as_tensor(v)
+    if not isinstance(causal, (bool, np.bool_)):
+        raise TypeError(f"scaled_dot_product_attention: causal must be True or False, got {causal!r}")
+    if q.dtype.kind != "f" or not q.dtype == k.dtype == v.dtype:
+        raise TypeError(f"scaled_dot_product_attention: q, k, v must share one float dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     if q.ndim < 2 or k.shape != v.shape or q.shape[:-2] != k.shape[:-2] or q.shape[-1] != k.shape[-1]:
         raise ValueError(
             f"scaled_dot_product_attention: q {q.shape}, k {k.shape}, v {v.shape} must be (..., T, D) "
             "with equal batch dimensions and head size, and k, v of one shape"
         )
+    if k.shape[-2] == 0:
+        raise ValueError(f"scaled_dot_product_attention: k and v need at least one token to attend to, got k of shape {k.shape}")
+    if q.shape[-1] == 0:
+        raise ValueError(f"scaled_dot_product_attention: the head size D (last dimension) must be at least 1, got q of shape {q.shape}")
     _check_probability(dropout_p, "dropout_p", "scaled_dot_product_attention")
     if dropout_p > 0 and rng is None:
         raise ValueError("scaled_dot_product_attention: dropout_p > 0 needs rng (a np.random.Generator)")

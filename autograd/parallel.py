@@ -34,6 +34,7 @@ from __future__ import annotations
 import concurrent.futures
 import ctypes
 import math
+import operator
 import os
 import queue
 import threading
@@ -59,6 +60,18 @@ def _available_cpus() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def _count(value, name: str, function: str, low: int, high: int | None = None) -> int:
+    """`value` as an int in [low, high] (anything with __index__ but bool), or ValueError naming `name`."""
+    expected = f"an int >= {low}" if high is None else f"an int in [{low}, {high}]"
+    try:
+        number = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or number < low or (high is not None and number > high):
+        raise ValueError(f"{function}: {name} must be {expected}, got {value!r}")
+    return number
+
+
 def get_num_threads() -> int:
     """The number of threads `parallel_for` uses (torch.get_num_threads).
 
@@ -76,31 +89,38 @@ def set_num_threads(num_threads: int) -> None:
     """Set how many threads `parallel_for` uses (torch.set_num_threads); 1 runs everything inline.
 
     This sets the engine's own threads only: the number of BLAS threads (matrix products) is set
-    by OPENBLAS_NUM_THREADS or OMP_NUM_THREADS before NumPy is imported.
+    by OPENBLAS_NUM_THREADS or OMP_NUM_THREADS before NumPy is imported. Safe to call at any
+    time, from any thread: calls of parallel_for already running finish with the old threads.
 
     Args:
-        num_threads: an int >= 1.
+        num_threads: an int >= 1 (a Python or NumPy integer); more threads than CPUs only adds
+            overhead.
 
     Raises:
         ValueError: num_threads is not an int >= 1.
     """
     global _num_threads, _pool
-    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-        raise ValueError(f"set_num_threads: num_threads must be an int >= 1, got {num_threads!r}")
+    num_threads = _count(num_threads, "num_threads", "set_num_threads", 1)
     with _pool_lock:
-        if _pool is not None and num_threads != _num_threads:
-            _pool.shutdown(wait=True)
-            _pool = None
+        retired = _pool if num_threads != _num_threads else None
+        if retired is not None:
+            _pool = None  # the next parallel_for starts a pool of the new size
         _num_threads = num_threads
+    if retired is not None:
+        retired.shutdown(wait=False)  # its threads end once the work they hold is done
 
 
-def _worker_pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
-    """The shared pool of `workers` threads, started on first use."""
+def _submit(workers: int, jobs: int, function, *args) -> list[concurrent.futures.Future]:
+    """Queue `jobs` calls of function(*args) on the shared pool of `workers` threads.
+
+    The pool is looked up and used under one lock, so that set_num_threads, which retires a pool
+    under the same lock, never shuts it down between the two.
+    """
     global _pool
     with _pool_lock:
         if _pool is None:
             _pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="autograd")
-        return _pool
+        return [_pool.submit(function, *args) for _ in range(jobs)]
 
 
 def _forget_pool_in_child() -> None:
@@ -145,11 +165,12 @@ def parallel_for(begin: int, end: int, grain_size: int, function) -> None:
         function: called as function(start, stop) with begin <= start < stop <= end.
 
     Raises:
-        ValueError: grain_size < 1. Whatever `function` raises (after every piece in progress
-        has finished, since they write the same outputs).
+        TypeError: begin or end is not an int. ValueError: grain_size is not an int >= 1.
+        Whatever `function` raises (after every piece in progress has finished, since they
+        write the same outputs).
     """
-    if grain_size < 1:
-        raise ValueError(f"parallel_for: grain_size must be >= 1, got {grain_size}")
+    begin, end = _integer(begin, "begin"), _integer(end, "end")
+    grain_size = _count(grain_size, "grain_size", "parallel_for", 1)
     size = end - begin
     if size <= 0:
         return
@@ -162,20 +183,33 @@ def parallel_for(begin: int, end: int, grain_size: int, function) -> None:
     queued = queue.SimpleQueue()
     for start in range(begin, end, step):
         queued.put((start, min(start + step, end)))
-    pool = _worker_pool(threads - 1)
-    jobs = [pool.submit(_take_pieces, function, queued) for _ in range(threads - 1)]
+    jobs = _submit(threads - 1, min(threads, pieces) - 1, _take_pieces, function, queued)
     errors = []
     try:
         _take_pieces(function, queued)
     except BaseException as raised:  # let the other pieces finish first: they write our outputs
         errors.append(raised)
     for job in jobs:
+        # A job no worker has started yet finds nothing left to do: drop it instead of waiting
+        # for a free worker (all of them may be busy, even waiting on this very call).
+        if job.cancel():
+            continue
         try:
             job.result()
         except BaseException as raised:
             errors.append(raised)
     if errors:
         raise errors[0]
+
+
+def _integer(value, name: str) -> int:
+    """`value` as an int (anything with __index__ but bool), or TypeError naming `name`."""
+    if isinstance(value, bool):
+        raise TypeError(f"parallel_for: {name} must be an int, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"parallel_for: {name} must be an int, got {value!r}") from None
 
 
 def set_openblas_thread_timeout(exponent: int = 16) -> bool:
@@ -206,8 +240,7 @@ def set_openblas_thread_timeout(exponent: int = 16) -> bool:
     References: OpenBLAS's README (OPENBLAS_THREAD_TIMEOUT); threadpoolctl, which finds the BLAS
     library NumPy loaded.
     """
-    if isinstance(exponent, bool) or not isinstance(exponent, int) or not 4 <= exponent <= 30:
-        raise ValueError(f"set_openblas_thread_timeout: exponent must be an int in [4, 30], got {exponent!r}")
+    exponent = _count(exponent, "exponent", "set_openblas_thread_timeout", 4, 30)
     try:
         import numpy  # noqa: F401  (loads OpenBLAS, so that threadpoolctl can see it)
         from threadpoolctl import threadpool_info

@@ -180,7 +180,8 @@ class TrainingConfig:
         checks = [
             ("max_steps", self.max_steps is None or self.max_steps >= 1, ">= 1 or None"),
             ("epochs", self.epochs >= 1, ">= 1"),
-            ("lr", self.lr > 0, "> 0"),
+            ("lr", math.isfinite(self.lr) and self.lr > 0, "a finite number > 0"),
+            ("min_lr", self.min_lr is None or (math.isfinite(self.min_lr) and self.min_lr >= 0), "a finite number >= 0"),
             ("schedule", self.schedule in ("constant", "cosine"), "'constant' or 'cosine'"),
             ("warmup_steps", self.warmup_steps >= 0, ">= 0"),
             ("weight_decay", self.weight_decay >= 0, ">= 0"),

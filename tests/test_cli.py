@@ -265,6 +265,8 @@ def test_resume_refuses_changed_data_and_does_nothing_past_its_target(tmp_path, 
     (["--schedule", "cosine", "--min-lr", "1", "--max-steps", "12"], "--min-lr 1.0 is above --lr"),
     (["--stride", "0"], "--stride must be at least 1"),
     (["--seed", "-1"], "--seed must be a non-negative integer"),
+    (["--schedule", "cosine", "--min-lr", "-1"], r"min_lr must be a finite number >= 0, got -1.0 \(flag --min-lr\)"),
+    (["--lr", "inf"], r"lr must be a finite number > 0, got inf \(flag --lr\)"),
     (["--min-lr", "1e-5"], "--min-lr applies to --schedule cosine only; the schedule is 'constant'"),
     (["--schedule", "constant", "--warmup-steps", "5"], "--warmup-steps applies to --schedule cosine only"),
 ])

@@ -565,6 +565,14 @@ def test_attention_errors():
         F.scaled_dot_product_attention(q, q, q, dropout_p=0.1)
     with pytest.raises(ValueError, match=r"dropout_p must be a probability in \[0, 1\], got -0.1"):
         F.scaled_dot_product_attention(q, q, q, dropout_p=-0.1)
+    no_keys = leaf(np.zeros((2, 0, 4)))
+    with pytest.raises(ValueError, match=r"need at least one token to attend to, got k of shape \(2, 0, 4\)"):
+        F.scaled_dot_product_attention(q, no_keys, no_keys)
+    # No queries is fine: an empty output and empty gradients.
+    no_queries = leaf(np.zeros((2, 0, 4)))
+    out = F.scaled_dot_product_attention(no_queries, q, q)
+    out.sum().backward()
+    assert out.shape == (2, 0, 4) and q.grad.shape == (2, 3, 4) and not q.grad.any()
 
 
 # --------------------------------------------------------------------------------------------
@@ -597,3 +605,44 @@ def test_functional_float32_in_float32_out(name):
     out.backward(rng.standard_normal(out.shape).astype(np.float32))
     for x in inputs:
         assert x.grad.dtype == np.float32 and np.all(np.isfinite(x.grad))
+
+
+# --------------------------------------------------------------------------------------------
+# Degenerate and mismatched inputs get errors that name the argument
+# --------------------------------------------------------------------------------------------
+
+
+def test_layer_norm_rejects_inputs_without_channels_or_with_mixed_dtypes():
+    with pytest.raises(ValueError, match=r"at least one channel, got shape \(\)"):
+        F.layer_norm(tensor(np.float32(1.0)))
+    with pytest.raises(ValueError, match=r"at least one channel, got shape \(2, 0\)"):
+        F.layer_norm(tensor(np.zeros((2, 0), np.float32)))
+    with pytest.raises(TypeError, match="x must be a float tensor, got dtype int64"):
+        F.layer_norm(tensor(np.zeros((2, 3), np.int64)))
+    x = leaf(np.ones((2, 3)), dtype=np.float32)
+    with pytest.raises(TypeError, match="weight has dtype float64 but x has float32"):
+        F.layer_norm(x, leaf(np.ones(3)), leaf(np.zeros(3), dtype=np.float32))
+
+
+def test_attention_rejects_bad_causal_dtypes_and_empty_heads():
+    q = leaf(np.zeros((1, 3, 4)))
+    with pytest.raises(TypeError, match="causal must be True or False, got 'no'"):
+        F.scaled_dot_product_attention(q, q, q, causal="no")
+    with pytest.raises(TypeError, match="share one float dtype, got float64, float32, float32"):
+        single = leaf(np.zeros((1, 3, 4)), dtype=np.float32)
+        F.scaled_dot_product_attention(q, single, single)
+    with pytest.raises(TypeError, match="share one float dtype, got int64"):
+        whole = tensor(np.zeros((1, 3, 4), np.int64))
+        F.scaled_dot_product_attention(whole, whole, whole)
+    empty = leaf(np.zeros((1, 3, 0)))
+    with pytest.raises(ValueError, match=r"head size D \(last dimension\) must be at least 1"):
+        F.scaled_dot_product_attention(empty, empty, empty)
+    with pytest.raises(ValueError, match="dropout_p must be a probability in \\[0, 1\\], got True"):
+        F.scaled_dot_product_attention(q, q, q, dropout_p=True, rng=np.random.default_rng(0))
+
+
+def test_cross_entropy_rejects_other_ranks_and_no_classes():
+    with pytest.raises(ValueError, match=r"logits must be \(N, C\) or \(B, T, C\), got shape \(1, 2, 2, 3\)"):
+        F.cross_entropy(tensor(np.zeros((1, 2, 2, 3))), np.zeros((1, 2, 2), np.int64))
+    with pytest.raises(ValueError, match=r"at least one class \(C >= 1\), got shape \(2, 0\)"):
+        F.cross_entropy(tensor(np.zeros((2, 0))), np.full(2, -100))

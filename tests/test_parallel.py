@@ -104,9 +104,87 @@ def test_parallel_for_raises_what_a_piece_raises_after_all_pieces_finish(threads
     assert sorted(finished) == [2, 4, 6]  # the other pieces still ran to the end
 
 
-def test_parallel_for_rejects_a_grain_size_below_one():
-    with pytest.raises(ValueError, match="grain_size must be >= 1, got 0"):
-        parallel.parallel_for(0, 10, 0, lambda start, stop: None)
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_parallel_for_checks_its_arguments_whatever_the_thread_count(threads, num_threads):
+    threads(num_threads)
+    for bad in (0, -3, 1.5, None, True):
+        with pytest.raises(ValueError, match=f"grain_size must be an int >= 1, got {bad!r}"):
+            parallel.parallel_for(0, 10, bad, lambda start, stop: None)
+    with pytest.raises(TypeError, match="end must be an int, got 10.5"):
+        parallel.parallel_for(0, 10.5, 1, lambda start, stop: None)
+    with pytest.raises(TypeError, match="begin must be an int, got 0.0"):
+        parallel.parallel_for(0.0, 10, 1, lambda start, stop: None)
+    seen = []
+    parallel.parallel_for(np.int64(0), np.int32(4), np.int64(4), lambda start, stop: seen.append((start, stop)))
+    assert seen == [(0, 4)] and all(type(value) is int for value in seen[0])
+
+
+def _finishes_within(seconds, target):
+    """Run target() in a daemon thread; True when it returned in time (a hang fails, not blocks)."""
+    done = threading.Event()
+    errors = []
+
+    def run():
+        try:
+            target()
+        except BaseException as error:  # reported by the caller
+            errors.append(error)
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    finished = done.wait(seconds)
+    if errors:
+        raise errors[0]
+    return finished
+
+
+def test_a_callback_that_waits_for_another_parallel_for_does_not_deadlock(threads):
+    threads(2)  # one worker: the outer call keeps it busy while the inner call queues a job for it
+
+    def outer(start, stop):
+        helper = threading.Thread(target=lambda: parallel.parallel_for(0, 100, 1, lambda a, b: None))
+        helper.start()
+        helper.join()
+
+    assert _finishes_within(20, lambda: parallel.parallel_for(0, 4, 1, outer))
+
+
+def test_set_num_threads_inside_a_callback_and_from_other_threads(threads):
+    threads(2)
+    assert _finishes_within(20, lambda: parallel.parallel_for(0, 100, 1, lambda a, b: parallel.set_num_threads(3)))
+    errors, stop = [], threading.Event()
+
+    def work():
+        out = np.zeros(1000)
+        while not stop.is_set():
+            try:
+                parallel.parallel_for(0, 1000, 1, lambda a, b: out.__setitem__(slice(a, b), 1))
+            except Exception as error:  # collected: any error fails the test
+                errors.append(repr(error))
+
+    workers = [threading.Thread(target=work) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for count in range(300):
+        parallel.set_num_threads(2 + count % 2)
+    stop.set()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+
+
+def test_only_as_many_jobs_as_pieces(threads, monkeypatch):
+    threads(64)
+    submitted = []
+    original = parallel._submit
+
+    def counting(workers, jobs, function, *args):
+        submitted.append(jobs)
+        return original(workers, jobs, function, *args)
+
+    monkeypatch.setattr(parallel, "_submit", counting)
+    parallel.parallel_for(0, 10, 5, lambda start, stop: None)  # two pieces: one job besides the caller
+    assert submitted == [1]
 
 
 def test_parallel_for_of_an_empty_range_calls_nothing():
@@ -118,6 +196,11 @@ def test_parallel_for_of_an_empty_range_calls_nothing():
 def test_set_num_threads_rejects_bad_values(bad):
     with pytest.raises(ValueError, match="num_threads must be an int >= 1"):
         parallel.set_num_threads(bad)
+
+
+def test_set_num_threads_takes_numpy_integers(threads):
+    threads(np.int64(3))
+    assert parallel.get_num_threads() == 3 and type(parallel.get_num_threads()) is int
 
 
 def test_num_threads_default_is_the_available_cpus():
