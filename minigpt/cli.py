@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
 from importlib import resources
 
@@ -58,6 +59,36 @@ def bundled_corpus_path(name: str) -> str:
 def _fail(command: str, message: str):
     """Stop with `minigpt COMMAND: error: MESSAGE` on stderr and exit status 1 (no traceback)."""
     raise SystemExit(f"minigpt {command}: error: {message}")
+
+
+# Fields of GPTConfig and the data loaders whose errors come from a `minigpt train` flag.
+_FIELD_FLAGS = {"drop_rate": "--drop-rate", "context_length": "--context-length", "batch_size": "--batch-size",
+                "train_ratio": "--train-ratio", "stride": "--stride"}
+
+
+def _name_the_flag(message: str) -> str:
+    """Add '(flag --x)' to a library error that begins with a field set by a train flag.
+
+    E.g. "GPTConfig: drop_rate must be ..." -> "... (flag --drop-rate)". The data split speaks of
+    the window length, max_length, which is the model's context length here.
+    """
+    field = re.match(r"\w+", message.removeprefix("GPTConfig: "))
+    flags = [_FIELD_FLAGS[field.group(0)]] if field and field.group(0) in _FIELD_FLAGS else []
+    if "max_length" in message:
+        flags.append("--context-length")
+    return f"{message} (flag {' / '.join(flags)})" if flags else message
+
+
+def _set_threads(command: str, threads: int) -> None:
+    """--threads: the engine's threads (autograd.parallel) and BLAS's (through threadpoolctl)."""
+    from threadpoolctl import threadpool_limits
+
+    from autograd.parallel import set_num_threads
+
+    if threads < 1:
+        _fail(command, f"--threads must be at least 1, got {threads}")
+    set_num_threads(threads)
+    threadpool_limits(limits=threads, user_api="blas")  # stays in force for the rest of the process
 
 
 def _resolve_data_path(data: str) -> str:
@@ -127,6 +158,9 @@ def _train_parser(subparsers) -> None:
                         "with its saved settings and data (only --max-steps may change, to run longer)")
     parser.add_argument("--overwrite", action="store_true", help="replace a run already saved in --out")
     parser.add_argument("--seed", type=int, default=123, help="seed of initialisation, dropout and shuffling (integer)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for matrix products (BLAS) and the engine's element-wise work "
+                             "(default: every CPU this process may use)")
     parser.add_argument("--max-steps", type=int, help="optimizer steps in the run (overrides --epochs)")
     parser.add_argument("--epochs", type=int, help="passes over the training data")
     parser.add_argument("--batch-size", type=int, help="sequences per micro-batch")
@@ -294,7 +328,7 @@ def train_main(args) -> int:
         run_info["num_tokens"] = int(len(token_ids))
         trainer = Trainer(model, optimizer, train_loader, val_loader, config, tokenizer=tokenizer, out_dir=out_dir, run_info=run_info)
     except (ValueError, KeyError) as error:
-        _fail("train", error.args[0] if error.args else repr(error))
+        _fail("train", _name_the_flag(str(error.args[0]) if error.args else repr(error)))
     if args.resume:
         saved_tokens = metadata["trainer"]["run_info"].get("num_tokens")
         if saved_tokens is not None and saved_tokens != len(token_ids):
@@ -353,6 +387,9 @@ def _generate_parser(subparsers) -> None:
     parser.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely tokens")
     parser.add_argument("--top-p", type=float, default=None, help="sample only from the smallest set of tokens with this total probability")
     parser.add_argument("--seed", type=int, default=123, help="seed of the sampling generator")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for matrix products (BLAS) and the engine's element-wise work "
+                             "(default: every CPU this process may use)")
 
 
 def generate_main(args) -> int:
@@ -473,6 +510,8 @@ def main(argv=None) -> int:
 
         keep_freed_memory()  # reuse freed activation buffers across steps (about 10 % faster)
         set_openblas_thread_timeout()  # idle BLAS threads free their core for the engine's threads
+        if args.threads is not None:
+            _set_threads(args.command, args.threads)
     handler = {"train": train_main, "generate": generate_main, "prepare": prepare_main, "download": download_main}[args.command]
     return handler(args)
 

@@ -267,6 +267,10 @@ def test_resume_refuses_changed_data_and_does_nothing_past_its_target(tmp_path, 
     (["--seed", "-1"], "--seed must be a non-negative integer"),
     (["--schedule", "cosine", "--min-lr", "-1"], r"min_lr must be a finite number >= 0, got -1.0 \(flag --min-lr\)"),
     (["--lr", "inf"], r"lr must be a finite number > 0, got inf \(flag --lr\)"),
+    (["--threads", "0"], "--threads must be at least 1, got 0"),
+    (["--drop-rate", "2"], r"drop_rate must be a probability in \[0, 1\), got 2.0 \(flag --drop-rate\)"),
+    (["--batch-size", "0"], r"\(flag --batch-size\)"),
+    (["--context-length", "5000"], r"max_length \+ 1 = 5001: .* short \(flag --train-ratio / --context-length\)"),
     (["--min-lr", "1e-5"], "--min-lr applies to --schedule cosine only; the schedule is 'constant'"),
     (["--schedule", "constant", "--warmup-steps", "5"], "--warmup-steps applies to --schedule cosine only"),
 ])
@@ -278,3 +282,20 @@ def test_more_flag_errors(tmp_path, flags, message):
 def test_bench_help(capsys):
     assert main(["bench", "--help"]) == 0
     assert "engine" in capsys.readouterr().out
+
+
+def test_threads_sets_the_engine_and_blas_threads(tmp_path):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from autograd import parallel
+
+    before = parallel.get_num_threads()
+    with threadpool_limits(limits=None):  # gives the BLAS thread count back afterwards
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                assert main(["train", "--max-steps", "1", "--out", str(tmp_path / "r"), "--threads", "1",
+                             "--context-length", "32", *CHEAP]) == 0
+            assert parallel.get_num_threads() == 1
+            assert all(library["num_threads"] == 1 for library in threadpool_info() if library["user_api"] == "blas")
+        finally:
+            parallel.set_num_threads(before)
