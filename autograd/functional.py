@@ -16,6 +16,7 @@ References: Raschka, "Build a Large Language Model (From Scratch)", chapters 3-5
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -259,7 +260,8 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100, reduction: 
 
     Raises:
         ValueError: logits not 2-D or 3-D, no classes (C = 0), shapes do not match, a target is
-            outside [0, C) and not ignore_index, or reduction is unknown. TypeError: targets are not integers.
+            outside [0, C) and not ignore_index, or reduction is unknown. TypeError: targets are not
+            integers, logits are not floats, or ignore_index is not an int.
 
     References: torch.nn.functional.cross_entropy (same ignore_index and mean semantics).
     """
@@ -269,6 +271,10 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100, reduction: 
         raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     if target_array.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy: targets must be integer class indices, got dtype {target_array.dtype}")
+    if logits.dtype.kind != "f":
+        raise TypeError(f"cross_entropy: logits must be a float tensor, got dtype {logits.dtype}")
+    if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, numbers.Integral):
+        raise TypeError(f"cross_entropy: ignore_index must be an int, got {ignore_index!r}")
     if logits.ndim not in (2, 3):
         raise ValueError(f"cross_entropy: logits must be (N, C) or (B, T, C), got shape {logits.shape}")
     if logits.shape[-1] == 0:
@@ -375,13 +381,16 @@ def gelu(x: Tensor, approximate: str = "tanh") -> Tensor:
         A tensor of x's shape and dtype.
 
     Raises:
-        ValueError: unknown `approximate`.
+        ValueError: unknown `approximate`. TypeError: x is not a float tensor.
 
     References: Hendrycks & Gimpel 2016, "Gaussian Error Linear Units", section 2.
     """
     if approximate not in ("tanh", "none"):
         raise ValueError(f"gelu: approximate must be 'tanh' or 'none', got {approximate!r}")
-    return Gelu.apply(as_tensor(x), approximate=approximate)
+    x = as_tensor(x)
+    if x.dtype.kind != "f":
+        raise TypeError(f"gelu: x must be a float tensor, got dtype {x.dtype}")
+    return Gelu.apply(x, approximate=approximate)
 
 
 # --------------------------------------------------------------------------------------------
@@ -469,7 +478,8 @@ def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = No
         A tensor of x's shape and dtype: each row has mean `bias` and standard deviation ~`weight`.
 
     Raises:
-        ValueError: x has no channels (0-d or C = 0); weight or bias is not of shape (C,).
+        ValueError: x has no channels (0-d or C = 0); weight or bias is not of shape (C,); eps is
+            not a finite number >= 0.
         TypeError: x is not a float tensor, or weight / bias has another dtype than x.
 
     References: Ba, Kiros & Hinton 2016, "Layer Normalization", eq. 4; torch.nn.functional.layer_norm.
@@ -479,15 +489,19 @@ def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = No
         raise ValueError(f"layer_norm: x needs a last dimension of at least one channel, got shape {x.shape}")
     if x.dtype.kind != "f":
         raise TypeError(f"layer_norm: x must be a float tensor, got dtype {x.dtype}")
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (math.isfinite(eps) and eps >= 0):
+        raise ValueError(f"layer_norm: eps must be a finite number >= 0, got {eps!r}")
     channels = x.shape[-1]
+    weight = None if weight is None else as_tensor(weight)
+    bias = None if bias is None else as_tensor(bias)
     for name, value in (("weight", weight), ("bias", bias)):
         if value is not None and tuple(value.shape) != (channels,):
             raise ValueError(f"layer_norm: {name} must have shape ({channels},) for x of shape {x.shape}, got {tuple(value.shape)}")
         if value is not None and value.dtype != x.dtype:
             raise TypeError(f"layer_norm: {name} has dtype {value.dtype} but x has {x.dtype}; use one dtype (model.to(dtype) converts a model)")
     # An omitted weight or bias is a constant 1 or 0 (no gradient), so one op covers all cases.
-    weight = Tensor._make(np.ones(channels, dtype=x.dtype), False) if weight is None else as_tensor(weight)
-    bias = Tensor._make(np.zeros(channels, dtype=x.dtype), False) if bias is None else as_tensor(bias)
+    weight = Tensor._make(np.ones(channels, dtype=x.dtype), False) if weight is None else weight
+    bias = Tensor._make(np.zeros(channels, dtype=x.dtype), False) if bias is None else bias
     return LayerNorm.apply(x, weight, bias, eps=eps)
 
 
@@ -541,8 +555,13 @@ class Dropout(Function):
         return dx
 
 
+def _check_generator(rng, function: str) -> None:
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"{function}: rng must be a np.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
+
+
 def _check_probability(p, name: str, function: str) -> None:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+    if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
         raise ValueError(f"{function}: {name} must be a probability in [0, 1], got {p!r}")
 
 
@@ -560,6 +579,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng: np.random.Gen
 
     Raises:
         ValueError: p outside [0, 1], or no rng when a mask must be drawn.
+        TypeError: rng is not a np.random.Generator.
 
     References: Srivastava et al. 2014, "Dropout", JMLR 15; torch.nn.functional.dropout.
     """
@@ -569,6 +589,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng: np.random.Gen
         return x
     if rng is None:
         raise ValueError("dropout: pass rng=np.random.default_rng(seed) to draw the dropout mask (every random draw is explicit)")
+    _check_generator(rng, "dropout")
     return Dropout.apply(x, p=p, rng=rng)
 
 
@@ -876,7 +897,8 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     Raises:
         ValueError: mismatched shapes, no keys (T_k = 0), head size 0, dropout_p outside [0, 1],
             or no rng for dropout.
-        TypeError: causal is not a bool; q, k, v are not of one float dtype.
+        TypeError: causal is not a bool; q, k, v are not of one float dtype; rng is not a
+            np.random.Generator.
 
     References: torch.nn.functional.scaled_dot_product_attention (is_causal, dropout_p).
     """
@@ -897,4 +919,6 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     _check_probability(dropout_p, "dropout_p", "scaled_dot_product_attention")
     if dropout_p > 0 and rng is None:
         raise ValueError("scaled_dot_product_attention: dropout_p > 0 needs rng (a np.random.Generator)")
+    if dropout_p > 0:
+        _check_generator(rng, "scaled_dot_product_attention")
     return ScaledDotProductAttention.apply(q, k, v, causal=causal, dropout_p=dropout_p, rng=rng)

@@ -47,27 +47,38 @@ import threading
 # 400,000 to 25 million elements) is as fast as with 32768.
 GRAIN_SIZE = 131072
 
+# The most threads set_num_threads accepts: far beyond any CPU this runs on, well below the point
+# where starting Python threads fails.
+MAX_THREADS = 1024
+
 _num_threads: int | None = None  # None: decided on first use (the CPUs this process may run on)
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _state = threading.local()  # .inside: this thread is running a task of parallel_for
 
 
-def _available_cpus() -> int:
-    """The number of CPUs this process may run on (its affinity mask where the OS has one)."""
+def available_cpus() -> int:
+    """The number of CPUs this process may run on: its affinity mask where the OS has one, else
+    os.cpu_count(). The default of get_num_threads, and the most `minigpt --threads` accepts."""
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
 
 
 def _count(value, name: str, function: str, low: int, high: int | None = None) -> int:
-    """`value` as an int in [low, high] (anything with __index__ but bool), or ValueError naming `name`."""
+    """`value` as an int in [low, high] (anything with __index__ but bool; no upper bound if None).
+
+    Raises TypeError for a value that is not an integer, ValueError for one out of range; both
+    name `name`.
+    """
     expected = f"an int >= {low}" if high is None else f"an int in [{low}, {high}]"
     try:
         number = None if isinstance(value, bool) else operator.index(value)
     except TypeError:
         number = None
-    if number is None or number < low or (high is not None and number > high):
+    if number is None:
+        raise TypeError(f"{function}: {name} must be {expected}, got {value!r}")
+    if number < low or (high is not None and number > high):
         raise ValueError(f"{function}: {name} must be {expected}, got {value!r}")
     return number
 
@@ -81,7 +92,7 @@ def get_num_threads() -> int:
     """
     global _num_threads
     if _num_threads is None:
-        _num_threads = _available_cpus()
+        _num_threads = available_cpus()
     return _num_threads
 
 
@@ -93,14 +104,14 @@ def set_num_threads(num_threads: int) -> None:
     time, from any thread: calls of parallel_for already running finish with the old threads.
 
     Args:
-        num_threads: an int >= 1 (a Python or NumPy integer); more threads than CPUs only adds
-            overhead.
+        num_threads: an int in [1, MAX_THREADS] (a Python or NumPy integer); more threads than
+            CPUs only adds overhead.
 
     Raises:
-        ValueError: num_threads is not an int >= 1.
+        TypeError: num_threads is not an integer. ValueError: it is outside [1, MAX_THREADS].
     """
     global _num_threads, _pool
-    num_threads = _count(num_threads, "num_threads", "set_num_threads", 1)
+    num_threads = _count(num_threads, "num_threads", "set_num_threads", 1, MAX_THREADS)
     with _pool_lock:
         retired = _pool if num_threads != _num_threads else None
         if retired is not None:
@@ -110,17 +121,19 @@ def set_num_threads(num_threads: int) -> None:
         retired.shutdown(wait=False)  # its threads end once the work they hold is done
 
 
-def _submit(workers: int, jobs: int, function, *args) -> list[concurrent.futures.Future]:
+def _submit(submitted: list, workers: int, jobs: int, function, *args) -> None:
     """Queue `jobs` calls of function(*args) on the shared pool of `workers` threads.
 
-    The pool is looked up and used under one lock, so that set_num_threads, which retires a pool
-    under the same lock, never shuts it down between the two.
+    Each future goes into `submitted` as soon as it exists, so that the caller waits for it even
+    when a later submit fails. The pool is looked up and used under one lock, so that
+    set_num_threads, which retires a pool under the same lock, never shuts it down in between.
     """
     global _pool
     with _pool_lock:
         if _pool is None:
             _pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="autograd")
-        return [_pool.submit(function, *args) for _ in range(jobs)]
+        for _ in range(jobs):
+            submitted.append(_pool.submit(function, *args))
 
 
 def _forget_pool_in_child() -> None:
@@ -165,12 +178,15 @@ def parallel_for(begin: int, end: int, grain_size: int, function) -> None:
         function: called as function(start, stop) with begin <= start < stop <= end.
 
     Raises:
-        TypeError: begin or end is not an int. ValueError: grain_size is not an int >= 1.
+        TypeError: begin, end or grain_size is not an int; function is not callable.
+        ValueError: grain_size < 1.
         Whatever `function` raises (after every piece in progress has finished, since they
         write the same outputs).
     """
     begin, end = _integer(begin, "begin"), _integer(end, "end")
     grain_size = _count(grain_size, "grain_size", "parallel_for", 1)
+    if not callable(function):
+        raise TypeError(f"parallel_for: function must be callable as function(start, stop), got {function!r}")
     size = end - begin
     if size <= 0:
         return
@@ -183,23 +199,43 @@ def parallel_for(begin: int, end: int, grain_size: int, function) -> None:
     queued = queue.SimpleQueue()
     for start in range(begin, end, step):
         queued.put((start, min(start + step, end)))
-    jobs = _submit(threads - 1, min(threads, pieces) - 1, _take_pieces, function, queued)
+    jobs = []
+    try:
+        _submit(jobs, threads - 1, min(threads, pieces) - 1, _take_pieces, function, queued)
+    except RuntimeError:
+        pass  # no new thread (at interpreter exit, or the system's limit): the caller does the pieces
     errors = []
     try:
         _take_pieces(function, queued)
     except BaseException as raised:  # let the other pieces finish first: they write our outputs
         errors.append(raised)
-    for job in jobs:
-        # A job no worker has started yet finds nothing left to do: drop it instead of waiting
-        # for a free worker (all of them may be busy, even waiting on this very call).
-        if job.cancel():
-            continue
-        try:
-            job.result()
-        except BaseException as raised:
-            errors.append(raised)
+    errors += _finish(jobs)
     if errors:
         raise errors[0]
+
+
+def _finish(jobs: list) -> list[BaseException]:
+    """Wait for the jobs that a worker has started, drop the others; return their exceptions.
+
+    A job no worker has started yet finds nothing left to do: it is cancelled rather than waited
+    for (all the workers may be busy, even waiting on this very call). A KeyboardInterrupt that
+    arrives while waiting is kept and raised after the pieces have finished, so that no piece
+    still writes the outputs once parallel_for has left.
+    """
+    errors = []
+    for job in jobs:
+        if job.cancel():
+            continue
+        while True:
+            try:
+                raised = job.exception()  # waits for the job; its exception, or None
+            except KeyboardInterrupt as interrupt:  # Ctrl-C while this thread waits: raise it later
+                errors.append(interrupt)
+                continue
+            if raised is not None:
+                errors.append(raised)
+            break
+    return errors
 
 
 def _integer(value, name: str) -> int:
@@ -235,7 +271,7 @@ def set_openblas_thread_timeout(exponent: int = 16) -> bool:
         (NumPy on another BLAS, or threadpoolctl not installed): nothing changed.
 
     Raises:
-        ValueError: exponent is not an int in [4, 30].
+        TypeError: exponent is not an integer. ValueError: it is outside [4, 30].
 
     References: OpenBLAS's README (OPENBLAS_THREAD_TIMEOUT); threadpoolctl, which finds the BLAS
     library NumPy loaded.

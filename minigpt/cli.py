@@ -63,7 +63,7 @@ def _fail(command: str, message: str):
 
 # Fields of GPTConfig and the data loaders whose errors come from a `minigpt train` flag.
 _FIELD_FLAGS = {"drop_rate": "--drop-rate", "context_length": "--context-length", "batch_size": "--batch-size",
-                "train_ratio": "--train-ratio", "stride": "--stride"}
+                "train_ratio": "--train-ratio", "stride": "--stride", "warmup_steps": "--warmup-steps / --max-steps"}
 
 
 def _name_the_flag(message: str) -> str:
@@ -83,10 +83,11 @@ def _set_threads(command: str, threads: int) -> None:
     """--threads: the engine's threads (autograd.parallel) and BLAS's (through threadpoolctl)."""
     from threadpoolctl import threadpool_limits
 
-    from autograd.parallel import set_num_threads
+    from autograd.parallel import available_cpus, set_num_threads
 
-    if threads < 1:
-        _fail(command, f"--threads must be at least 1, got {threads}")
+    available = available_cpus()
+    if not 1 <= threads <= available:
+        _fail(command, f"--threads must be between 1 and the {available} CPUs this process may use, got {threads}")
     set_num_threads(threads)
     threadpool_limits(limits=threads, user_api="blas")  # stays in force for the rest of the process
 

@@ -646,3 +646,24 @@ def test_cross_entropy_rejects_other_ranks_and_no_classes():
         F.cross_entropy(tensor(np.zeros((1, 2, 2, 3))), np.zeros((1, 2, 2), np.int64))
     with pytest.raises(ValueError, match=r"at least one class \(C >= 1\), got shape \(2, 0\)"):
         F.cross_entropy(tensor(np.zeros((2, 0))), np.full(2, -100))
+
+
+def test_gelu_cross_entropy_dropout_and_layer_norm_reject_wrong_types():
+    with pytest.raises(TypeError, match="gelu: x must be a float tensor, got dtype int64"):
+        F.gelu(tensor(np.array([-2, 1, 3])), approximate="none")
+    with pytest.raises(TypeError, match="cross_entropy: logits must be a float tensor, got dtype int64"):
+        F.cross_entropy(tensor(np.zeros((3, 5), np.int64)), np.array([1, 2, 3]))
+    with pytest.raises(TypeError, match="ignore_index must be an int, got None"):
+        F.cross_entropy(tensor(np.zeros((3, 5))), np.array([1, 2, 3]), ignore_index=None)
+    with pytest.raises(TypeError, match="rng must be a np.random.Generator .*got int"):
+        F.dropout(tensor(np.ones(4)), 0.5, rng=0)
+    q = leaf(np.zeros((1, 3, 4)))
+    with pytest.raises(TypeError, match="rng must be a np.random.Generator .*got RandomState"):
+        F.scaled_dot_product_attention(q, q, q, dropout_p=0.1, rng=np.random.RandomState(0))
+    # NumPy floats are probabilities too.
+    F.scaled_dot_product_attention(q, q, q, dropout_p=np.float32(0.1), rng=np.random.default_rng(0))
+    x = tensor(np.ones((2, 4), np.float32))
+    for eps in (None, -1.0, float("nan"), "a"):
+        with pytest.raises(ValueError, match=f"layer_norm: eps must be a finite number >= 0, got {eps!r}"):
+            F.layer_norm(x, eps=eps)
+    np.testing.assert_allclose(F.layer_norm(x, [1.0] * 4, [0.5] * 4).data, 0.5)  # lists as weight and bias

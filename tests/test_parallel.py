@@ -107,9 +107,11 @@ def test_parallel_for_raises_what_a_piece_raises_after_all_pieces_finish(threads
 @pytest.mark.parametrize("num_threads", [1, 2])
 def test_parallel_for_checks_its_arguments_whatever_the_thread_count(threads, num_threads):
     threads(num_threads)
-    for bad in (0, -3, 1.5, None, True):
-        with pytest.raises(ValueError, match=f"grain_size must be an int >= 1, got {bad!r}"):
+    for bad, error in ((0, ValueError), (-3, ValueError), (1.5, TypeError), (None, TypeError), (True, TypeError)):
+        with pytest.raises(error, match=f"grain_size must be an int >= 1, got {bad!r}"):
             parallel.parallel_for(0, 10, bad, lambda start, stop: None)
+    with pytest.raises(TypeError, match="function must be callable as function\\(start, stop\\), got None"):
+        parallel.parallel_for(0, 10, 1, None)
     with pytest.raises(TypeError, match="end must be an int, got 10.5"):
         parallel.parallel_for(0, 10.5, 1, lambda start, stop: None)
     with pytest.raises(TypeError, match="begin must be an int, got 0.0"):
@@ -178,9 +180,9 @@ def test_only_as_many_jobs_as_pieces(threads, monkeypatch):
     submitted = []
     original = parallel._submit
 
-    def counting(workers, jobs, function, *args):
+    def counting(futures, workers, jobs, function, *args):
         submitted.append(jobs)
-        return original(workers, jobs, function, *args)
+        return original(futures, workers, jobs, function, *args)
 
     monkeypatch.setattr(parallel, "_submit", counting)
     parallel.parallel_for(0, 10, 5, lambda start, stop: None)  # two pieces: one job besides the caller
@@ -192,9 +194,10 @@ def test_parallel_for_of_an_empty_range_calls_nothing():
     parallel.parallel_for(5, 2, 1, lambda start, stop: pytest.fail("called"))
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True, None])
-def test_set_num_threads_rejects_bad_values(bad):
-    with pytest.raises(ValueError, match="num_threads must be an int >= 1"):
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (-1, ValueError), (parallel.MAX_THREADS + 1, ValueError),
+                                        (1.5, TypeError), ("2", TypeError), (True, TypeError), (None, TypeError)])
+def test_set_num_threads_rejects_bad_values(bad, error):
+    with pytest.raises(error, match=r"num_threads must be an int in \[1, 1024\]"):
         parallel.set_num_threads(bad)
 
 
@@ -203,9 +206,9 @@ def test_set_num_threads_takes_numpy_integers(threads):
     assert parallel.get_num_threads() == 3 and type(parallel.get_num_threads()) is int
 
 
-def test_num_threads_default_is_the_available_cpus():
+def test_num_threads_default_is_theavailable_cpus():
     expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    assert parallel._available_cpus() == expected
+    assert parallel.available_cpus() == expected
 
 
 def test_set_and_get_num_threads(threads):
@@ -315,9 +318,9 @@ def test_the_threaded_paths_are_taken(threads, small_grain, monkeypatch):
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", [3, 31, 16.0, "16", True])
-def test_openblas_thread_timeout_rejects_bad_exponents(bad):
-    with pytest.raises(ValueError, match=r"exponent must be an int in \[4, 30\]"):
+@pytest.mark.parametrize("bad, error", [(3, ValueError), (31, ValueError), (16.0, TypeError), ("16", TypeError), (True, TypeError)])
+def test_openblas_thread_timeout_rejects_bad_exponents(bad, error):
+    with pytest.raises(error, match=r"exponent must be an int in \[4, 30\]"):
         parallel.set_openblas_thread_timeout(bad)
 
 
@@ -335,3 +338,33 @@ def test_openblas_thread_timeout_applies_and_leaves_the_environment_alone(monkey
         assert ctypes.CDLL(openblas[0]["filepath"]).openblas_thread_timeout() == 16
     a = np.arange(300 * 300, dtype=np.float64).reshape(300, 300) % 7
     np.testing.assert_allclose(a @ a, np.einsum("ij,jk->ik", a, a))  # products still right afterwards
+
+
+def test_parallel_for_runs_inline_when_no_thread_can_start(threads, monkeypatch):
+    """At interpreter exit (or at the system's thread limit) submitting fails: the caller does the work."""
+    threads(2)
+
+    def refuse(submitted, *args):
+        raise RuntimeError("cannot schedule new futures after shutdown")
+
+    monkeypatch.setattr(parallel, "_submit", refuse)
+    out = np.zeros(8)
+    parallel.parallel_for(0, 8, 1, lambda start, stop: out.__setitem__(slice(start, stop), 1))
+    assert out.sum() == 8
+
+
+def test_parallel_for_waits_for_started_pieces_before_raising(threads):
+    threads(2)
+    out, started = np.zeros(4), threading.Event()
+
+    def work(start, stop):
+        if threading.current_thread() is threading.main_thread():
+            started.wait(10)  # the worker has its piece
+            raise KeyboardInterrupt
+        started.set()
+        threading.Event().wait(0.3)
+        out[start:stop] = 1
+
+    with pytest.raises(KeyboardInterrupt):
+        parallel.parallel_for(0, 4, 1, work)
+    assert out.sum() >= 1  # the worker's piece was written before parallel_for left
