@@ -65,20 +65,23 @@ def available_cpus() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def _count(value, name: str, function: str, low: int, high: int | None = None) -> int:
-    """`value` as an int in [low, high] (anything with __index__ but bool; no upper bound if None).
+def _count(value, name: str, function: str, low: int | None = None, high: int | None = None) -> int:
+    """`value` as an int in [low, high] (anything with __index__ but bool; None: no bound).
 
     Raises TypeError for a value that is not an integer, ValueError for one out of range; both
     name `name`.
     """
-    expected = f"an int >= {low}" if high is None else f"an int in [{low}, {high}]"
+    if low is None:
+        expected = "an int"
+    else:
+        expected = f"an int >= {low}" if high is None else f"an int in [{low}, {high}]"
     try:
         number = None if isinstance(value, bool) else operator.index(value)
     except TypeError:
         number = None
     if number is None:
         raise TypeError(f"{function}: {name} must be {expected}, got {value!r}")
-    if number < low or (high is not None and number > high):
+    if (low is not None and number < low) or (high is not None and number > high):
         raise ValueError(f"{function}: {name} must be {expected}, got {value!r}")
     return number
 
@@ -183,7 +186,7 @@ def parallel_for(begin: int, end: int, grain_size: int, function) -> None:
         Whatever `function` raises (after every piece in progress has finished, since they
         write the same outputs).
     """
-    begin, end = _integer(begin, "begin"), _integer(end, "end")
+    begin, end = _count(begin, "begin", "parallel_for"), _count(end, "end", "parallel_for")
     grain_size = _count(grain_size, "grain_size", "parallel_for", 1)
     if not callable(function):
         raise TypeError(f"parallel_for: function must be callable as function(start, stop), got {function!r}")
@@ -236,16 +239,6 @@ def _finish(jobs: list) -> list[BaseException]:
                 errors.append(raised)
             break
     return errors
-
-
-def _integer(value, name: str) -> int:
-    """`value` as an int (anything with __index__ but bool), or TypeError naming `name`."""
-    if isinstance(value, bool):
-        raise TypeError(f"parallel_for: {name} must be an int, got {value!r}")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"parallel_for: {name} must be an int, got {value!r}") from None
 
 
 def set_openblas_thread_timeout(exponent: int = 16) -> bool:

@@ -79,6 +79,13 @@ def _name_the_flag(message: str) -> str:
     return f"{message} (flag {' / '.join(flags)})" if flags else message
 
 
+def _add_threads_argument(parser) -> None:
+    """--threads, shared by train and generate (applied by `_set_threads`)."""
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for matrix products (BLAS) and the engine's element-wise work "
+                             "(default: every CPU this process may use)")
+
+
 def _set_threads(command: str, threads: int) -> None:
     """--threads: the engine's threads (autograd.parallel) and BLAS's (through threadpoolctl)."""
     from threadpoolctl import threadpool_limits
@@ -159,9 +166,7 @@ def _train_parser(subparsers) -> None:
                         "with its saved settings and data (only --max-steps may change, to run longer)")
     parser.add_argument("--overwrite", action="store_true", help="replace a run already saved in --out")
     parser.add_argument("--seed", type=int, default=123, help="seed of initialisation, dropout and shuffling (integer)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for matrix products (BLAS) and the engine's element-wise work "
-                             "(default: every CPU this process may use)")
+    _add_threads_argument(parser)
     parser.add_argument("--max-steps", type=int, help="optimizer steps in the run (overrides --epochs)")
     parser.add_argument("--epochs", type=int, help="passes over the training data")
     parser.add_argument("--batch-size", type=int, help="sequences per micro-batch")
@@ -388,9 +393,7 @@ def _generate_parser(subparsers) -> None:
     parser.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely tokens")
     parser.add_argument("--top-p", type=float, default=None, help="sample only from the smallest set of tokens with this total probability")
     parser.add_argument("--seed", type=int, default=123, help="seed of the sampling generator")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for matrix products (BLAS) and the engine's element-wise work "
-                             "(default: every CPU this process may use)")
+    _add_threads_argument(parser)
 
 
 def generate_main(args) -> int:
