@@ -24,9 +24,9 @@ import sys
 from minigpt.cli.common import BUNDLED_CORPORA, bundled_corpus_path
 
 # Commands in the order `minigpt --help` lists them; each is the module minigpt.cli.<name>.
-COMMANDS = ("train", "generate", "prepare", "download", "evaluate")
+COMMANDS = ("train", "generate", "prepare", "download", "evaluate", "chat")
 # Commands that run a model for long: they get the process settings that make the engine fast.
-_COMPUTE_COMMANDS = ("train", "generate")
+_COMPUTE_COMMANDS = ("train", "generate", "chat")
 
 __all__ = ["main", "COMMANDS", "BUNDLED_CORPORA", "bundled_corpus_path"]
 

@@ -55,6 +55,7 @@ __all__ = [
     "InstructionDataset",
     "custom_collate_fn",
     "extract_response",
+    "generate_responses",
     "save_responses",
 ]
 
@@ -359,6 +360,43 @@ def extract_response(generated_text: str, input_text: str) -> str:
             f"generated_text: expected it to start with input_text ({input_text[:40]!r}...), received {generated_text[:40]!r}..."
         )
     return generated_text[len(input_text):].replace(RESPONSE_MARKER, "").strip()
+
+
+def generate_responses(model, tokenizer, entries: Sequence[Mapping], max_new_tokens: int = 256, eos_id: int = 50256,
+                       batch_size: int = 8, context_size: int | None = None, progress: bool = True) -> list[str]:
+    """The model's answer to each entry: greedy decoding after `format_input(entry)`, stopped at
+    end-of-text, cut out with `extract_response` (book section 7.7, listing 7.9).
+
+    Args:
+        model: a GPTModel (put in eval mode while generating).
+        tokenizer: the model's tokenizer (`encode`, `decode`).
+        entries: instruction entries (the test split).
+        max_new_tokens: tokens generated at most per answer (the book: 256).
+        eos_id: the end-of-text id that ends an answer (GPT-2's 50256).
+        batch_size: prompts answered together (NOTE: one at a time until batched generation of
+            prompts of different lengths is merged).
+        context_size: tokens the model sees; default its context length.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        One answer (str) per entry, in order.
+    """
+    from tqdm.auto import tqdm
+
+    from minigpt.generate import generate, text_to_token_ids
+
+    context_size = context_size or model.pos_emb.weight.shape[0]
+    responses = []
+    for entry in tqdm(entries, desc="Generating responses", disable=not progress):
+        input_text = format_input(entry)
+        prompt = text_to_token_ids(input_text, tokenizer)  # (1, T)
+        ids = generate(model, prompt, max_new_tokens=max_new_tokens, context_size=context_size, eos_id=eos_id)[0]
+        new = ids[prompt.shape[1]:]
+        if eos_id is not None and (new == eos_id).any():
+            new = new[:np.argmax(new == eos_id)]  # the end-of-text token is not part of the answer
+        generated_text = tokenizer.decode(prompt[0].tolist() + new.tolist())
+        responses.append(extract_response(generated_text, input_text))
+    return responses
 
 
 def save_responses(entries: Sequence[Mapping], responses: Sequence[str], path: str | os.PathLike, json_key: str = "model_response") -> list[dict]:
