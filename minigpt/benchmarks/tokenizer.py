@@ -206,8 +206,17 @@ def length_curve(libraries: list[str], lengths: list[int], train_text: str) -> d
             cells = []
             for length in lengths:
                 text = character * length
-                row[length] = run_seconds(encode, text, clear_cache)
+                try:
+                    row[length] = run_seconds(encode, text, clear_cache)
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except BaseException as error:  # tiktoken's regex overflows its stack on 1M newlines (a Rust panic)
+                    row[length] = None
+                    cells.append(f"failed: {type(error).__name__}")
+                    continue
                 previous = lengths[lengths.index(length) - 1] if lengths.index(length) else None
+                if previous is not None and row.get(previous) is None:
+                    previous = None
                 exponent = "" if previous is None else f" ({math.log(row[length] / row[previous]) / math.log(length / previous):.2f})"
                 cells.append(f"{row[length]:.4f}{exponent}")
             print(f"{kind:<12} {library:<12} " + " ".join(f"{cell:>16}" for cell in cells), flush=True)
