@@ -22,7 +22,9 @@ same ranks in tiktoken's file format, ``gpt2.tiktoken``. Nothing is downloaded.
 
 Speed. Natural text repeats its pieces (tinyshakespeare.txt has 298k pieces, 15k distinct), so
 each distinct piece is merged once and its ids are kept in a cache; most pieces are themselves
-a token (``" the"``), and take a single dictionary lookup.
+a token (``" the"``), and take a single dictionary lookup. A long piece (a run of 100,000
+letters, digits, newlines or emoji is one piece) is merged by :func:`merge_by_rank` in
+O(n log n), so no input makes encoding quadratic.
 
 References:
     Radford et al. 2019, "Language Models are Unsupervised Multitask Learners", section 2.2
