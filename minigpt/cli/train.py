@@ -283,7 +283,8 @@ def run(args) -> int:
     except KeyboardInterrupt:
         return 130
     except FloatingPointError as error:
-        fail("train", f"{error} (flag --lr); the run's last checkpoint, if any, is untouched")
+        flag = " (flag --lr)" if "lower the learning rate" in str(error) else ""  # not for NaN inputs or weights
+        fail("train", f"{error}{flag}; the run's last checkpoint, if any, is untouched")
     trainer.sample()
     if history["val_loss"]:
         print(f"final: train loss {history['train_loss'][-1]:.3f}, val loss {history['val_loss'][-1]:.3f}, "
