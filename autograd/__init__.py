@@ -25,6 +25,7 @@ from autograd.tensor import (
 from autograd.ops import cat, matmul, maximum, minimum, stack, unbroadcast, where
 from autograd.gradcheck import GradcheckError, gradcheck
 from autograd import functional
+from autograd.random import default_generator, manual_seed, resolve_generator
 
 __all__ = [
     "Function",
@@ -44,4 +45,7 @@ __all__ = [
     "gradcheck",
     "GradcheckError",
     "functional",
+    "manual_seed",
+    "default_generator",
+    "resolve_generator",
 ]
