@@ -1,12 +1,31 @@
 """minigpt.nn: the layers of a GPT, with PyTorch's torch.nn names and the book's attribute names.
 
-Files, in reading order: `module.py` (Parameter, Module, Sequential, ModuleList), `layers.py`
-(Linear, Embedding, LayerNorm, GELU, Dropout, FeedForward), `attention.py` (the book's chapter-3
+Files, in reading order: `module.py` (Parameter, Module with buffers, Sequential, ModuleList),
+`layers.py` (Linear, Embedding, LayerNorm, GELU, ReLU, Sigmoid, Dropout, FeedForward), `loss.py`
+(MSELoss, CrossEntropyLoss, BCELoss, BCEWithLogitsLoss), `attention.py` (the book's chapter-3
 attention classes and MultiHeadAttention), `transformer.py` (TransformerBlock).
+
+As torch.nn: `nn.functional` is the engine's `autograd.functional` (torch.nn.functional) and
+`nn.utils.clip_grad_norm_` the optimizers' gradient clipping (appendix D), so the book's
+`torch.nn.X` reads `nn.X` after `from minigpt import nn`.
 """
 
 from minigpt.nn.module import IncompatibleKeys, Module, ModuleList, Parameter, Sequential
-from minigpt.nn.layers import GELU, INIT_STD, Dropout, Embedding, FeedForward, LayerNorm, Linear, skip_init
+from minigpt.nn.layers import (
+    GELU,
+    INIT_SCHEMES,
+    INIT_STD,
+    Dropout,
+    Embedding,
+    FeedForward,
+    LayerNorm,
+    Linear,
+    ReLU,
+    Sigmoid,
+    skip_init,
+)
+from minigpt.nn.loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from minigpt.nn import functional, utils
 from minigpt.nn.attention import (
     CausalAttention,
     MultiHeadAttention,
@@ -27,9 +46,18 @@ __all__ = [
     "Embedding",
     "LayerNorm",
     "GELU",
+    "ReLU",
+    "Sigmoid",
     "Dropout",
     "FeedForward",
     "INIT_STD",
+    "INIT_SCHEMES",
+    "MSELoss",
+    "CrossEntropyLoss",
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "functional",
+    "utils",
     "skip_init",
     "simplified_self_attention",
     "SelfAttention_v1",
