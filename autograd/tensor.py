@@ -18,6 +18,7 @@ D head size, V vocabulary.
 from __future__ import annotations
 
 import functools
+import sys
 from collections import namedtuple
 
 import numpy as np
@@ -82,6 +83,45 @@ class enable_grad(_GradMode):
     """Record the graph again inside this block, even within `no_grad`. References: torch.enable_grad."""
 
     enabled = True
+
+
+# --------------------------------------------------------------------------------------------
+# How tensors print (torch.set_printoptions)
+# --------------------------------------------------------------------------------------------
+
+_DEFAULT_PRINT_OPTIONS = {"precision": 4, "threshold": 20, "edgeitems": 3, "max_line_width": 80, "sci_mode": None}
+_print_options = dict(_DEFAULT_PRINT_OPTIONS)
+
+
+def set_printoptions(precision: int | None = None, threshold: int | None = None, edgeitems: int | None = None,
+                     linewidth: int | None = None, profile: str | None = None, sci_mode: bool | None = None) -> None:
+    """Set how tensors print (torch.set_printoptions); options not given keep their value.
+
+    Args:
+        precision: digits after the decimal point (default 4).
+        threshold: above this many elements, print a summary with `...` (default 20).
+        edgeitems: items shown at each end of a summarised dimension (default 3).
+        linewidth: characters per line (default 80).
+        profile: "default" restores the defaults, "short" (precision 2, threshold 20) or "full"
+            (every element) set several at once, before the other arguments apply.
+        sci_mode: True forces scientific notation, False suppresses it (appendix A's
+            `torch.set_printoptions(sci_mode=False)`), None lets NumPy choose.
+
+    Raises:
+        ValueError: an unknown profile.
+
+    References: torch.set_printoptions; np.array2string.
+    """
+    if profile is not None:
+        profiles = {"default": _DEFAULT_PRINT_OPTIONS, "short": {**_DEFAULT_PRINT_OPTIONS, "precision": 2},
+                    "full": {**_DEFAULT_PRINT_OPTIONS, "threshold": sys.maxsize}}
+        if profile not in profiles:
+            raise ValueError(f"set_printoptions: profile must be 'default', 'short' or 'full', got {profile!r}")
+        _print_options.update(profiles[profile])
+    given = {"precision": precision, "threshold": threshold, "edgeitems": edgeitems, "max_line_width": linewidth}
+    _print_options.update({name: value for name, value in given.items() if value is not None})
+    if sci_mode is not None or profile is not None:
+        _print_options["sci_mode"] = sci_mode
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,7 +401,14 @@ class Tensor:
         return self
 
     def __repr__(self) -> str:
-        body = np.array2string(self.data, separator=", ", precision=4, threshold=20, prefix="tensor(")
+        options = dict(_print_options)
+        sci_mode = options.pop("sci_mode")
+        if sci_mode is False:
+            options["suppress_small"] = True
+        elif sci_mode is True and self.data.dtype.kind == "f":
+            digits = options["precision"]
+            options["formatter"] = {"float_kind": lambda value: f"{value:.{digits}e}"}
+        body = np.array2string(self.data, separator=", ", prefix="tensor(", **options)
         extras = [f"dtype={self.dtype}"]
         if self.grad_fn is not None:
             extras.append(f"grad_fn=<{self.grad_fn.name}>")
@@ -488,20 +535,23 @@ def _to_array(data, dtype, argument: str) -> np.ndarray:
     return array
 
 
-def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
+def tensor(data, requires_grad: bool = False, dtype=None, device=None) -> Tensor:
     """Make a leaf tensor from data (the factory readers know as `torch.tensor`).
 
     Args:
-        data: a number, nested list of numbers, `np.ndarray`, or Tensor. Python floats become
-            float32 and Python ints int64; an array keeps its dtype unless `dtype` is given.
+        data: a number, nested list of numbers (or of one-element Tensors), `np.ndarray`, or Tensor
+            (copied, as torch.tensor copies). Python floats become float32 and Python ints int64;
+            an array keeps its dtype unless `dtype` is given.
         requires_grad: record operations on it for backward (floating point only).
-        dtype: a NumPy dtype (e.g. `np.float64` for gradient checks).
+        dtype: a dtype such as `autograd.float32`, `autograd.long` or `np.float64`.
+        device: None or "cpu" (minigpt runs on the CPU only).
 
     Returns:
-        A new leaf Tensor.
+        A new leaf Tensor with its own copy of the values.
 
     Raises:
         TypeError: non-numeric data, or requires_grad=True on a non-float dtype.
+        RuntimeError: a device other than the CPU.
 
     Example:
         >>> x = tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
@@ -509,7 +559,16 @@ def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
         >>> x.grad          # d/dx sum(x^2) = 2x
         array([[2., 4.], [6., 8.]], dtype=float32)
     """
-    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+    if device is not None:
+        from autograd.creation import check_device
+
+        check_device(device, "tensor")
+    if isinstance(data, (list, tuple)) and any(isinstance(item, Tensor) for item in data):
+        data = [item.data if isinstance(item, Tensor) else item for item in data]
+    result = Tensor(data, requires_grad=requires_grad, dtype=dtype)
+    if isinstance(data, (np.ndarray, Tensor)) and np.shares_memory(result.data, data.data if isinstance(data, Tensor) else data):
+        result.data = result.data.copy(order="K")  # torch.tensor(array) copies (appendix A.2: from_numpy shares)
+    return result
 
 
 def as_tensor(value, like: Tensor | None = None) -> Tensor:
