@@ -175,3 +175,20 @@ def test_plot_losses_takes_the_books_arguments(tmp_path):
     assert (tmp_path / "loss.pdf").exists() and figure.axes[0].get_xlabel() == "Epochs"
     with pytest.raises(ValueError, match="one length"):
         plot_losses([0, 1], [10, 20, 30], [3.0, 2.0, 1.0], [3.5, 3.0, 2.8])
+
+
+def test_importing_minigpt_nn_gives_the_books_torch_nn_optim_and_utils_data():
+    import minigpt.data
+    import minigpt.optim
+
+    assert autograd.nn is nn and autograd.nn.functional.cross_entropy is F.cross_entropy
+    assert autograd.optim is minigpt.optim and autograd.utils.data is minigpt.data
+    assert autograd.nn.utils.clip_grad_norm_ is minigpt.optim.clip_grad_norm_
+
+
+def test_autograd_alone_imports_no_minigpt():
+    import subprocess
+    import sys
+
+    code = "import sys, autograd; assert not any(m.startswith('minigpt') for m in sys.modules); assert not hasattr(autograd, 'nn')"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -6,8 +6,9 @@ Files, in reading order: `module.py` (Parameter, Module with buffers, Sequential
 attention classes and MultiHeadAttention), `transformer.py` (TransformerBlock).
 
 As torch.nn: `nn.functional` is the engine's `autograd.functional` (torch.nn.functional) and
-`nn.utils.clip_grad_norm_` the optimizers' gradient clipping (appendix D), so the book's
-`torch.nn.X` reads `nn.X` after `from minigpt import nn`.
+`nn.utils.clip_grad_norm_` the optimizers' gradient clipping (appendix D). Importing this package
+also makes the book's `torch.nn.X`, `torch.optim.X` and `torch.utils.data.X` work after
+`import autograd as torch` (see `torch_names.py`).
 """
 
 from minigpt.nn.module import IncompatibleKeys, Module, ModuleList, Parameter, Sequential
@@ -26,6 +27,7 @@ from minigpt.nn.layers import (
 )
 from minigpt.nn.loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from minigpt.nn import functional, utils
+from minigpt.nn.torch_names import register_torch_names
 from minigpt.nn.attention import (
     CausalAttention,
     MultiHeadAttention,
@@ -67,3 +69,5 @@ __all__ = [
     "MultiHeadAttention",
     "TransformerBlock",
 ]
+
+register_torch_names()  # autograd.nn, .optim, .utils.data for the book's torch.nn.X (torch_names.py)

@@ -12,9 +12,8 @@ import pytest
 
 import autograd as torch
 import autograd.functional as F
-from minigpt import nn
+from minigpt import nn  # noqa: F401 - the book's import line; it also adds torch.nn and torch.optim
 from minigpt.data import DataLoader, Dataset
-from minigpt.optim import SGD
 from minigpt.teaching import NeuralNetwork, ToyDataset, compute_accuracy
 
 
@@ -145,7 +144,7 @@ def test_a_7_training_loop_and_a_8_accuracy(tmp_path, capsys):
     model = NeuralNetwork(num_inputs=2, num_outputs=2)
     device = torch.device("cpu")
     model.to(device)
-    optimizer = SGD(model.parameters(), lr=0.5)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     num_epochs = 3
     losses = []
     for epoch in range(num_epochs):

@@ -141,7 +141,7 @@ def test_minigpts_create_dataloader_gives_the_same_batches():
 def test_2_7_and_2_8_token_and_position_embeddings():
     input_ids = torch.tensor([2, 3, 5, 1])
     torch.manual_seed(123)
-    embedding_layer = nn.Embedding(6, 3)
+    embedding_layer = torch.nn.Embedding(6, 3)  # the book's spelling works too
     assert embedding_layer.weight.shape == (6, 3)
     # PyTorch's N(0, 1) draws differ from NumPy's: the lookup is what is checked.
     np.testing.assert_array_equal(embedding_layer(torch.tensor([3])).data, embedding_layer.weight.data[[3]])
@@ -150,7 +150,7 @@ def test_2_7_and_2_8_token_and_position_embeddings():
     assert np.array_equal(nn.Embedding(6, 3).weight.data, embedding_layer.weight.data)  # manual_seed reproduces
 
     vocab_size, output_dim, max_length = 50257, 256, 4
-    token_embedding_layer = nn.Embedding(vocab_size, output_dim)
+    token_embedding_layer = torch.nn.Embedding(vocab_size, output_dim)
     assert 0.95 < token_embedding_layer.weight.data.std() < 1.05  # N(0, 1), as torch.nn.Embedding
     dataloader = create_dataloader_v1(read_verdict(), batch_size=8, max_length=max_length, stride=max_length, shuffle=False)
     inputs, targets = next(iter(dataloader))

@@ -100,9 +100,9 @@ def trainable_weights_step_by_step():
     x_2 = inputs[1]
     d_in, d_out = inputs.shape[1], 2
     torch.manual_seed(123)
-    W_query = nn.Parameter(torch.rand(d_in, d_out), requires_grad=False)
-    W_key = nn.Parameter(torch.rand(d_in, d_out), requires_grad=False)
-    W_value = nn.Parameter(torch.rand(d_in, d_out), requires_grad=False)
+    W_query = torch.nn.Parameter(torch.rand(d_in, d_out), requires_grad=False)
+    W_key = torch.nn.Parameter(torch.rand(d_in, d_out), requires_grad=False)
+    W_value = torch.nn.Parameter(torch.rand(d_in, d_out), requires_grad=False)
     query_2 = x_2 @ W_query
     keys = inputs @ W_key
     values = inputs @ W_value
@@ -204,7 +204,7 @@ def test_3_5_causal_masks_and_dropout():
     close(attn_weights[0], [1, 0, 0, 0, 0, 0], atol=0)
 
     torch.manual_seed(123)
-    dropout = nn.Dropout(0.5)
+    dropout = torch.nn.Dropout(0.5)
     example = torch.ones(6, 6)
     dropped = dropout(example)
     assert set(np.unique(dropped.data)) <= {0.0, 2.0} and 0 < (dropped.data == 0).sum() < 36  # scaled by 1/(1-p)

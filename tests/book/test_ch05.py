@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 
 import autograd as torch
-from minigpt import nn
+from minigpt import nn  # noqa: F401 - the book's import line; it also adds torch.nn and torch.optim
 from minigpt import tokenizer as tiktoken
 from minigpt.data import create_dataloader
 from minigpt.generate import generate, generate_text_simple, text_to_token_ids, token_ids_to_text
 from minigpt.model import GPTModel
-from minigpt.optim import AdamW
 from minigpt.teaching import assign, print_sampled_tokens, softmax_with_temperature
 from minigpt.train import calc_loss_batch, calc_loss_loader, evaluate_model, plot_losses, train_model_simple
 
@@ -77,7 +76,7 @@ def test_5_1_2_the_loss_step_by_step():
     logits_flat = logits.flatten(0, 1)
     targets_flat = targets.flatten()
     assert logits_flat.shape == (6, 50257) and targets_flat.shape == (6,)
-    loss = nn.functional.cross_entropy(logits_flat, targets_flat)
+    loss = torch.nn.functional.cross_entropy(logits_flat, targets_flat)
     assert loss.item() == pytest.approx(neg_avg_log_probas.item(), rel=1e-5)  # the book: both 10.7940
     assert abs(loss.item() - math.log(50257)) < 1.0  # an untrained model is close to uniform
     perplexity = torch.exp(loss)
@@ -115,7 +114,7 @@ def test_listing_5_3_train_model_simple_and_plot_losses(capsys, tmp_path):
     torch.manual_seed(123)
     model = GPTModel(GPT_CONFIG)
     model.to(device)
-    optimizer = AdamW(model.parameters(), lr=0.004, weight_decay=0.1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.004, weight_decay=0.1)
     num_epochs = 1  # the book: 10, about 5 minutes on a laptop for the 124M model
     train_losses, val_losses, tokens_seen = train_model_simple(
         model, train_loader, val_loader, optimizer, device,
@@ -187,7 +186,7 @@ def test_5_3_3_generate_with_temperature_and_top_k():
 def test_5_4_saving_and_loading_model_and_optimizer(tmp_path):
     torch.manual_seed(123)
     model = GPTModel(GPT_CONFIG)
-    optimizer = AdamW(model.parameters(), lr=0.0004, weight_decay=0.1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.0004, weight_decay=0.1)
     calc_loss_batch(*next(iter(book_loaders()[1])), model, "cpu").backward()
     optimizer.step()
     torch.save(model.state_dict(), tmp_path / "model.pth")
@@ -201,7 +200,7 @@ def test_5_4_saving_and_loading_model_and_optimizer(tmp_path):
     checkpoint = torch.load(tmp_path / "model_and_optimizer.pth", weights_only=True)
     model = GPTModel(GPT_CONFIG)
     model.load_state_dict(checkpoint["model_state_dict"])
-    optimizer = AdamW(model.parameters(), lr=0.0005, weight_decay=0.1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.0005, weight_decay=0.1)
     optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
     model.train()
     assert optimizer.state_dict()["state"].keys() == checkpoint["optimizer_state_dict"]["state"].keys()
