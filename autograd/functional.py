@@ -1049,7 +1049,9 @@ class BinaryCrossEntropy(Function):
     def forward(self, p, y, reduction):
         self.p, self.y, self.reduction = p, y, reduction
         low = p.dtype.type(-100)
-        loss = -(y * np.maximum(np.log(p), low) + (1 - y) * np.maximum(np.log1p(-p), low))
+        with np.errstate(divide="ignore"):  # log(0) = -inf is clamped to -100 on the next line
+            log_p, log_not_p = np.log(p), np.log1p(-p)
+        loss = -(y * np.maximum(log_p, low) + (1 - y) * np.maximum(log_not_p, low))
         return _reduce(loss, reduction)
 
     def backward(self, dout):
@@ -1091,7 +1093,9 @@ class BinaryCrossEntropyWithLogits(Function):
     """L = max(x, 0) - x y + log1p(exp(-|x|)) = -(y log sigmoid(x) + (1 - y) log sigmoid(-x)).
 
     The max/log1p form never overflows and keeps every digit for large |x| (a sigmoid followed by
-    `binary_cross_entropy` saturates at p = 1 for x > 17 in float32). dx = dout * (sigmoid(x) - y).
+    `binary_cross_entropy` saturates at p = 1 for x > 17 in float32).
+    dx = dout * (sigmoid(x) - y), computed as (1 - y) sigmoid(x) - y sigmoid(-x): the same value,
+    but for y = 1 and large x it keeps -sigmoid(-x) = -e^-x instead of rounding 1 - 1 to 0.
     """
 
     def forward(self, x, y, reduction):
@@ -1101,7 +1105,8 @@ class BinaryCrossEntropyWithLogits(Function):
 
     def backward(self, dout):
         dloss = _unreduce(dout, self.reduction, self.x.shape)
-        return (dloss * (_stable_sigmoid(self.x) - self.y), None)
+        x, y = self.x, self.y
+        return (dloss * ((1 - y) * _stable_sigmoid(x) - y * _stable_sigmoid(-x)), None)
 
 
 def binary_cross_entropy_with_logits(input: Tensor, target, reduction: str = "mean") -> Tensor:  # noqa: A002
