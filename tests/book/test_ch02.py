@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import autograd as torch
 from minigpt import nn
@@ -52,6 +53,8 @@ def test_listing_2_3_simple_tokenizer_v1():
     ids = tokenizer.encode(text)
     assert ids == [1, 56, 2, 850, 988, 602, 533, 746, 5, 1126, 596, 5, 1, 67, 7, 38, 851, 1108, 754, 793, 7]
     assert tokenizer.decode(ids) == '" It\' s the last he painted, you know," Mrs. Gisburn said with pardonable pride.'
+    with pytest.raises(KeyError, match="'Hello' is not in the vocabulary"):  # the book's KeyError: 'Hello'
+        tokenizer.encode("Hello, do you like tea. Is this-- a test?")
 
 
 def test_listing_2_4_simple_tokenizer_v2_with_special_tokens():
@@ -81,8 +84,11 @@ def test_2_6_next_word_pairs():
     x = enc_sample[:context_size]
     y = enc_sample[1:context_size + 1]
     assert (x, y) == ([290, 4920, 2241, 287], [4920, 2241, 287, 257])
+    assert [(enc_sample[:i], enc_sample[i]) for i in range(1, context_size + 1)] == [
+        ([290], 4920), ([290, 4920], 2241), ([290, 4920, 2241], 287), ([290, 4920, 2241, 287], 257)]
     pairs = [(tokenizer.decode(enc_sample[:i]), tokenizer.decode([enc_sample[i]])) for i in range(1, context_size + 1)]
-    assert pairs[-1] == (" and established himself in", " a")
+    assert pairs == [(" and", " established"), (" and established", " himself"),
+                     (" and established himself", " in"), (" and established himself in", " a")]
 
 
 class GPTDatasetV1(Dataset):
