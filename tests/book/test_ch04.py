@@ -155,3 +155,93 @@ def test_4_6_and_4_7_model_output_and_greedy_generation():
     # Greedy decoding is deterministic: the same model continues the same way.
     again = generate_text_simple(model=model, idx=encoded_tensor, max_new_tokens=6, context_size=SMALL_CONFIG["context_length"])
     assert np.array_equal(np.asarray(out), np.asarray(again))
+
+
+class LayerNorm(nn.Module):
+    """Listing 4.2 as the book types it."""
+
+    def __init__(self, emb_dim):
+        super().__init__()
+        self.eps = 1e-5
+        self.scale = nn.Parameter(torch.ones(emb_dim))
+        self.shift = nn.Parameter(torch.zeros(emb_dim))
+
+    def forward(self, x):
+        mean = x.mean(dim=-1, keepdim=True)
+        var = x.var(dim=-1, keepdim=True, unbiased=False)
+        norm_x = (x - mean) / torch.sqrt(var + self.eps)
+        return self.scale * norm_x + self.shift
+
+
+class FeedForward(nn.Module):
+    """Listing 4.4 as the book types it."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(cfg["emb_dim"], 4 * cfg["emb_dim"]), GELU(), nn.Linear(4 * cfg["emb_dim"], cfg["emb_dim"]))
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+class TransformerBlock(nn.Module):
+    """Listing 4.6 as the book types it, over the book's MultiHeadAttention (listing 3.5)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        from tests.book.test_ch03 import MultiHeadAttention
+
+        self.att = MultiHeadAttention(d_in=cfg["emb_dim"], d_out=cfg["emb_dim"], context_length=cfg["context_length"],
+                                      num_heads=cfg["n_heads"], dropout=cfg["drop_rate"], qkv_bias=cfg["qkv_bias"])
+        self.ff = FeedForward(cfg)
+        self.norm1 = LayerNorm(cfg["emb_dim"])
+        self.norm2 = LayerNorm(cfg["emb_dim"])
+        self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
+
+    def forward(self, x):
+        shortcut = x
+        x = self.drop_shortcut(self.att(self.norm1(x)))
+        x = x + shortcut
+        shortcut = x
+        x = self.drop_shortcut(self.ff(self.norm2(x)))
+        return x + shortcut
+
+
+class BookGPTModel(nn.Module):
+    """Listing 4.7 as the book types it (named GPTModel in the book)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
+        self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
+        self.drop_emb = nn.Dropout(cfg["drop_rate"])
+        self.trf_blocks = nn.Sequential(*[TransformerBlock(cfg) for _ in range(cfg["n_layers"])])
+        self.final_norm = LayerNorm(cfg["emb_dim"])
+        self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
+
+    def forward(self, in_idx):
+        batch_size, seq_len = in_idx.shape
+        tok_embeds = self.tok_emb(in_idx)
+        pos_embeds = self.pos_emb(torch.arange(seq_len, device=in_idx.device))
+        x = tok_embeds + pos_embeds
+        x = self.drop_emb(x)
+        x = self.trf_blocks(x)
+        x = self.final_norm(x)
+        return self.out_head(x)
+
+
+def test_listings_4_2_to_4_7_typed_as_the_book_equal_minigpts_gpt_model():
+    config = {**SMALL_CONFIG, "drop_rate": 0.0}
+    torch.manual_seed(123)
+    book_model = BookGPTModel(config)
+    book_model.eval()
+    batch = example_batch()
+    logits = book_model(batch)
+    assert logits.shape == (2, 4, 50257)
+    # The book's state dict (with its mask buffers) loads into minigpt's GPTModel, which computes the same.
+    model = GPTModel(config)
+    model.load_state_dict(book_model.state_dict())
+    model.eval()
+    np.testing.assert_allclose(model(batch).data, logits.data, rtol=1e-4, atol=1e-5)
+    logits.sum().backward()  # and the book's model trains: every parameter gets a gradient
+    assert all(p.grad is not None for p in book_model.parameters())
