@@ -1,4 +1,4 @@
-"""`python -m minigpt ...`: the same as the `minigpt` command (see minigpt/cli.py)."""
+"""`python -m minigpt ...`: the same as the `minigpt` command (see minigpt/cli/)."""
 
 import sys
 

@@ -1,31 +1,17 @@
-"""The `minigpt` command line: train, generate, download, prepare, bench.
-
-    minigpt train                                  # a small GPT on the bundled the-verdict.txt
-    minigpt train --preset gpt2-small              # the book's chapter-5 run (GPT_CONFIG_124M, context 256)
-    minigpt train --preset char --data tinyshakespeare.txt --tokenizer char   # nanoGPT's Shakespeare-char
-    minigpt generate --checkpoint runs/verdict --prompt "Every effort moves you"
-    minigpt generate --model gpt2-small --prompt "Every effort moves you" --temperature 1.4 --top-k 25
-    minigpt download gpt2-medium                   # OpenAI's weights into ~/.cache/minigpt
-    minigpt prepare big.txt big.bin                # tokenize once into a memory-mapped token file
-    minigpt bench engine                           # benchmarks (engine, model, tokenizer, optim)
-
-`python -m minigpt ...` is the same. Every subcommand's `--help` lists its flags with units.
-Each entry point is `main(argv=None)`, so tests call it with a list of arguments.
-"""
+"""`minigpt train`: train a GPT from scratch on a text file or a prepared token file (book ch. 5,
+appendix D), with checkpoints, resume and a loss plot."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
 import re
-import sys
-from importlib import resources
 
 import numpy as np
 
-BUNDLED_CORPORA = ("the-verdict.txt", "tinyshakespeare.txt")
+from minigpt.cli.common import (BUNDLED_CORPORA, add_threads_argument, bundled_corpus_path, fail,
+                                load_run_checkpoint, make_tokenizer)
 
 # Training recipes: the defaults of `minigpt train` for each preset. Flags given on the command
 # line override them. Sizes are chosen for a 2-core CPU.
@@ -51,16 +37,6 @@ RECIPES = {
 }
 
 
-def bundled_corpus_path(name: str) -> str:
-    """The path of a text shipped inside the package (`minigpt/corpora/NAME`)."""
-    return str(resources.files("minigpt").joinpath("corpora", name))
-
-
-def _fail(command: str, message: str):
-    """Stop with `minigpt COMMAND: error: MESSAGE` on stderr and exit status 1 (no traceback)."""
-    raise SystemExit(f"minigpt {command}: error: {message}")
-
-
 # Fields of GPTConfig and the data loaders whose errors come from a `minigpt train` flag.
 _FIELD_FLAGS = {"drop_rate": "--drop-rate", "context_length": "--context-length", "batch_size": "--batch-size",
                 "train_ratio": "--train-ratio", "stride": "--stride", "warmup_steps": "--warmup-steps / --max-steps"}
@@ -79,77 +55,17 @@ def _name_the_flag(message: str) -> str:
     return f"{message} (flag {' / '.join(flags)})" if flags else message
 
 
-def _add_threads_argument(parser) -> None:
-    """--threads, shared by train and generate (applied by `_set_threads`)."""
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for matrix products (BLAS) and the engine's element-wise work "
-                             "(default: every CPU this process may use)")
-
-
-def _set_threads(command: str, threads: int) -> None:
-    """--threads: the engine's threads (autograd.parallel) and BLAS's (through threadpoolctl)."""
-    from threadpoolctl import threadpool_limits
-
-    from autograd.parallel import available_cpus, set_num_threads
-
-    available = available_cpus()
-    if not 1 <= threads <= available:
-        _fail(command, f"--threads must be between 1 and the {available} CPUs this process may use, got {threads}")
-    set_num_threads(threads)
-    threadpool_limits(limits=threads, user_api="blas")  # stays in force for the rest of the process
-
-
 def _resolve_data_path(data: str) -> str:
     if os.path.isfile(data):
         return data
     if os.path.isdir(data):
-        _fail("train", f"--data {data!r} is a directory; give a text file or a .bin token file")
+        fail("train", f"--data {data!r} is a directory; give a text file or a .bin token file")
     if os.path.basename(data) in BUNDLED_CORPORA:
         return bundled_corpus_path(os.path.basename(data))
-    _fail("train", f"--data {data!r}: no such file (bundled texts, usable by name: {', '.join(BUNDLED_CORPORA)})")
+    fail("train", f"--data {data!r}: no such file (bundled texts, usable by name: {', '.join(BUNDLED_CORPORA)})")
 
 
-def _checkpoint_path(command: str, flag: str, path: str) -> str:
-    """The checkpoint file of a run directory (or the file itself); a clear error when missing."""
-    from minigpt.checkpoint import CHECKPOINT_NAME
-
-    checkpoint_path = os.path.join(path, CHECKPOINT_NAME) if os.path.isdir(path) else path
-    if not os.path.isfile(checkpoint_path):
-        _fail(command, f"{flag} {path!r}: no checkpoint there (expected a run directory holding {CHECKPOINT_NAME}, or the file)")
-    return checkpoint_path
-
-
-def _load_run_checkpoint(command: str, flag: str, path: str):
-    """(checkpoint path, model_state, optimizer_state, metadata) of a checkpoint written by `minigpt train`."""
-    from minigpt.checkpoint import load_checkpoint
-
-    checkpoint_path = _checkpoint_path(command, flag, path)
-    try:
-        model_state, optimizer_state, metadata = load_checkpoint(checkpoint_path)
-    except ValueError as error:
-        _fail(command, f"{flag} {path!r}: {error}")
-    if "trainer" not in metadata:
-        _fail(command, f"{flag} {path!r}: the checkpoint has no training state (it was not written by `minigpt train`)")
-    return checkpoint_path, model_state, optimizer_state, metadata
-
-
-def _make_tokenizer(spec: dict):
-    """Build a tokenizer from its checkpoint spec: {"name": "gpt2"} or {"name": "char", "characters": ...}."""
-    if spec["name"] == "char":
-        from minigpt.char_tokenizer import CharTokenizer
-
-        return CharTokenizer(spec["characters"])
-    from minigpt.tokenizer import get_encoding
-
-    return get_encoding(spec["name"])
-
-
-# --------------------------------------------------------------------------------------------
-# train
-# --------------------------------------------------------------------------------------------
-
-
-def _train_parser(subparsers) -> None:
+def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "train",
         help="train a GPT on a text file (default: a small model on the bundled the-verdict.txt)",
@@ -166,7 +82,7 @@ def _train_parser(subparsers) -> None:
                         "with its saved settings and data (only --max-steps may change, to run longer)")
     parser.add_argument("--overwrite", action="store_true", help="replace a run already saved in --out")
     parser.add_argument("--seed", type=int, default=123, help="seed of initialisation, dropout and shuffling (integer)")
-    _add_threads_argument(parser)
+    add_threads_argument(parser)
     parser.add_argument("--max-steps", type=int, help="optimizer steps in the run (overrides --epochs)")
     parser.add_argument("--epochs", type=int, help="passes over the training data")
     parser.add_argument("--batch-size", type=int, help="sequences per micro-batch")
@@ -201,19 +117,19 @@ def _load_token_ids(data_path: str, tokenizer_name: str):
             info = token_file_info(data_path)
             ids = load_tokens(data_path)
         except (FileNotFoundError, ValueError) as error:
-            _fail("train", f"--data {data_path!r}: {error}")
+            fail("train", f"--data {data_path!r}: {error}")
         if tokenizer_name != info.get("tokenizer", "gpt2"):
-            _fail("train", f"--data {data_path!r} holds {info.get('tokenizer')!r} token ids, but the tokenizer is {tokenizer_name!r}")
+            fail("train", f"--data {data_path!r} holds {info.get('tokenizer')!r} token ids, but the tokenizer is {tokenizer_name!r}")
         return ids, {"name": info.get("tokenizer", "gpt2")}
     try:
         # newline="": keep the file's line endings (\r\n stays \r\n), as `minigpt prepare` does.
         with open(data_path, encoding="utf-8", newline="") as file:
             text = file.read()
     except UnicodeDecodeError as error:
-        _fail("train", f"--data {data_path!r} is not UTF-8 text ({error.reason} at byte {error.start}); convert it, "
+        fail("train", f"--data {data_path!r} is not UTF-8 text ({error.reason} at byte {error.start}); convert it, "
               "e.g. with `iconv -f latin1 -t utf-8`")
     if not text:
-        _fail("train", f"--data {data_path!r} is empty")
+        fail("train", f"--data {data_path!r} is empty")
     if tokenizer_name == "char":
         from minigpt.char_tokenizer import CharTokenizer
 
@@ -221,12 +137,12 @@ def _load_token_ids(data_path: str, tokenizer_name: str):
         spec = {"name": "char", "characters": tokenizer.characters}
     else:
         spec = {"name": "gpt2"}
-        tokenizer = _make_tokenizer(spec)
+        tokenizer = make_tokenizer(spec)
     return np.asarray(tokenizer.encode(text, allowed_special={"<|endoftext|>"}), dtype=np.int64), spec
 
 
-def train_main(args) -> int:
-    """Run `minigpt train` with parsed arguments (see `_train_parser`)."""
+def run(args) -> int:
+    """Run `minigpt train` with parsed arguments (see `add_parser`)."""
     from minigpt.checkpoint import CHECKPOINT_NAME
     from minigpt.data import DataLoader, GPTDataset, train_val_split
     from minigpt.model import PRESETS, GPTModel, get_config
@@ -235,7 +151,7 @@ def train_main(args) -> int:
     from minigpt.train import Trainer, TrainingConfig
 
     if args.resume:
-        checkpoint_path, _, _, metadata = _load_run_checkpoint("train", "--resume", args.resume)
+        checkpoint_path, _, _, metadata = load_run_checkpoint("train", "--resume", args.resume)
         run_info = metadata["trainer"]["run_info"]
         settings = dict(metadata["trainer"]["training_config"])
         settings["betas"] = tuple(settings["betas"])
@@ -253,7 +169,7 @@ def train_main(args) -> int:
         init = run_info.get("init", "gpt2")  # the checkpoint's weights replace it anyway
     else:
         if args.preset not in PRESETS:
-            _fail("train", f"--preset {args.preset!r}: unknown preset; choose one of {', '.join(PRESETS)}")
+            fail("train", f"--preset {args.preset!r}: unknown preset; choose one of {', '.join(PRESETS)}")
         recipe = dict(RECIPES.get(args.preset, RECIPES["book-124M"] if args.preset.startswith("gpt2") else {}))
         flag_values = {key: value for key, value in vars(args).items() if value is not None}
 
@@ -274,7 +190,7 @@ def train_main(args) -> int:
         try:
             config.validate()
         except ValueError as error:
-            _fail("train", f"{error} (flag --{str(error).split()[0].replace('_', '-')})")
+            fail("train", f"{error} (flag --{str(error).split()[0].replace('_', '-')})")
         if ("warmup_steps" not in flag_values and config.schedule == "cosine" and config.max_steps is not None
                 and config.warmup_steps >= config.max_steps):
             # A short trial run of a recipe with a long warmup (char: 100 steps): shorten the warmup
@@ -285,21 +201,21 @@ def train_main(args) -> int:
             config = dataclasses.replace(config, warmup_steps=shortened)
         for flag, name in (("--min-lr", "min_lr"), ("--warmup-steps", "warmup_steps")):
             if name in flag_values and config.schedule != "cosine":
-                _fail("train", f"{flag} applies to --schedule cosine only; the schedule is {config.schedule!r} "
+                fail("train", f"{flag} applies to --schedule cosine only; the schedule is {config.schedule!r} "
                                "(add --schedule cosine, or drop the flag)")
         if config.schedule == "cosine" and config.min_lr is not None and config.min_lr > config.lr:
-            _fail("train", f"--min-lr {config.min_lr} is above --lr {config.lr}: the cosine schedule decays from --lr down to --min-lr")
+            fail("train", f"--min-lr {config.min_lr} is above --lr {config.lr}: the cosine schedule decays from --lr down to --min-lr")
         if args.stride is not None and args.stride < 1:
-            _fail("train", f"--stride must be at least 1 token, got {args.stride}")
+            fail("train", f"--stride must be at least 1 token, got {args.stride}")
         if args.seed < 0:
-            _fail("train", f"--seed must be a non-negative integer, got {args.seed}")
+            fail("train", f"--seed must be a non-negative integer, got {args.seed}")
         batch_size = setting("batch_size", 4)
         init = setting("init", "gpt2")
         train_ratio = args.train_ratio
         tokenizer_spec = None
         out_dir = args.out or os.path.join("runs", args.preset)
         if os.path.isfile(os.path.join(out_dir, CHECKPOINT_NAME)) and not args.overwrite:
-            _fail("train", f"{out_dir} already holds a run (checkpoint.safetensors): continue it with --resume {out_dir}, "
+            fail("train", f"{out_dir} already holds a run (checkpoint.safetensors): continue it with --resume {out_dir}, "
                   "choose another --out, or pass --overwrite to replace it")
     # Make sure the output folder can be written before any time is spent training.
     try:
@@ -309,13 +225,13 @@ def train_main(args) -> int:
             pass
         os.remove(probe)
     except OSError as error:
-        _fail("train", f"--out {out_dir!r} cannot be written: {error.strerror or error}")
+        fail("train", f"--out {out_dir!r} cannot be written: {error.strerror or error}")
 
     if not os.path.isfile(data_path):
-        _fail("train", f"the run's data file {data_path!r} is missing")
+        fail("train", f"the run's data file {data_path!r} is missing")
     token_ids, spec_from_data = _load_token_ids(data_path, tokenizer_spec["name"] if tokenizer_spec else tokenizer_name)
     tokenizer_spec = tokenizer_spec or spec_from_data
-    tokenizer = _make_tokenizer(tokenizer_spec)
+    tokenizer = make_tokenizer(tokenizer_spec)
     try:  # sizes that do not fit together (a context longer than the data, ...) are flag errors
         if not args.resume:
             model_overrides["vocab_size"] = tokenizer.n_vocab
@@ -334,11 +250,11 @@ def train_main(args) -> int:
         run_info["num_tokens"] = int(len(token_ids))
         trainer = Trainer(model, optimizer, train_loader, val_loader, config, tokenizer=tokenizer, out_dir=out_dir, run_info=run_info)
     except (ValueError, KeyError) as error:
-        _fail("train", _name_the_flag(str(error.args[0]) if error.args else repr(error)))
+        fail("train", _name_the_flag(str(error.args[0]) if error.args else repr(error)))
     if args.resume:
         saved_tokens = metadata["trainer"]["run_info"].get("num_tokens")
         if saved_tokens is not None and saved_tokens != len(token_ids):
-            _fail("train", f"the run's data file {data_path} now has {len(token_ids):,} tokens, the run was trained on "
+            fail("train", f"the run's data file {data_path} now has {len(token_ids):,} tokens, the run was trained on "
                   f"{saved_tokens:,}: it changed, so the run cannot continue exactly")
         trainer.load(checkpoint_path)
         if trainer.step >= trainer.total_steps:
@@ -349,9 +265,9 @@ def train_main(args) -> int:
     # Encode the sample prompt now: a prompt the tokenizer cannot encode must fail before training.
     try:
         if not text_to_token_ids(config.sample_prompt, tokenizer).size and (config.sample_every or config.sample_tokens):
-            _fail("train", "--sample-prompt is empty: give at least one character to continue")
+            fail("train", "--sample-prompt is empty: give at least one character to continue")
     except KeyError as error:
-        _fail("train", f"--sample-prompt: {error.args[0]}")
+        fail("train", f"--sample-prompt: {error.args[0]}")
 
     print(f"model: {json.dumps(model_config.to_dict())}")
     print(f"parameters: {model.num_parameters():,} (init {init}) | tokenizer: {tokenizer_spec['name']} (vocabulary {tokenizer.n_vocab:,})")
@@ -364,7 +280,7 @@ def train_main(args) -> int:
     except KeyboardInterrupt:
         return 130
     except FloatingPointError as error:
-        _fail("train", f"{error} (flag --lr); the run's last checkpoint, if any, is untouched")
+        fail("train", f"{error} (flag --lr); the run's last checkpoint, if any, is untouched")
     trainer.sample()
     if history["val_loss"]:
         print(f"final: train loss {history['train_loss'][-1]:.3f}, val loss {history['val_loss'][-1]:.3f}, "
@@ -374,151 +290,3 @@ def train_main(args) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------------------------
-# generate
-# --------------------------------------------------------------------------------------------
-
-
-def _generate_parser(subparsers) -> None:
-    parser = subparsers.add_parser("generate", help="continue a prompt with a trained checkpoint or OpenAI's GPT-2",
-                                   description="Generate text from a checkpoint written by `minigpt train`, or from "
-                                   "OpenAI's GPT-2 weights (downloaded once into $MINIGPT_HOME, default ~/.cache/minigpt).")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="a run directory or its checkpoint.safetensors")
-    source.add_argument("--model", help="gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, or a Hugging Face GPT-2 "
-                        "directory / .safetensors file")
-    parser.add_argument("--prompt", default="Every effort moves you", help="the text to continue")
-    parser.add_argument("--max-new-tokens", type=int, default=50, help="tokens to generate")
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; above 0 samples (1.0 = the model's distribution)")
-    parser.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely tokens")
-    parser.add_argument("--top-p", type=float, default=None, help="sample only from the smallest set of tokens with this total probability")
-    parser.add_argument("--seed", type=int, default=123, help="seed of the sampling generator")
-    _add_threads_argument(parser)
-
-
-def generate_main(args) -> int:
-    """Run `minigpt generate` with parsed arguments."""
-    from minigpt.generate import generate, text_to_token_ids, token_ids_to_text
-    from minigpt.model import GPTModel, get_config
-
-    if args.model is not None:
-        from minigpt.hub import DownloadError
-
-        try:
-            model = GPTModel.from_pretrained(args.model)
-        except (FileNotFoundError, DownloadError, ValueError) as error:
-            _fail("generate", f"--model {args.model}: {error}")
-        tokenizer = _make_tokenizer({"name": "gpt2"})
-    else:
-        _, model_state, _, metadata = _load_run_checkpoint("generate", "--checkpoint", args.checkpoint)
-        run_info = metadata["trainer"]["run_info"]
-        model = GPTModel(get_config(run_info["model_config"]), rng=0)
-        model.load_state_dict(model_state)
-        tokenizer = _make_tokenizer(run_info["tokenizer"])
-    model.eval()
-    eos_id = getattr(tokenizer, "eot_token", None)  # GPT-2's <|endoftext|> ends a text
-    if args.temperature == 0 and (args.top_k is not None or args.top_p is not None):
-        print("note: --top-k and --top-p only matter when sampling; at --temperature 0 (the default) the most "
-              "likely token is always taken. Add e.g. --temperature 1.0", file=sys.stderr)
-    try:
-        ids = text_to_token_ids(args.prompt, tokenizer)
-    except KeyError as error:  # a character outside a char tokenizer's alphabet
-        _fail("generate", f"--prompt: {error.args[0]}")
-    try:
-        out = generate(model, ids, max_new_tokens=args.max_new_tokens, context_size=model.cfg.context_length,
-                       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, eos_id=eos_id,
-                       rng=np.random.default_rng(args.seed))
-    except ValueError as error:  # the message names the argument: top_k is --top-k, idx the --prompt
-        _fail("generate", str(error))
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    print(token_ids_to_text(out, tokenizer))
-    return 0
-
-
-# --------------------------------------------------------------------------------------------
-# prepare, bench
-# --------------------------------------------------------------------------------------------
-
-
-def _download_parser(subparsers) -> None:
-    parser = subparsers.add_parser("download", help="download OpenAI's GPT-2 weights into the cache",
-                                   description="Download config.json and model.safetensors of a GPT-2 size from the Hugging Face "
-                                   "hub ($HF_ENDPOINT, default https://huggingface.co) into $MINIGPT_HOME (default "
-                                   "~/.cache/minigpt), verifying size and SHA-256; an interrupted download resumes.")
-    parser.add_argument("name", help="gpt2-small (124M), gpt2-medium (355M), gpt2-large (774M), gpt2-xl (1558M), or a hub repo id")
-
-
-def download_main(args) -> int:
-    """Run `minigpt download`."""
-    from minigpt.hub import DownloadError, download
-
-    try:
-        folder = download(args.name)
-    except (DownloadError, ValueError) as error:
-        _fail("download", str(error))
-    print(f"{args.name}: {folder}")
-    return 0
-
-
-def _prepare_parser(subparsers) -> None:
-    parser = subparsers.add_parser("prepare", help="tokenize a text file once into a memory-mapped token file",
-                                   description="Tokenize INPUT with GPT-2's tokenizer into OUTPUT (raw uint16 ids + a JSON sidecar); "
-                                   "`minigpt train --data OUTPUT` then memory-maps it, so corpora larger than memory train.")
-    parser.add_argument("input", help="UTF-8 text file")
-    parser.add_argument("output", help="token file to write (use the .bin suffix)")
-
-
-def prepare_main(args) -> int:
-    """Run `minigpt prepare`."""
-    from minigpt.data import prepare
-    from minigpt.tokenizer import get_encoding
-
-    if not args.output.endswith(".bin"):
-        _fail("prepare", f"output {args.output!r}: use a .bin file name (train recognises token files by it)")
-    if not os.path.isfile(args.input):
-        _fail("prepare", f"input {args.input!r}: no such file")
-    if os.path.exists(args.output) and os.path.samefile(args.input, args.output):
-        _fail("prepare", f"output {args.output!r} is the input file: writing it would destroy the text")
-    output_folder = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(output_folder):
-        _fail("prepare", f"output {args.output!r}: the folder {output_folder} does not exist")
-    try:
-        prepare(args.input, args.output, get_encoding("gpt2"))
-    except (ValueError, OSError) as error:
-        _fail("prepare", str(error))
-    print(f"wrote {args.output}")
-    return 0
-
-
-def main(argv=None) -> int:
-    """Entry point of the `minigpt` command (and `python -m minigpt`)."""
-    parser = argparse.ArgumentParser(prog="minigpt", description="A GPT built from scratch on NumPy: train, generate, download, prepare, bench.")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    _train_parser(subparsers)
-    _generate_parser(subparsers)
-    _prepare_parser(subparsers)
-    _download_parser(subparsers)
-    bench = subparsers.add_parser("bench", help="run a benchmark (engine, model, tokenizer, optim, load)", add_help=False)
-    bench.add_argument("arguments", nargs=argparse.REMAINDER)
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["bench"]:  # the benchmark parses its own options (including --help)
-        from minigpt.benchmarks import run
-
-        return run(argv[1:])
-    args = parser.parse_args(argv)
-    if args.command in ("train", "generate"):
-        from autograd.memory import keep_freed_memory
-        from autograd.parallel import set_openblas_thread_timeout
-
-        keep_freed_memory()  # reuse freed activation buffers across steps (about 10 % faster)
-        set_openblas_thread_timeout()  # idle BLAS threads free their core for the engine's threads
-        if args.threads is not None:
-            _set_threads(args.command, args.threads)
-    handler = {"train": train_main, "generate": generate_main, "prepare": prepare_main, "download": download_main}[args.command]
-    return handler(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Helpers shared by the `minigpt` commands: errors without tracebacks, bundled corpora, threads,
+run checkpoints and tokenizers named in them."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+
+BUNDLED_CORPORA = ("the-verdict.txt", "tinyshakespeare.txt")
+
+
+def bundled_corpus_path(name: str) -> str:
+    """The path of a text shipped inside the package (`minigpt/corpora/NAME`)."""
+    return str(resources.files("minigpt").joinpath("corpora", name))
+
+
+def fail(command: str, message: str):
+    """Stop with `minigpt COMMAND: error: MESSAGE` on stderr and exit status 1 (no traceback)."""
+    raise SystemExit(f"minigpt {command}: error: {message}")
+
+
+def add_threads_argument(parser) -> None:
+    """--threads, shared by train and generate (applied by `set_threads`)."""
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for matrix products (BLAS) and the engine's element-wise work "
+                             "(default: every CPU this process may use)")
+
+
+def set_threads(command: str, threads: int) -> None:
+    """--threads: the engine's threads (autograd.parallel) and BLAS's (through threadpoolctl)."""
+    from threadpoolctl import threadpool_limits
+
+    from autograd.parallel import available_cpus, set_num_threads
+
+    available = available_cpus()
+    if not 1 <= threads <= available:
+        fail(command, f"--threads must be between 1 and the {available} CPUs this process may use, got {threads}")
+    set_num_threads(threads)
+    threadpool_limits(limits=threads, user_api="blas")  # stays in force for the rest of the process
+
+
+def run_checkpoint_file(command: str, flag: str, path: str) -> str:
+    """The checkpoint file of a run directory (or the file itself); a clear error when missing."""
+    from minigpt.checkpoint import CHECKPOINT_NAME
+
+    checkpoint_path = os.path.join(path, CHECKPOINT_NAME) if os.path.isdir(path) else path
+    if not os.path.isfile(checkpoint_path):
+        fail(command, f"{flag} {path!r}: no checkpoint there (expected a run directory holding {CHECKPOINT_NAME}, or the file)")
+    return checkpoint_path
+
+
+def load_run_checkpoint(command: str, flag: str, path: str):
+    """(checkpoint path, model_state, optimizer_state, metadata) of a checkpoint written by `minigpt train`."""
+    from minigpt.checkpoint import load_checkpoint
+
+    checkpoint_path = run_checkpoint_file(command, flag, path)
+    try:
+        model_state, optimizer_state, metadata = load_checkpoint(checkpoint_path)
+    except ValueError as error:
+        fail(command, f"{flag} {path!r}: {error}")
+    if "trainer" not in metadata:
+        fail(command, f"{flag} {path!r}: the checkpoint has no training state (it was not written by `minigpt train`)")
+    return checkpoint_path, model_state, optimizer_state, metadata
+
+
+def make_tokenizer(spec: dict):
+    """Build a tokenizer from its checkpoint spec: {"name": "gpt2"} or {"name": "char", "characters": ...}."""
+    if spec["name"] == "char":
+        from minigpt.char_tokenizer import CharTokenizer
+
+        return CharTokenizer(spec["characters"])
+    from minigpt.tokenizer import get_encoding
+
+    return get_encoding(spec["name"])
+
+

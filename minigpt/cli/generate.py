@@ -1,0 +1,68 @@
+"""`minigpt generate`: continue a prompt with a trained checkpoint or OpenAI's GPT-2 (book ch. 4-5)."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from minigpt.cli.common import add_threads_argument, fail, load_run_checkpoint, make_tokenizer
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("generate", help="continue a prompt with a trained checkpoint or OpenAI's GPT-2",
+                                   description="Generate text from a checkpoint written by `minigpt train`, or from "
+                                   "OpenAI's GPT-2 weights (downloaded once into $MINIGPT_HOME, default ~/.cache/minigpt).")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a run directory or its checkpoint.safetensors")
+    source.add_argument("--model", help="gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, or a Hugging Face GPT-2 "
+                        "directory / .safetensors file")
+    parser.add_argument("--prompt", default="Every effort moves you", help="the text to continue")
+    parser.add_argument("--max-new-tokens", type=int, default=50, help="tokens to generate")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; above 0 samples (1.0 = the model's distribution)")
+    parser.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely tokens")
+    parser.add_argument("--top-p", type=float, default=None, help="sample only from the smallest set of tokens with this total probability")
+    parser.add_argument("--seed", type=int, default=123, help="seed of the sampling generator")
+    add_threads_argument(parser)
+
+
+def run(args) -> int:
+    """Run `minigpt generate` with parsed arguments."""
+    from minigpt.generate import generate, text_to_token_ids, token_ids_to_text
+    from minigpt.model import GPTModel, get_config
+
+    if args.model is not None:
+        from minigpt.hub import DownloadError
+
+        try:
+            model = GPTModel.from_pretrained(args.model)
+        except (FileNotFoundError, DownloadError, ValueError) as error:
+            fail("generate", f"--model {args.model}: {error}")
+        tokenizer = make_tokenizer({"name": "gpt2"})
+    else:
+        _, model_state, _, metadata = load_run_checkpoint("generate", "--checkpoint", args.checkpoint)
+        run_info = metadata["trainer"]["run_info"]
+        model = GPTModel(get_config(run_info["model_config"]), rng=0)
+        model.load_state_dict(model_state)
+        tokenizer = make_tokenizer(run_info["tokenizer"])
+    model.eval()
+    eos_id = getattr(tokenizer, "eot_token", None)  # GPT-2's <|endoftext|> ends a text
+    if args.temperature == 0 and (args.top_k is not None or args.top_p is not None):
+        print("note: --top-k and --top-p only matter when sampling; at --temperature 0 (the default) the most "
+              "likely token is always taken. Add e.g. --temperature 1.0", file=sys.stderr)
+    try:
+        ids = text_to_token_ids(args.prompt, tokenizer)
+    except KeyError as error:  # a character outside a char tokenizer's alphabet
+        fail("generate", f"--prompt: {error.args[0]}")
+    try:
+        out = generate(model, ids, max_new_tokens=args.max_new_tokens, context_size=model.cfg.context_length,
+                       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, eos_id=eos_id,
+                       rng=np.random.default_rng(args.seed))
+    except ValueError as error:  # the message names the argument: top_k is --top-k, idx the --prompt
+        fail("generate", str(error))
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    print(token_ids_to_text(out, tokenizer))
+    return 0
+
