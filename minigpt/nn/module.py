@@ -3,14 +3,17 @@
 A `Module` is a piece of a network that owns learnable `Parameter`s and child modules. Assigning
 either one to an attribute registers it (`self.weight = Parameter(...)`, `self.att =
 MultiHeadAttention(...)`), which is all `parameters()`, `state_dict()`, `train()`/`eval()` and
-`to(dtype)` need to find every weight of a model by walking the tree. Names are dotted paths,
+`to(dtype)` need to find every weight of a model by walking the tree. `register_buffer` adds state
+that is not learned (the book's causal `mask`): in the state dict, converted by `to`, never a
+parameter. Names are dotted paths,
 `trf_blocks.0.att.W_query.weight`, exactly as PyTorch prints them for the book's model.
 
 What this file adds to the engine: nothing numerical. Layers (`layers.py`, `attention.py`,
 `transformer.py`) compose engine ops in `forward`; gradients come from the engine's backward rules.
 
 References: torch.nn.Module, torch.nn.Parameter, torch.nn.Sequential, torch.nn.ModuleList;
-Raschka, "Build a Large Language Model (From Scratch)", appendix A.5 (nn.Module) and ch. 4.
+Raschka, "Build a Large Language Model (From Scratch)", appendix A.5 (nn.Module), ch. 3.5.3
+(register_buffer) and ch. 4.
 """
 
 from __future__ import annotations
