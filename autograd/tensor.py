@@ -242,6 +242,9 @@ class Gradient(np.ndarray):
         array = array.view(np.ndarray)
         return array[()] if return_scalar else array
 
+    def __repr__(self) -> str:
+        return repr(self.view(np.ndarray))  # prints as the plain array it is: array([...])
+
     @property
     def data(self) -> "Gradient":
         """The gradient itself (torch's `param.grad.data`)."""
