@@ -163,9 +163,7 @@ def test_5_3_decoding_strategies():
     top_logits, top_pos = torch.topk(next_token_logits, top_k)
     np.testing.assert_allclose(top_logits.data, [6.75, 6.28, 4.51], rtol=1e-6)
     assert top_pos.tolist() == [3, 7, 0]
-    # The book passes condition=, input=, other= by keyword; positionally here (see the README's
-    # list of what still differs from the book).
-    new_logits = torch.where(next_token_logits < top_logits[-1], torch.tensor(float("-inf")), next_token_logits)
+    new_logits = torch.where(condition=next_token_logits < top_logits[-1], input=torch.tensor(float("-inf")), other=next_token_logits)
     assert np.isinf(new_logits.data).sum() == 6
     topk_probas = torch.softmax(new_logits, dim=0)
     np.testing.assert_allclose(topk_probas.data, [0.0615, 0, 0, 0.5775, 0, 0, 0, 0.3610, 0], atol=6e-5)
