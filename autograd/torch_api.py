@@ -22,7 +22,10 @@ In-place operations follow PyTorch's autograd rules:
   previous value; the Python object then stands for the new value, as in PyTorch.
   NOTE: unlike PyTorch, which detects it with version counters, an operation that used the tensor
   *before* the in-place change and is still part of the graph would send its gradient to the new
-  value: do not use a tensor both before and after changing it in place within one graph.
+  value: do not use a tensor both before and after changing it in place within one graph. For the
+  same reason, an in-place change of a slice of a graph tensor does not write through to the
+  tensor it was sliced from (on tensors without gradient, slices are views and do, as in PyTorch),
+  and a constant (a mask) that an op saved for backward must not be changed before that backward.
 
 References: PyTorch docs, torch.Tensor and "Autograd mechanics: in-place operations"; book
 chapters 3 (masked_fill_, dot, empty + item assignment), 4 (print_gradients), 5 (topk,
@@ -125,10 +128,13 @@ class SetItem(Function):
 def _in_place(self: Tensor, function: str, write, record) -> Tensor:
     """Apply an in-place change: `write()` changes self.data directly; `record()` returns the
     out-of-place result (a Tensor with a grad_fn whose input is `self`) for a non-leaf."""
-    if not self.requires_grad or not is_grad_enabled() and self.is_leaf:
-        if not self.data.flags.writeable:
-            self.data = self.data.copy()  # e.g. an expand() view: give the tensor its own memory
-        write()
+    if not self.requires_grad or not is_grad_enabled():
+        if not self.is_leaf or not self.data.flags.writeable:
+            # A non-leaf changed under no_grad: its array may be saved by the op that made it, so
+            # write into a copy (PyTorch would raise at the next backward). A read-only array
+            # (an expand() view) gets its own memory too.
+            self.data = self.data.copy()
+        write()  # a leaf is written in place: parameters stay views of the optimizer's buffer
         return self
     if self.is_leaf:
         raise RuntimeError(

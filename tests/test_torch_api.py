@@ -654,3 +654,14 @@ def test_save_refuses_anything_but_state_dicts(tmp_path):
     torch.save({"x": np.ones(1)}, path)
     with pytest.raises(RuntimeError, match="minigpt runs on the CPU only"):
         torch.load(path, map_location="cuda")
+
+
+def test_in_place_under_no_grad_keeps_saved_arrays_and_parameter_memory():
+    weight = leaf([1.0, -2.0])
+    memory = weight.data
+    hidden = weight * 2.0  # Mul saved weight's array for backward
+    with torch.no_grad():
+        weight.fill_(0.5)  # a leaf: written in place (an optimizer's view stays valid)
+        hidden[0] = 10.0  # a non-leaf: written into a copy, the graph is not corrupted
+    assert weight.data is memory and memory.tolist() == [0.5, 0.5]
+    assert hidden.data.tolist() == [10.0, -4.0] and hidden.grad_fn is not None
