@@ -362,17 +362,25 @@ def test_in_place_on_a_leaf_that_requires_grad_follows_pytorch():
     assert weight.data.tolist() == [3.0, 3.0] and weight.requires_grad
 
 
-@given(x=tensors(shape=(3, 4)), value=tensors(shape=(4,)))
+@given(x=tensors(min_dims=1, max_dims=3), data=st.data())
 @FEW
-def test_setitem_on_a_graph_tensor_passes_gradcheck(x, value):
+def test_setitem_on_a_graph_tensor_passes_gradcheck(x, data):
+    row = data.draw(st.integers(0, x.shape[0] - 1))
+    # The value fills row `row`: its own shape, or one with size-1 dimensions that broadcast.
+    value_shape = tuple(data.draw(st.sampled_from([size, 1])) for size in x.shape[1:])
+    value = leaf(data.draw(arrays(value_shape)))
+
     def assign_row(a, v):
         out = a * 1.0  # a non-leaf: item assignment is recorded as SetItem
-        out[1] = v
-        out[0, 2] = 10.0
+        out[row] = v
+        out[..., -1] = 10.0  # and a constant, over the first assignment
         return out
 
     result = assign_row(x, value)
-    assert result.data[1].tolist() == value.data.tolist() and result.data[0, 2] == 10.0
+    expected = x.data.copy()
+    expected[row] = value.data
+    expected[..., -1] = 10.0
+    np.testing.assert_array_equal(result.data, expected)
     assert gradcheck(assign_row, [x, value])
 
 
