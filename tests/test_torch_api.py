@@ -625,9 +625,16 @@ def test_save_and_load_a_model_and_optimizer_state(tmp_path):
     for index in (0, 1):
         assert saved["state"][index]["step"] == 2
         np.testing.assert_array_equal(saved["state"][index]["exp_avg_sq"], original["state"][index]["exp_avg_sq"])
-    fresh = AdamW([torch.tensor(p.data.copy(), requires_grad=True) for p in parameters], lr=0.5)
+    copies = [torch.tensor(p.data.copy(), requires_grad=True) for p in parameters]
+    fresh = AdamW(copies, lr=0.5)
     fresh.load_state_dict(saved)
     assert fresh.param_groups[0]["lr"] == 0.01
+    # The resumed optimizer takes exactly the step the original takes.
+    for params, opt in ((parameters, optimizer), (copies, fresh)):
+        (params[0].sum() * 2 + (params[1] * params[1]).sum()).backward()
+        opt.step()
+    for original_parameter, resumed in zip(parameters, copies):
+        np.testing.assert_array_equal(resumed.data, original_parameter.data)
 
 
 def test_save_keeps_tensors_plain_values_and_nesting(tmp_path):
