@@ -432,6 +432,8 @@ def test_grad_is_an_ndarray_with_the_books_spellings():
     assert param.grad.data is param.grad and param.grad.numel() == 4 and param.grad.dim() == 2
     # Arithmetic gives plain arrays: the subclass never spreads into other computations.
     assert type(grad * 2) is np.ndarray and type(grad.sum()) is np.float64
+    flat = grad.reshape(-1)  # plain, so an optimizer's chunk loop runs at plain-array speed
+    assert type(flat) is np.ndarray and np.shares_memory(flat, grad)
     # Accumulation over two backward passes keeps the type and adds in place.
     memory = param.grad
     (param * param).sum().backward()
