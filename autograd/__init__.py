@@ -50,7 +50,7 @@ from autograd.torch_api import (
     argmax, bincount, clone, dot, exp, flatten, gather, log, mean, multinomial, nonzero, pow,
     sigmoid, softmax, sqrt, tanh, topk,
 )
-from autograd.torch_api import abs, sum  # noqa: A004 - torch's names shadow the builtins here only
+from autograd.torch_api import abs, sum  # noqa: A004,F401 - torch's names; shadow the builtins here only
 from autograd.serialization import load, save
 from autograd import autograd  # torch.autograd.grad(...) under `import autograd as torch`
 

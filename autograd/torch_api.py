@@ -40,7 +40,7 @@ import numpy as np
 
 
 from autograd.creation import CPU, check_device, device
-from autograd.ops import GetItem, MaskedFill, _normalize_dim, _to, unbroadcast
+from autograd.ops import MaskedFill, _normalize_dim, _to, unbroadcast
 from autograd.random import resolve_generator
 from autograd.tensor import Function, Tensor, as_tensor, is_grad_enabled
 
