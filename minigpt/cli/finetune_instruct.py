@@ -130,7 +130,7 @@ def run_instruct(args) -> int:
                                               save_responses)
     from minigpt.finetune.metrics import score_responses
     from minigpt.optim import AdamW
-    from minigpt.train import Trainer, TrainingConfig, calc_loss_loader, plot_losses
+    from minigpt.train import Trainer, TrainingConfig, calc_loss_loader, plot_history
 
     _check_arguments(args)
     data, train_data, test_data, val_data = _splits(args)
@@ -191,7 +191,7 @@ def run_instruct(args) -> int:
     save_checkpoint(checkpoint_path, model.state_dict(), None, {"trainer": trainer.state()})
     with open(os.path.join(args.out, "history.json"), "w", encoding="utf-8") as file:
         json.dump(history, file)
-    plot_path = plot_losses(history, os.path.join(args.out, "loss.png"))
+    plot_path = plot_history(history, os.path.join(args.out, "loss.png"))
     print(f"saved {checkpoint_path}" + (f" and {plot_path}" if plot_path else " (install matplotlib for loss.png)"))
 
     if test_data:

@@ -45,6 +45,9 @@ from importlib import resources
 
 import numpy as np
 
+from autograd.creation import check_device
+from minigpt.data import Dataset
+
 __all__ = [
     "RESPONSE_HEADER",
     "format_input",
@@ -193,7 +196,7 @@ class InstructionExample(list):
         self.instruction_length = int(instruction_length)
 
 
-class InstructionDataset:
+class InstructionDataset(Dataset):
     """The book's instruction dataset: each entry tokenised once, prompt + response.
 
     Item i is `tokenizer.encode(format_input(entry) + format_response(entry))` as an
@@ -231,12 +234,6 @@ class InstructionDataset:
 
     def __len__(self) -> int:
         return len(self.data)
-
-
-def _check_device(device) -> None:
-    """minigpt computes on the CPU: accept None, "cpu" or anything whose str is "cpu" (a torch.device)."""
-    if device is not None and str(device) != "cpu":
-        raise ValueError(f"device: minigpt runs on the CPU only; expected None or 'cpu', received {device!r}")
 
 
 def _unpack_item(item, index: int, mask_instruction: bool) -> tuple[list, int]:
@@ -295,7 +292,8 @@ def custom_collate_fn(
             None keeps all.
         mask_instruction: also ignore the targets inside the prompt (book exercise 7.2); needs
             items that know their instruction length.
-        device: accepted for the book's signature; only None or "cpu" (minigpt computes on the CPU).
+        device: the book's device argument: None, "cpu" or a CPU `autograd.device` (minigpt
+            computes on the CPU, so nothing moves).
 
     Returns:
         (inputs, targets): int64 arrays of shape (B, T), T = the longest item's length (the
@@ -303,12 +301,13 @@ def custom_collate_fn(
 
     Raises:
         ValueError: an empty batch, an item that is not a non-empty 1-D sequence of integer ids,
-            allowed_max_length < 1, a device other than the CPU, or mask_instruction with items
-            whose instruction length is unknown or longer than the item.
+            allowed_max_length < 1, or mask_instruction with items whose instruction length is
+            unknown or longer than the item.
+        RuntimeError: a device other than the CPU.
 
     References: book section 7.3, listings 7.5 and 7.6 (custom_collate_fn); exercise 7.2.
     """
-    _check_device(device)
+    check_device(device, "custom_collate_fn")
     if allowed_max_length is not None and (
         isinstance(allowed_max_length, bool) or not isinstance(allowed_max_length, numbers.Integral) or allowed_max_length < 1
     ):

@@ -176,3 +176,38 @@ def test_7_7_extracting_responses():
     input_text = "Below is an instruction ... every day.'"
     generated = input_text + "\n\n### Response:\n\nThe chef cooks the meal every day.\n\n### Instruction:\n\nConvert"
     assert extract_response(generated, input_text) == "The chef cooks the meal every day.\n\n### Instruction:\n\nConvert"
+
+
+def test_7_4_to_7_6_the_books_loaders_and_training_loop(data, tokenizer, capsys):
+    """Sections 7.4-7.6 in miniature: the book's calls, a small GPT, a few steps of train_model_simple."""
+    import autograd as torch
+    from minigpt.data import DataLoader
+    from minigpt.model import GPTModel
+    from minigpt.optim import AdamW
+    from minigpt.train import calc_loss_loader, train_model_simple
+
+    train_data, _, val_data = split_instruction_data(data)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    customized_collate_fn = partial(custom_collate_fn, device=device, allowed_max_length=1024)
+    torch.manual_seed(123)
+    train_loader = DataLoader(InstructionDataset(train_data[:16], tokenizer), batch_size=8, collate_fn=customized_collate_fn,
+                              shuffle=True, drop_last=True, num_workers=0)
+    val_loader = DataLoader(InstructionDataset(val_data[:8], tokenizer), batch_size=8, collate_fn=customized_collate_fn,
+                            shuffle=False, drop_last=False, num_workers=0)
+    assert len(train_loader) == 2
+    inputs, targets = next(iter(val_loader))
+    assert inputs.shape == targets.shape and inputs.shape[0] == 8
+    assert (targets == 50256).sum() == 8  # one end-of-text target per row, the rest of the padding ignored
+
+    model = GPTModel({"vocab_size": 50257, "context_length": 128, "drop_rate": 0.0, "qkv_bias": True,
+                      "emb_dim": 32, "n_layers": 1, "n_heads": 2}, rng=0)
+    with torch.no_grad():
+        val_loss_before = calc_loss_loader(val_loader, model, device, num_batches=5)
+    optimizer = AdamW(model.parameters(), lr=0.001, weight_decay=0.1)
+    train_losses, val_losses, tokens_seen = train_model_simple(
+        model, train_loader, val_loader, optimizer, device, num_epochs=3, eval_freq=5, eval_iter=5,
+        start_context=format_input(val_data[0]), tokenizer=tokenizer,
+    )
+    assert len(train_losses) == len(val_losses) == len(tokens_seen) == 2  # steps 0 and 5 of 6
+    assert val_losses[-1] < val_loss_before
+    assert "Ep 3 (Step 000005): Train loss" in capsys.readouterr().out
