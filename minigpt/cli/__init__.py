@@ -8,6 +8,8 @@
     minigpt download gpt2-medium                   # OpenAI's weights into ~/.cache/minigpt
     minigpt prepare big.txt big.bin                # tokenize once into a memory-mapped token file
     minigpt bench engine                           # benchmarks (engine, model, tokenizer, optim)
+    minigpt evaluate runs/instruct/instruction-data-with-response.json   # ROUGE-L, exact match, LLM judge (ch. 7)
+    minigpt chat --checkpoint runs/instruct        # talk to an instruction-tuned model (ch. 7)
 
 `python -m minigpt ...` is the same. Every subcommand's `--help` lists its flags with units.
 Each command module (`minigpt/cli/train.py`, ...) has `add_parser(subparsers)` and `run(args)`;
