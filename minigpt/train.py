@@ -60,17 +60,32 @@ def calc_loss_loader(data_loader, model, num_batches: int | None = None) -> floa
     Raises:
         ValueError: num_batches < 1.
     """
+    with no_grad():
+        return average_over_batches(
+            data_loader, lambda input_batch, target_batch: calc_loss_batch(input_batch, target_batch, model).item(), num_batches
+        )
+
+
+def average_over_batches(data_loader, batch_value, num_batches: int | None = None) -> float:
+    """The mean of `batch_value(input_batch, target_batch)` (a float) over a loader's first batches.
+
+    The loop of the book's `calc_loss_loader` (chapters 5 and 6), shared by the language-model and
+    the classification losses: NaN for an empty loader, `num_batches` None means every batch and
+    a larger number is reduced to the loader's length. The caller decides about `no_grad`.
+
+    Raises:
+        ValueError: num_batches < 1.
+    """
     if num_batches is not None and num_batches < 1:
         raise ValueError(f"num_batches must be >= 1 or None, got {num_batches!r}")
     if len(data_loader) == 0:
         return float("nan")
     num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
     total = 0.0
-    with no_grad():
-        for i, (input_batch, target_batch) in enumerate(data_loader):
-            if i >= num_batches:
-                break
-            total += calc_loss_batch(input_batch, target_batch, model).item()
+    for i, (input_batch, target_batch) in enumerate(data_loader):
+        if i >= num_batches:
+            break
+        total += batch_value(input_batch, target_batch)
     return total / num_batches
 
 
@@ -545,6 +560,27 @@ def plot_losses(history: dict, path: str) -> str | None:
     The book's `plot_losses` (listing 5.x, section 5.2) draws the same figure. Needs matplotlib
     (the `plot` extra); without it this returns None and prints nothing.
     """
+    return plot_train_val(path, history["step"], history["train_loss"], history["val_loss"], x_label="Steps",
+                          second_x=history["tokens_seen"], second_x_label="Tokens seen", label="loss")
+
+
+def plot_train_val(path: str, x, train_values, val_values, *, x_label: str, second_x=None, second_x_label: str = "",
+                   label: str = "loss", figsize=(6, 3.5)) -> str | None:
+    """Save a PNG of training and validation values against `x`, with an optional second x-axis.
+
+    The figure of the book's `plot_losses` (ch. 5.2: steps and tokens seen) and `plot_values`
+    (ch. 6.7: epochs and examples seen); the second axis is drawn invisibly along `second_x` so that
+    its ticks line up with the first. Written to a temporary file and renamed into place.
+
+    Args:
+        path: the PNG file to write. x: the first axis, one value per point (e.g. steps).
+        train_values, val_values: the two curves, same length as x.
+        x_label / second_x_label: axis titles. second_x: values of the second axis, or None.
+        label: what the values are ("loss", "accuracy"): the legend says "Training {label}".
+
+    Returns:
+        `path`, or None when matplotlib is not installed (`pip install minigpt[plot]`).
+    """
     try:
         import matplotlib
 
@@ -552,15 +588,16 @@ def plot_losses(history: dict, path: str) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    figure, axis = plt.subplots(figsize=(6, 3.5))
-    axis.plot(history["step"], history["train_loss"], label="Training loss")
-    axis.plot(history["step"], history["val_loss"], linestyle="-.", label="Validation loss")
-    axis.set_xlabel("Steps")
-    axis.set_ylabel("Loss")
-    axis.legend(loc="upper right")
-    tokens_axis = axis.twiny()
-    tokens_axis.plot(history["tokens_seen"], history["train_loss"], alpha=0)  # aligns the ticks
-    tokens_axis.set_xlabel("Tokens seen")
+    figure, axis = plt.subplots(figsize=figsize)
+    axis.plot(x, train_values, label=f"Training {label}")
+    axis.plot(x, val_values, linestyle="-.", label=f"Validation {label}")
+    axis.set_xlabel(x_label)
+    axis.set_ylabel(label.capitalize())
+    axis.legend(loc="best")
+    if second_x is not None:
+        second_axis = axis.twiny()
+        second_axis.plot(second_x, train_values, alpha=0)  # aligns the ticks
+        second_axis.set_xlabel(second_x_label)
     figure.tight_layout()
     temporary = path + ".tmp.png"
     figure.savefig(temporary)
