@@ -103,5 +103,22 @@ def test_finetune_flag_errors(tmp_path):
         main(["finetune", "classify", "--emb-dim", "32", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="--epochs must be >= 1"):
         main(["finetune", "classify", "--epochs", "0", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="not a classifier|no checkpoint there"):
+    with pytest.raises(SystemExit, match="no checkpoint there"):
         main(["classify", "--checkpoint", str(tmp_path), "hello"])
+    from minigpt.checkpoint import save_checkpoint
+
+    save_checkpoint(str(tmp_path / "checkpoint.safetensors"), {"w": np.zeros(2, np.float32)}, None, {"trainer": {}})
+    with pytest.raises(SystemExit, match="no classifier state .*not written by `minigpt finetune classify`"):
+        main(["classify", "--checkpoint", str(tmp_path), "hello"])
+    with pytest.raises(SystemExit, match="give texts to classify"):
+        main(["classify", "--checkpoint", str(tmp_path)])
+
+
+def test_bench_finetune_is_listed(capsys):
+    from minigpt.benchmarks.finetune import main as bench_main
+
+    with pytest.raises(SystemExit):
+        bench_main(["--help"])
+    assert "--torch-python" in capsys.readouterr().out
+    assert main(["bench", "--help"]) == 0
+    assert "finetune" in capsys.readouterr().out

@@ -234,18 +234,10 @@ def _save(out: str, model, classifier: dict, history: dict) -> None:
 
 def load_classifier(command: str, flag: str, path: str):
     """(model, tokenizer, classifier settings) from a checkpoint written by `minigpt finetune classify`."""
-    from minigpt.checkpoint import load_checkpoint
-    from minigpt.cli.common import run_checkpoint_file
     from minigpt.finetune.classification import replace_output_head
     from minigpt.model import GPTModel, get_config
 
-    checkpoint_path = run_checkpoint_file(command, flag, path)
-    try:
-        model_state, _, metadata = load_checkpoint(checkpoint_path)
-    except ValueError as error:
-        fail(command, f"{flag} {path!r}: {error}")
-    if CLASSIFIER_KEY not in metadata:
-        fail(command, f"{flag} {path!r}: not a classifier (it was not written by `minigpt finetune classify`)")
+    _, model_state, _, metadata = load_run_checkpoint(command, flag, path, CLASSIFIER_KEY, "minigpt finetune classify")
     classifier = metadata[CLASSIFIER_KEY]
     model = GPTModel(get_config(classifier["model_config"]), rng=0)
     replace_output_head(model, classifier["num_classes"], rng=0)
