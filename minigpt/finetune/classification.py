@@ -56,6 +56,7 @@ __all__ = [
     "SpamDataset",
     "replace_output_head",
     "set_trainable",
+    "last_token_positions",
     "select_logits",
     "calc_accuracy_loader",
     "calc_loss_batch",
@@ -536,7 +537,8 @@ def plot_values(epochs_seen, examples_seen, train_values, val_values, label: str
 
     Args:
         epochs_seen, examples_seen: the x positions of the points (the book passes
-            `linspace(0, num_epochs, n)` and `linspace(0, examples_seen, n)`).
+            `torch.linspace(0, num_epochs, n)` and `torch.linspace(0, examples_seen, n)`); lists,
+            arrays or Tensors.
         train_values, val_values: the curves (losses or accuracies).
         label: "loss" or "accuracy": the legend and the y-axis title.
         path: where to save; default f"{label}-plot.png" (the book writes a PDF).
@@ -545,8 +547,11 @@ def plot_values(epochs_seen, examples_seen, train_values, val_values, label: str
         The path, or None when matplotlib is not installed (`pip install minigpt[plot]`).
     """
     path = f"{label}-plot.png" if path is None else str(path)
-    return plot_train_val(path, list(epochs_seen), list(train_values), list(val_values), x_label="Epochs",
-                          second_x=list(examples_seen), second_x_label="Examples seen", label=label, figsize=(5, 3))
+    epochs_seen, examples_seen, train_values, val_values = (
+        _array(values) for values in (epochs_seen, examples_seen, train_values, val_values)  # Tensors too
+    )
+    return plot_train_val(path, epochs_seen, train_values, val_values, x_label="Epochs", second_x=examples_seen,
+                          second_x_label="Examples seen", label=label, figsize=(5, 3))
 
 
 # --------------------------------------------------------------------------------------------
