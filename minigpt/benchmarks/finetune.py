@@ -168,7 +168,11 @@ def main(argv=None) -> None:
         for trainable in TRAINABLE:
             for side in sides:  # alternate the sides inside each round
                 records[side, trainable].append(_run(side, trainable, args))
-        print(f"  round {round_number + 1}/{args.rounds} done", flush=True)
+        latest = {key: _step_ms(runs[-1]) for key, runs in records.items()}
+        ratios = [f"{side} last-block/all {latest[side, 'last-block'] / latest[side, 'all']:.2f}x" for side in sides]
+        if args.torch_python:
+            ratios += [f"minigpt/torch {t} {latest['minigpt', t] / latest['torch', t]:.2f}x" for t in TRAINABLE]
+        print(f"  round {round_number + 1}/{args.rounds}: " + ", ".join(ratios), flush=True)
     for (side, trainable), runs in records.items():
         print(_line(f"{side} {trainable}", runs))
     for side in sides:
