@@ -41,8 +41,10 @@ from tqdm.auto import tqdm
 
 from autograd import Tensor, no_grad
 from autograd import functional as F
+from autograd.creation import check_device
+from minigpt.data import Dataset
 from minigpt.nn import Linear, Module
-from minigpt.train import average_over_batches, plot_train_val
+from minigpt.train import average_over_batches, plot_losses, save_plot
 
 __all__ = [
     "SPAM_DATA_NAME",
@@ -207,7 +209,7 @@ def read_csv(path) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------------------------
 
 
-class SpamDataset:
+class SpamDataset(Dataset):
     """Texts tokenised once, right-padded to one length, with their class ids (book listing 6.4).
 
     Args:
@@ -404,12 +406,12 @@ def calc_accuracy_loader(data_loader, model, device=None, num_batches: int | Non
     """The fraction of correctly classified examples in the first `num_batches` batches (listing 6.8).
 
     Puts the model in eval mode (as the book; it does not switch back) and records no graph.
-    `device` is accepted for the book's code and must be None or "cpu". NaN for an empty loader.
+    `device` is the book's argument ("cpu", a CPU `torch.device`, or None). NaN for an empty loader.
 
     Raises:
-        ValueError: num_batches < 1, a device other than the CPU.
+        ValueError: num_batches < 1. RuntimeError: a device other than the CPU.
     """
-    _check_device(device)
+    check_device(device, "calc_accuracy_loader")
     if num_batches is not None and num_batches < 1:
         raise ValueError(f"num_batches must be >= 1 or None, got {num_batches!r}")
     model.eval()
@@ -436,7 +438,7 @@ def calc_loss_batch(input_batch, target_batch, model, device=None, *, pooling: s
     Returns:
         A 0-d float32 Tensor.
     """
-    _check_device(device)
+    check_device(device, "calc_loss_batch")
     logits = select_logits(model(input_batch), input_batch, pooling, pad_token_id)  # (B, K)
     return F.cross_entropy(logits, _array(target_batch))
 
@@ -497,7 +499,7 @@ def train_classifier_simple(model, train_loader, val_loader, optimizer, device=N
         (train_losses, val_losses, train_accs, val_accs, examples_seen): the lists of the loss
         estimates and of the per-epoch accuracies (fractions), and the examples trained on.
     """
-    _check_device(device)
+    check_device(device, "train_classifier_simple")
     options = dict(pooling=pooling, pad_token_id=pad_token_id)
     accuracy_batches = eval_iter if accuracy_batches == "eval_iter" else accuracy_batches
     train_losses, val_losses, train_accs, val_accs = [], [], [], []
@@ -547,11 +549,10 @@ def plot_values(epochs_seen, examples_seen, train_values, val_values, label: str
         The path, or None when matplotlib is not installed (`pip install minigpt[plot]`).
     """
     path = f"{label}-plot.png" if path is None else str(path)
-    epochs_seen, examples_seen, train_values, val_values = (
-        _array(values) for values in (epochs_seen, examples_seen, train_values, val_values)  # Tensors too
-    )
-    return plot_train_val(path, epochs_seen, train_values, val_values, x_label="Epochs", second_x=examples_seen,
-                          second_x_label="Examples seen", label=label, figsize=(5, 3))
+    return save_plot(path, lambda temporary: plot_losses(
+        epochs_seen, examples_seen, train_values, val_values, path=temporary, x_label="Epochs",
+        label=label, second_x_label="Examples seen",
+    ))
 
 
 # --------------------------------------------------------------------------------------------
@@ -606,14 +607,14 @@ def classify_review(text: str, model, tokenizer, device=None, max_length: int | 
 
     Args:
         text: the message. model, tokenizer: the fine-tuned model and its tokenizer.
-        device: None or "cpu" (the book's argument). max_length: pad (and cut) to this many tokens,
+        device: the book's argument: "cpu", a CPU device or None. max_length: pad (and cut) to this many tokens,
             as in training (the book passes `train_dataset.max_length`); None keeps the text's length.
         label_names: the names of the class ids (the book returns "spam" for 1, "not spam" for 0).
 
     Raises:
         ValueError: see `classify_texts`.
     """
-    _check_device(device)
+    check_device(device, "classify_review")
     probabilities = classify_texts([text], model, tokenizer, max_length, pad_token_id, pooling=pooling,
                                    truncation=max_length is not None)
     return label_names[int(np.argmax(probabilities[0]))]
@@ -627,10 +628,3 @@ def classify_review(text: str, model, tokenizer, device=None, max_length: int | 
 def _array(batch) -> np.ndarray:
     """A loader's batch as an np.ndarray (it may be a Tensor)."""
     return batch.data if isinstance(batch, Tensor) else np.asarray(batch)
-
-
-def _check_device(device) -> None:
-    """Accept the book's `device` argument when it names the CPU (minigpt runs on NumPy)."""
-    if device is not None and str(device) != "cpu":
-        raise ValueError(f"device must be None or 'cpu' (minigpt computes with NumPy on the CPU), got {device!r}")
-

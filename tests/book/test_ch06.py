@@ -227,7 +227,7 @@ def test_loss_and_accuracy_over_a_loader(tokenizer):
     assert not model.training  # as the book: accuracy leaves eval mode on
     train_loss, val_loss = evaluate_model(model, loader, loader, "cpu", eval_iter=1)
     assert train_loss == val_loss == pytest.approx(losses[0], rel=1e-6) and model.training
-    with pytest.raises(ValueError, match="device must be None or 'cpu'"):
+    with pytest.raises(RuntimeError, match="device 'cuda' is not available"):
         calc_loss_batch(dataset._inputs, dataset.labels, model, "cuda")
 
 
@@ -272,3 +272,70 @@ def test_plot_values_writes_a_png(tmp_path):
     with open(path, "rb") as file:
         assert file.read(8) == b"\x89PNG\r\n\x1a\n"
     assert not os.path.exists(str(tmp_path / "accuracy.png") + ".tmp.png")
+
+
+# ---- the chapter's notebook code, typed as the book types it (import lines changed) -------------
+
+
+def test_the_books_notebook_code_runs_unchanged(tmp_path, monkeypatch, capsys):
+    import autograd as torch
+    from minigpt import nn  # noqa: F401 - the book's import line; it also adds torch.nn and torch.optim
+    from minigpt import tokenizer as tiktoken
+    from minigpt.data import DataLoader
+
+    monkeypatch.chdir(tmp_path)
+    df = load_spam_data()
+    balanced_df = create_balanced_dataset(df)
+    balanced_df = [({"ham": 0, "spam": 1}[label], text) for label, text in balanced_df]  # the book's .map
+    train_df, validation_df, test_df = random_split(balanced_df, 0.7, 0.1)
+    write_csv(train_df[:40], "train.csv")
+    write_csv(validation_df[:16], "validation.csv")
+    tokenizer = tiktoken.get_encoding("gpt2")
+    train_dataset = SpamDataset(csv_file="train.csv", max_length=None, tokenizer=tokenizer)
+    val_dataset = SpamDataset(csv_file="validation.csv", max_length=train_dataset.max_length, tokenizer=tokenizer)
+    num_workers = 0
+    batch_size = 8
+    torch.manual_seed(123)
+    train_loader = DataLoader(dataset=train_dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers, drop_last=True)
+    val_loader = DataLoader(dataset=val_dataset, batch_size=batch_size, num_workers=num_workers, drop_last=False)
+    for input_batch, target_batch in train_loader:
+        pass
+    assert tuple(input_batch.shape) == (8, train_dataset.max_length) and tuple(target_batch.shape) == (8,)
+
+    BASE_CONFIG = {"vocab_size": 50257, "context_length": 160, "drop_rate": 0.0, "qkv_bias": True,
+                   "emb_dim": 16, "n_layers": 2, "n_heads": 2}
+    model = GPTModel(BASE_CONFIG)
+    model.eval()
+    for param in model.parameters():
+        param.requires_grad = False
+    torch.manual_seed(123)
+    num_classes = 2
+    model.out_head = torch.nn.Linear(in_features=BASE_CONFIG["emb_dim"], out_features=num_classes)
+    for param in model.trf_blocks[-1].parameters():
+        param.requires_grad = True
+    for param in model.final_norm.parameters():
+        param.requires_grad = True
+    inputs = torch.tensor(tokenizer.encode("Do you have time")).unsqueeze(0)
+    with torch.no_grad():
+        outputs = model(inputs)
+    assert tuple(outputs.shape) == (1, 4, 2)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    torch.manual_seed(123)
+    train_accuracy = calc_accuracy_loader(train_loader, model, device, num_batches=2)
+    assert 0.0 <= train_accuracy <= 1.0
+    with torch.no_grad():
+        train_loss = calc_loss_loader(train_loader, model, device, num_batches=2)
+    assert 0.1 < train_loss < 3.0
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.1)
+    num_epochs = 2
+    train_losses, val_losses, train_accs, val_accs, examples_seen = train_classifier_simple(
+        model, train_loader, val_loader, optimizer, device, num_epochs=num_epochs, eval_freq=50, eval_iter=5)
+    assert examples_seen == 2 * 5 * 8 and len(train_accs) == 2 and len(train_losses) == 1
+    epochs_tensor = torch.linspace(0, num_epochs, len(train_accs))
+    examples_seen_tensor = torch.linspace(0, examples_seen, len(train_accs))
+    plot_values(epochs_tensor, examples_seen_tensor, train_accs, val_accs, label="accuracy")
+    assert os.path.isfile("accuracy-plot.png")
+    text_1 = "You are a winner you have been specially selected to receive $1000 cash or a $2000 award."
+    assert classify_review(text_1, model, tokenizer, device, max_length=train_dataset.max_length) in ("spam", "not spam")
+    assert "Ep 1 (Step 000000)" in capsys.readouterr().out
