@@ -486,7 +486,7 @@ def train_classifier_simple(model, train_loader, val_loader, optimizer, device=N
     seen instead of tokens.
 
     Args:
-        model, train_loader, val_loader, optimizer: as the book. device: None or "cpu".
+        model, train_loader, val_loader, optimizer: as the book. device: "cpu", a CPU device or None.
         num_epochs: passes over train_loader. eval_freq: steps between loss estimates (the first
             at step 0). eval_iter: batches per loss estimate.
         pooling, pad_token_id: see `select_logits`.
