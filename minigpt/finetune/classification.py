@@ -325,7 +325,8 @@ def _class_ids(labels, label_names) -> tuple[tuple, np.ndarray]:
 
 def replace_output_head(model, num_classes: int = 2, rng=123) -> Module:
     """Replace `model.out_head` by `Linear(emb_dim, num_classes)` (with a bias, as the book's
-    `torch.nn.Linear(in_features=emb_dim, out_features=num_classes)`); returns the model.
+    `torch.nn.Linear(in_features=emb_dim, out_features=num_classes)`, and PyTorch's initialisation
+    U(-1/sqrt(emb_dim), 1/sqrt(emb_dim)) drawn from `rng`); returns the model.
 
     The model then maps ids (B, T) to class logits (B, T, K) at every position. A tied head
     (GPT-2) is untied by this: the token embedding keeps its weights.
