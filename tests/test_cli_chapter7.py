@@ -2,7 +2,6 @@
 
 import contextlib
 import fcntl
-import importlib.util
 import io
 import json
 import os
@@ -68,10 +67,7 @@ def test_evaluate_errors(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent
-# Until the branches of issues 12-14 are merged: `minigpt finetune` (13) with DataLoader(collate_fn)
-# (12), and stream_generate (14). These marks go when they are.
-NEEDS_FINETUNE = pytest.mark.skipif(importlib.util.find_spec("minigpt.cli.finetune") is None,
-                                    reason="needs `minigpt finetune` (issue 13) and DataLoader(collate_fn) (issue 12)")
+# Until the branch of issue 14 is merged (stream_generate); this mark goes when it is.
 NEEDS_STREAM = pytest.mark.skipif(not hasattr(minigpt.generate, "stream_generate"), reason="needs stream_generate (issue 14)")
 QUICK = ["--max-examples", "8", "--batch-size", "4", "--epochs", "1", "--eval-every", "1", "--eval-batches", "1",
          "--max-new-tokens", "4", "--generate-batch-size", "3"]
@@ -96,7 +92,6 @@ def assistant(tmp_path_factory):
     return out, printed
 
 
-@NEEDS_FINETUNE
 def test_finetune_instruct_writes_the_books_files(assistant):
     out, printed = assistant
     assert "8 train / 8 test / 8 validation; 2 batches of 4 per epoch" in printed
@@ -110,7 +105,6 @@ def test_finetune_instruct_writes_the_books_files(assistant):
     assert f"minigpt chat --checkpoint {out}" in printed
 
 
-@NEEDS_FINETUNE
 def test_finetune_instruct_refuses_to_overwrite_and_checks_flags(assistant, tmp_path):
     out, _ = assistant
     with pytest.raises(SystemExit, match="already holds a run; pass --overwrite"):
@@ -138,7 +132,6 @@ def chat_reference(out, message, max_new_tokens):
     return tokenizer.decode(out_ids[0, ids.shape[1]:].tolist()).lstrip()
 
 
-@NEEDS_FINETUNE
 @NEEDS_STREAM
 def test_chat_answers_piped_lines(assistant):
     out, _ = assistant
@@ -184,7 +177,6 @@ def _take_the_terminal():
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-@NEEDS_FINETUNE
 @NEEDS_STREAM
 @pytest.mark.parametrize("key, name", [(b"\x04", "Ctrl-D"), (b"\x03", "Ctrl-C")])
 def test_chat_in_a_terminal_quits_cleanly(assistant, key, name):
@@ -225,7 +217,6 @@ def _serve_as_gpt2_medium(monkeypatch, tmp_path, folder):
     return hub
 
 
-@NEEDS_FINETUNE
 def test_finetune_instruct_from_the_hub_end_to_end(monkeypatch, tmp_path, capsys):
     from minigpt.model import GPTModel
 
@@ -241,7 +232,6 @@ def test_finetune_instruct_from_the_hub_end_to_end(monkeypatch, tmp_path, capsys
     assert len(json.loads((tmp_path / "run" / "instruction-data-with-response.json").read_text())) == 8
 
 
-@NEEDS_FINETUNE
 def test_finetune_instruct_needs_gpt2s_vocabulary(monkeypatch, tmp_path):
     # The tiny GPT-2 checkpoint of the fixtures has 512 token ids: no <|endoftext|> (50256).
     with _serve_as_gpt2_medium(monkeypatch, tmp_path, FIXTURES / "gpt2-tiny"):

@@ -25,7 +25,7 @@ import json
 import os
 import time
 
-from minigpt.cli.common import add_threads_argument, fail, load_run_checkpoint, make_tokenizer
+from minigpt.cli.common import add_threads_argument, fail
 
 COMMAND = "finetune instruct"
 RESPONSES_NAME = "instruction-data-with-response.json"
@@ -84,26 +84,6 @@ def _check_arguments(args) -> None:
         fail(COMMAND, f"--out {args.out!r} already holds a run; pass --overwrite to replace it, or choose another --out")
 
 
-def _load_model(args):
-    """(model, tokenizer, description) from --checkpoint or --model (default gpt2-medium)."""
-    from minigpt.model import GPTModel, get_config
-
-    if args.checkpoint is not None:
-        _, model_state, _, metadata = load_run_checkpoint(COMMAND, "--checkpoint", args.checkpoint)
-        run_info = metadata["trainer"]["run_info"]
-        model = GPTModel(get_config(run_info["model_config"], drop_rate=args.drop_rate), rng=args.seed)
-        model.load_state_dict(model_state)
-        return model, make_tokenizer(run_info["tokenizer"]), f"checkpoint {args.checkpoint}"
-    from minigpt.hub import DownloadError
-
-    name = args.model or "gpt2-medium"
-    try:
-        model = GPTModel.from_pretrained(name, drop_rate=args.drop_rate)
-    except (FileNotFoundError, DownloadError, ValueError) as error:
-        fail(COMMAND, f"--model {name}: {error}")
-    return model, make_tokenizer({"name": "gpt2"}), f"pretrained {name}"
-
-
 def _splits(args):
     from minigpt.finetune.instruction import load_instruction_data, split_instruction_data
 
@@ -134,7 +114,9 @@ def run_instruct(args) -> int:
 
     _check_arguments(args)
     data, train_data, test_data, val_data = _splits(args)
-    model, tokenizer, source = _load_model(args)
+    from minigpt.cli.finetune import _load_base_model  # here: finetune.py imports this module
+
+    model, tokenizer, source = _load_base_model(args, COMMAND, default_model="gpt2-medium")
     context_length, vocab_size = model.pos_emb.weight.shape[0], model.tok_emb.weight.shape[0]
     allowed_max_length = args.allowed_max_length or context_length
     if allowed_max_length > context_length:
