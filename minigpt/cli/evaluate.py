@@ -44,6 +44,11 @@ def _load(path: str, json_key: str) -> list:
     return entries
 
 
+def _indented(text: str) -> str:
+    """A multi-line answer with its later lines under the first (after "  reference: ")."""
+    return text.replace("\n", "\n" + " " * 13)
+
+
 def run(args) -> int:
     """Run `minigpt evaluate`."""
     from minigpt.finetune.metrics import score_responses
@@ -58,7 +63,8 @@ def run(args) -> int:
           f"({sum(result['exact'])} of {count})")
     for entry, score in list(zip(entries, result["rouge_l"]))[:args.examples]:
         instruction = entry["instruction"] + (f" [{entry['input']}]" if entry["input"] else "")
-        print(f"\n{instruction}\n  reference: {entry['output']}\n  model:     {entry[args.json_key]}\n  ROUGE-L F1 {score.fmeasure:.2f}")
+        reference, answer = (_indented(entry[key]) for key in ("output", args.json_key))
+        print(f"\n{instruction}\n  reference: {reference}\n  model:     {answer}\n  ROUGE-L F1 {score.fmeasure:.2f}")
 
     if args.judge_url is None and args.judge_model is None:
         return 0
