@@ -410,12 +410,18 @@ def decode_stream(token_ids, tokenizer):
             (a character-level tokenizer, whose tokens are whole characters).
 
     Yields:
-        str pieces (possibly empty strings are skipped).
+        str pieces, never empty.
+
+    Raises:
+        ValueError: a step with more than one id (decode each row of a batch on its own).
     """
     decode_bytes = getattr(tokenizer, "decode_bytes", None)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     for token in token_ids:
-        token = int(np.asarray(token).reshape(-1)[0]) if not isinstance(token, (int, np.integer)) else int(token)
+        token = np.asarray(token)
+        if token.size != 1 or token.dtype.kind not in "iu":
+            raise ValueError(f"decode_stream: expected one integer token id per step (a batch of one), got {token!r}")
+        token = int(token.reshape(-1)[0])
         piece = decoder.decode(decode_bytes([token])) if decode_bytes is not None else tokenizer.decode([token])
         if piece:
             yield piece

@@ -220,6 +220,8 @@ def test_decode_stream_takes_the_arrays_stream_generate_yields_and_char_tokenize
 
     tokenizer = CharTokenizer("abcé")
     assert "".join(decode_stream([np.array([3]), np.array([0]), 1], tokenizer)) == "éab"
+    with pytest.raises(ValueError, match="one integer token id per step"):
+        list(decode_stream([np.array([1, 2])], tokenizer))
 
 
 # ---- resources: memory bounded by the cache, no graph -------------------------------------------------
