@@ -8,11 +8,14 @@ preset ("gpt2-small", "char", ...), and has the book's attribute names, so `mode
 has exactly the keys of the book's PyTorch model (`tok_emb.weight`,
 `trf_blocks.0.att.W_query.weight`, `trf_blocks.0.norm1.scale`, `out_head.weight`, ...).
 OpenAI's GPT-2 weights load with `GPTModel.from_pretrained(path)` (see `pretrained.py`).
+For generation, `forward(ids, use_cache=True)` and `reset_kv_cache()` are the key/value cache of
+the book's chapter-4 bonus (`gpt_with_kv_cache.py`), preallocated per layer.
 
 Shape letters: B batch, T tokens (num_tokens), C channels (emb_dim), V vocabulary.
 
 References: Raschka, "Build a Large Language Model (From Scratch)", chapter 4 (listing 4.7,
-GPTModel; section 4.6, the parameter count; listing 4.8, generate_text_simple); Radford et al.
+GPTModel; section 4.6, the parameter count; listing 4.8, generate_text_simple; the bonus material
+ch04/03_kv-cache, the KV cache); Radford et al.
 2019, "Language Models are Unsupervised Multitask Learners" (GPT-2: sizes, section 2.3
 initialisation); Karpathy's nanoGPT (weight tying, config dataclass).
 """
@@ -221,6 +224,8 @@ class GPTModel(Module):
         trf_blocks: Sequential of n_layers TransformerBlock. final_norm: LayerNorm(C).
         out_head: Linear(C, V, bias=False); its weight *is* tok_emb.weight when cfg.tie_weights.
         cfg: the resolved GPTConfig.
+        current_pos: tokens in the KV cache (the position of the next cached token); see
+            `reset_kv_cache` and `forward(..., use_cache=True)`.
         dropout_rng: the one generator shared by every Dropout (and the attention dropout). Save
             `model.dropout_rng.bit_generator.state` with a checkpoint and assign it back to resume
             with exactly the same masks; assigning a new generator re-wires every dropout.
