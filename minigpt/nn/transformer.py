@@ -31,7 +31,8 @@ class TransformerBlock(Module):
     Args:
         cfg: the book's config dict or a GPTConfig; reads emb_dim, context_length, n_heads,
             drop_rate and qkv_bias.
-        rng: generator (or int seed) for the weights.
+        rng: generator (or int seed) for the weights; None: the default generator.
+        init: "pytorch" (default, as the book's layers) or "gpt2" (GPTModel's), for every Linear.
 
     Attributes:
         att: MultiHeadAttention(emb_dim -> emb_dim, n_heads heads, dropout drop_rate).
@@ -45,7 +46,7 @@ class TransformerBlock(Module):
     Shapes: (B, T, C) -> (B, T, C).
     """
 
-    def __init__(self, cfg, rng=None):
+    def __init__(self, cfg, rng=None, init: str = "pytorch"):
         super().__init__()
         rng = _generator(rng)
         self.att = MultiHeadAttention(
@@ -56,8 +57,9 @@ class TransformerBlock(Module):
             dropout=cfg["drop_rate"],
             qkv_bias=cfg["qkv_bias"],
             rng=rng,
+            init=init,
         )
-        self.ff = FeedForward(cfg, rng=rng)
+        self.ff = FeedForward(cfg, rng=rng, init=init)
         self.norm1 = LayerNorm(cfg["emb_dim"])
         self.norm2 = LayerNorm(cfg["emb_dim"])
         self.drop_shortcut = Dropout(cfg["drop_rate"])
@@ -65,7 +67,10 @@ class TransformerBlock(Module):
     def forward(self, x: Tensor, use_cache: bool = False, padding_mask=None) -> Tensor:
         shortcut = x  # (B, T, C)
         x = self.norm1(x)
-        x = self.att(x, use_cache=use_cache, padding_mask=padding_mask)  # (B, T, C) -> (B, T, C)
+        if use_cache:
+            x = self.att(x, use_cache=True, padding_mask=padding_mask)  # (B, T, C) -> (B, T, C)
+        else:
+            x = self.att(x)  # the plain call, so that any module standing in for att works (a wrapper)
         x = self.drop_shortcut(x)
         x = x + shortcut  # add the input back: the shortcut connection
 
