@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from fake_hub import FakeHub
-import minigpt.generate
 from fake_judge import FakeJudge
 from minigpt.cli import main
 
@@ -67,8 +66,6 @@ def test_evaluate_errors(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent
-# Until the branch of issue 14 is merged (stream_generate); this mark goes when it is.
-NEEDS_STREAM = pytest.mark.skipif(not hasattr(minigpt.generate, "stream_generate"), reason="needs stream_generate (issue 14)")
 QUICK = ["--max-examples", "8", "--batch-size", "4", "--epochs", "1", "--eval-every", "1", "--eval-batches", "1",
          "--max-new-tokens", "4", "--generate-batch-size", "3"]
 
@@ -132,7 +129,6 @@ def chat_reference(out, message, max_new_tokens):
     return tokenizer.decode(out_ids[0, ids.shape[1]:].tolist()).lstrip()
 
 
-@NEEDS_STREAM
 def test_chat_answers_piped_lines(assistant):
     out, _ = assistant
     done = subprocess.run([sys.executable, "-m", "minigpt", "chat", "--checkpoint", str(out), "--max-new-tokens", "6"],
@@ -177,7 +173,6 @@ def _take_the_terminal():
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-@NEEDS_STREAM
 @pytest.mark.parametrize("key, name", [(b"\x04", "Ctrl-D"), (b"\x03", "Ctrl-C")])
 def test_chat_in_a_terminal_quits_cleanly(assistant, key, name):
     out, _ = assistant

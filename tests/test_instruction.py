@@ -15,6 +15,7 @@ from minigpt.finetune.instruction import (
     custom_collate_fn,
     extract_response,
     format_input,
+    generate_responses,
     load_instruction_data,
     save_responses,
     split_instruction_data,
@@ -162,3 +163,27 @@ def test_save_responses(tmp_path):
     with pytest.raises(ValueError, match="responses: expected one per entry \\(1\\), received 2"):
         save_responses(entries, ["B", "C"], path)
 
+
+def test_generate_responses_batched_equals_one_by_one():
+    from minigpt.model import GPTModel
+    from minigpt.tokenizer import get_encoding
+
+    tokenizer = get_encoding("gpt2")
+    model = GPTModel(dict(vocab_size=50257, context_length=96, emb_dim=16, n_heads=2, n_layers=2, drop_rate=0.0,
+                          qkv_bias=True, tie_weights=True), rng=1)
+    entries = load_instruction_data()[:5]  # prompts of different lengths, with and without input
+    assert len({len(tokenizer.encode(format_input(entry))) for entry in entries}) > 1
+    # Take a token that this random model says early after prompt 1 as the end token: some rows of
+    # a batch then stop early while others run on to max_new_tokens.
+    from minigpt.generate import generate
+
+    free = [generate(model, np.array([tokenizer.encode(format_input(entry))]), 12, 96)[0, -12:] for entry in entries]
+    stop = int(free[1][2])
+    assert any(stop not in row for row in free)  # some row never stops
+    one_by_one = generate_responses(model, tokenizer, entries, max_new_tokens=12, eos_id=stop, batch_size=1, progress=False)
+    batched = generate_responses(model, tokenizer, entries, max_new_tokens=12, eos_id=stop, batch_size=3, progress=False)
+    assert batched == one_by_one
+    assert batched[1] == tokenizer.decode(free[1][:list(free[1]).index(stop)].tolist()).strip()
+    assert all(isinstance(response, str) and response == response.strip() for response in batched)
+    with pytest.raises(ValueError, match="batch_size: expected an integer >= 1, received 0"):
+        generate_responses(model, tokenizer, entries, batch_size=0)

@@ -364,37 +364,45 @@ def extract_response(generated_text: str, input_text: str) -> str:
 def generate_responses(model, tokenizer, entries: Sequence[Mapping], max_new_tokens: int = 256, eos_id: int = 50256,
                        batch_size: int = 8, context_size: int | None = None, progress: bool = True) -> list[str]:
     """The model's answer to each entry: greedy decoding after `format_input(entry)`, stopped at
-    end-of-text, cut out with `extract_response` (book section 7.7, listing 7.9).
+    end-of-text, cut out with `extract_response` (book section 7.7).
+
+    The book answers one entry at a time; here `batch_size` prompts of different lengths run
+    together through the KV cache (`minigpt.generate.generate` with a list of prompts), each
+    row stopping at its own end-of-text, and every answer is the one the prompt gets alone.
 
     Args:
         model: a GPTModel (put in eval mode while generating).
         tokenizer: the model's tokenizer (`encode`, `decode`).
         entries: instruction entries (the test split).
         max_new_tokens: tokens generated at most per answer (the book: 256).
-        eos_id: the end-of-text id that ends an answer (GPT-2's 50256).
-        batch_size: prompts answered together (NOTE: one at a time until batched generation of
-            prompts of different lengths is merged).
+        eos_id: the end-of-text id that ends an answer (GPT-2's 50256); not part of the answer.
+        batch_size: prompts generated together (>= 1).
         context_size: tokens the model sees; default its context length.
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar (one tick per entry).
 
     Returns:
         One answer (str) per entry, in order.
+
+    Raises:
+        ValueError: batch_size < 1 (and see `generate`).
     """
     from tqdm.auto import tqdm
 
-    from minigpt.generate import generate, text_to_token_ids
+    from minigpt.generate import generate
 
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size: expected an integer >= 1, received {batch_size!r}")
     context_size = context_size or model.pos_emb.weight.shape[0]
     responses = []
-    for entry in tqdm(entries, desc="Generating responses", disable=not progress):
-        input_text = format_input(entry)
-        prompt = text_to_token_ids(input_text, tokenizer)  # (1, T)
-        ids = generate(model, prompt, max_new_tokens=max_new_tokens, context_size=context_size, eos_id=eos_id)[0]
-        new = ids[prompt.shape[1]:]
-        if eos_id is not None and (new == eos_id).any():
-            new = new[:np.argmax(new == eos_id)]  # the end-of-text token is not part of the answer
-        generated_text = tokenizer.decode(prompt[0].tolist() + new.tolist())
-        responses.append(extract_response(generated_text, input_text))
+    with tqdm(total=len(entries), desc="Generating responses", disable=not progress) as bar:
+        for start in range(0, len(entries), batch_size):
+            input_texts = [format_input(entry) for entry in entries[start:start + batch_size]]
+            prompts = [np.asarray(tokenizer.encode(text), dtype=np.int64) for text in input_texts]
+            # A list of prompts: each output row is its prompt + new tokens, cut before eos_id.
+            outputs = generate(model, prompts, max_new_tokens=max_new_tokens, context_size=context_size, eos_id=eos_id)
+            for input_text, token_ids in zip(input_texts, outputs):
+                responses.append(extract_response(tokenizer.decode(token_ids.tolist()), input_text))
+            bar.update(len(input_texts))
     return responses
 
 
