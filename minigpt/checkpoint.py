@@ -29,6 +29,7 @@ import os
 import shutil
 import tempfile
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
@@ -200,14 +201,21 @@ def load_checkpoint(path: str, verify: bool = True) -> tuple[dict, tuple[dict, d
         if metadata.get("format_version", 0) > FORMAT_VERSION:
             raise ValueError(f"{path!r} has checkpoint format {metadata['format_version']}; this minigpt reads up to {FORMAT_VERSION}")
         checksums = _recorded_checksums(path, header, metadata) if verify else None
-        for key in file.keys():
-            array = file.get_tensor(key)
-            if checksums is not None and checksums.pop(key, None) != checksum(array):
-                raise ValueError(_damaged(path, f"tensor {key!r} does not match the checksum recorded when it was saved"))
-            if key.startswith("model."):
-                model_state[key[len("model."):]] = array
-            elif key.startswith("optimizer."):
-                optimizer_arrays[key[len("optimizer."):]] = array
+        # The checksums are computed in a second thread while the next tensor is read (zlib
+        # releases the GIL), so that on two cores verification adds little to the load time.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            computed = {}
+            for key in file.keys():
+                array = file.get_tensor(key)
+                if checksums is not None:
+                    computed[key] = pool.submit(checksum, array)
+                if key.startswith("model."):
+                    model_state[key[len("model."):]] = array
+                elif key.startswith("optimizer."):
+                    optimizer_arrays[key[len("optimizer."):]] = array
+            for key, result in computed.items():
+                if checksums.pop(key, None) != result.result():
+                    raise ValueError(_damaged(path, f"tensor {key!r} does not match the checksum recorded when it was saved"))
         if checksums:
             raise ValueError(_damaged(path, f"tensors {', '.join(sorted(checksums))} recorded at save are missing"))
     for name, target in metadata.pop("aliases", {}).items():

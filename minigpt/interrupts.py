@@ -126,11 +126,20 @@ def _raise_keyboard_interrupt(number, frame):
     raise KeyboardInterrupt
 
 
-def interrupt_on_sigterm() -> None:
-    """Make SIGTERM raise KeyboardInterrupt as Ctrl-C does (Python's default ends the process
-    without cleanup), so that every command stops the same way on both. Main thread only."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+@contextlib.contextmanager
+def interrupt_on_sigterm():
+    """Within the block, SIGTERM raises KeyboardInterrupt as Ctrl-C does (Python's default ends
+    the process without cleanup), so that every command stops the same way on both. Main thread
+    only; the previous handler is put back at the end."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received["signal"] = None
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def exit_status(number=None) -> int:

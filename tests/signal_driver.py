@@ -8,6 +8,7 @@ Signals are blocked while this script imports, and unblocked where `minigpt` tak
 that a signal sent early meets the command's own handling rather than this script's imports.
 """
 
+import contextlib
 import os
 import signal
 import sys
@@ -41,9 +42,11 @@ checkpoint.save_file = marked(checkpoint.save_file, b"@save\n", SAVE_LINGER, bef
 _take_over = interrupts.interrupt_on_sigterm
 
 
+@contextlib.contextmanager
 def take_over_and_unblock():
-    _take_over()
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+    with _take_over():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+        yield
 
 
 interrupts.interrupt_on_sigterm = take_over_and_unblock

@@ -255,7 +255,7 @@ def test_resume_refuses_changed_data_and_does_nothing_past_its_target(tmp_path, 
     out = str(tmp_path / "run")
     main(["train", "--data", str(data), "--max-steps", "2", "--out", out, "--context-length", "32", *CHEAP])
     assert main(["train", "--resume", out, "--max-steps", "1"]) == 0
-    assert "nothing to do" in capsys.readouterr().out
+    assert "nothing to train" in capsys.readouterr().out
     data.write_text(data.read_text()[:-2000])
     with pytest.raises(SystemExit, match="contents changed since the run started.*cannot continue exactly"):
         main(["train", "--resume", out, "--max-steps", "4"])

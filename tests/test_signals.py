@@ -83,7 +83,8 @@ def interrupt(run, kind, rng):
     if kind == "random moment":
         time.sleep(rng.uniform(0.0, 2.5))  # from Python's start to deep into training
         run.send(number)
-    elif kind == "inside the update":
+    elif kind.startswith("inside the update"):
+        number = signal.SIGTERM if "SIGTERM" in kind else signal.SIGINT
         run.wait_for("@update", rng.randint(1, 20))
         run.send(number)
     elif kind == "again inside the save":  # the save must finish and say so
@@ -137,7 +138,8 @@ def test_any_sequence_of_signals_leaves_a_checkpoint_that_resumes_exactly(tmp_pa
     whole, pieces = str(tmp_path / "whole"), str(tmp_path / "pieces")
     reference = Run(["--out", whole, *FLAGS], tmp_path)  # runs alongside the interrupted one
     rng = random.Random(int(os.environ.get("MINIGPT_SIGNAL_SEED", "11")))
-    kinds = ["random moment", "inside the update", "again inside the save", "a burst of presses", "three presses abandon the save"]
+    kinds = ["random moment", "inside the update (Ctrl-C)", "again inside the save", "inside the update (SIGTERM)",
+             "a burst of presses", "three presses abandon the save"]
     trials, finished = 0, False
     while not finished and (time.monotonic() - started < BUDGET_SECONDS or trials < len(kinds)):
         kind = kinds[trials % len(kinds)]

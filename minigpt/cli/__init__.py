@@ -43,8 +43,8 @@ def main(argv=None) -> int:
 
     started = []  # the command, once it runs (its own messages then say what it kept)
     try:
-        interrupt_on_sigterm()
-        return _main(argv, started)
+        with interrupt_on_sigterm():
+            return _main(argv, started)
     except KeyboardInterrupt:
         doing = f"minigpt {started[0]}: interrupted" if started else "minigpt: interrupted before the command started; nothing was saved"
         print(f"\n{doing}", file=sys.stderr)

@@ -339,8 +339,13 @@ def _train(args) -> int:
         except ValueError as error:
             fail("train", f"--resume {args.resume!r}: {error}")
         if trainer.step >= trainer.total_steps:
-            print(f"{checkpoint_path} is already at step {trainer.step} of {trainer.total_steps}: nothing to do "
+            print(f"{checkpoint_path} is already at step {trainer.step} of {trainer.total_steps}: nothing to train "
                   "(raise --max-steps to train longer)")
+            if os.path.abspath(out_dir) != os.path.dirname(os.path.abspath(checkpoint_path)):
+                try:  # e.g. a run rescued from a full disk, moved back into its folder
+                    print(f"saved a copy in {trainer.save()}")
+                except OSError as error:
+                    fail("train", str(error))
             return 0
         print(f"resuming {checkpoint_path} at step {trainer.step} of {trainer.total_steps}")
     # Encode the sample prompt now: a prompt the tokenizer cannot encode must fail before training.
