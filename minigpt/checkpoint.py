@@ -24,6 +24,7 @@ model part with `safetensors.torch.load_file` and load it into the book's PyTorc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -181,25 +182,9 @@ def load_checkpoint(path: str, verify: bool = True) -> tuple[dict, tuple[dict, d
         one), not a minigpt checkpoint, a newer format version than this code reads, or a
         checksum that does not match (the file was damaged after it was written).
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no checkpoint at {path!r}")
     model_state, optimizer_arrays = {}, {}
-    try:
-        file = safe_open(path, framework="np")
-    except SafetensorError as error:
-        raise ValueError(f"{path!r} is not a safetensors file, or it is damaged ({error})") from None
+    file, header, metadata = _open(path)
     with file:
-        header = file.metadata() or {}
-        if "minigpt" not in header:
-            raise ValueError(f"{path!r} is a safetensors file but not a minigpt checkpoint (no 'minigpt' metadata)")
-        try:
-            metadata = json.loads(header["minigpt"])
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path!r}: its 'minigpt' metadata is not valid JSON ({error})") from None
-        if not isinstance(metadata, dict) or not isinstance(metadata.get("format_version", 0), int):
-            raise ValueError(f"{path!r}: its 'minigpt' metadata is not a checkpoint description (damaged?)")
-        if metadata.get("format_version", 0) > FORMAT_VERSION:
-            raise ValueError(f"{path!r} has checkpoint format {metadata['format_version']}; this minigpt reads up to {FORMAT_VERSION}")
         checksums = _recorded_checksums(path, header, metadata) if verify else None
         # The checksums are computed in a second thread while the next tensor is read (zlib
         # releases the GIL), so that on two cores verification adds little to the load time.
@@ -223,6 +208,48 @@ def load_checkpoint(path: str, verify: bool = True) -> tuple[dict, tuple[dict, d
     optimizer_metadata = metadata.pop("optimizer", None)
     optimizer_state = None if optimizer_metadata is None else (optimizer_arrays, optimizer_metadata)
     return model_state, optimizer_state, metadata
+
+
+def load_checkpoint_metadata(path: str) -> dict:
+    """The metadata of a checkpoint (step, settings, history...) without reading its tensors.
+
+    The metadata's own checksum is verified; the tensors' are verified by `load_checkpoint`.
+
+    Raises:
+        FileNotFoundError, ValueError: as `load_checkpoint`.
+    """
+    file, header, metadata = _open(path)
+    with file:
+        _recorded_checksums(path, header, metadata)
+    metadata.pop("aliases", None)
+    metadata.pop("optimizer", None)
+    return metadata
+
+
+def _open(path: str):
+    """(the open safetensors file, its header metadata, the parsed `minigpt` document), checked
+    to be a minigpt checkpoint of a format this code reads; the caller closes the file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint at {path!r}")
+    try:
+        file = safe_open(path, framework="np")
+    except SafetensorError as error:
+        raise ValueError(f"{path!r} is not a safetensors file, or it is damaged ({error})") from None
+    with contextlib.ExitStack() as on_error:
+        on_error.enter_context(file)  # closed here unless the checks pass
+        header = file.metadata() or {}
+        if "minigpt" not in header:
+            raise ValueError(f"{path!r} is a safetensors file but not a minigpt checkpoint (no 'minigpt' metadata)")
+        try:
+            metadata = json.loads(header["minigpt"])
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path!r}: its 'minigpt' metadata is not valid JSON ({error})") from None
+        if not isinstance(metadata, dict) or not isinstance(metadata.get("format_version", 0), int):
+            raise ValueError(f"{path!r}: its 'minigpt' metadata is not a checkpoint description (damaged?)")
+        if metadata.get("format_version", 0) > FORMAT_VERSION:
+            raise ValueError(f"{path!r} has checkpoint format {metadata['format_version']}; this minigpt reads up to {FORMAT_VERSION}")
+        on_error.pop_all()
+    return file, header, metadata
 
 
 def _damaged(path: str, detail: str) -> str:

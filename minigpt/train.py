@@ -473,8 +473,8 @@ class Trainer:
         started = time.perf_counter()
         self._last_save_time = time.monotonic()
         stops = self._stops = StopRequests()
-        stops.install()
         try:
+            stops.install()
             if self._eval_due:  # an interrupt came before the last step's evaluation was recorded
                 self._evaluate_and_report()
             while self.step < end:

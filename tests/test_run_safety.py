@@ -232,7 +232,7 @@ def test_a_damaged_sidecar_is_named(tmp_path, monkeypatch):
 
 # ---- interrupts outside training -----------------------------------------------------------------
 
-@pytest.mark.parametrize("where", ["minigpt.model.GPTModel.__init__", "minigpt.checkpoint.load_checkpoint"])
+@pytest.mark.parametrize("where", ["minigpt.model.GPTModel.__init__", "minigpt.train.load_checkpoint"])
 def test_ctrl_c_while_the_model_is_built_or_loaded_is_one_line(tmp_path, monkeypatch, capsys, story, where):
     out = str(tmp_path / "run")
     main(["train", "--out", out, *CHAR, "--data", str(story), "--max-steps", "2"])

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 from minigpt.cli.common import (BUNDLED_CORPORA, add_threads_argument, bundled_corpus_path, fail,
-                                load_run_checkpoint, make_tokenizer)
+                                load_run_metadata, make_tokenizer)
 
 # Training recipes: the defaults of `minigpt train` for each preset. Flags given on the command
 # line override them. Sizes are chosen for a 2-core CPU.
@@ -211,7 +211,7 @@ def _train(args) -> int:
     if args.checkpoint_every is not None:  # "500,10min" -> the two TrainingConfig fields
         args.checkpoint_every, args.checkpoint_minutes = args.checkpoint_every
     if args.resume:
-        checkpoint_path, _, _, metadata = load_run_checkpoint("train", "--resume", args.resume)
+        checkpoint_path, metadata = load_run_metadata("train", "--resume", args.resume)
         run_info = metadata["trainer"]["run_info"]
         settings = dict(metadata["trainer"]["training_config"])
         settings["betas"] = tuple(settings["betas"])
