@@ -170,7 +170,8 @@ def load_checkpoint(path: str, verify: bool = True) -> tuple[dict, tuple[dict, d
     Args:
         path: the checkpoint file.
         verify: compare each tensor and the metadata with the checksums recorded at save (on by
-            default; it adds about a tenth to the load time of a gpt2-small checkpoint).
+            default; CRC-32 runs at about 2.5 GB/s, a quarter of the load time of a gpt2-small
+            training checkpoint on a loaded 2-core machine: `minigpt bench checkpoint`).
 
     Returns:
         (model_state, optimizer_state, metadata): model_state name -> np.ndarray (tied names

@@ -506,7 +506,11 @@ class Trainer:
             self._stops = None
         progress.close()
         self.elapsed_seconds = time.perf_counter() - started
-        self.plot()
+        try:
+            self.plot()
+        except KeyboardInterrupt:  # the run is complete and saved; only the plot is missing
+            self._report(f"interrupted while drawing loss.png: checkpoint of step {self.step} saved in {self.out_dir}")
+            raise
         return self.history
 
     def _check_stop(self) -> None:

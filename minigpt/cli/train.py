@@ -82,7 +82,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--tokenizer", choices=("gpt2", "char"), help="gpt2 (byte-level BPE, 50,257 ids) or char (one id per distinct character of --data)")
     parser.add_argument("--out", default=None, help="output directory for checkpoint.safetensors, history.json and loss.png (default runs/<preset>)")
     parser.add_argument("--resume", default=None, metavar="DIR", help="continue the run saved in DIR exactly where it stopped, "
-                        "with its saved settings and data (only --max-steps may change, to run longer)")
+                        "with its saved settings and data (only --max-steps may change, to run longer; "
+                        "--data NEW_PATH gives a moved copy of the data, recognised by its contents)")
     parser.add_argument("--overwrite", action="store_true", help="replace a run already saved in --out")
     parser.add_argument("--seed", type=int, default=123, help="seed of initialisation, dropout and shuffling (integer)")
     add_threads_argument(parser)
@@ -375,7 +376,7 @@ def _train(args) -> int:
     try:
         trainer.sample()
     except KeyboardInterrupt:
-        print(f"\ninterrupted after training: the checkpoint of step {trainer.step} is saved in {out_dir}", file=sys.stderr)
+        print(f"\ninterrupted after training: checkpoint of step {trainer.step} saved in {out_dir}", file=sys.stderr)
         return exit_status()
     if history["val_loss"]:
         print(f"final: train loss {history['train_loss'][-1]:.3f}, val loss {history['val_loss'][-1]:.3f}, "
