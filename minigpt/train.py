@@ -480,10 +480,11 @@ class Trainer:
             while self.step < end:
                 with stops.defer():
                     loss = self.train_step()
+                    # Part of the step: an interrupt between the two would lose this evaluation.
+                    self._eval_due = self.step % self.config.eval_every == 0 or self.step == self.total_steps
                 stops.check()  # a signal that came during the update: the step is complete
                 progress.update(1)
                 progress.set_postfix(loss=f"{loss:.3f}", lr=f"{self.learning_rate(self.step - 1):.2e}")
-                self._eval_due = self.step % self.config.eval_every == 0 or self.step == self.total_steps
                 if self._eval_due:
                     self._evaluate_and_report()
                 if self.config.sample_every and self.step % self.config.sample_every == 0:
