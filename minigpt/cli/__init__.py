@@ -7,6 +7,8 @@
     minigpt generate --model gpt2-small --prompt "Every effort moves you" --temperature 1.4 --top-k 25
     minigpt download gpt2-medium                   # OpenAI's weights into ~/.cache/minigpt
     minigpt prepare big.txt big.bin                # tokenize once into a memory-mapped token file
+    minigpt finetune classify --model gpt2-small   # the book's chapter 6: a spam classifier
+    minigpt classify --checkpoint runs/classify "You won a prize!"
     minigpt bench engine                           # benchmarks (engine, model, tokenizer, optim)
 
 `python -m minigpt ...` is the same. Every subcommand's `--help` lists its flags with units;
@@ -26,9 +28,9 @@ import sys
 from minigpt.cli.common import BUNDLED_CORPORA, bundled_corpus_path
 
 # Commands in the order `minigpt --help` lists them; each is the module minigpt.cli.<name>.
-COMMANDS = ("train", "generate", "prepare", "download", "bench")
+COMMANDS = ("train", "generate", "prepare", "download", "finetune", "classify", "bench")
 # Commands that run a model for long: they get the process settings that make the engine fast.
-_COMPUTE_COMMANDS = ("train", "generate")
+_COMPUTE_COMMANDS = ("train", "generate", "finetune", "classify")
 
 __all__ = ["main", "COMMANDS", "BUNDLED_CORPORA", "bundled_corpus_path"]
 
@@ -54,7 +56,7 @@ def main(argv=None) -> int:
 def _main(argv, started: list) -> int:
     from minigpt import __version__
 
-    parser = argparse.ArgumentParser(prog="minigpt", description="A GPT built from scratch on NumPy: train, generate, download, prepare, bench.",
+    parser = argparse.ArgumentParser(prog="minigpt", description="A GPT built from scratch on NumPy: train, generate, download, prepare, finetune, classify, bench.",
                                      epilog="`minigpt COMMAND --help` lists a command's flags.")
     parser.add_argument("--version", action="version", version=f"minigpt {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

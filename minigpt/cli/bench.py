@@ -12,7 +12,7 @@ import contextlib
 import importlib
 import io
 
-HELP = "run a benchmark (engine, model, tokenizer, optim, load, checkpoint); `minigpt bench --help` lists their options"
+HELP = "run a benchmark (engine, model, tokenizer, optim, load, finetune, generate, checkpoint...); `minigpt bench --help` lists their options"
 
 
 def add_parser(subparsers) -> None:
