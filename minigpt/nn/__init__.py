@@ -2,7 +2,8 @@
 
 Files, in reading order: `module.py` (Parameter, Module, Sequential, ModuleList), `layers.py`
 (Linear, Embedding, LayerNorm, GELU, Dropout, FeedForward), `attention.py` (the book's chapter-3
-attention classes and MultiHeadAttention), `transformer.py` (TransformerBlock).
+attention classes and MultiHeadAttention), `transformer.py` (TransformerBlock), `lora.py` (LoRALayer, LinearWithLoRA,
+replace_linear_with_lora, merge_lora: appendix E).
 """
 
 from minigpt.nn.module import IncompatibleKeys, Module, ModuleList, Parameter, Sequential
@@ -16,6 +17,7 @@ from minigpt.nn.attention import (
     simplified_self_attention,
 )
 from minigpt.nn.transformer import TransformerBlock
+from minigpt.nn.lora import LinearWithLoRA, LoRALayer, merge_lora, replace_linear_with_lora
 
 __all__ = [
     "Parameter",
@@ -38,4 +40,8 @@ __all__ = [
     "MultiHeadAttentionWrapper",
     "MultiHeadAttention",
     "TransformerBlock",
+    "LoRALayer",
+    "LinearWithLoRA",
+    "replace_linear_with_lora",
+    "merge_lora",
 ]
