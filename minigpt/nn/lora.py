@@ -96,10 +96,18 @@ class LoRALayer(Module):
         return self.alpha / self.rank
 
     def forward(self, x: Tensor) -> Tensor:
-        # (..., C_in) @ (C_in, r) -> (..., r) @ (r, C_out) -> (..., C_out): two thin products,
-        # never the full (C_in, C_out) matrix A B.
+        # (N, C_in) @ (C_in, r) -> (N, r) @ (r, C_out) -> (N, C_out) with N = B*T rows: two thin
+        # products, never the full (C_in, C_out) matrix A B.
+        # Rows are flattened to 2-D first: np.matmul of a (B, T, C_in) array with a matrix makes
+        # one BLAS call per batch row, the (B*T, C_in) view one call in all (each call of a thin
+        # product costs little arithmetic but a wake-up of BLAS's threads).
+        leading = x.shape[:-1]
+        rows = x.reshape(-1, x.shape[-1])  # (..., C_in) -> (N, C_in), a view of contiguous x
+        # The scale goes on the thin (N, r) middle, not the (N, C_out) output: a multiplication
+        # keeps its inputs for backward, and there they are r numbers per row instead of C_out.
         scaling = np.asarray(self.scaling, dtype=self.A.data.dtype)  # keep float32 float32
-        return (x @ self.A @ self.B) * scaling
+        out = ((rows @ self.A) * scaling) @ self.B  # (N, C_out)
+        return out.reshape(*leading, out.shape[-1])  # (..., C_out)
 
     def delta_weight(self) -> np.ndarray:
         """The update in a Linear weight's layout: (alpha / rank) * (A B)^T, shape (C_out, C_in)."""
