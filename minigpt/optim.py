@@ -432,6 +432,10 @@ class AdamW(Optimizer):
     1 - beta**t of Kingma & Ba (algorithm 1) undo the zero initialisation of m and v, and eps is
     added to the bias-corrected square root, not to the variance. A parameter whose `.grad` is
     None is skipped entirely, as PyTorch does: no decay, no moment update, its step count stays.
+    A parameter with `requires_grad=False` when the optimizer is built (a frozen base weight of a
+    LoRA model, appendix E) takes no room in the flat buffer and has no moments; its `.data` stays
+    where it is. Freeze or unfreeze before building the optimizer: such a parameter that later
+    receives a gradient raises RuntimeError at `step()`.
 
     Args:
         params: parameters or parameter-group dicts (see `Optimizer`). At construction each
