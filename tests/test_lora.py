@@ -200,6 +200,22 @@ def test_frozen_base_weights_get_no_gradient_buffers_and_no_adamw_state():
     optimizer.load_state_dict(optimizer.state_dict())  # round trip of a state with frozen entries
 
 
+def test_lora_alone_fits_a_batch_the_frozen_model_cannot_change():
+    model = GPTModel(TINY, rng=0)
+    freeze(model)
+    replace_linear_with_lora(model, rank=4, alpha=8, rng=0)
+    optimizer = AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    ids = tiny_ids(batch=4, num_tokens=8, seed=3)
+    losses = []
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(ids[:, :-1]), ids[:, 1:])
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
 def test_adamw_refuses_a_gradient_for_a_parameter_frozen_at_construction():
     layer = Linear(3, 2, rng=0)
     layer.weight.requires_grad = False
