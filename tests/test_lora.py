@@ -283,3 +283,23 @@ def test_lora_benchmark_summary_reports_ratios_to_full_fine_tuning():
     lines = summarize({"full": [record("full", 2.0, 2000, 124_441_346)], "lora": [record("lora", 1.0, 1000, 2_666_528)]})
     assert lines[0].startswith("full       trainable 124,441,346  step    2000 ms")
     assert "vs full: time 0.50x, peak memory 0.50x" in lines[1]
+
+
+def test_cli_lora_options_freeze_and_wrap_or_fail_clearly():
+    import argparse
+
+    from minigpt.cli.lora_options import add_lora_arguments, apply_lora
+
+    parser = argparse.ArgumentParser()
+    add_lora_arguments(parser)
+    model = GPTModel(TINY, rng=0)
+    assert apply_lora("finetune x", model, parser.parse_args([])) is False
+    assert model.num_parameters(trainable_only=True) == model.num_parameters()
+    assert apply_lora("finetune x", model, parser.parse_args(["--lora", "2"]), rng=0) is True
+    lora_layers = [m for m in model.modules() if isinstance(m, LoRALayer)]
+    assert len(lora_layers) == 6 * TINY["n_layers"] + 1 and all(m.alpha == 2.0 for m in lora_layers)
+    assert all(name.endswith(("lora.A", "lora.B")) for name, p in model.named_parameters() if p.requires_grad)
+    with pytest.raises(SystemExit, match="--lora must be a rank >= 1, got 0"):
+        apply_lora("finetune x", GPTModel(TINY, rng=0), parser.parse_args(["--lora", "0"]))
+    with pytest.raises(SystemExit, match="give --lora RANK with it"):
+        apply_lora("finetune x", GPTModel(TINY, rng=0), parser.parse_args(["--lora-alpha", "8"]))
