@@ -176,6 +176,8 @@ class CrossEntropy(Function):
 
     Backward: dlogits_i = (softmax(logits_i) - onehot(target_i)) * dout_i, and 0 for rows whose
     target is `ignore_index`; with reduction "mean", dout_i = dout / (number of counted rows).
+    Ignored rows touch neither the loss nor any gradient, whatever they hold: -inf for a banned
+    token or NaN gives the same loss as any finite logits (as PyTorch).
 
     NOTE: the logits are the largest array of a small GPT's step (N x V, e.g. 512 x 50257). So that
     no second array of that size is made, forward writes its probabilities straight into the
@@ -204,6 +206,12 @@ class CrossEntropy(Function):
 
         def blocks(first: int, last: int) -> None:  # blocks first..last-1, each independent
             scratch = None if needs_grad else np.empty((min(block, num_rows), num_classes), dtype=logits.dtype)
+            # An ignored row may hold inf or NaN (a banned token): its arithmetic is discarded below,
+            # so its warnings are silenced here (this thread's own error state).
+            with np.errstate(invalid="ignore", over="ignore"):
+                rows_of_blocks(first, last, scratch)
+
+        def rows_of_blocks(first: int, last: int, scratch) -> None:
             for start in range(first * block, min(last * block, num_rows), block):
                 stop = min(start + block, num_rows)
                 logits_block = logits[start:stop]  # (b, V)
@@ -220,7 +228,9 @@ class CrossEntropy(Function):
 
         # Each thread takes a run of blocks (at least GRAIN_SIZE elements): rows are independent.
         parallel_for(0, -(-num_rows // block), max(1, GRAIN_SIZE // (block * max(num_classes, 1))), blocks)
-        losses = (log_sum_exp - logits[rows, safe_targets]) * counted  # (N,), 0 at ignored rows
+        # (N,), 0 at ignored rows, whatever their logits hold (NOTE: not "* counted": inf * 0 is NaN)
+        with np.errstate(invalid="ignore"):
+            losses = np.where(counted, log_sum_exp - logits[rows, safe_targets], 0).astype(logits.dtype, copy=False)
         if reduction == "mean":
             # The mean of an empty set is NaN, as in PyTorch; its gradient is 0.
             result = np.divide(losses.sum(), count) if count else np.array(np.nan, dtype=logits.dtype)
@@ -230,6 +240,8 @@ class CrossEntropy(Function):
             result = losses
         self.reduction = reduction
         if needs_grad:
+            if count < num_rows:
+                dlogits[~counted] = 0  # an ignored row's gradient is 0 even where its logits are inf or NaN
             dlogits[rows, safe_targets] -= row_weight  # (p - onehot(target)) * weight
             dlogits.flags.writeable = False
             self.dlogits = dlogits  # gradient of the result for dout = 1 (per row for "none")

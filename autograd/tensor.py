@@ -22,6 +22,8 @@ from collections import namedtuple
 
 import numpy as np
 
+from autograd import memory as _memory  # the process settings applied at the first backward
+
 # --------------------------------------------------------------------------------------------
 # Gradient mode: whether operations record a graph (`no_grad` switches it off).
 # --------------------------------------------------------------------------------------------
@@ -357,8 +359,13 @@ class Tensor:
                 backward rule returned a gradient of the wrong shape or dtype.
             ValueError: `gradient` has a different shape than this tensor.
 
+        The first backward of the process also applies the training process settings
+        (`autograd.memory.apply_process_settings`; opt out with MINIGPT_PROCESS_SETTINGS=0).
+
         References: torch.Tensor.backward; Griewank & Walther, "Evaluating Derivatives" (2008).
         """
+        if _memory.settings_pending:  # the first backward of the process: training has begun
+            _memory.apply_process_settings()
         if not self.requires_grad:
             raise RuntimeError(
                 "backward() on a tensor that does not require grad: no input of the computation "

@@ -132,15 +132,20 @@ class TrainingConfig:
     Attributes:
         max_steps: optimizer steps in the run; None means `epochs` passes over the training data.
         epochs: passes over the training data when max_steps is None.
-        lr: the peak learning rate (per step, AdamW's alpha).
+        lr: the peak learning rate (per step, AdamW's alpha). None (the default): the optimizer's
+            lr, as the book's `AdamW(model.parameters(), lr=0.0004, ...)` sets it. The trainer's
+            schedule sets the optimizer's lr before every step, from this peak.
         schedule: "constant" (the book's chapter 5) or "cosine" (appendix D: linear warmup from
             `initial_lr` to `lr`, then cosine decay to `min_lr`).
         warmup_steps: steps of linear warmup (cosine schedule only).
         initial_lr: learning rate at step 0 of the warmup; None means lr / 10 (as appendix D,
             which warms up from 1e-4 to a peak of 1e-3 in D.1).
         min_lr: learning rate at the last step of the cosine decay; None means lr / 10.
-        weight_decay: AdamW's decoupled weight decay (per step, multiplied by lr).
-        betas: AdamW's moment decay rates.
+        weight_decay: AdamW's decoupled weight decay (per step, multiplied by lr). None (the
+            default): the optimizer's. The optimizer applies it; the trainer records it.
+        betas: AdamW's moment decay rates. None (the default): the optimizer's.
+        (lr, weight_decay and betas have one source of truth: a value given both here and to the
+        optimizer must be the same, or `Trainer` raises ValueError naming both.)
         grad_clip: clip the global gradient norm to this value from step `warmup_steps` on (as
             appendix D); None disables clipping.
         grad_accum_steps: micro-batches per optimizer step; the update equals one step on all
@@ -158,13 +163,13 @@ class TrainingConfig:
 
     max_steps: int | None = None
     epochs: int = 1
-    lr: float = 4e-4
+    lr: float | None = None
     schedule: str = "constant"
     warmup_steps: int = 0
     initial_lr: float | None = None
     min_lr: float | None = None
-    weight_decay: float = 0.1
-    betas: tuple = (0.9, 0.999)
+    weight_decay: float | None = None
+    betas: tuple | None = None
     grad_clip: float | None = None
     grad_accum_steps: int = 1
     eval_every: int = 50
@@ -180,11 +185,11 @@ class TrainingConfig:
         checks = [
             ("max_steps", self.max_steps is None or self.max_steps >= 1, ">= 1 or None"),
             ("epochs", self.epochs >= 1, ">= 1"),
-            ("lr", math.isfinite(self.lr) and self.lr > 0, "a finite number > 0"),
+            ("lr", self.lr is None or (math.isfinite(self.lr) and self.lr > 0), "a finite number > 0"),
             ("min_lr", self.min_lr is None or (math.isfinite(self.min_lr) and self.min_lr >= 0), "a finite number >= 0"),
             ("schedule", self.schedule in ("constant", "cosine"), "'constant' or 'cosine'"),
             ("warmup_steps", self.warmup_steps >= 0, ">= 0"),
-            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("weight_decay", self.weight_decay is None or self.weight_decay >= 0, ">= 0"),
             ("grad_clip", self.grad_clip is None or self.grad_clip > 0, "> 0 or None"),
             ("grad_accum_steps", self.grad_accum_steps >= 1, ">= 1"),
             ("eval_every", self.eval_every >= 1, ">= 1"),
@@ -213,6 +218,49 @@ def weight_decay_groups(model, weight_decay: float) -> list[dict]:
     return [{"params": decayed, "weight_decay": weight_decay}, {"params": not_decayed, "weight_decay": 0.0}]
 
 
+def with_optimizer_settings(config: TrainingConfig, optimizer) -> TrainingConfig:
+    """A copy of `config` whose lr, weight_decay and betas are the optimizer's where they were None.
+
+    One source of truth for each number: the book builds `AdamW(model.parameters(), lr=0.0004,
+    weight_decay=0.1)`, and a trainer that replaced that lr with a default of its own, or
+    recorded a weight decay the optimizer never applies, would train with another recipe than
+    the one written. The optimizer's value of a setting is that of its parameter groups: lr and
+    betas must be the same in every group (the schedule sets one lr for all); for weight decay
+    the groups at 0 are left out (`weight_decay_groups` exempts biases, norms and embeddings).
+
+    Raises:
+        ValueError: a setting given in the config differs from the optimizer's (the message
+            names both values), or the optimizer's groups disagree on one.
+    """
+    resolved = {}
+    for name in ("lr", "weight_decay", "betas"):
+        values = {_setting_value(group.get(name)) for group in optimizer.param_groups}
+        if name == "weight_decay" and len(values) > 1:
+            values.discard(0.0)  # the exempted groups
+        if len(values) > 1:  # nothing to take the peak lr (or betas) from
+            raise ValueError(
+                f"the optimizer's parameter groups have different {name} values {sorted(values, key=str)}: "
+                f"the trainer needs one; give every group the same {name}"
+            )
+        optimizer_value = values.pop()
+        ours = getattr(config, name)
+        if ours is None:
+            resolved[name] = optimizer_value
+        elif _setting_value(ours) != optimizer_value:
+            raise ValueError(
+                f"TrainingConfig.{name}={ours!r} but the optimizer's {name} is {optimizer_value!r}: give {name} in one "
+                f"place (leave TrainingConfig.{name} as None to use the optimizer's), or the same value in both"
+            )
+    return dataclasses.replace(config, **resolved)
+
+
+def _setting_value(value):
+    """A hyperparameter in a comparable, hashable form: floats, and betas as a tuple of floats."""
+    if isinstance(value, (tuple, list)):
+        return tuple(float(item) for item in value)
+    return None if value is None else float(value)
+
+
 class Trainer:
     """Trains a model with appendix D's loop and keeps everything needed to resume exactly.
 
@@ -239,6 +287,8 @@ class Trainer:
 
     def __init__(self, model, optimizer, train_loader, val_loader, config: TrainingConfig, tokenizer=None, out_dir: str | None = None, run_info: dict | None = None):
         config.validate()
+        config = with_optimizer_settings(config, optimizer)
+        config.validate()  # the optimizer's lr must be a valid peak too
         if len(train_loader) < config.grad_accum_steps:
             raise ValueError(
                 f"the training data gives {len(train_loader)} batches per epoch, fewer than "
@@ -334,10 +384,7 @@ class Trainer:
             # Stop before the update: NaN or inf gradients would spoil every weight, and the
             # last checkpoint on disk stays the last good state.
             self.optimizer.zero_grad()
-            raise FloatingPointError(
-                f"the loss of step {self.step + 1} is {total_loss}: training diverged; lower the learning "
-                f"rate (now {self.learning_rate(self.step):g}) or clip gradients"
-            )
+            raise self._non_finite_loss_error(total_loss, micro_batches)
         lr = self.learning_rate(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -349,6 +396,30 @@ class Trainer:
         self._updating = self._mid_step = False
         self.optimizer.zero_grad()
         return total_loss
+
+    def _non_finite_loss_error(self, total_loss: float, micro_batches: list) -> FloatingPointError:
+        """The error for a NaN or infinite loss, naming its likely cause.
+
+        Only a loss that turns bad after parameter updates points at the learning rate; at the
+        first step, or with non-finite inputs or parameters, lowering it cannot help.
+        """
+        prefix = f"the loss of step {self.step + 1} is {total_loss}"
+        if any(np.asarray(inputs).dtype.kind == "f" and not np.isfinite(inputs).all() for inputs, _ in micro_batches):
+            return FloatingPointError(f"{prefix}: the inputs of the batch hold inf or NaN; the learning rate is not the cause")
+        if not all(np.isfinite(parameter.data).all() for parameter in self.model.parameters()):
+            return FloatingPointError(
+                f"{prefix}: the model's parameters hold inf or NaN before this step (from their "
+                f"initialisation, a loaded checkpoint or a change by hand); the learning rate is not the cause"
+            )
+        if self.step == 0:
+            return FloatingPointError(
+                f"{prefix} before any parameter update: the model's logits for these inputs are not "
+                f"finite (check the model's initialisation, dtype and inputs); the learning rate is not the cause"
+            )
+        return FloatingPointError(
+            f"{prefix}: training diverged; lower the learning rate (now {self.learning_rate(self.step):g}) "
+            f"or clip gradients"
+        )
 
     def _position(self) -> dict:
         """The data loader's and the dropout generator's states, JSON-able."""

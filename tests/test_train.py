@@ -50,7 +50,8 @@ def make_trainer(out_dir=None, *, model_seed=1, dtype=None, batch_size=4, shuffl
     model = GPTModel({**CFG, "drop_rate": drop_rate}, rng=model_seed)
     if dtype is not None:
         model.to(dtype)  # before the optimizer: AdamW keeps views of the parameters' arrays
-    optimizer = AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    # The config's lr (and any weight_decay given) are the optimizer's too: one source of truth.
+    optimizer = AdamW(model.parameters(), lr=settings.get("lr", 3e-3), weight_decay=settings.get("weight_decay", 0.1))
     dataset = train_dataset if train_dataset is not None else GPTDataset(TRAIN_TOKENS, None, CONTEXT, CONTEXT)
     train_loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=True, seed=5)
     val_loader = DataLoader(GPTDataset(VAL_TOKENS, None, CONTEXT, CONTEXT), batch_size=2)

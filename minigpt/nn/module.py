@@ -97,8 +97,16 @@ class Module:
                 f"cannot assign {name!r} before Module.__init__() ran: call super().__init__() "
                 f"first in {type(self).__name__}.__init__"
             )
-        self._parameters.pop(name, None)
-        self._modules.pop(name, None)
+        # Replacing a child by a child (or a parameter by a parameter) fills the same slot, as
+        # PyTorch does: the order of children (a Sequential's order of calls) and of state_dict
+        # keys is kept, and the book's appendix-E LoRA loop can replace children while iterating
+        # over named_children().
+        same_slot = (isinstance(value, Module) and name in self._modules) or (
+            isinstance(value, Parameter) and name in self._parameters
+        )
+        if not same_slot:
+            self._parameters.pop(name, None)
+            self._modules.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
         elif isinstance(value, Module):
