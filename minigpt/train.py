@@ -24,8 +24,9 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from autograd import no_grad
+from autograd import Tensor, no_grad
 from autograd import functional as F
+from autograd.creation import check_device
 from minigpt.data import DataLoader, GPTDataset
 from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from minigpt.generate import generate, text_to_token_ids, token_ids_to_text
@@ -36,30 +37,37 @@ from minigpt.optim import clip_grad_norm_, flatten_state_dict, unflatten_state_d
 # --------------------------------------------------------------------------------------------
 
 
-def calc_loss_batch(input_batch, target_batch, model):
-    """Mean cross-entropy of the model's next-token predictions for one batch (book listing 5.x, 5.1.3).
+def calc_loss_batch(input_batch, target_batch, model, device=None):
+    """Mean cross-entropy of the model's next-token predictions for one batch (book section 5.1.3).
 
     Args:
-        input_batch: int array (B, T) of token ids.
-        target_batch: int array (B, T), the inputs shifted by one token.
+        input_batch: int array or Tensor (B, T) of token ids.
+        target_batch: int array or Tensor (B, T), the inputs shifted by one token.
         model: callable ids (B, T) -> logits (B, T, V).
+        device: the book's device argument: "cpu", a CPU `autograd.device`, or None (the CPU);
+            minigpt runs on the CPU, so it moves nothing.
 
     Returns:
         A 0-d float32 Tensor; call `.backward()` on it to get gradients.
+
+    Raises:
+        RuntimeError: a device other than the CPU.
     """
+    check_device(device, "calc_loss_batch")
     logits = model(input_batch)  # (B, T, V)
     return F.cross_entropy(logits, target_batch)  # (B, T, V) and (B, T) are flattened inside
 
 
-def calc_loss_loader(data_loader, model, num_batches: int | None = None) -> float:
-    """Average loss over the first `num_batches` batches of a loader (all when None).
+def calc_loss_loader(data_loader, model, device=None, num_batches: int | None = None) -> float:
+    """Average loss over the first `num_batches` batches of a loader (all when None; section 5.1.3).
 
     As the book: NaN for an empty loader; `num_batches` larger than the loader is reduced to its
-    length. Runs without recording a graph.
+    length. Runs without recording a graph. `device` as `calc_loss_batch`.
 
     Raises:
-        ValueError: num_batches < 1.
+        ValueError: num_batches < 1. RuntimeError: a device other than the CPU.
     """
+    check_device(device, "calc_loss_loader")
     if num_batches is not None and num_batches < 1:
         raise ValueError(f"num_batches must be >= 1 or None, got {num_batches!r}")
     if len(data_loader) == 0:
@@ -70,21 +78,28 @@ def calc_loss_loader(data_loader, model, num_batches: int | None = None) -> floa
         for i, (input_batch, target_batch) in enumerate(data_loader):
             if i >= num_batches:
                 break
-            total += calc_loss_batch(input_batch, target_batch, model).item()
+            total += calc_loss_batch(input_batch, target_batch, model, device).item()
     return total / num_batches
 
 
-def evaluate_model(model, train_loader, val_loader, eval_iter: int) -> tuple[float, float]:
-    """Training and validation loss over `eval_iter` batches each, in eval mode (book listing 5.3)."""
+def evaluate_model(model, train_loader, val_loader, device, eval_iter: int) -> tuple[float, float]:
+    """Training and validation loss over `eval_iter` batches each, in eval mode (book listing 5.3).
+
+    `device` as `calc_loss_batch` ("cpu" or None). Returns (train_loss, val_loss), floats.
+    """
     model.eval()
-    train_loss = calc_loss_loader(train_loader, model, num_batches=eval_iter)
-    val_loss = calc_loss_loader(val_loader, model, num_batches=eval_iter)
+    train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter)
+    val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
     model.train()
     return train_loss, val_loss
 
 
-def generate_and_print_sample(model, tokenizer, start_context: str, max_new_tokens: int = 50) -> str:
-    """Print (and return) a greedy continuation of `start_context` on one line (book listing 5.3)."""
+def generate_and_print_sample(model, tokenizer, device, start_context: str, max_new_tokens: int = 50) -> str:
+    """Print (and return) a greedy continuation of `start_context` on one line (book listing 5.3).
+
+    `device` as `calc_loss_batch` ("cpu" or None).
+    """
+    check_device(device, "generate_and_print_sample")
     context_size = model.pos_emb.weight.shape[0]
     encoded = text_to_token_ids(start_context, tokenizer)
     token_ids = generate(model, encoded, max_new_tokens=max_new_tokens, context_size=context_size)
@@ -93,8 +108,11 @@ def generate_and_print_sample(model, tokenizer, start_context: str, max_new_toke
     return decoded
 
 
-def train_model_simple(model, train_loader, val_loader, optimizer, num_epochs: int, eval_freq: int, eval_iter: int, start_context: str, tokenizer):
+def train_model_simple(model, train_loader, val_loader, optimizer, device, num_epochs: int, eval_freq: int, eval_iter: int, start_context: str, tokenizer):
     """The book's pretraining loop (listing 5.3): epochs of batches, evaluation every `eval_freq` steps.
+
+    Arguments in the book's order; `device` as `calc_loss_batch` ("cpu" or None). Prints the
+    losses at each evaluation and a greedy sample after each epoch.
 
     Returns:
         (train_losses, val_losses, track_tokens_seen): lists, one entry per evaluation.
@@ -105,18 +123,18 @@ def train_model_simple(model, train_loader, val_loader, optimizer, num_epochs: i
         model.train()
         for input_batch, target_batch in train_loader:
             optimizer.zero_grad()
-            loss = calc_loss_batch(input_batch, target_batch, model)
+            loss = calc_loss_batch(input_batch, target_batch, model, device)
             loss.backward()
             optimizer.step()
-            tokens_seen += input_batch.size
+            tokens_seen += int(np.size(input_batch))
             global_step += 1
             if global_step % eval_freq == 0:
-                train_loss, val_loss = evaluate_model(model, train_loader, val_loader, eval_iter)
+                train_loss, val_loss = evaluate_model(model, train_loader, val_loader, device, eval_iter)
                 train_losses.append(train_loss)
                 val_losses.append(val_loss)
                 track_tokens_seen.append(tokens_seen)
                 print(f"Ep {epoch + 1} (Step {global_step:06d}): Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
-        generate_and_print_sample(model, tokenizer, start_context)
+        generate_and_print_sample(model, tokenizer, device, start_context)
     return train_losses, val_losses, track_tokens_seen
 
 
@@ -456,8 +474,8 @@ class Trainer:
         generator and so change the order of all later epochs (and break exact resume).
         """
         self.model.eval()
-        train_loss = calc_loss_loader(self._train_eval_loader, self.model, self.config.eval_batches)
-        val_loss = float("nan") if self.val_loader is None else calc_loss_loader(self.val_loader, self.model, self.config.eval_batches)
+        train_loss = calc_loss_loader(self._train_eval_loader, self.model, num_batches=self.config.eval_batches)
+        val_loss = float("nan") if self.val_loader is None else calc_loss_loader(self.val_loader, self.model, num_batches=self.config.eval_batches)
         self.model.train()
         self.history["step"].append(self.step)
         self.history["tokens_seen"].append(self.tokens_seen)
@@ -607,34 +625,79 @@ class Trainer:
         """
         if self.out_dir is None or not self.history["step"]:
             return None
-        return plot_losses(self.history, os.path.join(self.out_dir, "loss.png"))
+        return plot_history(self.history, os.path.join(self.out_dir, "loss.png"))
 
 
-def plot_losses(history: dict, path: str) -> str | None:
-    """Plot training and validation loss against steps, with tokens seen on a second x-axis.
+def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses, path=None, x_label: str = "Epochs"):
+    """Plot training and validation losses against epochs, with tokens seen on a second x-axis
+    (the book's `plot_losses`, section 5.2, figure 5.12).
 
-    The book's `plot_losses` (listing 5.x, section 5.2) draws the same figure. Needs matplotlib
-    (the `plot` extra); without it this returns None and prints nothing.
+    Args:
+        epochs_seen: x positions, one per evaluation (the book passes
+            `torch.linspace(0, num_epochs, len(train_losses))`); a list, array or Tensor.
+        tokens_seen: tokens seen at each evaluation (`train_model_simple`'s third result).
+        train_losses, val_losses: the losses at each evaluation.
+        path: where to save the figure (the book saves "loss-plot.pdf"); None saves nothing.
+        x_label: the label of the lower x-axis.
+
+    Returns:
+        The matplotlib Figure (a notebook shows it; `plt.show()` opens it in a script).
+
+    Raises:
+        ImportError: matplotlib is not installed (`pip install minigpt[plot]`).
+        ValueError: the four sequences do not have one length.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    epochs_seen, tokens_seen, train_losses, val_losses = (
+        np.asarray(values.data if isinstance(values, Tensor) else values)
+        for values in (epochs_seen, tokens_seen, train_losses, val_losses)
+    )
+    lengths = {len(epochs_seen), len(tokens_seen), len(train_losses), len(val_losses)}
+    if len(lengths) != 1:
+        raise ValueError(
+            "plot_losses: epochs_seen, tokens_seen, train_losses and val_losses must have one length, got "
+            f"{len(epochs_seen)}, {len(tokens_seen)}, {len(train_losses)}, {len(val_losses)}"
+        )
+    figure, axis = plt.subplots(figsize=(5, 3))
+    axis.plot(epochs_seen, train_losses, label="Training loss")
+    axis.plot(epochs_seen, val_losses, linestyle="-.", label="Validation loss")
+    axis.set_xlabel(x_label)
+    axis.set_ylabel("Loss")
+    axis.legend(loc="upper right")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs / steps only
+    tokens_axis = axis.twiny()
+    tokens_axis.plot(tokens_seen, train_losses, alpha=0)  # invisible: aligns the tokens ticks
+    tokens_axis.set_xlabel("Tokens seen")
+    figure.tight_layout()
+    if path is not None:
+        figure.savefig(path)
+    return figure
+
+
+def plot_history(history: dict, path: str) -> str | None:
+    """Save a Trainer's loss plot (`plot_losses` against steps) to `path`, atomically.
+
+    Args:
+        history: a dict with lists "step", "tokens_seen", "train_loss", "val_loss".
+        path: the image file to write (written to a temporary name, then renamed into place).
+
+    Returns:
+        `path`, or None when matplotlib is not installed (`pip install minigpt[plot]`).
     """
     try:
         import matplotlib
 
-        matplotlib.use("Agg")
+        matplotlib.use("Agg")  # the command line runs without a display
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    figure, axis = plt.subplots(figsize=(6, 3.5))
-    axis.plot(history["step"], history["train_loss"], label="Training loss")
-    axis.plot(history["step"], history["val_loss"], linestyle="-.", label="Validation loss")
-    axis.set_xlabel("Steps")
-    axis.set_ylabel("Loss")
-    axis.legend(loc="upper right")
-    tokens_axis = axis.twiny()
-    tokens_axis.plot(history["tokens_seen"], history["train_loss"], alpha=0)  # aligns the ticks
-    tokens_axis.set_xlabel("Tokens seen")
-    figure.tight_layout()
     temporary = path + ".tmp.png"
-    figure.savefig(temporary)
+    figure = plot_losses(
+        history["step"], history["tokens_seen"], history["train_loss"], history["val_loss"],
+        path=temporary, x_label="Steps",
+    )
     plt.close(figure)
     os.replace(temporary, path)
     return path

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import autograd
 from autograd import functional as F
 from autograd import gradcheck, tensor
 from autograd.testing import arrays, dims, shapes, tensors
@@ -427,8 +428,16 @@ def test_dropout_errors():
     x = leaf([1.0, 2.0])
     with pytest.raises(ValueError, match=r"p must be a probability in \[0, 1\], got 1.5"):
         F.dropout(x, 1.5, rng=np.random.default_rng(0))
-    with pytest.raises(ValueError, match="pass rng="):
-        F.dropout(x, 0.5)
+
+
+def test_dropout_without_rng_draws_from_the_default_generator():
+    x = leaf(np.ones(64))
+    autograd.manual_seed(5)
+    first = F.dropout(x, 0.5).data
+    autograd.manual_seed(5)
+    np.testing.assert_array_equal(F.dropout(x, 0.5).data, first)
+    # The same draws as an explicit generator seeded alike: the default one is an ordinary Generator.
+    np.testing.assert_array_equal(F.dropout(x, 0.5, rng=np.random.default_rng(5)).data, first)
 
 
 # --------------------------------------------------------------------------------------------
@@ -589,8 +598,13 @@ def test_attention_errors():
     q = leaf(np.zeros((2, 3, 4)))
     with pytest.raises(ValueError, match=r"q \(2, 3, 4\), k \(2, 3, 5\), v \(2, 3, 5\)"):
         F.scaled_dot_product_attention(q, leaf(np.zeros((2, 3, 5))), leaf(np.zeros((2, 3, 5))))
-    with pytest.raises(ValueError, match="dropout_p > 0 needs rng"):
-        F.scaled_dot_product_attention(q, q, q, dropout_p=0.1)
+    # No rng: the default generator draws the mask, reproducibly under manual_seed.
+    values = leaf(np.random.default_rng(0).standard_normal((2, 3, 4)))
+    autograd.manual_seed(3)
+    first = F.scaled_dot_product_attention(values, values, values, dropout_p=0.5).data
+    autograd.manual_seed(3)
+    np.testing.assert_array_equal(F.scaled_dot_product_attention(values, values, values, dropout_p=0.5).data, first)
+    assert not np.array_equal(first, F.scaled_dot_product_attention(values, values, values).data)
     with pytest.raises(ValueError, match=r"dropout_p must be a probability in \[0, 1\], got -0.1"):
         F.scaled_dot_product_attention(q, q, q, dropout_p=-0.1)
     no_keys = leaf(np.zeros((2, 0, 4)))

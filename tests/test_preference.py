@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 import autograd
 from autograd import Tensor
 from autograd import functional as F
+from autograd.functional import logsigmoid
 from autograd.testing import arrays
 from minigpt.finetune.preference import (
     compute_dpo_loss,
@@ -25,7 +26,6 @@ from minigpt.finetune.preference import (
     compute_logprobs,
     custom_collate_fn,
     evaluate_dpo_loss_loader,
-    logsigmoid,
     train_model_dpo_simple,
 )
 from minigpt.model import GPTModel

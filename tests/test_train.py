@@ -138,10 +138,10 @@ def test_evaluate_model_returns_to_training_mode():
     model = GPTModel(CFG, rng=0)
     loader = DataLoader(GPTDataset(VAL_TOKENS, None, CONTEXT, CONTEXT), batch_size=2)
     model.train()
-    train_loss, val_loss = evaluate_model(model, loader, loader, eval_iter=1)
+    train_loss, val_loss = evaluate_model(model, loader, loader, "cpu", eval_iter=1)
     assert model.training and train_loss == val_loss and np.isfinite(train_loss)
     # In eval mode dropout is off, so the estimate is deterministic.
-    assert evaluate_model(model, loader, loader, eval_iter=1) == (train_loss, val_loss)
+    assert evaluate_model(model, loader, loader, "cpu", eval_iter=1) == (train_loss, val_loss)
 
 
 def test_train_model_simple_learns(capsys):
@@ -153,7 +153,7 @@ def test_train_model_simple_learns(capsys):
     model = GPTModel({**CFG, "vocab_size": tokenizer.n_vocab, "drop_rate": 0.0}, rng=3)
     optimizer = AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
     train_losses, val_losses, tokens_seen = train_model_simple(
-        model, train_loader, val_loader, optimizer, num_epochs=4, eval_freq=3, eval_iter=len(train_loader),
+        model, train_loader, val_loader, optimizer, "cpu", num_epochs=4, eval_freq=3, eval_iter=len(train_loader),
         start_context="every", tokenizer=tokenizer,
     )
     assert len(train_losses) == len(val_losses) == len(tokens_seen) == 12  # 9 batches x 4 epochs / 3

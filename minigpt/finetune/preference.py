@@ -11,7 +11,7 @@ with no reward model and no sampling. What this file adds, under the names of th
 (`compute_logprobs`), the loss (`compute_dpo_loss`, `compute_dpo_loss_batch`,
 `compute_dpo_loss_loader`, `evaluate_dpo_loss_loader`) and the training loop
 (`train_model_dpo_simple`). The gradients are the engine's: `compute_logprobs` is a fused
-cross-entropy per token, and log-sigmoid is a two-class log-softmax (stable for any margin).
+cross-entropy per token, and the log-sigmoid is the engine's fused, stable `F.logsigmoid`.
 
 Shape letters: B batch, T tokens, V vocabulary.
 
@@ -29,7 +29,7 @@ import os
 
 import numpy as np
 
-from autograd import Tensor, no_grad, stack
+from autograd import Tensor, no_grad
 from autograd import functional as F
 from minigpt.train import generate_and_print_sample
 
@@ -39,7 +39,6 @@ __all__ = [
     "PreferenceDataset",
     "custom_collate_fn",
     "compute_logprobs",
-    "logsigmoid",
     "compute_dpo_loss",
     "compute_dpo_loss_batch",
     "compute_dpo_loss_loader",
@@ -240,23 +239,6 @@ def compute_logprobs(logits: Tensor, labels, selection_mask=None) -> Tensor:
     return (selected_log_probs * mask).sum(-1) / counts  # average over the selected tokens
 
 
-def logsigmoid(x: Tensor) -> Tensor:
-    """log sigmoid(x) = -log(1 + exp(-x)), finite for any finite x, elementwise.
-
-    Computed as the second entry of a two-class log-softmax over (0, x): sigmoid(x) =
-    e^x / (e^0 + e^x), and the fused log-softmax subtracts the larger of 0 and x before
-    exponentiating, so neither exp(-x) for a very negative x nor exp(x) for a very positive one
-    overflows, and the gradient, sigmoid(-x), is exact at every point including x = 0.
-
-    Shapes: any -> the same.
-
-    References: torch.nn.functional.logsigmoid.
-    """
-    zeros = Tensor(np.zeros(x.shape, dtype=x.dtype))
-    pair = stack([zeros, x], dim=-1)  # (..., 2): the logits of "rejected wins" and "chosen wins"
-    return F.log_softmax(pair, dim=-1)[..., 1]
-
-
 def compute_dpo_loss(model_chosen_logprobs: Tensor, model_rejected_logprobs: Tensor,
                      reference_chosen_logprobs, reference_rejected_logprobs, beta: float = 0.1):
     """The DPO loss of a batch and the mean implicit rewards (notebook section 2.4; eq. 7 of the paper).
@@ -296,7 +278,7 @@ def compute_dpo_loss(model_chosen_logprobs: Tensor, model_rejected_logprobs: Ten
     reference_logratios = reference_chosen - reference_rejected  # (B,)
     logits = model_logratios - reference_logratios  # (B,)
     dtype = logits.dtype.type
-    losses = -logsigmoid(logits * dtype(beta))  # (B,), eq. 7 of Rafailov et al. 2023
+    losses = -F.logsigmoid(logits * dtype(beta))  # (B,), eq. 7 of Rafailov et al. 2023; stable for any margin
     chosen_rewards = (model_chosen_logprobs - reference_chosen).detach()
     rejected_rewards = (model_rejected_logprobs - reference_rejected).detach()
     return losses.mean(), chosen_rewards.mean(), rejected_rewards.mean()
