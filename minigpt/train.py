@@ -68,17 +68,34 @@ def calc_loss_loader(data_loader, model, device=None, num_batches: int | None = 
         ValueError: num_batches < 1. RuntimeError: a device other than the CPU.
     """
     check_device(device, "calc_loss_loader")
+    with no_grad():
+        return average_over_batches(
+            data_loader,
+            lambda input_batch, target_batch: calc_loss_batch(input_batch, target_batch, model, device).item(),
+            num_batches,
+        )
+
+
+def average_over_batches(data_loader, batch_value, num_batches: int | None = None) -> float:
+    """The mean of `batch_value(input_batch, target_batch)` (a float) over a loader's first batches.
+
+    The loop of the book's `calc_loss_loader` (chapters 5 and 6), shared by the language-model and
+    the classification losses: NaN for an empty loader, `num_batches` None means every batch and
+    a larger number is reduced to the loader's length. The caller decides about `no_grad`.
+
+    Raises:
+        ValueError: num_batches < 1.
+    """
     if num_batches is not None and num_batches < 1:
         raise ValueError(f"num_batches must be >= 1 or None, got {num_batches!r}")
     if len(data_loader) == 0:
         return float("nan")
     num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
     total = 0.0
-    with no_grad():
-        for i, (input_batch, target_batch) in enumerate(data_loader):
-            if i >= num_batches:
-                break
-            total += calc_loss_batch(input_batch, target_batch, model, device).item()
+    for i, (input_batch, target_batch) in enumerate(data_loader):
+        if i >= num_batches:
+            break
+        total += batch_value(input_batch, target_batch)
     return total / num_batches
 
 
@@ -628,7 +645,8 @@ class Trainer:
         return plot_history(self.history, os.path.join(self.out_dir, "loss.png"))
 
 
-def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses, path=None, x_label: str = "Epochs"):
+def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses, path=None, x_label: str = "Epochs", *,
+                label: str = "loss", second_x_label: str = "Tokens seen"):
     """Plot training and validation losses against epochs, with tokens seen on a second x-axis
     (the book's `plot_losses`, section 5.2, figure 5.12).
 
@@ -639,6 +657,8 @@ def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses, path=None, x
         train_losses, val_losses: the losses at each evaluation.
         path: where to save the figure (the book saves "loss-plot.pdf"); None saves nothing.
         x_label: the label of the lower x-axis.
+        label, second_x_label: what the values are and what the upper axis counts; chapter 6's
+            `plot_values` draws accuracies against examples seen with them.
 
     Returns:
         The matplotlib Figure (a notebook shows it; `plt.show()` opens it in a script).
@@ -661,15 +681,15 @@ def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses, path=None, x
             f"{len(epochs_seen)}, {len(tokens_seen)}, {len(train_losses)}, {len(val_losses)}"
         )
     figure, axis = plt.subplots(figsize=(5, 3))
-    axis.plot(epochs_seen, train_losses, label="Training loss")
-    axis.plot(epochs_seen, val_losses, linestyle="-.", label="Validation loss")
+    axis.plot(epochs_seen, train_losses, label=f"Training {label}")
+    axis.plot(epochs_seen, val_losses, linestyle="-.", label=f"Validation {label}")
     axis.set_xlabel(x_label)
-    axis.set_ylabel("Loss")
-    axis.legend(loc="upper right")
+    axis.set_ylabel(label.capitalize())
+    axis.legend(loc="upper right" if label == "loss" else "best")
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs / steps only
     tokens_axis = axis.twiny()
     tokens_axis.plot(tokens_seen, train_losses, alpha=0)  # invisible: aligns the tokens ticks
-    tokens_axis.set_xlabel("Tokens seen")
+    tokens_axis.set_xlabel(second_x_label)
     figure.tight_layout()
     if path is not None:
         figure.savefig(path)
@@ -686,6 +706,22 @@ def plot_history(history: dict, path: str) -> str | None:
     Returns:
         `path`, or None when matplotlib is not installed (`pip install minigpt[plot]`).
     """
+    return save_plot(path, lambda temporary: plot_losses(
+        history["step"], history["tokens_seen"], history["train_loss"], history["val_loss"],
+        path=temporary, x_label="Steps",
+    ))
+
+
+def save_plot(path: str, draw) -> str | None:
+    """Write a figure to `path` atomically: `draw(temporary_path)` saves it there and returns it.
+
+    Uses matplotlib's Agg backend (the command line runs without a display); the figure is
+    closed and the file renamed into place. Shared by the Trainer's plot and chapter 6's
+    `plot_values`.
+
+    Returns:
+        `path`, or None when matplotlib is not installed (`pip install minigpt[plot]`).
+    """
     try:
         import matplotlib
 
@@ -693,11 +729,8 @@ def plot_history(history: dict, path: str) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    temporary = path + ".tmp.png"
-    figure = plot_losses(
-        history["step"], history["tokens_seen"], history["train_loss"], history["val_loss"],
-        path=temporary, x_label="Steps",
-    )
+    temporary = path + ".tmp" + os.path.splitext(path)[1]
+    figure = draw(temporary)
     plt.close(figure)
     os.replace(temporary, path)
     return path

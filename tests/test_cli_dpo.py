@@ -11,9 +11,6 @@ import pytest
 from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from minigpt.cli import main
 
-# The `minigpt finetune` command comes from chapter 6 (issue 13), this task and flag plug into it.
-pytest.importorskip("minigpt.cli.finetune", reason="needs the `minigpt finetune` command (issue 13)")
-
 CHEAP = ["--batch-size", "2", "--eval-batches", "1", "--sample-tokens", "4"]
 
 

@@ -10,9 +10,6 @@ from safetensors import safe_open
 
 from minigpt.cli import main
 
-# The `minigpt finetune` command comes from chapter 6 (issue 13), this task and flag plug into it.
-pytest.importorskip("minigpt.cli.finetune", reason="needs the `minigpt finetune` command (issue 13)")
-
 
 def moods_data(tmp_path):
     rng = np.random.default_rng(0)

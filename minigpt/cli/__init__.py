@@ -7,6 +7,8 @@
     minigpt generate --model gpt2-small --prompt "Every effort moves you" --temperature 1.4 --top-k 25
     minigpt download gpt2-medium                   # OpenAI's weights into ~/.cache/minigpt
     minigpt prepare big.txt big.bin                # tokenize once into a memory-mapped token file
+    minigpt finetune classify --model gpt2-small   # the book's chapter 6: a spam classifier
+    minigpt classify --checkpoint runs/classify "You won a prize!"
     minigpt bench engine                           # benchmarks (engine, model, tokenizer, optim)
 
 `python -m minigpt ...` is the same. Every subcommand's `--help` lists its flags with units.
@@ -24,21 +26,21 @@ import sys
 from minigpt.cli.common import BUNDLED_CORPORA, bundled_corpus_path
 
 # Commands in the order `minigpt --help` lists them; each is the module minigpt.cli.<name>.
-COMMANDS = ("train", "generate", "prepare", "download")
+COMMANDS = ("train", "generate", "prepare", "download", "finetune", "classify")
 # Commands that run a model for long: they get the process settings that make the engine fast.
-_COMPUTE_COMMANDS = ("train", "generate")
+_COMPUTE_COMMANDS = ("train", "generate", "finetune", "classify")
 
 __all__ = ["main", "COMMANDS", "BUNDLED_CORPORA", "bundled_corpus_path"]
 
 
 def main(argv=None) -> int:
     """Entry point of the `minigpt` command (and `python -m minigpt`)."""
-    parser = argparse.ArgumentParser(prog="minigpt", description="A GPT built from scratch on NumPy: train, generate, download, prepare, bench.")
+    parser = argparse.ArgumentParser(prog="minigpt", description="A GPT built from scratch on NumPy: train, generate, download, prepare, finetune, classify, bench.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     modules = {name: importlib.import_module(f"minigpt.cli.{name}") for name in COMMANDS}
     for module in modules.values():
         module.add_parser(subparsers)
-    bench = subparsers.add_parser("bench", help="run a benchmark (engine, model, tokenizer, optim, load)", add_help=False)
+    bench = subparsers.add_parser("bench", help="run a benchmark (engine, model, tokenizer, optim, load, finetune)", add_help=False)
     bench.add_argument("arguments", nargs=argparse.REMAINDER)
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:  # the benchmark parses its own options (including --help)

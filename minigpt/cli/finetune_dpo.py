@@ -25,6 +25,8 @@ import json
 import os
 import time
 
+import numpy as np
+
 from minigpt.cli.common import add_threads_argument, fail, load_run_checkpoint, make_tokenizer
 
 COMMAND = "finetune dpo"
@@ -73,9 +75,16 @@ def _check_arguments(args) -> None:
         fail(COMMAND, f"--out {args.out!r} already holds a run; pass --overwrite to replace it, or choose another --out")
 
 
+def _split(data: list) -> tuple[list, list, list]:
+    """(train, test, validation): the first 85 %, the next 10 %, the rest (the notebook's split)."""
+    train_portion = int(len(data) * 0.85)
+    test_portion = int(len(data) * 0.1)
+    return data[:train_portion], data[train_portion:train_portion + test_portion], data[train_portion + test_portion:]
+
+
 def _responses(models: dict, entries, tokenizer, context_length: int, max_new_tokens: int) -> dict:
     """Greedy responses of each model to each entry's prompt (stopping at <|endoftext|>)."""
-    from minigpt.finetune.instruction import extract_response, format_input
+    from minigpt.finetune.preference import format_input
     from minigpt.generate import generate, text_to_token_ids, token_ids_to_text
 
     answers = {name: [] for name in models}
@@ -84,12 +93,14 @@ def _responses(models: dict, entries, tokenizer, context_length: int, max_new_to
         for name, model in models.items():
             ids = generate(model, text_to_token_ids(input_text, tokenizer), max_new_tokens=max_new_tokens,
                            context_size=context_length, eos_id=tokenizer.eot_token)
-            answers[name].append(extract_response(token_ids_to_text(ids, tokenizer), input_text))
+            generated_text = token_ids_to_text(ids, tokenizer)
+            # The notebook's extract_response: drop the prompt and the "### Response:" header.
+            answers[name].append(generated_text[len(input_text):].replace("### Response:", "").strip())
     return answers
 
 
 def _print_responses(entries, answers: dict) -> None:
-    from minigpt.finetune.instruction import format_input
+    from minigpt.finetune.preference import format_input
 
     for index, entry in enumerate(entries):
         print(format_input(entry))
@@ -107,17 +118,16 @@ def run_dpo(args) -> int:
     from minigpt.checkpoint import CHECKPOINT_NAME, save_checkpoint
     from minigpt.data import DataLoader
     from minigpt.finetune import preference as dpo
-    from minigpt.finetune.instruction import split_instruction_data
     from minigpt.model import GPTModel, get_config
     from minigpt.optim import AdamW
-    from minigpt.train import plot_train_val
+    from minigpt.train import plot_losses, save_plot
 
     _check_arguments(args)
     try:
         data = dpo.load_preference_data(args.data)
     except (OSError, ValueError) as error:
         fail(COMMAND, f"--data {args.data}: {error}")
-    train_data, test_data, val_data = split_instruction_data(data)
+    train_data, test_data, val_data = _split(data)
     if args.max_examples is not None:
         train_data, test_data, val_data = (part[:args.max_examples] for part in (train_data, test_data, val_data))
     if len(train_data) < args.batch_size or not val_data:
@@ -169,14 +179,14 @@ def run_dpo(args) -> int:
                                          "val_reward_margin_before": margin_before, "val_reward_margin_after": margin_after}})
     with open(os.path.join(args.out, "history.json"), "w", encoding="utf-8") as file:
         json.dump({"before": before, "after": after, **tracking}, file, indent=1)
-    if tracking["val_losses"]:
+    if tracking["val_losses"]:  # the notebook's two figures: losses and reward margins against epochs
         train_margins = [c - r for c, r in zip(tracking["train_chosen_rewards"], tracking["train_rejected_rewards"])]
         val_margins = [c - r for c, r in zip(tracking["val_chosen_rewards"], tracking["val_rejected_rewards"])]
-        steps = [args.eval_every * index for index in range(len(tracking["val_losses"]))]
+        epochs_seen = np.linspace(0, args.epochs, len(tracking["train_losses"]))
         for name, train_values, val_values, label in (("loss.png", tracking["train_losses"], tracking["val_losses"], "loss"),
                                                        ("reward-margins.png", train_margins, val_margins, "reward margins")):
-            plot_train_val(os.path.join(args.out, name), steps, train_values, val_values, x_label="Steps",
-                           second_x=tracking["tokens_seen"], second_x_label="Tokens seen", label=label)
+            save_plot(os.path.join(args.out, name), lambda temporary: plot_losses(
+                epochs_seen, tracking["tokens_seen"], train_values, val_values, path=temporary, label=label))
     print(f"saved {checkpoint_path}, history.json and the plots in {args.out}\n")
 
     answers = _responses({"Reference model": reference_model, "Policy model": policy_model}, shown, tokenizer,
