@@ -157,9 +157,53 @@ def test_bad_flags_give_clear_errors(arguments, message, tmp_path, monkeypatch):
 
 def test_generate_errors_name_the_flag(tiny_run):
     out, _ = tiny_run
-    for flags, name in [(["--top-k", "0"], "top_k"), (["--temperature", "-1"], "temperature"), (["--prompt", ""], "empty prompt")]:
-        with pytest.raises(SystemExit, match=name):
+    for flags, name in [(["--top-k", "0"], "--top-k must be an integer >= 1, got 0"),
+                        (["--temperature", "-1"], "--temperature must be"),
+                        (["--top-p", "2"], "--top-p must be a number in"),
+                        (["--max-new-tokens", "-2"], "--max-new-tokens must be"),
+                        (["--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+                        (["--prompt", ""], "--prompt is empty")]:
+        with pytest.raises(SystemExit) as error:
             main(["generate", "--checkpoint", out, *flags])
+        assert str(error.value).startswith("minigpt generate: error: " + name), str(error.value)
+        assert "None" not in str(error.value)
+
+
+def test_generate_notes_a_prompt_longer_than_the_context(tiny_run, capsys):
+    out, _ = tiny_run  # context 32 tokens
+    prompt = "Every effort moves you " * 20
+    assert main(["generate", "--checkpoint", out, "--prompt", prompt, "--max-new-tokens", "3"]) == 0
+    captured = capsys.readouterr()
+    assert "more than the model's context of 32: the model sees only its last 32 tokens" in captured.err
+    assert captured.out.startswith(prompt)
+
+
+def test_generate_streams_the_same_text_with_and_without_the_cache(tiny_run, capsys, monkeypatch):
+    out, _ = tiny_run
+    flushed = []
+    real_print = print
+
+    def recording_print(*values, **options):  # each piece is printed and flushed as it comes
+        flushed.append((values, options.get("flush", False)))
+        real_print(*values, **options)
+
+    monkeypatch.setattr("builtins.print", recording_print)
+    arguments = ["generate", "--checkpoint", out, "--prompt", "Every effort", "--max-new-tokens", "8"]
+    main(arguments)
+    cached = capsys.readouterr().out
+    pieces = [values for values, flush in flushed if flush]
+    assert len(pieces) >= 2  # the prompt, then the new text piece by piece
+    main(arguments + ["--no-cache"])
+    assert capsys.readouterr().out == cached
+
+
+def test_generate_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for default in ("(default: 50)", "(default: 0.0)", "(default: 123)", "(default: Every effort moves you)"):
+        assert default in text
+    assert "None" not in text
 
 
 def test_generate_from_a_non_minigpt_file(tmp_path):
