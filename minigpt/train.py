@@ -15,10 +15,12 @@ appendix D (D.1 warmup, D.2 cosine decay, D.3 gradient clipping, D.4 the modifie
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import tempfile
 import time
 
 import numpy as np
@@ -29,6 +31,7 @@ from autograd import functional as F
 from autograd.creation import check_device
 from minigpt.data import DataLoader, GPTDataset
 from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from minigpt.interrupts import SaveAbandoned, StopRequests
 from minigpt.generate import generate, text_to_token_ids, token_ids_to_text
 from minigpt.optim import clip_grad_norm_, flatten_state_dict, unflatten_state_dict, warmup_cosine_lr
 
@@ -191,8 +194,10 @@ class TrainingConfig:
             `minigpt train` command prints one at the end).
         sample_prompt: the prompt of the samples (the book: "Every effort moves you").
         sample_tokens: tokens per sample.
-        checkpoint_every: save a checkpoint every this many steps (and always at the end); 0 only
-            at the end. Nothing is saved when the trainer has no out_dir.
+        checkpoint_every: save a checkpoint every this many steps; 0: not by steps.
+        checkpoint_minutes: save a checkpoint when this many minutes (wall time) have passed
+            since the last one; 0: not by time. A checkpoint is always saved at the end and on
+            Ctrl-C or SIGTERM. Nothing is saved when the trainer has no out_dir.
         seed: seeds initialisation, dropout and shuffling.
     """
 
@@ -213,6 +218,7 @@ class TrainingConfig:
     sample_prompt: str = "Every effort moves you"
     sample_tokens: int = 50
     checkpoint_every: int = 0
+    checkpoint_minutes: float = 10.0
     seed: int = 123
 
     def validate(self) -> None:
@@ -232,6 +238,7 @@ class TrainingConfig:
             ("sample_every", self.sample_every >= 0, ">= 0"),
             ("sample_tokens", self.sample_tokens >= 0, ">= 0"),
             ("checkpoint_every", self.checkpoint_every >= 0, ">= 0"),
+            ("checkpoint_minutes", math.isfinite(self.checkpoint_minutes) and self.checkpoint_minutes >= 0, "a finite number >= 0"),
         ]
         for name, ok, expected in checks:
             if not ok:
@@ -296,6 +303,11 @@ def _setting_value(value):
     return None if value is None else float(value)
 
 
+class CheckpointSaveError(OSError):
+    """A run's checkpoint could not be written in its folder; the message says why (folder,
+    reason, bytes needed and free) and where the weights were rescued, if anywhere."""
+
+
 class Trainer:
     """Trains a model with appendix D's loop and keeps everything needed to resume exactly.
 
@@ -347,6 +359,15 @@ class Trainer:
         self._position_before_step = None
         self._eval_due = False
         self._half_updated = False
+        # Signals during `fit` (see minigpt/interrupts.py); the step of the checkpoint in out_dir
+        # that this trainer wrote or loaded, and what it held (`_progress_marker`); the wall time
+        # of the last save.
+        self._stops = None
+        self._saved_step = self._saved_at = None
+        self._last_save_time = time.monotonic()
+        self.quiet = False  # True: no progress bar (it also hides itself when stderr is not a terminal)
+        self.stop_signal = None  # the signal (SIGINT, SIGTERM) that stopped the last `fit`, if any
+        self.stop_report = None  # what `fit` printed when it was stopped
         # Loss estimates read an unshuffled loader over the same tokens (see `evaluate`), in
         # windows that do not overlap, so that a few batches cover a stretch of the text even
         # when training windows start at every token (stride 1).
@@ -406,6 +427,7 @@ class Trainer:
         self.model.train()
         total_loss = 0.0
         for inputs, targets in micro_batches:
+            self._check_stop()  # a safe point: an interrupt here rolls the step back
             logits = self.model(inputs)  # (B, T, V)
             # Sum over this micro-batch's targets, divided by all targets of the step: the
             # accumulated gradient is then exactly that of the mean over the whole batch.
@@ -425,6 +447,7 @@ class Trainer:
             group["lr"] = lr
         if self.config.grad_clip is not None and self.step >= self.config.warmup_steps:
             clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self._check_stop()  # the last safe point before the update, which signals do not cut
         self._updating = True  # parameters change in place from here until the step is counted
         self.optimizer.step()
         self.step += 1
@@ -494,12 +517,13 @@ class Trainer:
         train_loss = calc_loss_loader(self._train_eval_loader, self.model, num_batches=self.config.eval_batches)
         val_loss = float("nan") if self.val_loader is None else calc_loss_loader(self.val_loader, self.model, num_batches=self.config.eval_batches)
         self.model.train()
-        self.history["step"].append(self.step)
-        self.history["tokens_seen"].append(self.tokens_seen)
-        self.history["train_loss"].append(train_loss)
-        self.history["val_loss"].append(val_loss)
-        self.history["lr"].append(self.learning_rate(max(self.step - 1, 0)))
-        self._eval_due = False
+        with self._deferred_signals():  # all five lists, or none
+            self.history["step"].append(self.step)
+            self.history["tokens_seen"].append(self.tokens_seen)
+            self.history["train_loss"].append(train_loss)
+            self.history["val_loss"].append(val_loss)
+            self.history["lr"].append(self.learning_rate(max(self.step - 1, 0)))
+            self._eval_due = False
         return train_loss, val_loss
 
     def _evaluate_and_report(self) -> None:
@@ -526,13 +550,19 @@ class Trainer:
 
         Evaluation happens every `eval_every` steps and after the run's last step (`total_steps`,
         not `stop_at`, so that a run split by `stop_at` records the same history as one piece).
+        A checkpoint is saved every `checkpoint_every` steps, every `checkpoint_minutes` of wall
+        time, at the end, and when the run is stopped (when out_dir is set).
 
-        Ctrl-C (KeyboardInterrupt): a step cut short before its parameter update is undone (its
-        batches, dropout draws and tokens are rewound), a checkpoint of the last completed step is
-        saved (when out_dir is set), and the interrupt is re-raised; `fit()` again, or `load` +
-        `fit()` in a new process, continues exactly. A step cut short inside `optimizer.step()`
-        leaves half-updated weights: the last checkpoint on disk is kept untouched, and this
-        trainer refuses to go on until a checkpoint is loaded.
+        Ctrl-C and SIGTERM (see minigpt/interrupts.py): a step is never cut inside its parameter
+        update; a signal there lets the update finish, a signal earlier in the step rolls the step
+        back (its batches, dropout draws and tokens are rewound). Then a checkpoint of the last
+        completed step is saved and KeyboardInterrupt is raised (`stop_signal` tells which
+        signal); `fit()` again, or `load` + `fit()` in a new process, continues exactly. A second
+        signal prints "saving checkpoint... press Ctrl-C again to abandon it"; a third one after
+        it abandons the save (`SaveAbandoned`, a KeyboardInterrupt), keeping the previous
+        checkpoint. A KeyboardInterrupt raised by code inside `optimizer.step()` (not by a
+        signal) leaves half-updated weights: the checkpoint on disk is kept, and this trainer
+        refuses to go on until a checkpoint is loaded.
 
         Returns:
             The history dict.
@@ -540,48 +570,105 @@ class Trainer:
         Raises:
             FloatingPointError: a step's loss is NaN or infinite (the parameters are left as they
                 were before that step).
+            CheckpointSaveError (an OSError): a checkpoint could not be written (disk full,
+                read-only folder); its message says where the weights were rescued, if anywhere.
         """
         end = self.total_steps if stop_at is None else min(stop_at, self.total_steps)
-        progress = tqdm(total=end, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+        progress = tqdm(total=end, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
+                        disable=True if self.quiet else None)  # None: hidden when not on a terminal
         started = time.perf_counter()
+        self._last_save_time = time.monotonic()
+        stops = self._stops = StopRequests()
         try:
+            stops.install()
             if self._eval_due:  # an interrupt came before the last step's evaluation was recorded
                 self._evaluate_and_report()
             while self.step < end:
-                loss = self.train_step()
+                with stops.defer():
+                    loss = self.train_step()
+                    # Part of the step: an interrupt between the two would lose this evaluation.
+                    self._eval_due = self.step % self.config.eval_every == 0 or self.step == self.total_steps
+                stops.check()  # a signal that came during the update: the step is complete
                 progress.update(1)
                 progress.set_postfix(loss=f"{loss:.3f}", lr=f"{self.learning_rate(self.step - 1):.2e}")
-                self._eval_due = self.step % self.config.eval_every == 0 or self.step == self.total_steps
                 if self._eval_due:
                     self._evaluate_and_report()
                 if self.config.sample_every and self.step % self.config.sample_every == 0:
                     self.sample()
-                if self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0 and self.out_dir is not None:
-                    self.save()
-        except KeyboardInterrupt:
-            progress.close()
-            if self._updating:
-                # Stopped inside optimizer.step(): the weights are half updated, so the last
-                # checkpoint on disk is the good one; leave it as it is.
-                self._half_updated = True
-                self._updating = self._mid_step = False
-                self.optimizer.zero_grad()  # or a later step would add this step's gradients to its own
-                print(f"\ninterrupted during a parameter update: kept the last checkpoint in {self.out_dir}")
-                raise
-            if self._mid_step:
-                self._rewind_partial_step()
-            self.optimizer.zero_grad()
-            self.model.train()  # an interrupted evaluation or sample leaves eval mode on
+                if self.out_dir is not None and self._periodic_save_due():
+                    with stops.defer():
+                        self._save_or_rescue()
+                    stops.check()
             if self.out_dir is not None:
-                self.save()
-                print(f"\ninterrupted: checkpoint of step {self.step} saved in {self.out_dir}; continue with --resume {self.out_dir}")
+                with stops.defer():
+                    self._save_or_rescue()
+                stops.check()
+        except KeyboardInterrupt as interrupt:
+            progress.close()
+            self.stop_signal = stops.signal
+            self._save_after_interrupt(interrupt, stops)
             raise
+        finally:
+            stops.restore()
+            self._stops = None
         progress.close()
         self.elapsed_seconds = time.perf_counter() - started
-        if self.out_dir is not None:
-            self.save()
+        try:
             self.plot()
+        except KeyboardInterrupt:  # the run is complete and saved; only the plot is missing
+            self._report(f"interrupted while drawing loss.png: checkpoint of step {self.step} saved in {self.out_dir}")
+            raise
         return self.history
+
+    def _check_stop(self) -> None:
+        """A safe point inside a step: raise KeyboardInterrupt if a signal asked to stop."""
+        if self._stops is not None:
+            self._stops.check()
+
+    def _deferred_signals(self):
+        """A region that a signal must not cut (outside `fit`: no effect)."""
+        return contextlib.nullcontext() if self._stops is None else self._stops.defer()
+
+    def _periodic_save_due(self) -> bool:
+        every, minutes = self.config.checkpoint_every, self.config.checkpoint_minutes
+        return bool((every and self.step % every == 0)
+                    or (minutes and time.monotonic() - self._last_save_time >= 60 * minutes))
+
+    def _save_after_interrupt(self, interrupt: KeyboardInterrupt, stops: StopRequests) -> None:
+        """After an interrupt in `fit`: put the trainer at the end of its last complete step, save
+        it (unless the save is abandoned) and print what happened, truthfully."""
+        name = stops.signal_name if stops.signal is not None else "interrupted"
+        kept = (f"the checkpoint of step {self._saved_step} in {self.out_dir} is kept as it was"
+                if self._saved_step is not None else "nothing was saved in this run")
+        if self._updating:
+            # Cut inside optimizer.step() (by code, not by a signal, which waits for the update):
+            # the weights are half updated, so the checkpoint on disk is the good one.
+            self._half_updated = True
+            self._updating = self._mid_step = False
+            self.optimizer.zero_grad()  # or a later step would add this step's gradients to its own
+            self._report(f"{name} during a parameter update: the weights in memory are unusable; {kept}")
+            return
+        if self._mid_step:
+            self._rewind_partial_step()
+        self.optimizer.zero_grad()
+        self.model.train()  # an interrupted evaluation or sample leaves eval mode on
+        if isinstance(interrupt, SaveAbandoned):
+            self._report(f"save abandoned: {kept}")
+            return
+        if self.out_dir is None:
+            return
+        if self._saved_at != self._progress_marker():
+            try:
+                with stops.defer():
+                    self._save_or_rescue()
+            except SaveAbandoned:
+                self._report(f"save abandoned: {kept}")
+                return
+        self._report(f"{name}: checkpoint of step {self.step} saved in {self.out_dir}; continue with --resume {self.out_dir}")
+
+    def _report(self, message: str) -> None:
+        self.stop_report = message
+        print("\n" + message)
 
     # ---- checkpoints ------------------------------------------------------------------------
     def state(self) -> dict:
@@ -598,26 +685,64 @@ class Trainer:
         }
 
     def save(self, path: str | None = None) -> str:
-        """Write model, optimizer and trainer state atomically to `path` (default out_dir/checkpoint.safetensors)."""
-        if path is None:
+        """Write model, optimizer and trainer state atomically to `path` (default
+        out_dir/checkpoint.safetensors, with a copy of the history in out_dir/history.json).
+
+        Raises:
+            CheckpointWriteError (an OSError): the folder is full, read-only or missing; the
+                previous checkpoint there is untouched.
+        """
+        in_out_dir = path is None
+        if in_out_dir:
             if self.out_dir is None:
                 raise ValueError("save: no path given and the trainer has no out_dir")
             os.makedirs(self.out_dir, exist_ok=True)
             path = os.path.join(self.out_dir, CHECKPOINT_NAME)
         save_checkpoint(path, self.model.state_dict(), flatten_state_dict(self.optimizer.state_dict()), {"trainer": self.state()})
-        if self.out_dir is not None:  # a convenience copy of the history, also replaced atomically
+        if in_out_dir:
+            self._saved_step, self._saved_at = self.step, self._progress_marker()
+            self._last_save_time = time.monotonic()
+            # A convenience copy of the history, also replaced atomically (a failure here is not
+            # worth stopping a run for: the checkpoint holds the history too).
             history_path = os.path.join(self.out_dir, "history.json")
-            with open(history_path + ".tmp", "w") as file:
-                json.dump(self.history, file)
-            os.replace(history_path + ".tmp", history_path)
+            try:
+                with open(history_path + ".tmp", "w") as file:
+                    json.dump(self.history, file)
+                os.replace(history_path + ".tmp", history_path)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.remove(history_path + ".tmp")
         return path
+
+    def _save_or_rescue(self) -> str:
+        """`save()`; if out_dir cannot take it, save into a rescue folder and raise
+        CheckpointSaveError saying where the weights are (or that no folder could take them)."""
+        try:
+            return self.save()
+        except OSError as error:
+            rescue_root = os.environ.get("MINIGPT_RESCUE_DIR") or os.path.join(tempfile.gettempdir(), "minigpt-rescue")
+            rescue_dir = os.path.join(rescue_root, f"{os.path.basename(os.path.abspath(self.out_dir))}-step{self.step}-{os.getpid()}")
+            kept = (f"the checkpoint of step {self._saved_step} there is intact" if self._saved_step is not None
+                    else "no earlier checkpoint of this run is there")
+            try:
+                os.makedirs(rescue_dir, exist_ok=True)
+                self.save(os.path.join(rescue_dir, CHECKPOINT_NAME))
+            except OSError as rescue_error:
+                raise CheckpointSaveError(
+                    f"{error}; {kept}. The weights of step {self.step} could not be saved elsewhere either "
+                    f"({rescue_error}): free some space or set MINIGPT_RESCUE_DIR to a folder with room"
+                ) from error
+            raise CheckpointSaveError(
+                f"{error}; {kept}. The weights of step {self.step} were saved instead in {rescue_dir}: continue with "
+                f"`minigpt train --resume {rescue_dir} --out {self.out_dir}` once there is room (or --out another folder)"
+            ) from error
 
     def load(self, path: str) -> None:
         """Restore model weights, optimizer state and the trainer's position from a checkpoint.
 
         Raises:
             ValueError: the checkpoint does not fit this model or optimizer (from their
-                load_state_dict), or has no trainer state.
+                load_state_dict), has no trainer state, or is damaged (a checksum differs).
         """
         model_state, optimizer_state, metadata = load_checkpoint(path)
         if "trainer" not in metadata:
@@ -633,6 +758,13 @@ class Trainer:
         self._eval_due = state.get("eval_due", False)
         self._mid_step = self._updating = self._half_updated = False
         self._tokens_this_step = 0
+        in_out_dir = self.out_dir is not None and os.path.abspath(path) == os.path.abspath(os.path.join(self.out_dir, CHECKPOINT_NAME))
+        self._saved_step = self.step if in_out_dir else None
+        self._saved_at = self._progress_marker() if in_out_dir else None
+
+    def _progress_marker(self) -> tuple:
+        """What a checkpoint of this trainer depends on, besides the weights: step and evaluations."""
+        return self.step, len(self.history["step"]), self._eval_due
 
     def plot(self) -> str | None:
         """Save `loss.png` in out_dir: losses against steps and tokens seen (book figure 5.12).

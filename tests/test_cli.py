@@ -139,7 +139,7 @@ def test_prepare_then_train_on_the_token_file(tmp_path):
     (["train", "--preset", "gpt5"], "--preset 'gpt5': unknown preset; choose one of .*tiny"),
     (["train", "--data", "no-such-file.txt"], "--data 'no-such-file.txt': no such file"),
     (["train", "--resume", "no-such-dir"], "--resume 'no-such-dir': no checkpoint there"),
-    (["train", "--max-steps", "0"], "max_steps must be >= 1.*--max-steps"),
+    (["train", "--max-steps", "0"], r"max_steps must be >= 1, got 0 \(flag --max-steps\)$"),  # no "or None": not a flag value
     (["train", "--preset", "char", "--max-steps", "5", "--warmup-steps", "5"], "warmup_steps=5 must be smaller"),
     (["train", "--context-length", "4000", "--max-steps", "1"], "validation split.*tokens short"),
     (["generate", "--checkpoint", "no-such-dir"], "--checkpoint 'no-such-dir': no checkpoint there"),
@@ -248,7 +248,7 @@ def test_an_existing_run_is_not_overwritten_without_asking(tiny_run, tmp_path):
 def test_unwritable_out_and_bad_sample_prompt_fail_before_training(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    with pytest.raises(SystemExit, match="--out .* cannot be written"):
+    with pytest.raises(SystemExit, match="--out .* is a file; give a folder"):
         main(["train", "--max-steps", "1", "--out", str(blocker), *CHEAP])
     with pytest.raises(SystemExit, match="--sample-prompt is empty"):
         main(["train", "--max-steps", "1", "--out", str(tmp_path / "r1"), "--sample-prompt", "", *CHEAP])
@@ -299,9 +299,9 @@ def test_resume_refuses_changed_data_and_does_nothing_past_its_target(tmp_path, 
     out = str(tmp_path / "run")
     main(["train", "--data", str(data), "--max-steps", "2", "--out", out, "--context-length", "32", *CHEAP])
     assert main(["train", "--resume", out, "--max-steps", "1"]) == 0
-    assert "nothing to do" in capsys.readouterr().out
+    assert "nothing to train" in capsys.readouterr().out
     data.write_text(data.read_text()[:-2000])
-    with pytest.raises(SystemExit, match="it changed, so the run cannot continue exactly"):
+    with pytest.raises(SystemExit, match="contents changed since the run started.*cannot continue exactly"):
         main(["train", "--resume", out, "--max-steps", "4"])
 
 

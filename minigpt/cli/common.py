@@ -64,6 +64,21 @@ def load_run_checkpoint(command: str, flag: str, path: str, required: str = "tra
     return checkpoint_path, model_state, optimizer_state, metadata
 
 
+def load_run_metadata(command: str, flag: str, path: str):
+    """(checkpoint path, metadata) of a run checkpoint, reading its header only (the tensors are
+    read, and their checksums verified, when the run is restored)."""
+    from minigpt.checkpoint import load_checkpoint_metadata
+
+    checkpoint_path = run_checkpoint_file(command, flag, path)
+    try:
+        metadata = load_checkpoint_metadata(checkpoint_path)
+    except ValueError as error:
+        fail(command, f"{flag} {path!r}: {error}")
+    if "trainer" not in metadata:
+        fail(command, f"{flag} {path!r}: the checkpoint has no training state (it was not written by `minigpt train`)")
+    return checkpoint_path, metadata
+
+
 def make_tokenizer(spec: dict):
     """Build a tokenizer from its checkpoint spec: {"name": "gpt2"} or {"name": "char", "characters": ...}."""
     if spec["name"] == "char":
