@@ -1,12 +1,14 @@
-"""`minigpt finetune TASK`: fine-tune a GPT for a task. Tasks: `classify` (book ch. 6), `instruct` (ch. 7).
+"""`minigpt finetune TASK`: fine-tune a GPT for a task. Tasks: `classify` (book ch. 6), `instruct` (ch. 7), `dpo` (ch. 7 bonus).
 
     minigpt finetune classify --model gpt2-small          # the book's chapter 6: the spam classifier
     minigpt finetune classify --checkpoint runs/sms       # from a model pretrained with `minigpt train`
     minigpt finetune classify --init random --preset tiny --trainable all --lr 5e-4
     minigpt finetune instruct --model gpt2-medium         # the book's chapter 7: instruction fine-tuning
+    minigpt finetune classify --model gpt2-small --lora 16 --lr 8e-4   # appendix E: LoRA
+    minigpt finetune dpo --checkpoint runs/instruct       # preference tuning (minigpt/cli/finetune_dpo.py)
 
 Each task is a sub-subcommand: a function pair `_add_<task>_parser(tasks)` / `_run_<task>(args)`
-listed in `TASKS` (chapter 7's instruction tuning lives in `finetune_instruct.py`; DPO comes next).
+listed in `TASKS` (chapter 7: `finetune_instruct.py`; its DPO bonus: `finetune_dpo.py`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import os
 import time
 
 from minigpt.cli.common import add_threads_argument, fail, load_run_checkpoint, make_tokenizer
+from minigpt.cli.finetune_dpo import add_dpo_parser, run_dpo
 from minigpt.cli.finetune_instruct import add_instruct_parser, run_instruct
+from minigpt.cli.lora_options import add_lora_arguments, apply_lora
 
 COMMAND = "finetune classify"
 CLASSIFIER_KEY = "classifier"  # the checkpoint metadata entry that `minigpt classify` reads
@@ -70,7 +74,8 @@ def _add_classify_parser(tasks) -> None:
                         "tokenizer's <|endoftext|>, 50256, as the book)")
     parser.add_argument("--trainable", choices=("last-block", "all", "head"), default="last-block",
                         help="what trains: last-block (the last transformer block, final LayerNorm and head: the "
-                        "book's recipe), all, or head")
+                        "book's recipe), all, or head; --lora replaces it")
+    add_lora_arguments(parser)  # appendix E: e.g. --lora 16 --lr 8e-4
     parser.add_argument("--pooling", choices=("last_non_padding", "last"), default="last_non_padding",
                         help="which position is classified: each text's last real token (default; the book's "
                         "ablation) or the last position (the book's chapter, often a padding token)")
@@ -173,6 +178,8 @@ def _run_classify(args) -> int:
 
     cls.replace_output_head(model, len(train_set.label_names), rng=args.seed)
     cls.set_trainable(model, args.trainable)
+    if apply_lora(COMMAND, model, args, rng=args.seed):  # appendix E: every Linear, the new head included
+        args.trainable = f"LoRA rank {args.lora}"
     # Only trainable parameters go to the optimizer: frozen ones get no moments at all.
     optimizer = AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=args.weight_decay)
     train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=True, seed=args.seed)
@@ -211,6 +218,10 @@ def _run_classify(args) -> int:
                   "source": source, "accuracy": accuracy}
     history = {"train_losses": train_losses, "val_losses": val_losses, "train_accs": train_accs, "val_accs": val_accs,
                "examples_seen": examples_seen, "epochs": args.epochs, "minutes": minutes}
+    if args.lora is not None:
+        from minigpt.nn import merge_lora
+
+        merge_lora(model)  # a plain model again: `minigpt classify` loads it like any other
     _save(args.out, model, classifier, history)
     return 0
 
@@ -252,4 +263,4 @@ def load_classifier(command: str, flag: str, path: str):
 
 
 # task name -> (add its parser, run it)
-TASKS = {"classify": (_add_classify_parser, _run_classify), "instruct": (add_instruct_parser, run_instruct)}
+TASKS = {"classify": (_add_classify_parser, _run_classify), "instruct": (add_instruct_parser, run_instruct), "dpo": (add_dpo_parser, run_dpo)}

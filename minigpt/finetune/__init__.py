@@ -6,6 +6,8 @@
   padding collate function, response generation).
 - `minigpt.finetune.metrics`: the offline metric of chapter 7's test set (ROUGE-L, exact match).
 - `minigpt.finetune.judge`: chapter 7.8's LLM judge, a client for Ollama and OpenAI-compatible servers.
+- `minigpt.finetune.preference`: the chapter-7 bonus, direct preference optimisation (DPO) of an
+  instruction-tuned GPT on chosen/rejected response pairs.
 
 What the chapters share (a loss averaged over a loader, a training-curve plot) lives in
 `minigpt.train` and is imported from there.
