@@ -2,7 +2,7 @@
 
     minigpt finetune instruct --model gpt2-medium        # the book's run: 2 epochs, batch 8, AdamW 5e-5
     minigpt finetune instruct --checkpoint runs/tiny     # a model pretrained with `minigpt train`
-    minigpt finetune instruct --lora 16 --lr 5e-4         # LoRA (appendix E; the book's exercise 7.4)
+    minigpt finetune instruct --lora 16                  # LoRA: the book's exercise 7.4 (rank 16, alpha 16, lr 5e-5)
 
 Loads the model and the bundled instruction data (or --data), splits it 85/10/5 (train, test,
 validation), prints the initial losses, fine-tunes with a progress bar (the book's settings by
