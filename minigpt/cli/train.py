@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import re
+import sys
 
 import numpy as np
 
@@ -142,7 +143,52 @@ def _load_token_ids(data_path: str, tokenizer_name: str):
 
 
 def run(args) -> int:
-    """Run `minigpt train` with parsed arguments (see `add_parser`)."""
+    """Run `minigpt train` with parsed arguments (see `add_parser`).
+
+    Under `mpirun -n N` (or mpiexec) the run is data-parallel over N ranks (minigpt/distributed.py):
+    rank 0 prints and writes the run; an error that ends one rank aborts them all.
+    """
+    from minigpt.distributed import init
+
+    world = init()
+    if world.size == 1:
+        return _run(args, world)
+    if args.threads is None:  # the ranks on one machine share its CPUs
+        from autograd.parallel import available_cpus
+
+        from minigpt.cli.common import set_threads
+
+        set_threads("train", max(1, available_cpus() // world.local_size))
+    if not world.is_main:
+        sys.stdout = open(os.devnull, "w")  # rank 0 prints for the run; errors still reach stderr
+    try:
+        return _run(args, world)
+    except SystemExit as stop:
+        if stop.code in (0, None):
+            raise
+        # NOTE: an error on one rank only (a data file missing on one machine) would leave the
+        # others waiting in the next collective forever: abort them all.
+        print(f"[rank {world.rank} of {world.size}] {stop.code}", file=sys.stderr)
+        world.abort(1)
+
+
+def _keep_global_batch(config, saved_ranks: int, ranks: int):
+    """A run resumed with another number of MPI ranks keeps its global batch (micro-batches per step)
+    when it divides evenly: grad_accum_steps becomes saved_accum x saved_ranks / ranks."""
+    if ranks == saved_ranks:
+        return config
+    micro_batches = config.grad_accum_steps * saved_ranks
+    if micro_batches % ranks:
+        print(f"note: the run used {saved_ranks} rank(s) x {config.grad_accum_steps} accumulation step(s) = {micro_batches} "
+              f"micro-batches per step, which {ranks} ranks cannot share evenly: the global batch becomes "
+              f"{config.grad_accum_steps * ranks} micro-batches")
+        return config
+    print(f"note: the run used {saved_ranks} rank(s) x {config.grad_accum_steps} accumulation step(s); continuing with "
+          f"{ranks} rank(s) x {micro_batches // ranks}, the same {micro_batches} micro-batches per step")
+    return dataclasses.replace(config, grad_accum_steps=micro_batches // ranks)
+
+
+def _run(args, world) -> int:
     from minigpt.checkpoint import CHECKPOINT_NAME
     from minigpt.data import DataLoader, GPTDataset, train_val_split
     from minigpt.model import PRESETS, GPTModel, get_config
@@ -161,7 +207,7 @@ def run(args) -> int:
                    if value not in (None, False) and name not in ("command", "resume", "max_steps", "out", "preset", "seed", "train_ratio")]
         if ignored:
             print(f"note: a resumed run keeps its saved settings; ignoring {', '.join(ignored)}")
-        config = TrainingConfig(**settings)
+        config = _keep_global_batch(TrainingConfig(**settings), run_info.get("ranks", 1), world.size)
         model_config = get_config(run_info["model_config"])
         out_dir = args.out or os.path.dirname(os.path.abspath(checkpoint_path))
         data_path, tokenizer_spec = run_info["data"], run_info["tokenizer"]
@@ -220,7 +266,7 @@ def run(args) -> int:
     # Make sure the output folder can be written before any time is spent training.
     try:
         os.makedirs(out_dir, exist_ok=True)
-        probe = os.path.join(out_dir, ".write-test")
+        probe = os.path.join(out_dir, f".write-test-{os.getpid()}")  # one per rank under MPI
         with open(probe, "w"):
             pass
         os.remove(probe)
@@ -248,7 +294,9 @@ def run(args) -> int:
             "batch_size": batch_size, "stride": stride, "train_ratio": train_ratio, "init": init, "preset": getattr(args, "preset", None),
         }
         run_info["num_tokens"] = int(len(token_ids))
-        trainer = Trainer(model, optimizer, train_loader, val_loader, config, tokenizer=tokenizer, out_dir=out_dir, run_info=run_info)
+        run_info["ranks"] = world.size  # MPI ranks (1: one process); the global batch is per step over all of them
+        trainer = Trainer(model, optimizer, train_loader, val_loader, config, tokenizer=tokenizer, out_dir=out_dir,
+                          run_info=run_info, world=world)
     except (ValueError, KeyError) as error:
         fail("train", _name_the_flag(str(error.args[0]) if error.args else repr(error)))
     if args.resume:
@@ -275,6 +323,9 @@ def run(args) -> int:
           f"{len(train_loader)} batches of {batch_size} x {context_length} per epoch")
     print(f"training: {json.dumps(dataclasses.asdict(config))}")
     print(f"seed: {config.seed} | steps: {trainer.total_steps} | output: {out_dir}")
+    if world.size > 1:
+        print(f"data-parallel over {world.size} MPI ranks: global batch {batch_size} x {config.grad_accum_steps} (accumulation) "
+              f"x {world.size} (ranks) = {trainer.batches_per_step * batch_size} sequences of {context_length} tokens per step")
     try:
         history = trainer.fit()
     except KeyboardInterrupt:
