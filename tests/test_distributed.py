@@ -16,6 +16,7 @@ relative per addition), not bitwise.
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -174,3 +175,26 @@ def test_ranks_that_disagree_on_the_seed_stop_at_start_up(tmp_path):
     assert "the ranks of this run disagree on weights (ranks 1 differ from rank 0)" in errors, errors[-3000:]
     assert "training_config (ranks 1" in errors and "data (ranks" not in errors  # same data, other seed
     assert not os.path.exists(os.path.join(tmp_path, "seed", CHECKPOINT_NAME))
+
+
+@needs_mpi
+def test_ctrl_c_stops_every_rank_and_leaves_a_checkpoint_to_resume(tmp_path):
+    # mpirun forwards SIGINT to both ranks; rank 0 saves the last completed step and aborts the
+    # run (or, if it was waiting in an Allreduce, rank 1 aborts it after 30 s).
+    out = str(tmp_path / "interrupted")
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("PMI_", "OMPI_"))}
+    process = subprocess.Popen([MPIRUN, "-n", "2", sys.executable, "-m", "minigpt", "train", *FLAGS, "--max-steps", "100000",
+                                "--checkpoint-every", "1", "--out", out], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + TIMEOUT
+    while not os.path.exists(os.path.join(out, CHECKPOINT_NAME)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    try:
+        process.communicate(timeout=TIMEOUT)
+    finally:
+        process.kill()
+    assert process.returncode != 0
+    _, state = checkpoint(out)
+    assert 1 <= state["step"] < 100000
+    assert main(["train", "--resume", out, "--max-steps", str(state["step"] + 1)]) == 0
+    assert checkpoint(out)[1]["step"] == state["step"] + 1

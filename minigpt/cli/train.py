@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sys
+import time
 
 import numpy as np
 
@@ -142,6 +143,10 @@ def _load_token_ids(data_path: str, tokenizer_name: str):
     return np.asarray(tokenizer.encode(text, allowed_special={"<|endoftext|>"}), dtype=np.int64), spec
 
 
+_INTERRUPTED = 130  # the exit status of a run stopped by Ctrl-C (128 + SIGINT, as a shell reports it)
+_SECONDS_FOR_RANK_0_TO_SAVE = 30  # see `run`
+
+
 def run(args) -> int:
     """Run `minigpt train` with parsed arguments (see `add_parser`).
 
@@ -162,7 +167,7 @@ def run(args) -> int:
     if not world.is_main:
         sys.stdout = open(os.devnull, "w")  # rank 0 prints for the run; errors still reach stderr
     try:
-        return _run(args, world)
+        status = _run(args, world)
     except SystemExit as stop:
         if stop.code in (0, None):
             raise
@@ -170,6 +175,16 @@ def run(args) -> int:
         # others waiting in the next collective forever: abort them all.
         print(f"[rank {world.rank} of {world.size}] {stop.code}", file=sys.stderr)
         world.abort(1)
+    if status == _INTERRUPTED:
+        # mpirun forwards Ctrl-C to every rank, each at another point of its step, so some rank
+        # may be left waiting in a collective: stop them all. Rank 0 does so once it has saved
+        # the last completed step; another rank waits for that, and if rank 0 does not come
+        # (it was waiting in the step's Allreduce), stops the run itself, and the last
+        # periodic checkpoint is what remains.
+        if not world.is_main:
+            time.sleep(_SECONDS_FOR_RANK_0_TO_SAVE)
+        world.abort(_INTERRUPTED)
+    return status
 
 
 def _keep_global_batch(config, saved_ranks: int, ranks: int):
@@ -329,7 +344,7 @@ def _run(args, world) -> int:
     try:
         history = trainer.fit()
     except KeyboardInterrupt:
-        return 130
+        return _INTERRUPTED
     except FloatingPointError as error:
         fail("train", f"{error} (flag --lr); the run's last checkpoint, if any, is untouched")
     trainer.sample()
