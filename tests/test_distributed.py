@@ -107,6 +107,19 @@ def test_fingerprint_sees_dtype_shape_and_every_byte():
     check_ranks_agree(SINGLE_PROCESS, weights=[a])  # one process always agrees with itself
 
 
+def test_a_resumed_run_keeps_its_global_batch_when_the_new_number_of_ranks_divides_it(capsys):
+    from minigpt.cli.train import _keep_global_batch
+    from minigpt.train import TrainingConfig
+
+    config = TrainingConfig(grad_accum_steps=3)
+    assert _keep_global_batch(config, 2, 2) is config
+    assert _keep_global_batch(config, 2, 1).grad_accum_steps == 6  # 2 ranks x 3 = 1 rank x 6
+    assert _keep_global_batch(config, 2, 3).grad_accum_steps == 2
+    assert "the same 6 micro-batches per step" in capsys.readouterr().out
+    assert _keep_global_batch(config, 2, 4).grad_accum_steps == 3  # 6 micro-batches cannot be split in 4
+    assert "the global batch becomes 12 micro-batches" in capsys.readouterr().out
+
+
 # ---- mpirun -n 2 -------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ gradients. Reported per configuration: the median seconds per global step, and o
 the share of the step spent in `World.allreduce_gradients` (which includes waiting for the slower
 rank) and the time of the same Allreduce alone after a barrier (the pure communication cost),
 with one flat buffer and with one call per parameter (what buckets of one tensor would cost).
+`--one-thread` adds 1 process x 1 thread: what one core does with the same 2 micro-batches.
 
 Configurations: those of `minigpt.benchmarks.model` (book-124M: the book's GPT_CONFIG_124M,
 context 256, batch 2 per micro-batch; char: 128 wide, 4 layers, batch 12 x 64).
@@ -106,9 +107,9 @@ def measure(name: str, warmup: int, steps: int, threads: int) -> dict | None:
     return record if world.is_main else None
 
 
-def _run_side(name: str, ranks: int, args) -> dict:
+def _run_side(name: str, ranks: int, args, threads: int | None = None) -> dict:
     """One measurement in fresh processes: `mpirun -n ranks` with 1 thread each, or one process with 2."""
-    threads = 2 // ranks
+    threads = 2 // ranks if threads is None else threads
     command = [sys.executable, "-m", "minigpt.benchmarks.distributed", "--worker", name,
                "--warmup", str(args.warmup), "--steps", str(args.steps), "--threads", str(threads)]
     if ranks > 1:
@@ -120,7 +121,7 @@ def _run_side(name: str, ranks: int, args) -> dict:
     return _last_json_line(done.stdout, command)
 
 
-def summarize(name: str, single: list[dict], ranks: list[dict]) -> list[str]:
+def summarize(name: str, single: list[dict], ranks: list[dict], one_thread: list[dict]) -> list[str]:
     one = statistics.median(s for record in single for s in record["step_s"])
     two = statistics.median(s for record in ranks for s in record["step_s"])
     waiting = statistics.median(s for record in ranks for s in record["allreduce_s"])
@@ -131,6 +132,8 @@ def summarize(name: str, single: list[dict], ranks: list[dict]) -> list[str]:
         f"{name}: global step of 2 micro-batches, median over {len(single)} round(s)",
         f"  1 process x 2 threads : {one * 1e3:9.1f} ms",
         f"  2 processes x 1 thread: {two * 1e3:9.1f} ms   (speed-up {one / two:.2f}x)",
+        *([f"  1 process x 1 thread  : {statistics.median(s for record in one_thread for s in record['step_s']) * 1e3:9.1f} ms"]
+          if one_thread else []),
         f"    in allreduce_gradients (copy + Allreduce + waiting for the other rank): {waiting * 1e3:.1f} ms = {100 * waiting / two:.1f} % of the step",
         f"    Allreduce alone after a barrier, {megabytes:.1f} MB: one flat buffer {flat * 1e3:.1f} ms "
         f"({megabytes / flat / 1e3:.2f} GB/s algorithm bandwidth); one call per tensor ({ranks[0]['tensors']}) {per_parameter * 1e3:.1f} ms",
@@ -144,6 +147,7 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed global steps first (default 1)")
     parser.add_argument("--steps", type=int, default=3, help="timed global steps per round (default 3)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of the two sides (default 2)")
+    parser.add_argument("--one-thread", action="store_true", help="also measure 1 process x 1 thread (the same 2 micro-batches on one core)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -154,13 +158,16 @@ def main(argv=None) -> None:
         return
     print(f"rounds {args.rounds} x {args.steps} timed steps (after {args.warmup} warm-up); loopback MPI (mpich)", flush=True)
     for name in args.configs:
-        single, ranks = [], []
+        single, ranks, one_thread = [], [], []
         for _ in range(args.rounds):
             single.append(_run_side(name, 1, args))
             ranks.append(_run_side(name, 2, args))
+            if args.one_thread:
+                one_thread.append(_run_side(name, 1, args, threads=1))
             print(f"  {name} round: 1x2 {statistics.median(single[-1]['step_s']) * 1e3:.1f} ms, "
-                  f"2x1 {statistics.median(ranks[-1]['step_s']) * 1e3:.1f} ms", flush=True)
-        print("\n".join(summarize(name, single, ranks)), flush=True)
+                  f"2x1 {statistics.median(ranks[-1]['step_s']) * 1e3:.1f} ms"
+                  + (f", 1x1 {statistics.median(one_thread[-1]['step_s']) * 1e3:.1f} ms" if one_thread else ""), flush=True)
+        print("\n".join(summarize(name, single, ranks, one_thread)), flush=True)
 
 
 if __name__ == "__main__":
