@@ -11,20 +11,63 @@ Files, in reading order: `tensor.py` (Tensor, Function, the backward walk, no_gr
 (primitive operations and their backward rules), `functional.py` (fused neural-network functions
 like softmax, cross-entropy, layer norm, attention), `gradcheck.py` (finite-difference checks),
 `testing.py` (hypothesis strategies to property-test your own ops; needs `pip install hypothesis`).
+
+PyTorch's surface, so that the book's listings run with `import autograd as torch`: `random.py`
+(`manual_seed`, the default generator), `creation.py` (`zeros`, `rand`, `arange`, `tril`,
+dtypes, `device`, `cuda.is_available()`), `torch_api.py` (`torch.exp`, `topk`, `multinomial`,
+`masked_fill_`, `t[i] = v`, `.to(device)`...), `serialization.py` (`save` / `load` in
+safetensors), `autograd.py` (`torch.autograd.grad`), and in `tensor.py` `grad` and `Gradient`,
+the type of `.grad`.
 """
+
+import importlib.metadata as _metadata
+import math as _math
+
+import numpy as _np
 
 from autograd.tensor import (
     Function,
+    Gradient,
     Tensor,
     as_tensor,
     enable_grad,
+    grad,
     is_grad_enabled,
     no_grad,
+    set_printoptions,
     tensor,
 )
 from autograd.ops import cat, matmul, maximum, minimum, stack, unbroadcast, where
 from autograd.gradcheck import GradcheckError, gradcheck
 from autograd import functional
+from autograd.random import default_generator, manual_seed, resolve_generator
+from autograd.creation import (
+    arange, backends, cuda, device, double, empty, float16, float32, float64, from_numpy, full,
+    full_like, half, int8, int16, int32, int64, linspace, long, ones, ones_like, rand, rand_like,
+    randint, randn, randn_like, short, tril, triu, uint8, zeros, zeros_like,
+)
+from autograd.torch_api import (
+    argmax, bincount, clone, dot, exp, flatten, gather, log, mean, multinomial, nonzero, pow,
+    sigmoid, softmax, sqrt, tanh, topk,
+)
+from autograd.torch_api import abs, sum  # noqa: A004,F401 - torch's names; shadow the builtins here only
+from autograd.serialization import load, save
+from autograd import autograd  # torch.autograd.grad(...) under `import autograd as torch`
+
+# torch's dtype names that are Python builtins too (torch.float, torch.int, torch.bool): bound at
+# the end so that nothing in this file uses the shadowed builtins.
+float = float32  # noqa: A001
+int = int32  # noqa: A001
+bool = _np.bool_  # noqa: A001
+
+inf = _math.inf  # -torch.inf masks future tokens (book ch. 3.5.1)
+nan = _math.nan
+pi = _math.pi  # the GELU approximation's sqrt(2 / pi) (book ch. 4.3)
+
+try:
+    __version__ = _metadata.version("minigpt")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
 
 __all__ = [
     "Function",
@@ -44,4 +87,22 @@ __all__ = [
     "gradcheck",
     "GradcheckError",
     "functional",
+    "manual_seed",
+    "default_generator",
+    "resolve_generator",
+    "Gradient",
+    "grad",
+    "autograd",
+    "set_printoptions",
+    "save",
+    "load",
+    # PyTorch-compatible creation functions, dtypes and devices (autograd/creation.py)
+    "empty", "zeros", "ones", "full", "zeros_like", "ones_like", "full_like", "rand", "randn",
+    "rand_like", "randn_like", "randint", "arange", "linspace", "tril", "triu", "from_numpy",
+    "float32", "float64", "float16", "double", "half", "int64", "long", "int32", "int16",
+    "short", "int8", "uint8", "device", "cuda", "backends", "inf", "nan", "pi",
+    # PyTorch-compatible functions (autograd/torch_api.py); abs, sum, float, int and bool are
+    # left out so that `from autograd import *` does not shadow the builtins.
+    "exp", "log", "sqrt", "tanh", "pow", "sigmoid", "softmax", "mean", "argmax", "topk",
+    "gather", "dot", "clone", "flatten", "nonzero", "bincount", "multinomial",
 ]

@@ -21,6 +21,7 @@ import numbers
 import numpy as np
 
 from autograd.parallel import GRAIN_SIZE, parallel_for
+from autograd.random import default_generator
 from autograd.tensor import Function, Tensor, as_tensor
 
 __all__ = [
@@ -33,6 +34,12 @@ __all__ = [
     "embedding",
     "linear",
     "scaled_dot_product_attention",
+    "relu",
+    "sigmoid",
+    "logsigmoid",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "mse_loss",
 ]
 
 
@@ -176,6 +183,8 @@ class CrossEntropy(Function):
 
     Backward: dlogits_i = (softmax(logits_i) - onehot(target_i)) * dout_i, and 0 for rows whose
     target is `ignore_index`; with reduction "mean", dout_i = dout / (number of counted rows).
+    Ignored rows touch neither the loss nor any gradient, whatever they hold: -inf for a banned
+    token or NaN gives the same loss as any finite logits (as PyTorch).
 
     NOTE: the logits are the largest array of a small GPT's step (N x V, e.g. 512 x 50257). So that
     no second array of that size is made, forward writes its probabilities straight into the
@@ -204,6 +213,12 @@ class CrossEntropy(Function):
 
         def blocks(first: int, last: int) -> None:  # blocks first..last-1, each independent
             scratch = None if needs_grad else np.empty((min(block, num_rows), num_classes), dtype=logits.dtype)
+            # An ignored row may hold inf or NaN (a banned token): its arithmetic is discarded below,
+            # so its warnings are silenced here (this thread's own error state).
+            with np.errstate(invalid="ignore", over="ignore"):
+                rows_of_blocks(first, last, scratch)
+
+        def rows_of_blocks(first: int, last: int, scratch) -> None:
             for start in range(first * block, min(last * block, num_rows), block):
                 stop = min(start + block, num_rows)
                 logits_block = logits[start:stop]  # (b, V)
@@ -220,7 +235,9 @@ class CrossEntropy(Function):
 
         # Each thread takes a run of blocks (at least GRAIN_SIZE elements): rows are independent.
         parallel_for(0, -(-num_rows // block), max(1, GRAIN_SIZE // (block * max(num_classes, 1))), blocks)
-        losses = (log_sum_exp - logits[rows, safe_targets]) * counted  # (N,), 0 at ignored rows
+        # (N,), 0 at ignored rows, whatever their logits hold (NOTE: not "* counted": inf * 0 is NaN)
+        with np.errstate(invalid="ignore"):
+            losses = np.where(counted, log_sum_exp - logits[rows, safe_targets], 0).astype(logits.dtype, copy=False)
         if reduction == "mean":
             # The mean of an empty set is NaN, as in PyTorch; its gradient is 0.
             result = np.divide(losses.sum(), count) if count else np.array(np.nan, dtype=logits.dtype)
@@ -230,6 +247,8 @@ class CrossEntropy(Function):
             result = losses
         self.reduction = reduction
         if needs_grad:
+            if count < num_rows:
+                dlogits[~counted] = 0  # an ignored row's gradient is 0 even where its logits are inf or NaN
             dlogits[rows, safe_targets] -= row_weight  # (p - onehot(target)) * weight
             dlogits.flags.writeable = False
             self.dlogits = dlogits  # gradient of the result for dout = 1 (per row for "none")
@@ -572,13 +591,14 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng: np.random.Gen
         x: float tensor of any shape.
         p: drop probability in [0, 1] (p=1 zeroes everything).
         training: when False (or p == 0) this is the identity and draws no random numbers.
-        rng: the `np.random.Generator` to draw the mask from; required when dropping.
+        rng: the `np.random.Generator` to draw the mask from; None draws from the process-wide
+            default generator (`autograd.manual_seed`), as PyTorch's dropout does.
 
     Returns:
         A tensor of x's shape and dtype.
 
     Raises:
-        ValueError: p outside [0, 1], or no rng when a mask must be drawn.
+        ValueError: p outside [0, 1].
         TypeError: rng is not a np.random.Generator.
 
     References: Srivastava et al. 2014, "Dropout", JMLR 15; torch.nn.functional.dropout.
@@ -588,7 +608,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng: np.random.Gen
     if not training or p == 0:
         return x
     if rng is None:
-        raise ValueError("dropout: pass rng=np.random.default_rng(seed) to draw the dropout mask (every random draw is explicit)")
+        rng = default_generator()
     _check_generator(rng, "dropout")
     return Dropout.apply(x, p=p, rng=rng)
 
@@ -889,14 +909,14 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
         q, k, v: float tensors (..., T, D) of one dtype, usually (B, H, T, D).
         causal: hide future keys (top-left aligned, as torch's is_causal: query i sees keys <= i).
         dropout_p: dropout probability on the attention weights (training only: pass 0.0 in eval).
-        rng: generator for the dropout mask; required when dropout_p > 0.
+        rng: generator for the dropout mask; None draws from the default generator (manual_seed).
 
     Returns:
         A tensor (..., T, D): each query's weighted average of the values.
 
     Raises:
         ValueError: mismatched shapes, no keys (T_k = 0), head size 0, dropout_p outside [0, 1],
-            or no rng for dropout.
+            (no rng is needed: the default generator is used).
         TypeError: causal is not a bool; q, k, v are not of one float dtype; rng is not a
             np.random.Generator.
 
@@ -918,7 +938,254 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
         raise ValueError(f"scaled_dot_product_attention: the head size D (last dimension) must be at least 1, got q of shape {q.shape}")
     _check_probability(dropout_p, "dropout_p", "scaled_dot_product_attention")
     if dropout_p > 0 and rng is None:
-        raise ValueError("scaled_dot_product_attention: dropout_p > 0 needs rng (a np.random.Generator)")
+        rng = default_generator()  # as torch: the default generator (autograd.manual_seed)
     if dropout_p > 0:
         _check_generator(rng, "scaled_dot_product_attention")
     return ScaledDotProductAttention.apply(q, k, v, causal=causal, dropout_p=dropout_p, rng=rng)
+
+
+# --------------------------------------------------------------------------------------------
+# sigmoid, log-sigmoid and the losses of chapter 4 and appendix A (binary cross-entropy, MSE)
+# --------------------------------------------------------------------------------------------
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check_reduction(reduction, function: str) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{function}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _reduce(loss: np.ndarray, reduction: str) -> np.ndarray:
+    """The elementwise `loss` averaged, summed or kept (torch's `reduction=`), in its dtype."""
+    if reduction == "none":
+        return loss
+    total = loss.sum() if reduction == "sum" else loss.mean()
+    return np.asarray(total, dtype=loss.dtype)
+
+
+def _unreduce(dout: np.ndarray, reduction: str, shape: tuple) -> np.ndarray:
+    """d(reduced loss)/d(elementwise loss) times dout: the backward of `_reduce`, of `shape`."""
+    if reduction == "none":
+        return dout
+    count = math.prod(shape)
+    scale = dout if reduction == "sum" else dout / dout.dtype.type(max(count, 1))
+    return np.broadcast_to(scale, shape)
+
+
+def _stable_sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)) without overflow: exp is only taken of -|x| <= 0."""
+    e = np.exp(-np.abs(x))  # in (0, 1]
+    one = x.dtype.type(1)
+    return np.where(x >= 0, one / (one + e), e / (one + e))
+
+
+class Sigmoid(Function):
+    """out = sigmoid(x) = 1 / (1 + exp(-x)).   dx = dout * out * (1 - out).
+
+    Computed as 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0 with e = exp(-|x|), so no exp
+    overflows for large |x|. The output is saved: the derivative is a function of it.
+    """
+
+    def forward(self, x):
+        self.out = _stable_sigmoid(x)
+        return self.out
+
+    def backward(self, dout):
+        return dout * self.out * (1 - self.out)
+
+
+class LogSigmoid(Function):
+    """out = log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)).   dx = dout * sigmoid(-x).
+
+    The min/log1p form is exact for large |x| where log(sigmoid(x)) would give log(0) = -inf
+    (x = -200) or lose every digit (x = 40). sigmoid(-x) = 1 - sigmoid(x) is computed stably too.
+    """
+
+    def forward(self, x):
+        self.x = x
+        return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+
+    def backward(self, dout):
+        return dout * _stable_sigmoid(-self.x)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    """The logistic function 1 / (1 + exp(-x)), elementwise (torch.sigmoid, appendix A.3).
+
+    Args:
+        x: float tensor of any shape.
+
+    Returns:
+        A tensor of x's shape and dtype, values in [0, 1].
+
+    References: torch.nn.functional.sigmoid; book appendix A.3 (logistic regression).
+    """
+    return Sigmoid.apply(as_tensor(x))
+
+
+def logsigmoid(x: Tensor) -> Tensor:
+    """log(sigmoid(x)), elementwise and stable for large |x| (torch.nn.functional.logsigmoid).
+
+    Used by the DPO loss (book ch. 7 bonus). Returns a tensor of x's shape and dtype, values <= 0.
+    """
+    return LogSigmoid.apply(as_tensor(x))
+
+
+def relu(x: Tensor) -> Tensor:
+    """max(x, 0), elementwise (torch.nn.functional.relu; the gradient at 0 is 0, as PyTorch)."""
+    return as_tensor(x).relu()
+
+
+def _loss_target(target, like: Tensor, function: str) -> Tensor:
+    """The target as a constant tensor of `like`'s float dtype, broadcastable to `like`."""
+    target = as_tensor(target, like=like)
+    if target.requires_grad:
+        raise NotImplementedError(f"{function}: a target that requires grad is not supported (detach() it)")
+    if target.shape != like.shape:
+        raise ValueError(
+            f"{function}: target has shape {target.shape} but input has {like.shape}; "
+            "they must be the same (as PyTorch requires for this loss)"
+        )
+    return target.to(like.dtype)
+
+
+class BinaryCrossEntropy(Function):
+    """L = -(y log p + (1 - y) log(1 - p)) per element, then reduced; y is a constant.
+
+    Each log is clamped at -100 as PyTorch does, so p = 0 or 1 gives a finite loss.
+    dp = dout * (p - y) / max(p (1 - p), 1e-12) (PyTorch's epsilon), which is the derivative of
+    the unclamped formula.
+    """
+
+    def forward(self, p, y, reduction):
+        self.p, self.y, self.reduction = p, y, reduction
+        low = p.dtype.type(-100)
+        with np.errstate(divide="ignore"):  # log(0) = -inf is clamped to -100 on the next line
+            log_p, log_not_p = np.log(p), np.log1p(-p)
+        loss = -(y * np.maximum(log_p, low) + (1 - y) * np.maximum(log_not_p, low))
+        return _reduce(loss, reduction)
+
+    def backward(self, dout):
+        p, y = self.p, self.y
+        dloss = _unreduce(dout, self.reduction, p.shape)
+        return (dloss * (p - y) / np.maximum(p * (1 - p), p.dtype.type(1e-12)), None)
+
+
+def binary_cross_entropy(input: Tensor, target, reduction: str = "mean") -> Tensor:  # noqa: A002
+    """Binary cross-entropy between probabilities `input` and targets in [0, 1] (appendix A.3).
+
+    loss = -(y log(p) + (1 - y) log(1 - p)), each log clamped at -100 (as PyTorch).
+
+    Args:
+        input: probabilities p in [0, 1], float tensor of any shape (e.g. a sigmoid's output).
+        target: y, same shape (array, list or tensor; cast to input's dtype; no gradient).
+        reduction: 'mean' (default), 'sum' or 'none' (the elementwise losses).
+
+    Returns:
+        A scalar tensor, or input's shape for reduction='none'.
+
+    Raises:
+        ValueError: input outside [0, 1], shapes differ, or an unknown reduction.
+        NotImplementedError: target requires grad.
+
+    References: torch.nn.functional.binary_cross_entropy; book appendix A.3 and A.4.
+    """
+    _check_reduction(reduction, "binary_cross_entropy")
+    input = as_tensor(input)
+    if input.dtype.kind != "f":
+        raise TypeError(f"binary_cross_entropy: input must be floating point, got {input.dtype}")
+    if input.data.size and not (np.all(input.data >= 0) and np.all(input.data <= 1)):
+        raise ValueError("binary_cross_entropy: all elements of input should be between 0 and 1 (apply sigmoid first, or use binary_cross_entropy_with_logits)")
+    target = _loss_target(target, input, "binary_cross_entropy")
+    return BinaryCrossEntropy.apply(input, target, reduction=reduction)
+
+
+class BinaryCrossEntropyWithLogits(Function):
+    """L = max(x, 0) - x y + log1p(exp(-|x|)) = -(y log sigmoid(x) + (1 - y) log sigmoid(-x)).
+
+    The max/log1p form never overflows and keeps every digit for large |x| (a sigmoid followed by
+    `binary_cross_entropy` saturates at p = 1 for x > 17 in float32).
+    dx = dout * (sigmoid(x) - y), computed as (1 - y) sigmoid(x) - y sigmoid(-x): the same value,
+    but for y = 1 and large x it keeps -sigmoid(-x) = -e^-x instead of rounding 1 - 1 to 0.
+    """
+
+    def forward(self, x, y, reduction):
+        self.x, self.y, self.reduction = x, y, reduction
+        loss = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
+        return _reduce(loss, reduction)
+
+    def backward(self, dout):
+        dloss = _unreduce(dout, self.reduction, self.x.shape)
+        x, y = self.x, self.y
+        return (dloss * ((1 - y) * _stable_sigmoid(x) - y * _stable_sigmoid(-x)), None)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target, reduction: str = "mean") -> Tensor:  # noqa: A002
+    """Binary cross-entropy of sigmoid(input) against `target`, computed stably from the logits.
+
+    Args:
+        input: logits x, float tensor of any shape.
+        target: y in [0, 1], same shape (no gradient).
+        reduction: 'mean' (default), 'sum' or 'none'.
+
+    Returns:
+        A scalar tensor, or input's shape for reduction='none'.
+
+    Raises:
+        ValueError: shapes differ or an unknown reduction. NotImplementedError: target requires grad.
+
+    References: torch.nn.functional.binary_cross_entropy_with_logits (without weight/pos_weight).
+    """
+    _check_reduction(reduction, "binary_cross_entropy_with_logits")
+    input = as_tensor(input)
+    if input.dtype.kind != "f":
+        raise TypeError(f"binary_cross_entropy_with_logits: input must be floating point, got {input.dtype}")
+    target = _loss_target(target, input, "binary_cross_entropy_with_logits")
+    return BinaryCrossEntropyWithLogits.apply(input, target, reduction=reduction)
+
+
+class MSELoss(Function):
+    """L = (x - y)^2 per element, then reduced.   dx = dout * 2 (x - y), dy = -dx.
+
+    Both operands may require gradients (PyTorch allows it); the difference is saved.
+    """
+
+    def forward(self, x, y, reduction):
+        self.difference, self.reduction = x - y, reduction
+        return _reduce(self.difference * self.difference, reduction)
+
+    def backward(self, dout):
+        dx = _unreduce(dout, self.reduction, self.difference.shape) * (2 * self.difference)
+        return (dx if self.needs_input_grad[0] else None, -dx if self.needs_input_grad[1] else None)
+
+
+def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:  # noqa: A002
+    """Mean squared error between `input` and `target` (chapter 4's print_gradients uses nn.MSELoss).
+
+    Args:
+        input: float tensor of any shape.
+        target: same shape (a tensor that may require grad, or data cast to input's dtype).
+        reduction: 'mean' (default), 'sum' or 'none'.
+
+    Returns:
+        A scalar tensor, or input's shape for reduction='none'.
+
+    Raises:
+        ValueError: shapes differ (PyTorch broadcasts with a warning that it is likely a bug; here it
+            is an error) or an unknown reduction. TypeError: non-float input or mixed float dtypes.
+
+    References: torch.nn.functional.mse_loss; book ch. 4.4 (print_gradients).
+    """
+    _check_reduction(reduction, "mse_loss")
+    input = as_tensor(input)
+    if input.dtype.kind != "f":
+        raise TypeError(f"mse_loss: input must be floating point, got {input.dtype}")
+    target = as_tensor(target, like=input)
+    if target.shape != input.shape:
+        raise ValueError(f"mse_loss: target has shape {target.shape} but input has {input.shape}; they must be the same")
+    if not target.requires_grad:
+        target = target.to(input.dtype)
+    elif target.dtype != input.dtype:
+        raise TypeError(f"mse_loss: input is {input.dtype} but target is {target.dtype}; use one dtype")
+    return MSELoss.apply(input, target, reduction=reduction)

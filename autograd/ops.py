@@ -669,12 +669,14 @@ def stack(tensors, dim: int = 0) -> Tensor:
     return cat([t.unsqueeze(dim) for t in tensors], dim=dim)
 
 
-def where(condition, a, b) -> Tensor:
-    """Elementwise `a` where `condition` is True, else `b` (torch.where). Numbers are allowed.
+def where(condition, input, other) -> Tensor:  # noqa: A002 - torch.where's argument names
+    """Elementwise `input` where `condition` is True, else `other` (torch.where). Numbers are allowed.
 
     Args:
-        condition: a bool array or bool Tensor, broadcastable with `a` and `b`.
+        condition: a bool array or bool Tensor, broadcastable with `input` and `other`.
+        input, other: tensors or numbers (the book's ch. 5.3.2 passes them by keyword).
     """
+    a, b = input, other
     condition = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
     if condition.dtype != np.bool_:
         raise TypeError(f"where: condition must be bool, got dtype {condition.dtype}")

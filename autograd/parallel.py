@@ -252,7 +252,8 @@ def set_openblas_thread_timeout(exponent: int = 16) -> bool:
     OPENBLAS_THREAD_TIMEOUT setting, applied to the already-loaded library: the environment
     variable is set, OpenBLAS re-reads its environment and restarts its threads, and the
     variable is restored. It changes the whole process, so the library never calls it on
-    import: the `minigpt` command and the benchmarks do, and a training script may.
+    import: `autograd.memory.apply_process_settings` calls it at the first backward (unless
+    MINIGPT_PROCESS_SETTINGS=0), and the `minigpt` command and the benchmarks call it directly.
 
     NOTE: call it before other threads use NumPy: OpenBLAS's threads are stopped and restarted.
 

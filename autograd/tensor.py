@@ -18,9 +18,12 @@ D head size, V vocabulary.
 from __future__ import annotations
 
 import functools
+import sys
 from collections import namedtuple
 
 import numpy as np
+
+from autograd import memory as _memory  # the process settings applied at the first backward
 
 # --------------------------------------------------------------------------------------------
 # Gradient mode: whether operations record a graph (`no_grad` switches it off).
@@ -82,6 +85,45 @@ class enable_grad(_GradMode):
     """Record the graph again inside this block, even within `no_grad`. References: torch.enable_grad."""
 
     enabled = True
+
+
+# --------------------------------------------------------------------------------------------
+# How tensors print (torch.set_printoptions)
+# --------------------------------------------------------------------------------------------
+
+_DEFAULT_PRINT_OPTIONS = {"precision": 4, "threshold": 20, "edgeitems": 3, "max_line_width": 80, "sci_mode": None}
+_print_options = dict(_DEFAULT_PRINT_OPTIONS)
+
+
+def set_printoptions(precision: int | None = None, threshold: int | None = None, edgeitems: int | None = None,
+                     linewidth: int | None = None, profile: str | None = None, sci_mode: bool | None = None) -> None:
+    """Set how tensors print (torch.set_printoptions); options not given keep their value.
+
+    Args:
+        precision: digits after the decimal point (default 4).
+        threshold: above this many elements, print a summary with `...` (default 20).
+        edgeitems: items shown at each end of a summarised dimension (default 3).
+        linewidth: characters per line (default 80).
+        profile: "default" restores the defaults, "short" (precision 2, threshold 20) or "full"
+            (every element) set several at once, before the other arguments apply.
+        sci_mode: True forces scientific notation, False suppresses it (appendix A's
+            `torch.set_printoptions(sci_mode=False)`), None lets NumPy choose.
+
+    Raises:
+        ValueError: an unknown profile.
+
+    References: torch.set_printoptions; np.array2string.
+    """
+    if profile is not None:
+        profiles = {"default": _DEFAULT_PRINT_OPTIONS, "short": {**_DEFAULT_PRINT_OPTIONS, "precision": 2},
+                    "full": {**_DEFAULT_PRINT_OPTIONS, "threshold": sys.maxsize}}
+        if profile not in profiles:
+            raise ValueError(f"set_printoptions: profile must be 'default', 'short' or 'full', got {profile!r}")
+        _print_options.update(profiles[profile])
+    given = {"precision": precision, "threshold": threshold, "edgeitems": edgeitems, "max_line_width": linewidth}
+    _print_options.update({name: value for name, value in given.items() if value is not None})
+    if sci_mode is not None or profile is not None:
+        _print_options["sci_mode"] = sci_mode
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,13 +219,76 @@ class HookHandle:
             self._hooks.remove(self._hook)
 
 
+class Gradient(np.ndarray):
+    """The type of `Tensor.grad`: a plain `np.ndarray` plus the few torch spellings the book uses.
+
+    PyTorch makes `.grad` a tensor; minigpt keeps it an array (DESIGN.md: the optimizers' hot path
+    works on plain arrays), of this thin subclass so that the book's gradient inspection runs
+    unchanged:
+
+        param.grad.abs().mean().item()          # chapter 4, print_gradients
+        param.grad.data.flatten().max()         # appendix D, find_highest_gradient
+
+    A `Gradient` is a *view* of the array the backward pass produced (made once per backward,
+    no copy), so everything NumPy does with it is unchanged and in place updates reach it.
+    Arithmetic on it returns plain `np.ndarray` / NumPy scalars (see `__array_wrap__`), so a
+    computation never drags the subclass along.
+
+    NOTE: `.data` is the array itself, as torch's `grad.data`, not NumPy's raw memory buffer.
+
+    Why not a Tensor: the optimizers, gradient clipping and the engine's accumulation all work on
+    plain arrays in place (DESIGN.md); a subclass keeps every one of them unchanged. Its cost,
+    measured side by side in one process on a loaded 2-core machine: the char config's training
+    step (forward, backward, AdamW) with `.grad` a Gradient vs a plain array, median ratio 0.97
+    (no difference beyond noise); AdamW.step on the mid config 540 vs 558 ms (median of 55). The
+    `grad` property costs well under a microsecond per parameter and backward.
+
+    References: torch.Tensor.grad; NumPy "Subclassing ndarray" (view casting, __array_wrap__).
+    """
+
+    def __array_wrap__(self, array, context=None, return_scalar=False):
+        # Results of ufuncs and reductions are plain arrays (or NumPy scalars), never Gradients.
+        array = array.view(np.ndarray)
+        return array[()] if return_scalar else array
+
+    def __repr__(self) -> str:
+        return repr(self.view(np.ndarray))  # prints as the plain array it is: array([...])
+
+    @property
+    def data(self) -> "Gradient":
+        """The gradient itself (torch's `param.grad.data`)."""
+        return self
+
+    def reshape(self, *shape, **kwargs) -> np.ndarray:
+        """`np.ndarray.reshape`, returning a plain array (a view when possible).
+
+        NOTE: an optimizer reshapes each gradient to 1-D and then runs NumPy ufuncs on chunks of
+        it (minigpt.optim.AdamW). A ufunc call with a subclass operand costs ~2 us more (the Python
+        `__array_wrap__`), which over the ~2,000 chunks of a 124M model would add ~8 ms per step;
+        with a plain reshape the loop runs exactly as on the plain array.
+        """
+        return self.view(np.ndarray).reshape(*shape, **kwargs)
+
+    def abs(self) -> np.ndarray:
+        """Elementwise absolute value, a plain array (torch.Tensor.abs)."""
+        return np.abs(self)
+
+    def numel(self) -> int:
+        """The number of elements (torch.Tensor.numel)."""
+        return self.size
+
+    def dim(self) -> int:
+        """The number of dimensions (torch.Tensor.dim)."""
+        return self.ndim
+
+
 class Tensor:
     """An n-dimensional array that can record the operations applied to it and be differentiated.
 
     Attributes:
         data: the values, a plain `np.ndarray` (bool, integer or floating point).
-        grad: None until a backward pass reaches this tensor, then an `np.ndarray` of the same
-            shape and dtype holding d(loss)/d(this tensor). Leaves accumulate it over several
+        grad: None until a backward pass reaches this tensor, then an `np.ndarray` (of the thin
+            subclass `Gradient`, which adds torch's `.abs()` and `.data`) of the same shape and dtype holding d(loss)/d(this tensor). Leaves accumulate it over several
             backward passes (set it to None, or call an optimizer's `zero_grad`, between steps);
             non-leaf tensors keep it only after `retain_grad()`.
         requires_grad: whether gradients flow to this tensor. Only floating-point tensors can
@@ -204,7 +309,7 @@ class Tensor:
     References: torch.Tensor; PyTorch autograd semantics for `grad`, `requires_grad`, leaves.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "grad_fn", "_retains_grad", "_hooks", "__weakref__")
+    __slots__ = ("data", "_grad", "requires_grad", "grad_fn", "_retains_grad", "_hooks", "__weakref__")
 
     # Make NumPy defer to Tensor in mixed expressions (`array + tensor` calls Tensor.__radd__).
     __array_ufunc__ = None
@@ -216,7 +321,7 @@ class Tensor:
                 f"requires_grad=True needs a floating-point tensor, got dtype {self.data.dtype}"
             )
         self.requires_grad = bool(requires_grad)
-        self.grad = None
+        self._grad = None
         self.grad_fn = None
         self._retains_grad = False
         self._hooks = None
@@ -227,11 +332,32 @@ class Tensor:
         tensor = object.__new__(Tensor)
         tensor.data = array if isinstance(array, np.ndarray) else np.asarray(array)
         tensor.requires_grad = requires_grad
-        tensor.grad = None
+        tensor._grad = None
         tensor.grad_fn = None
         tensor._retains_grad = False
         tensor._hooks = None
         return tensor
+
+    # ---- the gradient ---------------------------------------------------------------------------
+    @property
+    def grad(self) -> "Gradient | None":
+        """d(loss)/d(self) after a backward pass, or None: a `Gradient`, i.e. an `np.ndarray`.
+
+        Assigning an array (or None) is allowed, as in PyTorch; the array is stored as a
+        `Gradient` view of itself (no copy), so it keeps the book's `.abs()` / `.data` spelling.
+        """
+        return self._grad
+
+    @grad.setter
+    def grad(self, value) -> None:
+        if value is None or type(value) is Gradient:
+            self._grad = value
+        elif isinstance(value, (np.ndarray, np.generic)):
+            self._grad = np.asarray(value).view(Gradient)
+        elif isinstance(value, Tensor):
+            self._grad = value.data.view(Gradient)
+        else:
+            raise TypeError(f"grad must be None, an np.ndarray or a Tensor, got {type(value).__name__}")
 
     # ---- plain properties -------------------------------------------------------------------
     @property
@@ -297,7 +423,14 @@ class Tensor:
         return self
 
     def __repr__(self) -> str:
-        body = np.array2string(self.data, separator=", ", precision=4, threshold=20, prefix="tensor(")
+        options = dict(_print_options)
+        sci_mode = options.pop("sci_mode")
+        if sci_mode is False:
+            options["suppress_small"] = True
+        elif sci_mode is True and self.data.dtype.kind == "f":
+            digits = options["precision"]
+            options["formatter"] = {"float_kind": lambda value: f"{value:.{digits}e}"}
+        body = np.array2string(self.data, separator=", ", prefix="tensor(", **options)
         extras = [f"dtype={self.dtype}"]
         if self.grad_fn is not None:
             extras.append(f"grad_fn=<{self.grad_fn.name}>")
@@ -357,28 +490,20 @@ class Tensor:
                 backward rule returned a gradient of the wrong shape or dtype.
             ValueError: `gradient` has a different shape than this tensor.
 
+        The first backward of the process also applies the training process settings
+        (`autograd.memory.apply_process_settings`; opt out with MINIGPT_PROCESS_SETTINGS=0).
+
         References: torch.Tensor.backward; Griewank & Walther, "Evaluating Derivatives" (2008).
         """
+        if _memory.settings_pending:  # the first backward of the process: training has begun
+            _memory.apply_process_settings()
         if not self.requires_grad:
             raise RuntimeError(
                 "backward() on a tensor that does not require grad: no input of the computation "
                 "had requires_grad=True, or it was computed under no_grad()"
             )
-        if gradient is None:
-            if self.data.size != 1:
-                raise RuntimeError(
-                    f"backward() without a gradient works only for a tensor with one element; "
-                    f"this one has shape {self.shape}: pass gradient= of that shape"
-                )
-            gradient = np.ones_like(self.data)
-        else:
-            gradient = gradient.data if isinstance(gradient, Tensor) else gradient
-            gradient = np.array(gradient, dtype=self.dtype, copy=True)
-            if gradient.shape != self.shape:
-                raise ValueError(
-                    f"gradient has shape {gradient.shape}, expected the tensor's shape {self.shape}"
-                )
-        _run_backward(self, gradient, retain_graph)
+        gradient = _initial_gradient(self, gradient)
+        _run_backward([self], [gradient], retain_graph)
 
     # ---- inspection -------------------------------------------------------------------------
     def graph(self) -> str:
@@ -437,20 +562,23 @@ def _to_array(data, dtype, argument: str) -> np.ndarray:
     return array
 
 
-def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
+def tensor(data, requires_grad: bool = False, dtype=None, device=None) -> Tensor:
     """Make a leaf tensor from data (the factory readers know as `torch.tensor`).
 
     Args:
-        data: a number, nested list of numbers, `np.ndarray`, or Tensor. Python floats become
-            float32 and Python ints int64; an array keeps its dtype unless `dtype` is given.
+        data: a number, nested list of numbers (or of one-element Tensors), `np.ndarray`, or Tensor
+            (copied, as torch.tensor copies). Python floats become float32 and Python ints int64;
+            an array keeps its dtype unless `dtype` is given.
         requires_grad: record operations on it for backward (floating point only).
-        dtype: a NumPy dtype (e.g. `np.float64` for gradient checks).
+        dtype: a dtype such as `autograd.float32`, `autograd.long` or `np.float64`.
+        device: None or "cpu" (minigpt runs on the CPU only).
 
     Returns:
-        A new leaf Tensor.
+        A new leaf Tensor with its own copy of the values.
 
     Raises:
         TypeError: non-numeric data, or requires_grad=True on a non-float dtype.
+        RuntimeError: a device other than the CPU.
 
     Example:
         >>> x = tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
@@ -458,7 +586,16 @@ def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
         >>> x.grad          # d/dx sum(x^2) = 2x
         array([[2., 4.], [6., 8.]], dtype=float32)
     """
-    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+    if device is not None:
+        from autograd.creation import check_device
+
+        check_device(device, "tensor")
+    if isinstance(data, (list, tuple)) and any(isinstance(item, Tensor) for item in data):
+        data = [item.data if isinstance(item, Tensor) else item for item in data]
+    result = Tensor(data, requires_grad=requires_grad, dtype=dtype)
+    if isinstance(data, (np.ndarray, Tensor)) and np.shares_memory(result.data, data.data if isinstance(data, Tensor) else data):
+        result.data = result.data.copy(order="K")  # torch.tensor(array) copies (appendix A.2: from_numpy shares)
+    return result
 
 
 def as_tensor(value, like: Tensor | None = None) -> Tensor:
@@ -481,15 +618,15 @@ def as_tensor(value, like: Tensor | None = None) -> Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-def _topological_order(root: Tensor) -> list:
-    """Tensors reachable from `root` that require grad, each after every tensor it depends on.
+def _topological_order(roots: list) -> list:
+    """Tensors reachable from `roots` that require grad, each after every tensor it depends on.
 
     Iterative depth-first search with an explicit stack (no recursion limit): a node is emitted
     when all its inputs have been emitted.
     """
     order = []
     visited = set()
-    stack = [(root, False)]
+    stack = [(root, False) for root in reversed(roots)]
     while stack:
         node, inputs_done = stack.pop()
         if inputs_done:
@@ -507,10 +644,17 @@ def _topological_order(root: Tensor) -> list:
     return order
 
 
-def _run_backward(root: Tensor, gradient: np.ndarray, retain_graph: bool) -> None:
-    """Propagate `gradient` from `root` to the leaves (see `Tensor.backward`)."""
-    order = _topological_order(root)
-    pending = {id(root): gradient}  # tensor id -> total gradient received so far
+def _run_backward(roots: list, gradients: list, retain_graph: bool, captured: dict | None = None) -> None:
+    """Propagate `gradients` from `roots` to the leaves (see `Tensor.backward` and `grad`).
+
+    With `captured` (a dict whose keys are the ids of some tensors), the total gradient reaching
+    each of those tensors is stored in it instead, and no `.grad` of any tensor is touched.
+    """
+    order = _topological_order(roots)
+    pending = {}  # tensor id -> total gradient received so far
+    for root, gradient in zip(roots, gradients):
+        previous = pending.get(id(root))
+        pending[id(root)] = gradient if previous is None else previous + gradient
     given_to_leaves = set()  # ids of arrays stored as some leaf's .grad in this pass
     for position in range(len(order) - 1, -1, -1):
         node = order[position]
@@ -524,10 +668,15 @@ def _run_backward(root: Tensor, gradient: np.ndarray, retain_graph: bool) -> Non
                 if replaced is not None:
                     dout = np.asarray(replaced)
         function = node.grad_fn
-        if function is None:
+        if captured is not None:
+            if id(node) in captured:
+                captured[id(node)] = dout.copy()  # a backward rule may share dout between inputs
+            if function is None:
+                continue
+        elif function is None:
             _accumulate_leaf_grad(node, dout, given_to_leaves)
             continue
-        if node._retains_grad:
+        elif node._retains_grad:
             node.grad = dout.copy() if node.grad is None else node.grad + dout
         if function.released:
             raise RuntimeError(
@@ -554,6 +703,91 @@ def _run_backward(root: Tensor, gradient: np.ndarray, retain_graph: bool) -> Non
             function.release()
 
 
+def _initial_gradient(root: Tensor, gradient) -> np.ndarray:
+    """d(loss)/d(root) as an array of root's shape and dtype: ones for one element when omitted."""
+    if gradient is None:
+        if root.data.size != 1:
+            raise RuntimeError(
+                f"backward() without a gradient works only for a tensor with one element; "
+                f"this one has shape {root.shape}: pass gradient= of that shape"
+            )
+        return np.ones_like(root.data)
+    gradient = gradient.data if isinstance(gradient, Tensor) else gradient
+    gradient = np.array(gradient, dtype=root.dtype, copy=True)
+    if gradient.shape != root.shape:
+        raise ValueError(f"gradient has shape {gradient.shape}, expected the tensor's shape {root.shape}")
+    return gradient
+
+
+def _as_tensor_tuple(value, argument: str) -> tuple:
+    """`value` as a tuple of Tensors (one Tensor, or a list/tuple of them)."""
+    items = (value,) if isinstance(value, Tensor) else tuple(value) if isinstance(value, (list, tuple)) else None
+    if not items or not all(isinstance(item, Tensor) for item in items):
+        raise TypeError(f"grad: {argument} must be a Tensor or a non-empty sequence of Tensors, got {value!r:.80}")
+    return items
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None,
+         create_graph: bool = False, allow_unused: bool = False) -> tuple:
+    """The gradients of `outputs` with respect to `inputs`, returned rather than stored in `.grad`.
+
+    Computes sum_k d(outputs[k] . grad_outputs[k]) / d(inputs[i]) for each input by the same
+    backward walk as `Tensor.backward`, but leaves every tensor's `.grad` untouched (appendix A:
+    `grad_L_w1 = grad(loss, w1, retain_graph=True)`).
+
+    Args:
+        outputs: a Tensor or a sequence of Tensors to differentiate.
+        inputs: a Tensor or a sequence of Tensors (leaves or intermediates) that require grad.
+        grad_outputs: the upstream gradient of each output (arrays or Tensors, each of its
+            output's shape); None means 1 for outputs with one element.
+        retain_graph: keep the graph for another backward; defaults to `create_graph` (False).
+        create_graph: must be False: minigpt's backward rules work on plain arrays and build no
+            graph, so gradients of gradients are not available.
+        allow_unused: return None for an input the outputs do not depend on, instead of raising.
+
+    Returns:
+        A tuple with one Tensor (no grad, same shape and dtype as its input) per input.
+
+    Raises:
+        TypeError: outputs or inputs are not Tensors.
+        RuntimeError: an output or input does not require grad; an input is not reached and
+            allow_unused is False; an output with several elements and no grad_output.
+        NotImplementedError: create_graph=True.
+
+    References: torch.autograd.grad.
+    """
+    if create_graph:
+        raise NotImplementedError(
+            "grad: create_graph=True (higher-order gradients) is not supported: minigpt's backward "
+            "rules work on plain NumPy arrays and record no graph"
+        )
+    outputs = _as_tensor_tuple(outputs, "outputs")
+    inputs = _as_tensor_tuple(inputs, "inputs")
+    if grad_outputs is None:
+        grad_outputs = (None,) * len(outputs)
+    elif isinstance(grad_outputs, (Tensor, np.ndarray)):
+        grad_outputs = (grad_outputs,)
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"grad: got {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
+    for number, tensor_ in enumerate(outputs + inputs):
+        if not tensor_.requires_grad:
+            kind = "output" if number < len(outputs) else "input"
+            raise RuntimeError(f"grad: {kind} {number if number < len(outputs) else number - len(outputs)} does not require grad")
+    gradients = [_initial_gradient(output, upstream) for output, upstream in zip(outputs, grad_outputs)]
+    captured = {id(tensor_): None for tensor_ in inputs}
+    _run_backward(list(outputs), gradients, bool(retain_graph), captured)
+    results = []
+    for number, tensor_ in enumerate(inputs):
+        value = captured[id(tensor_)]
+        if value is None and not allow_unused:
+            raise RuntimeError(
+                f"grad: input {number} is not used to compute the outputs (pass allow_unused=True "
+                "to get None for it)"
+            )
+        results.append(None if value is None else Tensor._make(value, False))
+    return tuple(results)
+
+
 def _accumulate_leaf_grad(leaf: Tensor, dout: np.ndarray, given_to_leaves: set) -> None:
     """Add `dout` into `leaf.grad`, making sure no two leaves ever share one gradient array."""
     if leaf.grad is None:
@@ -563,9 +797,9 @@ def _accumulate_leaf_grad(leaf: Tensor, dout: np.ndarray, given_to_leaves: set) 
         if not dout.flags.owndata or id(dout) in given_to_leaves or not dout.flags.writeable:
             dout = dout.copy()
         given_to_leaves.add(id(dout))
-        leaf.grad = dout
+        leaf.grad = dout  # stored as a Gradient view (see Tensor.grad)
     else:
-        leaf.grad += dout
+        np.add(leaf._grad, dout, out=leaf._grad)
 
 
 # The operations are defined in ops.py and attached to Tensor as methods there.

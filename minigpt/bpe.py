@@ -14,9 +14,11 @@ Training fast. A naive trainer recounts every pair of the whole text after every
 1. the pieces are counted once: ``" the"`` appearing 7,000 times is one *word* with count
    7,000, so the work scales with the distinct words (15k for tinyshakespeare.txt), not the
    text (300k pieces);
-2. ``pair_counts[pair]`` holds each pair's count and ``words_with_pair[pair]`` the words that
-   hold it; a merge visits only those words, and changes only the counts of pairs that touch
-   the merged pair;
+2. the distinct words are laid end to end as one doubly linked list of ids (``symbols``, with
+   ``next_index`` / ``previous_index``, -1 at a word's ends); ``pair_counts[pair]`` holds each
+   pair's count and ``pair_places[pair]`` the positions where it starts. A merge visits only
+   those positions and changes only the counts of the pairs on either side of each, so a word
+   of 100,000 letters costs O(1) per occurrence of a merged pair, not O(its length) per merge;
 3. the most frequent pair comes from a heap of ``(-count, pair)`` entries. A count that changes
    gets a new entry and the old one is left in place ("lazy deletion"): an entry popped whose
    count is not the pair's current count is stale and skipped.
@@ -58,8 +60,10 @@ from tqdm import tqdm
 
 from minigpt.tokenizer import (
     GPT2_SPLIT_PATTERN,
+    HEAP_MERGE_MIN_BYTES,
     check_ids,
     check_text,
+    merge_by_rank,
     resolve_special,
     split_on_special,
 )
@@ -212,18 +216,30 @@ class BPETokenizer:
             )
         num_merges = vocab_size - minimum
 
-        # 1. Distinct pieces ("words") and how often each occurs; each word as a list of byte ids.
+        # 1. Distinct pieces ("words") and how often each occurs, laid end to end as one linked
+        # list of byte ids; the links stop at each word's ends, so no pair crosses two words.
         word_counts = Counter(self._compiled_pattern.findall(text))
-        words = [list(word.encode("utf-8")) for word in word_counts]
-        counts = list(word_counts.values())
+        symbols: list[int | None] = []  # the ids; None where a part was merged into its left neighbour
+        place_counts: list[int] = []  # the count of the word each position belongs to
+        for word, count in word_counts.items():
+            symbols += word.encode("utf-8")
+            place_counts += [count] * (len(symbols) - len(place_counts))
+        next_index = list(range(1, len(symbols) + 1))
+        previous_index = list(range(-1, len(symbols) - 1))
+        start = 0
+        for word in word_counts:
+            end = start + len(word.encode("utf-8"))
+            previous_index[start], next_index[end - 1] = -1, -1
+            start = end
 
-        # 2. Count of every adjacent pair over the whole text, and the words that hold it.
+        # 2. Count of every adjacent pair over the whole text, and the positions where it starts.
         pair_counts: defaultdict[tuple[int, int], int] = defaultdict(int)
-        words_with_pair: defaultdict[tuple[int, int], set[int]] = defaultdict(set)
-        for word_index, (ids, count) in enumerate(zip(words, counts)):
-            for pair in zip(ids, ids[1:]):
-                pair_counts[pair] += count
-                words_with_pair[pair].add(word_index)
+        pair_places: defaultdict[tuple[int, int], set[int]] = defaultdict(set)
+        for place, after in enumerate(next_index):
+            if after >= 0:
+                pair = (symbols[place], symbols[after])
+                pair_counts[pair] += place_counts[place]
+                pair_places[pair].add(place)
 
         # 3. Max-heap of (-count, pair): heapq is a min-heap, and on equal counts the smaller pair
         # comes first, which is the documented tie-break.
@@ -249,7 +265,8 @@ class BPETokenizer:
                     )
                     break
                 merges[best_pair] = new_id
-                self._apply_merge(best_pair, new_id, words, counts, pair_counts, words_with_pair, heap)
+                self._apply_merge(best_pair, new_id, symbols, next_index, previous_index, place_counts,
+                                  pair_counts, pair_places, heap)
                 progress.update(1)
         self._set_merges(merges)
 
@@ -257,32 +274,46 @@ class BPETokenizer:
     def _apply_merge(
         pair: tuple[int, int],
         new_id: int,
-        words: list[list[int]],
-        counts: list[int],
+        symbols: list[int | None],
+        next_index: list[int],
+        previous_index: list[int],
+        place_counts: list[int],
         pair_counts: defaultdict[tuple[int, int], int],
-        words_with_pair: defaultdict[tuple[int, int], set[int]],
+        pair_places: defaultdict[tuple[int, int], set[int]],
         heap: list[tuple[int, tuple[int, int]]],
     ) -> None:
-        """Merge ``pair`` into ``new_id`` in every word that holds it, updating the counts.
+        """Merge ``pair`` into ``new_id`` at every place that holds it, updating the counts.
 
-        Only the words in ``words_with_pair[pair]`` are visited. For each, the counts of its old
-        pairs are taken away and those of its new pairs added; pairs away from the merge cancel
-        out, so only the pairs next to a merge change, and only those get a new heap entry.
+        The places are visited left to right, so overlapping occurrences merge as
+        :func:`merge_pair` does (``a a a`` -> ``(a a) a``). At each, the pair itself, the pair
+        on its left and the pair on its right lose the word's count, and the two new pairs around
+        ``new_id`` gain it; only those pairs get a new heap entry. A place recorded under a pair
+        that has changed since is recognised by its ids and skipped.
         """
+        first, second = pair
         count_changes: defaultdict[tuple[int, int], int] = defaultdict(int)
-        for word_index in words_with_pair.pop(pair):
-            ids = words[word_index]
-            merged = merge_pair(ids, pair, new_id)
-            if len(merged) == len(ids):
-                continue  # the pair is no longer in this word (an earlier merge took it)
-            count = counts[word_index]
-            for old_pair in zip(ids, ids[1:]):
-                count_changes[old_pair] -= count
-            for new_pair in zip(merged, merged[1:]):
-                count_changes[new_pair] += count
-                if new_id in new_pair:
-                    words_with_pair[new_pair].add(word_index)
-            words[word_index] = merged
+        for place in sorted(pair_places.pop(pair)):
+            right = next_index[place]
+            if symbols[place] != first or right < 0 or symbols[right] != second:
+                continue  # stale: an earlier merge took one of its ids
+            count = place_counts[place]
+            count_changes[pair] -= count
+            before, after = previous_index[place], next_index[right]
+            if before >= 0:  # (x, first) becomes (x, new_id)
+                left_pair = (symbols[before], first)
+                count_changes[left_pair] -= count
+                pair_places.get(left_pair, set()).discard(before)
+                count_changes[symbols[before], new_id] += count
+                pair_places[symbols[before], new_id].add(before)
+            if after >= 0:  # (second, y) becomes (new_id, y)
+                right_pair = (second, symbols[after])
+                count_changes[right_pair] -= count
+                pair_places.get(right_pair, set()).discard(right)
+                count_changes[new_id, symbols[after]] += count
+                pair_places[new_id, symbols[after]].add(place)
+                previous_index[after] = place
+            symbols[place], symbols[right] = new_id, None
+            next_index[place] = after
         for changed_pair, change in count_changes.items():
             if change == 0:
                 continue
@@ -301,9 +332,16 @@ class BPETokenizer:
         Worked example, merges ``(l, o) -> 256`` then ``(256, w) -> 257``, piece ``"lowlo"``:
         bytes ``[l, o, w, l, o]`` -> both ``(l, o)`` become 256 -> ``[256, w, 256]`` -> the first
         ``(256, w)`` becomes 257 -> ``[257, 256]``.
+
+        Long pieces (32 bytes or more: a run of letters, digits, newlines...) go through
+        ``minigpt.tokenizer.merge_by_rank`` in O(n log n); short ones rescan a list, O(n^2) but
+        faster for a few bytes. Both give the same ids.
         """
         merges = self.merges
         ids = list(piece.encode("utf-8"))
+        if len(ids) >= HEAP_MERGE_MIN_BYTES:
+            get = merges.get
+            return tuple(merge_by_rank(ids, lambda left, right: get((left, right)), lambda left, right, rank: rank))
         # pair_ranks[i] is the merge id of (ids[i], ids[i + 1]), or _NO_MERGE.
         pair_ranks = [merges.get(pair, _NO_MERGE) for pair in zip(ids, ids[1:])]
         while pair_ranks:

@@ -1,10 +1,13 @@
 """Data: token ids -> sliding windows -> shuffled batches, and token files for large corpora.
 
-What this file adds: the input pipeline of book chapter 2.6. A text is tokenized once into a flat
+What this file adds: the input pipeline of book chapter 2.6, and torch.utils.data's `Dataset` and
+`DataLoader` for the book's other datasets (appendix A's ToyDataset, chapter 6's SpamDataset,
+chapter 7's InstructionDataset with its `collate_fn`). A text is tokenized once into a flat
 array of token ids; `GPTDataset` cuts it into windows of `max_length` tokens, `stride` apart, each
 paired with the same window shifted one token to the right (the next-token targets); `DataLoader`
-groups windows into batches of shape (B, T) in a seeded random order; `create_dataloader` wires
-the two together as the book's `create_dataloader_v1` does.
+groups the items of any dataset into batches in a seeded random order (`default_collate` stacks
+them, or the caller's `collate_fn` builds the batch); `create_dataloader` wires the two together
+as the book's `create_dataloader_v1` does.
 
 Where it differs from the book: the book's `GPTDatasetV1` stores every window as its own tensor,
 which multiplies memory by max_length / stride. Here the ids stay one flat array (possibly a
@@ -21,7 +24,8 @@ little-endian uint16 file with a JSON sidecar, and `load_tokens` memory-maps it.
 Shape letters: B batch size, T tokens per window (max_length).
 
 References: book chapter 2.6, listings 2.5 (GPTDatasetV1) and 2.6 (create_dataloader_v1);
-chapter 5.1.3 (the 90/10 train/validation split); PyTorch torch.utils.data.DataLoader.
+chapter 5.1.3 (the 90/10 train/validation split); appendix A.6 (Dataset, DataLoader); PyTorch
+torch.utils.data.Dataset, DataLoader and default_collate.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ import os
 from pathlib import Path
 
 import numpy as np
+
+from autograd import Tensor
+from autograd.random import default_generator
 
 # The special token the book lets through when encoding (chapter 2.6: allowed_special).
 ALLOWED_SPECIAL = {"<|endoftext|>"}
@@ -89,7 +96,94 @@ def _as_token_array(ids, name: str) -> np.ndarray:
     return array
 
 
-class GPTDataset:
+class Dataset:
+    """Base class of a map-style dataset: `len(dataset)` items, `dataset[i]` the i-th (torch.utils.data.Dataset).
+
+    Subclass it and write `__len__` and `__getitem__`, as the book's `GPTDatasetV1` (ch. 2.6),
+    `ToyDataset` (appendix A.6), `SpamDataset` (ch. 6.3) and `InstructionDataset` (ch. 7.3) do.
+    `DataLoader` needs nothing else (any object with these two methods works); a dataset that can
+    gather several items at once may add `get_batch(indices)`, which the loader then uses.
+
+    Raises:
+        NotImplementedError: from `__len__` / `__getitem__` when the subclass does not define them.
+
+    References: torch.utils.data.Dataset.
+    """
+
+    def __getitem__(self, index):
+        raise NotImplementedError(f"{type(self).__name__} must define __getitem__(self, index)")
+
+    def __len__(self) -> int:
+        raise NotImplementedError(f"{type(self).__name__} must define __len__(self)")
+
+
+def default_collate(batch: list):
+    """Stack a list of dataset items into one batch, as torch.utils.data.default_collate.
+
+    Items are combined by their type, recursively:
+        Tensor           -> a Tensor stacked along a new first axis (no gradient)
+        np.ndarray       -> an np.ndarray stacked along a new first axis
+        int, float, bool -> a 1-D np.ndarray (int64, float32 as minigpt's tensors, bool)
+        tuple / list     -> the same kind of sequence, each position collated
+        dict             -> a dict, each key collated
+        str              -> the list of strings
+    A batch is never an object array: items of different shapes are an error.
+
+    Args:
+        batch: a non-empty list of items of one structure (`[dataset[i] for i in indices]`).
+
+    Returns:
+        The batch, e.g. (inputs (B, T), targets (B, T)) for a dataset of (inputs, targets) pairs.
+
+    Raises:
+        ValueError: items of different shapes or lengths (pad them in a `collate_fn`, as chapters
+            6 and 7 do), or an empty batch.
+        TypeError: an item of a type that cannot be stacked.
+
+    References: torch.utils.data.default_collate.
+    """
+    if not batch:
+        raise ValueError("default_collate: the batch is empty")
+    first = batch[0]
+    if isinstance(first, Tensor):
+        return Tensor(_stack([item.data for item in batch], "Tensor"))
+    if isinstance(first, np.ndarray):
+        return _stack(batch, "array")
+    if isinstance(first, (bool, np.bool_)):
+        return np.asarray(batch, dtype=bool)
+    if isinstance(first, numbers.Integral):
+        return np.asarray(batch, dtype=np.int64)
+    if isinstance(first, numbers.Real):
+        return np.asarray(batch, dtype=np.float32)
+    if isinstance(first, str):
+        return list(batch)
+    if isinstance(first, dict):
+        return {key: default_collate([item[key] for item in batch]) for key in first}
+    if isinstance(first, (tuple, list)):
+        lengths = {len(item) for item in batch}
+        if len(lengths) != 1:
+            raise ValueError(f"default_collate: items are sequences of different lengths {sorted(lengths)}")
+        columns = [default_collate(list(column)) for column in zip(*batch)]
+        if isinstance(first, tuple) and hasattr(first, "_fields"):  # a namedtuple
+            return type(first)(*columns)
+        return type(first)(columns)
+    raise TypeError(f"default_collate: cannot batch items of type {type(first).__name__}; pass a collate_fn")
+
+
+def _stack(arrays: list, kind: str) -> np.ndarray:
+    shapes = {np.shape(array) for array in arrays}
+    if len(shapes) != 1:
+        raise ValueError(
+            f"default_collate: cannot stack {kind} items of different shapes {sorted(shapes)}; "
+            "pad them to one length in a collate_fn (as the book's chapters 6 and 7 do)"
+        )
+    stacked = np.stack(arrays)
+    if stacked.dtype == object:
+        raise TypeError(f"default_collate: {kind} items of object dtype cannot be batched")
+    return stacked
+
+
+class GPTDataset(Dataset):
     """The book's sliding-window dataset over one flat array of token ids.
 
     Window i covers ids[i * stride : i * stride + max_length] (the inputs); its targets are the
@@ -163,37 +257,64 @@ class GPTDataset:
 class DataLoader:
     """Batches of a dataset in a seeded random order; iterating again starts the next epoch.
 
-    Each `iter(loader)` is one epoch: with `shuffle`, the window order is a fresh permutation drawn
-    from `np.random.Generator(np.random.PCG64(seed))`, so the sequence of epochs is fixed by the
-    seed. `state_dict()` records the generator, the epoch and how many batches of the current
-    epoch were handed out; after `load_state_dict()` the next iteration resumes that epoch at the
-    next batch, so a resumed training run sees exactly the batches the uninterrupted run would.
+    Each `iter(loader)` is one epoch: with `shuffle`, the order is a fresh permutation drawn from
+    the loader's own `np.random.Generator`, so the sequence of epochs is fixed by its seed.
+    `state_dict()` records the generator, the epoch and how many batches of the current epoch
+    were handed out; after `load_state_dict()` the next iteration resumes that epoch at the next
+    batch, so a resumed training run sees exactly the batches the uninterrupted run would.
 
     Args:
-        dataset: a `GPTDataset`, or any object with `__len__` and `__getitem__` returning
-            (inputs, targets) arrays (stacked along a new first axis); one with a
-            `get_batch(indices)` method is batched by it in one call.
-        batch_size: windows per batch (B), >= 1.
+        dataset: any object with `__len__` and `__getitem__` (a `Dataset`); one with a
+            `get_batch(indices)` method (`GPTDataset`) is batched by it in one call when no
+            `collate_fn` is given.
+        batch_size: items per batch (B), >= 1.
         shuffle: draw a new random order every epoch (True for training, False for validation).
         drop_last: drop the last batch when it would be smaller than batch_size. With
-            drop_last=False the last batch holds the remaining len(dataset) % batch_size windows.
-        seed: seed of the shuffling generator (the book seeds torch with 123).
+            drop_last=False the last batch holds the remaining len(dataset) % batch_size items.
+        num_workers: accepted for the book's calls (>= 0); minigpt always loads in the main
+            process (items are cheap NumPy slices), so it changes nothing.
+        collate_fn: builds a batch from the list of items `[dataset[i] for i in indices]`
+            (chapters 6 and 7 pass `functools.partial(custom_collate_fn, ...)` to pad);
+            default `default_collate`.
+        seed: seed of the shuffling generator. None (default) seeds it with a number drawn from
+            the process-wide default generator when the loader is made, so that the book's
+            `torch.manual_seed(123)` before building the loader fixes its order, as in PyTorch.
+            (No number is drawn when shuffle=False.)
+        pin_memory: accepted as PyTorch's; ignored (on the CPU there is nothing to pin).
 
     Yields:
-        (inputs, targets): int64 arrays of shape (B, T).
+        What `collate_fn` returns; by default, for (inputs, targets) items, two arrays of shape
+        (B, ...) (Tensors if the items are Tensors, NumPy arrays otherwise).
 
     Raises:
-        ValueError: batch_size < 1, or drop_last=True with fewer windows than batch_size (no batch
-            at all; the message says how many windows are missing).
+        ValueError: batch_size < 1, num_workers < 0, or drop_last=True with fewer items than
+            batch_size (no batch at all; the message says how many items are missing).
+        TypeError: collate_fn is not callable.
 
-    References: PyTorch torch.utils.data.DataLoader; book listing 2.6.
+    References: PyTorch torch.utils.data.DataLoader; book listing 2.6 and appendix A.6.
     """
 
-    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, drop_last: bool = False, seed: int = 123):
+    def __init__(
+        self,
+        dataset,
+        batch_size: int = 1,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        num_workers: int = 0,
+        collate_fn=None,
+        seed: int | None = None,
+        pin_memory: bool = False,
+    ):
         self.dataset = dataset
         self.batch_size = _check_int("batch_size", batch_size, low=1)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
+        self.num_workers = _check_int("num_workers", num_workers, low=0)
+        if collate_fn is not None and not callable(collate_fn):
+            raise TypeError(f"collate_fn: expected a callable or None, received {type(collate_fn).__name__}")
+        self.collate_fn = collate_fn
+        if seed is None and self.shuffle:
+            seed = int(default_generator().integers(2**63))
         self.seed = seed
         if self.drop_last and len(dataset) < self.batch_size:
             raise ValueError(
@@ -232,13 +353,11 @@ class DataLoader:
             self._batches_done = number + 1
             yield self._batch(indices)
 
-    def _batch(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if hasattr(self.dataset, "get_batch"):
-            return self.dataset.get_batch(indices)
+    def _batch(self, indices: np.ndarray):
+        if self.collate_fn is None and hasattr(self.dataset, "get_batch"):
+            return self.dataset.get_batch(indices)  # the fast path: one gather, no Python loop
         items = [self.dataset[int(index)] for index in indices]
-        inputs = np.stack([np.asarray(item[0]) for item in items])
-        targets = np.stack([np.asarray(item[1]) for item in items])
-        return inputs, targets
+        return (self.collate_fn or default_collate)(items)
 
     def state_dict(self) -> dict:
         """Return the loader's position as a JSON-able dict (generator states, epoch, batch).
@@ -273,6 +392,7 @@ def create_dataloader(
     stride: int = 128,
     shuffle: bool = True,
     drop_last: bool = True,
+    num_workers: int = 0,
     seed: int = 123,
     tokenizer=None,
 ) -> DataLoader:
@@ -285,7 +405,9 @@ def create_dataloader(
         stride: tokens between window starts, >= 1.
         shuffle: a new random window order every epoch.
         drop_last: drop a last batch smaller than batch_size (the book drops it when training).
-        seed: seed of the shuffling generator (the book calls torch.manual_seed(123)).
+        num_workers: accepted as the book passes it; loading runs in the main process.
+        seed: seed of the shuffling generator (the book calls torch.manual_seed(123) before
+            creating its loaders); None draws it from the default generator, as `DataLoader`.
         tokenizer: anything with `.encode`; default `minigpt.tokenizer.get_encoding("gpt2")`,
             as the book's `tiktoken.get_encoding("gpt2")`.
 
@@ -302,7 +424,7 @@ def create_dataloader(
 
         tokenizer = get_encoding("gpt2")
     dataset = GPTDataset(text, tokenizer, max_length, stride)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers, seed=seed)
 
 
 def train_val_split(ids_or_text, train_ratio: float = 0.9, *, max_length: int | None = None, tokenizer=None):

@@ -209,8 +209,9 @@ class GPTModel(Module):
     Args:
         cfg: a preset name ("gpt2-small", "book-124M", "tiny", "char", ...), the book's config
             dict (e.g. GPT_CONFIG_124M) or a GPTConfig.
-        rng: `np.random.Generator` or int seed for the initial weights; None draws fresh entropy
-            (not reproducible).
+        rng: `np.random.Generator` or int seed for the initial weights; None draws from the
+            process-wide default generator (reproducible after `autograd.manual_seed(seed)`, as the
+            book's `torch.manual_seed(123)` before `GPTModel(GPT_CONFIG_124M)`).
         dropout_rng: generator or int seed for every dropout mask of the model; None derives one
             from `rng`, so one seed fixes the whole run.
         init: "gpt2" (default, described below) or "pytorch" (PyTorch's layer defaults, as the
@@ -252,12 +253,14 @@ class GPTModel(Module):
         cfg = get_config(cfg)
         rng = _generator(rng)
         self.cfg = cfg
-        self.tok_emb = Embedding(cfg.vocab_size, cfg.emb_dim, rng=rng)
-        self.pos_emb = Embedding(cfg.context_length, cfg.emb_dim, rng=rng)
+        # Built with GPT-2's scheme; init="pytorch" redraws below, so the draws of both schemes
+        # come in the same order as they always have (a seed gives the same model as before).
+        self.tok_emb = Embedding(cfg.vocab_size, cfg.emb_dim, rng=rng, init="gpt2")
+        self.pos_emb = Embedding(cfg.context_length, cfg.emb_dim, rng=rng, init="gpt2")
         self.drop_emb = Dropout(cfg.drop_rate)
-        self.trf_blocks = Sequential(*[TransformerBlock(cfg, rng=rng) for _ in range(cfg.n_layers)])
+        self.trf_blocks = Sequential(*[TransformerBlock(cfg, rng=rng, init="gpt2") for _ in range(cfg.n_layers)])
         self.final_norm = LayerNorm(cfg.emb_dim)
-        self.out_head = Linear(cfg.emb_dim, cfg.vocab_size, bias=False, rng=rng)
+        self.out_head = Linear(cfg.emb_dim, cfg.vocab_size, bias=False, rng=rng, init="gpt2")
         if cfg.tie_weights:
             # One matrix both embeds tokens and scores them (Press & Wolf 2017), as GPT-2 does:
             # saves V*C parameters. Assigned after creation, as in nanoGPT.
@@ -280,13 +283,8 @@ class GPTModel(Module):
         smaller N(0, 0.02) weights learn more slowly at the book's learning rate.
         """
         for module in self.modules():
-            if isinstance(module, Linear):
-                bound = 1.0 / math.sqrt(module.weight.shape[1])
-                module.weight.data[...] = rng.uniform(-bound, bound, module.weight.shape)
-                if module.bias is not None:
-                    module.bias.data[...] = rng.uniform(-bound, bound, module.bias.shape)
-            elif isinstance(module, Embedding):
-                module.weight.data[...] = rng.standard_normal(module.weight.shape, dtype=np.float32)
+            if isinstance(module, (Linear, Embedding)):
+                module.reset_parameters(rng, init="pytorch")
 
     @property
     def dropout_rng(self) -> np.random.Generator:

@@ -22,7 +22,9 @@ same ranks in tiktoken's file format, ``gpt2.tiktoken``. Nothing is downloaded.
 
 Speed. Natural text repeats its pieces (tinyshakespeare.txt has 298k pieces, 15k distinct), so
 each distinct piece is merged once and its ids are kept in a cache; most pieces are themselves
-a token (``" the"``), and take a single dictionary lookup.
+a token (``" the"``), and take a single dictionary lookup. A long piece (a run of 100,000
+letters, digits, newlines or emoji is one piece) is merged by :func:`merge_by_rank` in
+O(n log n), so no input makes encoding quadratic.
 
 References:
     Radford et al. 2019, "Language Models are Unsupervised Multitask Learners", section 2.2
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import gc
+import heapq
 import json
 import sys
 from collections.abc import Collection, Iterable, Set
@@ -54,6 +57,7 @@ __all__ = [
     "bytes_to_unicode",
     "load_gpt2_vocabulary",
     "load_tiktoken_ranks",
+    "merge_by_rank",
 ]
 
 # GPT-2's pre-tokenization pattern (OpenAI gpt-2, src/encoder.py). The contractions are written
@@ -78,6 +82,12 @@ _NO_MERGE = sys.maxsize
 _SINGLE_BYTES = [bytes([value]) for value in range(256)]
 
 _INT_TYPE = frozenset({int})
+
+# Pieces of at least this many bytes are merged by `merge_by_rank` (a heap, O(n log n)); shorter
+# ones by the list scan of `Encoding.encode_piece`, which is O(n^2) but runs in C-level built-ins
+# and is faster for the 1-10 byte pieces of ordinary text (measured on random lowercase words:
+# equal speed at 16-32 bytes, the heap 1.8x faster at 128 bytes).
+HEAP_MERGE_MIN_BYTES = 32
 
 # Above this many distinct pieces the cache is emptied before the next encode, so that encoding
 # an endless stream of new text cannot use unbounded memory (about 100 bytes per entry).
@@ -115,6 +125,74 @@ def bytes_to_unicode() -> dict[int, str]:
             table[byte] = chr(next_code_point)
             next_code_point += 1
     return table
+
+
+def merge_by_rank(parts: list, pair_rank, join) -> list:
+    """Merge adjacent parts by rank, lowest rank first and leftmost among equal ranks, in O(n log n).
+
+    This is BPE's merge loop (step 3 of the module docstring) for long pieces: a run of 100,000
+    letters, digits or newlines is one pre-token. The parts form a doubly linked list (arrays
+    ``next_index`` / ``previous_index`` over the original positions), and the candidate pairs
+    sit in a heap keyed ``(rank, position of the left part)``: the heap's minimum is the lowest
+    rank, and among equal ranks the leftmost pair, since positions keep their left-to-right
+    order. A merge changes only the pairs on either side of the merged part; they get new heap
+    entries, and old entries are skipped when popped ("lazy deletion": an entry is current only
+    if its rank is still ``pair_ranks[position]``). Each merge costs O(log n), so a piece of n
+    parts takes O(n log n), where rescanning the list for the minimum takes O(n^2).
+
+    Worked example with ranks ab -> 0, bc -> 1, abc -> 2 (``join`` concatenates): parts
+    ``[a, b, c]`` have pairs ab (0) and bc (1); ab wins -> ``[ab, c]``; the pair ab+c has rank
+    2 -> ``[abc]``.
+
+    Args:
+        parts: the parts to merge (bytes for GPT-2's ranks, int ids for ``BPETokenizer``); the
+            list is modified.
+        pair_rank: ``pair_rank(left, right)`` -> the rank (int) of merging the two parts, or
+            None when they do not merge.
+        join: ``join(left, right, rank)`` -> the merged part.
+
+    Returns:
+        the merged parts, in order (a new list).
+
+    References:
+        tiktoken's merge rule (lowest rank, then leftmost), which this reproduces exactly;
+        Sennrich et al. 2016 (BPE).
+    """
+    count = len(parts)
+    # pair_ranks[i]: rank of the pair that starts at part i, None when it does not merge or
+    # part i was merged into its left neighbour. The last part starts no pair.
+    pair_ranks = [*map(pair_rank, parts, parts[1:]), None]
+    # Heap entries are the keys (rank, position) packed into one int, rank * count + position:
+    # they sort the same, and ints compare several times faster than tuples.
+    heap = [rank * count + position for position, rank in enumerate(pair_ranks) if rank is not None]
+    heapq.heapify(heap)
+    next_index = list(range(1, count + 1))  # count means "no part on the right"
+    previous_index = list(range(-1, count - 1))  # -1 means "no part on the left"
+    pop, push = heapq.heappop, heapq.heappush
+    while heap:
+        rank, left = divmod(pop(heap), count)
+        if pair_ranks[left] != rank:  # stale: this pair changed or disappeared since its push
+            continue
+        right = next_index[left]
+        merged = parts[left] = join(parts[left], parts[right], rank)
+        parts[right] = pair_ranks[right] = None  # the right part is gone
+        after = next_index[right]
+        next_index[left] = after
+        # The pair on the right of the merged part...
+        if after < count:
+            previous_index[after] = left
+            new_rank = pair_ranks[left] = pair_rank(merged, parts[after])
+            if new_rank is not None:
+                push(heap, new_rank * count + left)
+        else:
+            pair_ranks[left] = None
+        # ...and the pair on its left.
+        before = previous_index[left]
+        if before >= 0:
+            new_rank = pair_ranks[before] = pair_rank(parts[before], merged)
+            if new_rank is not None:
+                push(heap, new_rank * count + before)
+    return [part for part in parts if part is not None]
 
 
 def load_gpt2_vocabulary(encoder_path: str | Path, merges_path: str | Path) -> dict[bytes, int]:
@@ -407,6 +485,10 @@ class Encoding:
         adjacent pair joins into a token. The result here is the single token ``" lower"``.
         Ties go to the leftmost pair, as in tiktoken.
 
+        Pieces shorter than 32 bytes are merged by rescanning a list of pair ranks (C-level
+        ``min`` and ``index``, fastest for short pieces); longer ones, such as a run of 100,000
+        letters, by :func:`merge_by_rank` in O(n log n).
+
         Args:
             piece: the UTF-8 bytes of one pre-token.
 
@@ -418,9 +500,12 @@ class Encoding:
         whole = get(piece)
         if whole is not None:  # most pieces are themselves a token: " the", " and", "\n"
             return (whole,)
-        # The loop below is the hot path of a first encode, so it leans on C-level built-ins
-        # (map, min, list.index) rather than Python loops.
         parts = list(map(_SINGLE_BYTES.__getitem__, piece))
+        if len(piece) >= HEAP_MERGE_MIN_BYTES:
+            parts = merge_by_rank(parts, lambda left, right: get(left + right), lambda left, right, rank: left + right)
+            return tuple(map(ranks.__getitem__, parts))
+        # The loop below is the hot path of a first encode, so it leans on C-level built-ins
+        # (map, min, list.index) rather than Python loops; it is O(n^2), for short pieces only.
         # pair_ranks[i] is the rank of parts[i] + parts[i + 1], or _NO_MERGE if not a token.
         pair_ranks = list(map(get, map(bytes.__add__, parts, parts[1:]), repeat(_NO_MERGE)))
         while True:

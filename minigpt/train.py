@@ -24,8 +24,9 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from autograd import no_grad
+from autograd import Tensor, no_grad
 from autograd import functional as F
+from autograd.creation import check_device
 from minigpt.data import DataLoader, GPTDataset
 from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from minigpt.distributed import SINGLE_PROCESS, check_ranks_agree
@@ -37,30 +38,37 @@ from minigpt.optim import clip_grad_norm_, flatten_state_dict, unflatten_state_d
 # --------------------------------------------------------------------------------------------
 
 
-def calc_loss_batch(input_batch, target_batch, model):
-    """Mean cross-entropy of the model's next-token predictions for one batch (book listing 5.x, 5.1.3).
+def calc_loss_batch(input_batch, target_batch, model, device=None):
+    """Mean cross-entropy of the model's next-token predictions for one batch (book section 5.1.3).
 
     Args:
-        input_batch: int array (B, T) of token ids.
-        target_batch: int array (B, T), the inputs shifted by one token.
+        input_batch: int array or Tensor (B, T) of token ids.
+        target_batch: int array or Tensor (B, T), the inputs shifted by one token.
         model: callable ids (B, T) -> logits (B, T, V).
+        device: the book's device argument: "cpu", a CPU `autograd.device`, or None (the CPU);
+            minigpt runs on the CPU, so it moves nothing.
 
     Returns:
         A 0-d float32 Tensor; call `.backward()` on it to get gradients.
+
+    Raises:
+        RuntimeError: a device other than the CPU.
     """
+    check_device(device, "calc_loss_batch")
     logits = model(input_batch)  # (B, T, V)
     return F.cross_entropy(logits, target_batch)  # (B, T, V) and (B, T) are flattened inside
 
 
-def calc_loss_loader(data_loader, model, num_batches: int | None = None) -> float:
-    """Average loss over the first `num_batches` batches of a loader (all when None).
+def calc_loss_loader(data_loader, model, device=None, num_batches: int | None = None) -> float:
+    """Average loss over the first `num_batches` batches of a loader (all when None; section 5.1.3).
 
     As the book: NaN for an empty loader; `num_batches` larger than the loader is reduced to its
-    length. Runs without recording a graph.
+    length. Runs without recording a graph. `device` as `calc_loss_batch`.
 
     Raises:
-        ValueError: num_batches < 1.
+        ValueError: num_batches < 1. RuntimeError: a device other than the CPU.
     """
+    check_device(device, "calc_loss_loader")
     if num_batches is not None and num_batches < 1:
         raise ValueError(f"num_batches must be >= 1 or None, got {num_batches!r}")
     if len(data_loader) == 0:
@@ -71,21 +79,28 @@ def calc_loss_loader(data_loader, model, num_batches: int | None = None) -> floa
         for i, (input_batch, target_batch) in enumerate(data_loader):
             if i >= num_batches:
                 break
-            total += calc_loss_batch(input_batch, target_batch, model).item()
+            total += calc_loss_batch(input_batch, target_batch, model, device).item()
     return total / num_batches
 
 
-def evaluate_model(model, train_loader, val_loader, eval_iter: int) -> tuple[float, float]:
-    """Training and validation loss over `eval_iter` batches each, in eval mode (book listing 5.3)."""
+def evaluate_model(model, train_loader, val_loader, device, eval_iter: int) -> tuple[float, float]:
+    """Training and validation loss over `eval_iter` batches each, in eval mode (book listing 5.3).
+
+    `device` as `calc_loss_batch` ("cpu" or None). Returns (train_loss, val_loss), floats.
+    """
     model.eval()
-    train_loss = calc_loss_loader(train_loader, model, num_batches=eval_iter)
-    val_loss = calc_loss_loader(val_loader, model, num_batches=eval_iter)
+    train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter)
+    val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
     model.train()
     return train_loss, val_loss
 
 
-def generate_and_print_sample(model, tokenizer, start_context: str, max_new_tokens: int = 50) -> str:
-    """Print (and return) a greedy continuation of `start_context` on one line (book listing 5.3)."""
+def generate_and_print_sample(model, tokenizer, device, start_context: str, max_new_tokens: int = 50) -> str:
+    """Print (and return) a greedy continuation of `start_context` on one line (book listing 5.3).
+
+    `device` as `calc_loss_batch` ("cpu" or None).
+    """
+    check_device(device, "generate_and_print_sample")
     context_size = model.pos_emb.weight.shape[0]
     encoded = text_to_token_ids(start_context, tokenizer)
     token_ids = generate(model, encoded, max_new_tokens=max_new_tokens, context_size=context_size)
@@ -94,8 +109,11 @@ def generate_and_print_sample(model, tokenizer, start_context: str, max_new_toke
     return decoded
 
 
-def train_model_simple(model, train_loader, val_loader, optimizer, num_epochs: int, eval_freq: int, eval_iter: int, start_context: str, tokenizer):
+def train_model_simple(model, train_loader, val_loader, optimizer, device, num_epochs: int, eval_freq: int, eval_iter: int, start_context: str, tokenizer):
     """The book's pretraining loop (listing 5.3): epochs of batches, evaluation every `eval_freq` steps.
+
+    Arguments in the book's order; `device` as `calc_loss_batch` ("cpu" or None). Prints the
+    losses at each evaluation and a greedy sample after each epoch.
 
     Returns:
         (train_losses, val_losses, track_tokens_seen): lists, one entry per evaluation.
@@ -106,18 +124,18 @@ def train_model_simple(model, train_loader, val_loader, optimizer, num_epochs: i
         model.train()
         for input_batch, target_batch in train_loader:
             optimizer.zero_grad()
-            loss = calc_loss_batch(input_batch, target_batch, model)
+            loss = calc_loss_batch(input_batch, target_batch, model, device)
             loss.backward()
             optimizer.step()
-            tokens_seen += input_batch.size
+            tokens_seen += int(np.size(input_batch))
             global_step += 1
             if global_step % eval_freq == 0:
-                train_loss, val_loss = evaluate_model(model, train_loader, val_loader, eval_iter)
+                train_loss, val_loss = evaluate_model(model, train_loader, val_loader, device, eval_iter)
                 train_losses.append(train_loss)
                 val_losses.append(val_loss)
                 track_tokens_seen.append(tokens_seen)
                 print(f"Ep {epoch + 1} (Step {global_step:06d}): Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
-        generate_and_print_sample(model, tokenizer, start_context)
+        generate_and_print_sample(model, tokenizer, device, start_context)
     return train_losses, val_losses, track_tokens_seen
 
 
@@ -133,15 +151,20 @@ class TrainingConfig:
     Attributes:
         max_steps: optimizer steps in the run; None means `epochs` passes over the training data.
         epochs: passes over the training data when max_steps is None.
-        lr: the peak learning rate (per step, AdamW's alpha).
+        lr: the peak learning rate (per step, AdamW's alpha). None (the default): the optimizer's
+            lr, as the book's `AdamW(model.parameters(), lr=0.0004, ...)` sets it. The trainer's
+            schedule sets the optimizer's lr before every step, from this peak.
         schedule: "constant" (the book's chapter 5) or "cosine" (appendix D: linear warmup from
             `initial_lr` to `lr`, then cosine decay to `min_lr`).
         warmup_steps: steps of linear warmup (cosine schedule only).
         initial_lr: learning rate at step 0 of the warmup; None means lr / 10 (as appendix D,
             which warms up from 1e-4 to a peak of 1e-3 in D.1).
         min_lr: learning rate at the last step of the cosine decay; None means lr / 10.
-        weight_decay: AdamW's decoupled weight decay (per step, multiplied by lr).
-        betas: AdamW's moment decay rates.
+        weight_decay: AdamW's decoupled weight decay (per step, multiplied by lr). None (the
+            default): the optimizer's. The optimizer applies it; the trainer records it.
+        betas: AdamW's moment decay rates. None (the default): the optimizer's.
+        (lr, weight_decay and betas have one source of truth: a value given both here and to the
+        optimizer must be the same, or `Trainer` raises ValueError naming both.)
         grad_clip: clip the global gradient norm to this value from step `warmup_steps` on (as
             appendix D); None disables clipping.
         grad_accum_steps: micro-batches per optimizer step; the update equals one step on all
@@ -159,13 +182,13 @@ class TrainingConfig:
 
     max_steps: int | None = None
     epochs: int = 1
-    lr: float = 4e-4
+    lr: float | None = None
     schedule: str = "constant"
     warmup_steps: int = 0
     initial_lr: float | None = None
     min_lr: float | None = None
-    weight_decay: float = 0.1
-    betas: tuple = (0.9, 0.999)
+    weight_decay: float | None = None
+    betas: tuple | None = None
     grad_clip: float | None = None
     grad_accum_steps: int = 1
     eval_every: int = 50
@@ -181,11 +204,11 @@ class TrainingConfig:
         checks = [
             ("max_steps", self.max_steps is None or self.max_steps >= 1, ">= 1 or None"),
             ("epochs", self.epochs >= 1, ">= 1"),
-            ("lr", math.isfinite(self.lr) and self.lr > 0, "a finite number > 0"),
+            ("lr", self.lr is None or (math.isfinite(self.lr) and self.lr > 0), "a finite number > 0"),
             ("min_lr", self.min_lr is None or (math.isfinite(self.min_lr) and self.min_lr >= 0), "a finite number >= 0"),
             ("schedule", self.schedule in ("constant", "cosine"), "'constant' or 'cosine'"),
             ("warmup_steps", self.warmup_steps >= 0, ">= 0"),
-            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("weight_decay", self.weight_decay is None or self.weight_decay >= 0, ">= 0"),
             ("grad_clip", self.grad_clip is None or self.grad_clip > 0, "> 0 or None"),
             ("grad_accum_steps", self.grad_accum_steps >= 1, ">= 1"),
             ("eval_every", self.eval_every >= 1, ">= 1"),
@@ -212,6 +235,49 @@ def weight_decay_groups(model, weight_decay: float) -> list[dict]:
         is_embedding = name.startswith(("tok_emb", "pos_emb"))
         (decayed if parameter.ndim >= 2 and not is_embedding else not_decayed).append(parameter)
     return [{"params": decayed, "weight_decay": weight_decay}, {"params": not_decayed, "weight_decay": 0.0}]
+
+
+def with_optimizer_settings(config: TrainingConfig, optimizer) -> TrainingConfig:
+    """A copy of `config` whose lr, weight_decay and betas are the optimizer's where they were None.
+
+    One source of truth for each number: the book builds `AdamW(model.parameters(), lr=0.0004,
+    weight_decay=0.1)`, and a trainer that replaced that lr with a default of its own, or
+    recorded a weight decay the optimizer never applies, would train with another recipe than
+    the one written. The optimizer's value of a setting is that of its parameter groups: lr and
+    betas must be the same in every group (the schedule sets one lr for all); for weight decay
+    the groups at 0 are left out (`weight_decay_groups` exempts biases, norms and embeddings).
+
+    Raises:
+        ValueError: a setting given in the config differs from the optimizer's (the message
+            names both values), or the optimizer's groups disagree on one.
+    """
+    resolved = {}
+    for name in ("lr", "weight_decay", "betas"):
+        values = {_setting_value(group.get(name)) for group in optimizer.param_groups}
+        if name == "weight_decay" and len(values) > 1:
+            values.discard(0.0)  # the exempted groups
+        if len(values) > 1:  # nothing to take the peak lr (or betas) from
+            raise ValueError(
+                f"the optimizer's parameter groups have different {name} values {sorted(values, key=str)}: "
+                f"the trainer needs one; give every group the same {name}"
+            )
+        optimizer_value = values.pop()
+        ours = getattr(config, name)
+        if ours is None:
+            resolved[name] = optimizer_value
+        elif _setting_value(ours) != optimizer_value:
+            raise ValueError(
+                f"TrainingConfig.{name}={ours!r} but the optimizer's {name} is {optimizer_value!r}: give {name} in one "
+                f"place (leave TrainingConfig.{name} as None to use the optimizer's), or the same value in both"
+            )
+    return dataclasses.replace(config, **resolved)
+
+
+def _setting_value(value):
+    """A hyperparameter in a comparable, hashable form: floats, and betas as a tuple of floats."""
+    if isinstance(value, (tuple, list)):
+        return tuple(float(item) for item in value)
+    return None if value is None else float(value)
 
 
 class Trainer:
@@ -248,6 +314,8 @@ class Trainer:
 
     def __init__(self, model, optimizer, train_loader, val_loader, config: TrainingConfig, tokenizer=None, out_dir: str | None = None, run_info: dict | None = None, world=None):
         config.validate()
+        config = with_optimizer_settings(config, optimizer)
+        config.validate()  # the optimizer's lr must be a valid peak too
         self.world = SINGLE_PROCESS if world is None else world
         self.batches_per_step = config.grad_accum_steps * self.world.size  # the global batch, in micro-batches
         if len(train_loader) < self.batches_per_step:
@@ -350,10 +418,7 @@ class Trainer:
             # Stop before the update: NaN or inf gradients would spoil every weight, and the
             # last checkpoint on disk stays the last good state.
             self.optimizer.zero_grad()
-            raise FloatingPointError(
-                f"the loss of step {self.step + 1} is {total_loss}: training diverged; lower the learning "
-                f"rate (now {self.learning_rate(self.step):g}) or clip gradients"
-            )
+            raise self._non_finite_loss_error(total_loss, micro_batches)
         lr = self.learning_rate(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -365,6 +430,30 @@ class Trainer:
         self._updating = self._mid_step = False
         self.optimizer.zero_grad()
         return total_loss
+
+    def _non_finite_loss_error(self, total_loss: float, micro_batches: list) -> FloatingPointError:
+        """The error for a NaN or infinite loss, naming its likely cause.
+
+        Only a loss that turns bad after parameter updates points at the learning rate; at the
+        first step, or with non-finite inputs or parameters, lowering it cannot help.
+        """
+        prefix = f"the loss of step {self.step + 1} is {total_loss}"
+        if any(np.asarray(inputs).dtype.kind == "f" and not np.isfinite(inputs).all() for inputs, _ in micro_batches):
+            return FloatingPointError(f"{prefix}: the inputs of the batch hold inf or NaN; the learning rate is not the cause")
+        if not all(np.isfinite(parameter.data).all() for parameter in self.model.parameters()):
+            return FloatingPointError(
+                f"{prefix}: the model's parameters hold inf or NaN before this step (from their "
+                f"initialisation, a loaded checkpoint or a change by hand); the learning rate is not the cause"
+            )
+        if self.step == 0:
+            return FloatingPointError(
+                f"{prefix} before any parameter update: the model's logits for these inputs are not "
+                f"finite (check the model's initialisation, dtype and inputs); the learning rate is not the cause"
+            )
+        return FloatingPointError(
+            f"{prefix}: training diverged; lower the learning rate (now {self.learning_rate(self.step):g}) "
+            f"or clip gradients"
+        )
 
     def _position(self) -> dict:
         """The data loader's and the dropout generator's states, JSON-able."""
@@ -417,7 +506,7 @@ class Trainer:
         i % world.size and the sum of the batch losses is allreduced (same value on every rank)."""
         world = self.world
         if world.size == 1:
-            return calc_loss_loader(loader, self.model, self.config.eval_batches)
+            return calc_loss_loader(loader, self.model, num_batches=self.config.eval_batches)
         if len(loader) == 0:
             return float("nan")
         num_batches = min(self.config.eval_batches, len(loader))
@@ -594,34 +683,79 @@ class Trainer:
         """
         if self.out_dir is None or not self.history["step"] or not self.world.is_main:
             return None
-        return plot_losses(self.history, os.path.join(self.out_dir, "loss.png"))
+        return plot_history(self.history, os.path.join(self.out_dir, "loss.png"))
 
 
-def plot_losses(history: dict, path: str) -> str | None:
-    """Plot training and validation loss against steps, with tokens seen on a second x-axis.
+def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses, path=None, x_label: str = "Epochs"):
+    """Plot training and validation losses against epochs, with tokens seen on a second x-axis
+    (the book's `plot_losses`, section 5.2, figure 5.12).
 
-    The book's `plot_losses` (listing 5.x, section 5.2) draws the same figure. Needs matplotlib
-    (the `plot` extra); without it this returns None and prints nothing.
+    Args:
+        epochs_seen: x positions, one per evaluation (the book passes
+            `torch.linspace(0, num_epochs, len(train_losses))`); a list, array or Tensor.
+        tokens_seen: tokens seen at each evaluation (`train_model_simple`'s third result).
+        train_losses, val_losses: the losses at each evaluation.
+        path: where to save the figure (the book saves "loss-plot.pdf"); None saves nothing.
+        x_label: the label of the lower x-axis.
+
+    Returns:
+        The matplotlib Figure (a notebook shows it; `plt.show()` opens it in a script).
+
+    Raises:
+        ImportError: matplotlib is not installed (`pip install minigpt[plot]`).
+        ValueError: the four sequences do not have one length.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    epochs_seen, tokens_seen, train_losses, val_losses = (
+        np.asarray(values.data if isinstance(values, Tensor) else values)
+        for values in (epochs_seen, tokens_seen, train_losses, val_losses)
+    )
+    lengths = {len(epochs_seen), len(tokens_seen), len(train_losses), len(val_losses)}
+    if len(lengths) != 1:
+        raise ValueError(
+            "plot_losses: epochs_seen, tokens_seen, train_losses and val_losses must have one length, got "
+            f"{len(epochs_seen)}, {len(tokens_seen)}, {len(train_losses)}, {len(val_losses)}"
+        )
+    figure, axis = plt.subplots(figsize=(5, 3))
+    axis.plot(epochs_seen, train_losses, label="Training loss")
+    axis.plot(epochs_seen, val_losses, linestyle="-.", label="Validation loss")
+    axis.set_xlabel(x_label)
+    axis.set_ylabel("Loss")
+    axis.legend(loc="upper right")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs / steps only
+    tokens_axis = axis.twiny()
+    tokens_axis.plot(tokens_seen, train_losses, alpha=0)  # invisible: aligns the tokens ticks
+    tokens_axis.set_xlabel("Tokens seen")
+    figure.tight_layout()
+    if path is not None:
+        figure.savefig(path)
+    return figure
+
+
+def plot_history(history: dict, path: str) -> str | None:
+    """Save a Trainer's loss plot (`plot_losses` against steps) to `path`, atomically.
+
+    Args:
+        history: a dict with lists "step", "tokens_seen", "train_loss", "val_loss".
+        path: the image file to write (written to a temporary name, then renamed into place).
+
+    Returns:
+        `path`, or None when matplotlib is not installed (`pip install minigpt[plot]`).
     """
     try:
         import matplotlib
 
-        matplotlib.use("Agg")
+        matplotlib.use("Agg")  # the command line runs without a display
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    figure, axis = plt.subplots(figsize=(6, 3.5))
-    axis.plot(history["step"], history["train_loss"], label="Training loss")
-    axis.plot(history["step"], history["val_loss"], linestyle="-.", label="Validation loss")
-    axis.set_xlabel("Steps")
-    axis.set_ylabel("Loss")
-    axis.legend(loc="upper right")
-    tokens_axis = axis.twiny()
-    tokens_axis.plot(history["tokens_seen"], history["train_loss"], alpha=0)  # aligns the ticks
-    tokens_axis.set_xlabel("Tokens seen")
-    figure.tight_layout()
     temporary = path + ".tmp.png"
-    figure.savefig(temporary)
+    figure = plot_losses(
+        history["step"], history["tokens_seen"], history["train_loss"], history["val_loss"],
+        path=temporary, x_label="Steps",
+    )
     plt.close(figure)
     os.replace(temporary, path)
     return path

@@ -8,6 +8,7 @@ attention is causal), masking with -inf, stability with large logits, and float3
 """
 
 import math
+import warnings
 from unittest import mock
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import autograd
 from autograd import functional as F
 from autograd import gradcheck, tensor
 from autograd.testing import arrays, dims, shapes, tensors
@@ -202,6 +204,33 @@ def test_cross_entropy_ignore_index_and_mean_over_counted_targets_only():
     np.testing.assert_allclose(custom.item(), expected, rtol=1e-12)
     none = F.cross_entropy(leaf(logits.data), tensor(targets), reduction="none")  # targets as a Tensor
     assert none.data[1] == 0.0
+
+
+# PyTorch 2.13.0, torch.nn.functional.cross_entropy on the book's ch. 7.3 example (logits
+# [[-1, 1], [-0.5, 1.5]], targets [0, 1]) with a third row [-inf, 1.5] and target -100: 1.1269280910491943
+# (the book prints tensor(1.1269)); reduction "sum" 2.2539, "none" [2.1269, 0.1269, 0].
+BOOK_IGNORED_ROW_LOSS = 1.1269280910491943
+
+
+@pytest.mark.parametrize("third_row", [[-np.inf, 1.5], [np.nan, np.inf], [np.inf, np.inf], [np.nan, np.nan], [-np.inf, -np.inf]])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_ignores_inf_and_nan_in_ignored_rows(third_row, dtype):
+    """An ignored row touches neither the loss nor the other rows' gradients; its own gradient is 0."""
+    counted = np.array([[-1.0, 1.0], [-0.5, 1.5]])
+    targets = np.array([0, 1, -100])
+    reference = leaf(counted.astype(dtype), dtype)
+    F.cross_entropy(reference, targets[:2]).backward()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning from the ignored row's arithmetic
+        for reduction, expected in (("mean", BOOK_IGNORED_ROW_LOSS), ("sum", 2 * BOOK_IGNORED_ROW_LOSS)):
+            logits = leaf(np.array([*counted, third_row], dtype=dtype), dtype)
+            loss = F.cross_entropy(logits, targets, reduction=reduction)
+            np.testing.assert_allclose(loss.item(), expected, rtol=1e-6)
+            loss.backward()
+            np.testing.assert_array_equal(logits.grad[2], 0.0)
+            np.testing.assert_allclose(logits.grad[:2], reference.grad * (2 if reduction == "sum" else 1), rtol=1e-6)
+        none = F.cross_entropy(leaf(np.array([*counted, third_row], dtype=dtype), dtype), targets, reduction="none")
+    np.testing.assert_allclose(none.data, [2.1269280910491943, 0.1269280910491943, 0.0], rtol=1e-6)
 
 
 def test_cross_entropy_3d_logits_equal_flattened():
@@ -399,8 +428,16 @@ def test_dropout_errors():
     x = leaf([1.0, 2.0])
     with pytest.raises(ValueError, match=r"p must be a probability in \[0, 1\], got 1.5"):
         F.dropout(x, 1.5, rng=np.random.default_rng(0))
-    with pytest.raises(ValueError, match="pass rng="):
-        F.dropout(x, 0.5)
+
+
+def test_dropout_without_rng_draws_from_the_default_generator():
+    x = leaf(np.ones(64))
+    autograd.manual_seed(5)
+    first = F.dropout(x, 0.5).data
+    autograd.manual_seed(5)
+    np.testing.assert_array_equal(F.dropout(x, 0.5).data, first)
+    # The same draws as an explicit generator seeded alike: the default one is an ordinary Generator.
+    np.testing.assert_array_equal(F.dropout(x, 0.5, rng=np.random.default_rng(5)).data, first)
 
 
 # --------------------------------------------------------------------------------------------
@@ -561,8 +598,13 @@ def test_attention_errors():
     q = leaf(np.zeros((2, 3, 4)))
     with pytest.raises(ValueError, match=r"q \(2, 3, 4\), k \(2, 3, 5\), v \(2, 3, 5\)"):
         F.scaled_dot_product_attention(q, leaf(np.zeros((2, 3, 5))), leaf(np.zeros((2, 3, 5))))
-    with pytest.raises(ValueError, match="dropout_p > 0 needs rng"):
-        F.scaled_dot_product_attention(q, q, q, dropout_p=0.1)
+    # No rng: the default generator draws the mask, reproducibly under manual_seed.
+    values = leaf(np.random.default_rng(0).standard_normal((2, 3, 4)))
+    autograd.manual_seed(3)
+    first = F.scaled_dot_product_attention(values, values, values, dropout_p=0.5).data
+    autograd.manual_seed(3)
+    np.testing.assert_array_equal(F.scaled_dot_product_attention(values, values, values, dropout_p=0.5).data, first)
+    assert not np.array_equal(first, F.scaled_dot_product_attention(values, values, values).data)
     with pytest.raises(ValueError, match=r"dropout_p must be a probability in \[0, 1\], got -0.1"):
         F.scaled_dot_product_attention(q, q, q, dropout_p=-0.1)
     no_keys = leaf(np.zeros((2, 0, 4)))

@@ -275,13 +275,13 @@ def test_linear_without_bias_and_bad_sizes():
         Linear(2, 0)
 
 
-def test_initialisation_is_gpt2_style_and_seedable():
-    layer = Linear(256, 512, rng=7)
+def test_gpt2_initialisation_is_seedable():
+    layer = Linear(256, 512, rng=7, init="gpt2")
     assert abs(layer.weight.data.std() - 0.02) < 0.001 and abs(layer.weight.data.mean()) < 0.001
     assert not layer.bias.data.any()
-    np.testing.assert_array_equal(layer.weight.data, Linear(256, 512, rng=7).weight.data)
-    assert not np.array_equal(layer.weight.data, Linear(256, 512, rng=8).weight.data)
-    table = Embedding(1000, 64, rng=np.random.default_rng(3))
+    np.testing.assert_array_equal(layer.weight.data, Linear(256, 512, rng=7, init="gpt2").weight.data)
+    assert not np.array_equal(layer.weight.data, Linear(256, 512, rng=8, init="gpt2").weight.data)
+    table = Embedding(1000, 64, rng=np.random.default_rng(3), init="gpt2")
     assert abs(table.weight.data.std() - 0.02) < 0.001 and table.weight.dtype == np.float32
     norm = LayerNorm(5)
     assert (norm.scale.data == 1).all() and not norm.shift.data.any()

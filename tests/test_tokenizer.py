@@ -252,6 +252,9 @@ def test_benchmark_runs(tmp_path, capsys):
     assert figures["minigpt"]["same_ids"] and figures["minigpt"]["num_tokens"] == 5145
     assert figures["minigpt"]["warm_mb_per_s"] > 0 and figures["minigpt"]["train_seconds"][300] > 0
     assert "cold MB/s" in capsys.readouterr().out
+    curve = main(["--text", str(text_path), "--length-curve", "--lengths", "100", "300", "--libraries", "minigpt"])
+    assert set(curve["length_curve"]["minigpt"]["emoji"]) == {100, 300}
+    assert "exponent" in capsys.readouterr().out
 
 
 def test_lone_surrogates_encode_as_the_replacement_character_as_tiktoken():

@@ -50,7 +50,8 @@ def make_trainer(out_dir=None, *, model_seed=1, dtype=None, batch_size=4, shuffl
     model = GPTModel({**CFG, "drop_rate": drop_rate}, rng=model_seed)
     if dtype is not None:
         model.to(dtype)  # before the optimizer: AdamW keeps views of the parameters' arrays
-    optimizer = AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    # The config's lr (and any weight_decay given) are the optimizer's too: one source of truth.
+    optimizer = AdamW(model.parameters(), lr=settings.get("lr", 3e-3), weight_decay=settings.get("weight_decay", 0.1))
     dataset = train_dataset if train_dataset is not None else GPTDataset(TRAIN_TOKENS, None, CONTEXT, CONTEXT)
     train_loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=True, seed=5)
     val_loader = DataLoader(GPTDataset(VAL_TOKENS, None, CONTEXT, CONTEXT), batch_size=2)
@@ -137,10 +138,10 @@ def test_evaluate_model_returns_to_training_mode():
     model = GPTModel(CFG, rng=0)
     loader = DataLoader(GPTDataset(VAL_TOKENS, None, CONTEXT, CONTEXT), batch_size=2)
     model.train()
-    train_loss, val_loss = evaluate_model(model, loader, loader, eval_iter=1)
+    train_loss, val_loss = evaluate_model(model, loader, loader, "cpu", eval_iter=1)
     assert model.training and train_loss == val_loss and np.isfinite(train_loss)
     # In eval mode dropout is off, so the estimate is deterministic.
-    assert evaluate_model(model, loader, loader, eval_iter=1) == (train_loss, val_loss)
+    assert evaluate_model(model, loader, loader, "cpu", eval_iter=1) == (train_loss, val_loss)
 
 
 def test_train_model_simple_learns(capsys):
@@ -152,7 +153,7 @@ def test_train_model_simple_learns(capsys):
     model = GPTModel({**CFG, "vocab_size": tokenizer.n_vocab, "drop_rate": 0.0}, rng=3)
     optimizer = AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
     train_losses, val_losses, tokens_seen = train_model_simple(
-        model, train_loader, val_loader, optimizer, num_epochs=4, eval_freq=3, eval_iter=len(train_loader),
+        model, train_loader, val_loader, optimizer, "cpu", num_epochs=4, eval_freq=3, eval_iter=len(train_loader),
         start_context="every", tokenizer=tokenizer,
     )
     assert len(train_losses) == len(val_losses) == len(tokens_seen) == 12  # 9 batches x 4 epochs / 3

@@ -6,7 +6,7 @@ line (`minigpt bench NAME` and `scripts/bench.py NAME`) goes through it.
 
 import importlib
 
-NAMES = ("engine", "model", "tokenizer", "optim", "load", "distributed")
+NAMES = ("engine", "model", "tokenizer", "optim", "load", "library_loop", "distributed")
 
 
 def run(argv) -> int:

@@ -93,10 +93,11 @@ def measure(name: str, warmup: int, steps: int, optimizer: str, seed: int = 0, d
             threads: int = 2, blas_spin: bool = False) -> dict:
     """Time training steps of one configuration in this process; returns seconds per phase."""
     from autograd import functional as F
-    from autograd.memory import keep_freed_memory
+    from autograd.memory import disable_process_settings, keep_freed_memory
     from autograd.parallel import set_num_threads, set_openblas_thread_timeout
     from minigpt.model import GPTModel
 
+    disable_process_settings()  # this benchmark applies (or not) each setting itself, below
     if not default_malloc:
         keep_freed_memory()  # as `minigpt train` does (see autograd/memory.py)
     if not blas_spin:

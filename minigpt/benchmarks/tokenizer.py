@@ -8,6 +8,12 @@ Measures, on one text (tinyshakespeare.txt by default):
 - GPT-2 **warm encode**: the same text encoded again in that process, median of ``--repeats``.
 - GPT-2 **decode** of the ids back to text, median of ``--repeats``.
 - **BPE training** of a 1,000- and a 4,096-token vocabulary (GPT-2 pattern, one special token).
+- With ``--length-curve`` (instead of the above): the **length curve** of issue 10, seconds to
+  encode one run of a letter, a digit, punctuation, newlines, an emoji and U+3000 (each run is
+  one pre-token piece) at 1 K, 10 K, 100 K and 1 M characters, and the growth exponent between
+  two lengths, log(t2 / t1) / log(n2 / n1): 1 for linear time, a little above 1 for n log n, 2
+  for quadratic. minigpt's cache of pieces is emptied before each encode. Also the
+  ``BPETokenizer`` (a 1,000-token vocabulary trained on the text plus runs) on the same runs.
 
 Side by side with tiktoken and Hugging Face ``tokenizers`` when they can be imported, both built
 offline from the package's own vocabulary files (tiktoken from ``gpt2.tiktoken``, tokenizers from
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -40,6 +47,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 DEFAULT_TEXT = Path(__file__).resolve().parents[1] / "corpora" / "tinyshakespeare.txt"  # bundled with the package
 LIBRARIES = ("minigpt", "tiktoken", "tokenizers")
+# The runs of the length curve: one character each, every kind that GPT-2's pattern keeps in one piece.
+RUN_KINDS = {"letter": "a", "digit": "7", "punctuation": "!", "newline": "\n", "emoji": "\U0001F600", "U+3000": "\u3000"}
 
 
 def build_gpt2(library: str):
@@ -153,6 +162,67 @@ def train_seconds(library: str, text: str, vocab_size: int) -> float:
     raise ValueError(f"{library} has no BPE trainer")
 
 
+def run_seconds(encode, text: str, clear_cache, budget_seconds: float = 1.0, max_repeats: int = 5) -> float:
+    """Median seconds of `encode(text)` after `clear_cache()`, repeated while under `budget_seconds`."""
+    times = []
+    while len(times) < max_repeats and sum(times) < budget_seconds:
+        clear_cache()
+        start = time.perf_counter()
+        encode(text)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def length_curve(libraries: list[str], lengths: list[int], train_text: str) -> dict:
+    """Seconds to encode a run of each kind of `RUN_KINDS` at each length, per library; prints a table.
+
+    Returns:
+        ``{library: {kind: {length: seconds}}}``; library ``"minigpt-bpe"`` is ``BPETokenizer``.
+    """
+    encoders = {}
+    for library in libraries:
+        if library == "tokenizers":
+            continue  # its byte-level pre-tokenizer differs on long runs; tiktoken is the reference here
+        encode, _ = build_gpt2(library)
+        encoders[library] = encode
+    from minigpt.tokenizer import get_encoding
+
+    bpe = None
+    if "minigpt" in libraries:
+        from minigpt.bpe import BPETokenizer
+
+        bpe = BPETokenizer(pattern="gpt2")
+        bpe.train(train_text + "".join(f" {character * 1000}" for character in RUN_KINDS.values()), 1000)
+        encoders["minigpt-bpe"] = bpe.encode_ordinary
+    results: dict[str, dict] = {library: {} for library in encoders}
+    print(f"\nLength curve: seconds to encode one run (one piece); exponent = log(t2/t1) / log(n2/n1) "
+          f"from the previous length (1 linear, 2 quadratic)")
+    print(f"{'kind':<12} {'library':<12} " + " ".join(f"{f'{length:,} chars':>16}" for length in lengths))
+    for kind, character in RUN_KINDS.items():
+        for library, encode in encoders.items():
+            # Time the merge, not a hit in the cache of pieces.
+            clear_cache = {"minigpt": get_encoding("gpt2")._cache.clear, "minigpt-bpe": bpe and bpe._cache.clear}.get(library, lambda: None)
+            row = results[library].setdefault(kind, {})
+            cells = []
+            for length in lengths:
+                text = character * length
+                try:
+                    row[length] = run_seconds(encode, text, clear_cache)
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except BaseException as error:  # tiktoken's regex overflows its stack on 1M newlines (a Rust panic)
+                    row[length] = None
+                    cells.append(f"failed: {type(error).__name__}")
+                    continue
+                previous = lengths[lengths.index(length) - 1] if lengths.index(length) else None
+                if previous is not None and row.get(previous) is None:
+                    previous = None
+                exponent = "" if previous is None else f" ({math.log(row[length] / row[previous]) / math.log(length / previous):.2f})"
+                cells.append(f"{row[length]:.4f}{exponent}")
+            print(f"{kind:<12} {library:<12} " + " ".join(f"{cell:>16}" for cell in cells), flush=True)
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark and print a table; returns the figures as a dict (for tests/scripts)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -161,6 +231,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cold-runs", type=int, default=3, help="fresh processes for the cold first encode (median reported)")
     parser.add_argument("--vocab-sizes", type=int, nargs="*", default=[1000, 4096], help="BPE training vocabulary sizes, in tokens")
     parser.add_argument("--libraries", nargs="*", default=list(LIBRARIES), choices=LIBRARIES, help="which tokenizers to measure (skipped if not importable)")
+    parser.add_argument("--length-curve", action="store_true", help="measure only the time to encode long runs of one kind of character against their length")
+    parser.add_argument("--lengths", type=int, nargs="*", default=[1_000, 10_000, 100_000, 1_000_000], help="run lengths of the length curve, in characters")
     args = parser.parse_args(argv)
 
     text = args.text.read_text(encoding="utf-8")
@@ -171,6 +243,9 @@ def main(argv: list[str] | None = None) -> dict:
           f"repeats {args.repeats}, cold runs {args.cold_runs}")
     if skipped:
         print(f"not importable, skipped: {', '.join(skipped)}")
+
+    if args.length_curve:
+        return {"length_curve": length_curve(libraries, sorted(args.lengths), text)}
 
     figures: dict[str, dict] = {}
     reference_ids = None

@@ -215,7 +215,7 @@ def _run(args, world) -> int:
         checkpoint_path, _, _, metadata = load_run_checkpoint("train", "--resume", args.resume)
         run_info = metadata["trainer"]["run_info"]
         settings = dict(metadata["trainer"]["training_config"])
-        settings["betas"] = tuple(settings["betas"])
+        settings["betas"] = tuple(settings["betas"]) if settings.get("betas") is not None else None
         if args.max_steps is not None:  # the one setting a resumed run may change: run longer
             settings["max_steps"] = args.max_steps
         ignored = [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
@@ -303,7 +303,10 @@ def _run(args, world) -> int:
         train_loader = DataLoader(GPTDataset(train_ids, None, context_length, stride), batch_size=batch_size, shuffle=True, drop_last=True, seed=config.seed)
         val_loader = DataLoader(GPTDataset(val_ids, None, context_length, context_length), batch_size=batch_size, shuffle=False, drop_last=False)
         model = GPTModel(model_config, rng=config.seed, init=init)
-        optimizer = AdamW(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+        # The recipe's settings go to the optimizer (AdamW's own default where a recipe has none, as
+        # betas); the Trainer then reads them back from it (one source of truth).
+        optimizer = AdamW(model.parameters(), **{name: getattr(config, name) for name in ("lr", "betas", "weight_decay")
+                                                 if getattr(config, name) is not None})
         run_info = {
             "model_config": model_config.to_dict(), "tokenizer": tokenizer_spec, "data": os.path.abspath(data_path),
             "batch_size": batch_size, "stride": stride, "train_ratio": train_ratio, "init": init, "preset": getattr(args, "preset", None),
@@ -336,7 +339,7 @@ def _run(args, world) -> int:
     print(f"parameters: {model.num_parameters():,} (init {init}) | tokenizer: {tokenizer_spec['name']} (vocabulary {tokenizer.n_vocab:,})")
     print(f"data: {data_path}: {len(token_ids):,} tokens, {len(train_ids):,} train / {len(val_ids):,} validation; "
           f"{len(train_loader)} batches of {batch_size} x {context_length} per epoch")
-    print(f"training: {json.dumps(dataclasses.asdict(config))}")
+    print(f"training: {json.dumps(dataclasses.asdict(trainer.config))}")
     print(f"seed: {config.seed} | steps: {trainer.total_steps} | output: {out_dir}")
     if world.size > 1:
         print(f"data-parallel over {world.size} MPI ranks: global batch {batch_size} x {config.grad_accum_steps} (accumulation) "
@@ -346,7 +349,8 @@ def _run(args, world) -> int:
     except KeyboardInterrupt:
         return _INTERRUPTED
     except FloatingPointError as error:
-        fail("train", f"{error} (flag --lr); the run's last checkpoint, if any, is untouched")
+        flag = " (flag --lr)" if "lower the learning rate" in str(error) else ""  # not for NaN inputs or weights
+        fail("train", f"{error}{flag}; the run's last checkpoint, if any, is untouched")
     trainer.sample()
     if history["val_loss"]:
         print(f"final: train loss {history['train_loss'][-1]:.3f}, val loss {history['val_loss'][-1]:.3f}, "

@@ -1,12 +1,33 @@
 """minigpt.nn: the layers of a GPT, with PyTorch's torch.nn names and the book's attribute names.
 
-Files, in reading order: `module.py` (Parameter, Module, Sequential, ModuleList), `layers.py`
-(Linear, Embedding, LayerNorm, GELU, Dropout, FeedForward), `attention.py` (the book's chapter-3
+Files, in reading order: `module.py` (Parameter, Module with buffers, Sequential, ModuleList),
+`layers.py` (Linear, Embedding, LayerNorm, GELU, ReLU, Sigmoid, Dropout, FeedForward), `loss.py`
+(MSELoss, CrossEntropyLoss, BCELoss, BCEWithLogitsLoss), `attention.py` (the book's chapter-3
 attention classes and MultiHeadAttention), `transformer.py` (TransformerBlock).
+
+As torch.nn: `nn.functional` is the engine's `autograd.functional` (torch.nn.functional) and
+`nn.utils.clip_grad_norm_` the optimizers' gradient clipping (appendix D). Importing this package
+also makes the book's `torch.nn.X`, `torch.optim.X` and `torch.utils.data.X` work after
+`import autograd as torch` (see `torch_names.py`).
 """
 
 from minigpt.nn.module import IncompatibleKeys, Module, ModuleList, Parameter, Sequential
-from minigpt.nn.layers import GELU, INIT_STD, Dropout, Embedding, FeedForward, LayerNorm, Linear, skip_init
+from minigpt.nn.layers import (
+    GELU,
+    INIT_SCHEMES,
+    INIT_STD,
+    Dropout,
+    Embedding,
+    FeedForward,
+    LayerNorm,
+    Linear,
+    ReLU,
+    Sigmoid,
+    skip_init,
+)
+from minigpt.nn.loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from minigpt.nn import functional, utils
+from minigpt.nn.torch_names import register_torch_names
 from minigpt.nn.attention import (
     CausalAttention,
     MultiHeadAttention,
@@ -27,9 +48,18 @@ __all__ = [
     "Embedding",
     "LayerNorm",
     "GELU",
+    "ReLU",
+    "Sigmoid",
     "Dropout",
     "FeedForward",
     "INIT_STD",
+    "INIT_SCHEMES",
+    "MSELoss",
+    "CrossEntropyLoss",
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "functional",
+    "utils",
     "skip_init",
     "simplified_self_attention",
     "SelfAttention_v1",
@@ -39,3 +69,5 @@ __all__ = [
     "MultiHeadAttention",
     "TransformerBlock",
 ]
+
+register_torch_names()  # autograd.nn, .optim, .utils.data for the book's torch.nn.X (torch_names.py)

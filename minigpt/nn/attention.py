@@ -95,7 +95,8 @@ class SelfAttention_v2(Module):
 
     Args:
         d_in, d_out: as SelfAttention_v1. qkv_bias: give the three projections a bias.
-        rng: generator (or int seed) for the Linear weights.
+        rng: generator (or int seed) for the Linear weights; None: the default generator.
+        init: "pytorch" (default, as the book's nn.Linear) or "gpt2".
 
     Attributes:
         W_query, W_key, W_value: Linear(d_in, d_out); weight shape (d_out, d_in).
@@ -103,12 +104,12 @@ class SelfAttention_v2(Module):
     Shapes: (T, d_in) -> (T, d_out), or (B, T, d_in) -> (B, T, d_out).
     """
 
-    def __init__(self, d_in: int, d_out: int, qkv_bias: bool = False, rng=None):
+    def __init__(self, d_in: int, d_out: int, qkv_bias: bool = False, rng=None, init: str = "pytorch"):
         super().__init__()
         rng = _generator(rng)
-        self.W_query = Linear(d_in, d_out, bias=qkv_bias, rng=rng)
-        self.W_key = Linear(d_in, d_out, bias=qkv_bias, rng=rng)
-        self.W_value = Linear(d_in, d_out, bias=qkv_bias, rng=rng)
+        self.W_query = Linear(d_in, d_out, bias=qkv_bias, rng=rng, init=init)
+        self.W_key = Linear(d_in, d_out, bias=qkv_bias, rng=rng, init=init)
+        self.W_value = Linear(d_in, d_out, bias=qkv_bias, rng=rng, init=init)
 
     def forward(self, x: Tensor) -> Tensor:
         keys = self.W_key(x)  # (T, d_in) -> (T, d_out)
@@ -128,7 +129,8 @@ class CausalAttention(Module):
     Args:
         d_in, d_out: embedding sizes. context_length: the longest sequence (size of the mask).
         dropout: probability of dropping an attention weight in training.
-        qkv_bias: bias on the three projections. rng: generator (or int seed) for the weights.
+        qkv_bias: bias on the three projections. rng: generator (or int seed) for the weights;
+            None: the default generator. init: "pytorch" (default) or "gpt2", as Linear.
 
     Attributes:
         W_query, W_key, W_value: Linear(d_in, d_out). dropout: Dropout(dropout).
@@ -140,14 +142,14 @@ class CausalAttention(Module):
 
     _ignored_state_keys = ("mask",)
 
-    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float, qkv_bias: bool = False, rng=None):
+    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float, qkv_bias: bool = False, rng=None, init: str = "pytorch"):
         super().__init__()
         rng = _generator(rng)
         self.d_out = d_out
         self.context_length = _check_size(context_length, "context_length", "CausalAttention")
-        self.W_query = Linear(d_in, d_out, bias=qkv_bias, rng=rng)
-        self.W_key = Linear(d_in, d_out, bias=qkv_bias, rng=rng)
-        self.W_value = Linear(d_in, d_out, bias=qkv_bias, rng=rng)
+        self.W_query = Linear(d_in, d_out, bias=qkv_bias, rng=rng, init=init)
+        self.W_key = Linear(d_in, d_out, bias=qkv_bias, rng=rng, init=init)
+        self.W_value = Linear(d_in, d_out, bias=qkv_bias, rng=rng, init=init)
         self.dropout = Dropout(dropout)
         self.mask = np.triu(np.ones((context_length, context_length), dtype=bool), k=1)
 
@@ -174,11 +176,11 @@ class MultiHeadAttentionWrapper(Module):
         heads: ModuleList of CausalAttention.
     """
 
-    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float, num_heads: int, qkv_bias: bool = False, rng=None):
+    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float, num_heads: int, qkv_bias: bool = False, rng=None, init: str = "pytorch"):
         super().__init__()
         rng = _generator(rng)
         self.heads = ModuleList(
-            [CausalAttention(d_in, d_out, context_length, dropout, qkv_bias, rng=rng) for _ in range(num_heads)]
+            [CausalAttention(d_in, d_out, context_length, dropout, qkv_bias, rng=rng, init=init) for _ in range(num_heads)]
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -199,7 +201,8 @@ class MultiHeadAttention(Module):
         num_heads: number of heads H.
         qkv_bias: bias on the query, key and value projections (False in the book's
             GPT_CONFIG_124M; True in OpenAI's GPT-2 weights).
-        rng: generator (or int seed) for the weights.
+        rng: generator (or int seed) for the weights; None: the default generator.
+        init: "pytorch" (default, as the book's nn.Linear layers) or "gpt2" (GPTModel's).
 
     Attributes:
         W_query, W_key, W_value: Linear(d_in, d_out, bias=qkv_bias).
@@ -220,7 +223,7 @@ class MultiHeadAttention(Module):
 
     _ignored_state_keys = ("mask",)  # the book's causal-mask buffer: implied by causal=True here
 
-    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float, num_heads: int, qkv_bias: bool = False, rng=None):
+    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float, num_heads: int, qkv_bias: bool = False, rng=None, init: str = "pytorch"):
         super().__init__()
         num_heads = _check_size(num_heads, "num_heads", "MultiHeadAttention")
         if d_out % num_heads != 0:
@@ -231,10 +234,10 @@ class MultiHeadAttention(Module):
         self.num_heads = num_heads
         self.head_dim = d_out // num_heads
         self.context_length = _check_size(context_length, "context_length", "MultiHeadAttention")
-        self.W_query = Linear(d_in, d_out, bias=qkv_bias, rng=rng)
-        self.W_key = Linear(d_in, d_out, bias=qkv_bias, rng=rng)
-        self.W_value = Linear(d_in, d_out, bias=qkv_bias, rng=rng)
-        self.out_proj = Linear(d_out, d_out, rng=rng)
+        self.W_query = Linear(d_in, d_out, bias=qkv_bias, rng=rng, init=init)
+        self.W_key = Linear(d_in, d_out, bias=qkv_bias, rng=rng, init=init)
+        self.W_value = Linear(d_in, d_out, bias=qkv_bias, rng=rng, init=init)
+        self.out_proj = Linear(d_out, d_out, rng=rng, init=init)
         self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:

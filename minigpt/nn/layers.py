@@ -4,13 +4,18 @@ Each layer creates its `Parameter`s with the book's names and PyTorch's shapes i
 composes one fused engine function in `forward` (`autograd.functional`), so its gradient is the
 engine's hand-derived backward rule; no layer writes a backward of its own.
 
-Initialisation (GPT-2's scheme, Radford et al. 2019; Hugging Face's GPT2 `_init_weights` with
-initializer_range 0.02): Linear and Embedding weights ~ N(0, 0.02^2), biases 0, LayerNorm scale 1
-and shift 0. PyTorch's defaults differ: nn.Linear draws weight and bias from U(-1/sqrt(in),
-1/sqrt(in)) and nn.Embedding from N(0, 1). We use GPT-2's because it is the scheme the
-architecture was trained with: with N(0, 1) embeddings the residual stream starts a hundred times
-larger than what the 0.02-scale blocks add to it, and the first steps of training are spent
-shrinking it. Every draw comes from the `np.random.Generator` passed as `rng`.
+Initialisation. By default a layer initialises itself as PyTorch's does (`init="pytorch"`), so
+that the book's code gives what the book shows (chapter 4's LayerNorm demo, the shortcut demo's
+vanishing gradients): nn.Linear draws weight and bias from U(-1/sqrt(in), 1/sqrt(in))
+(Kaiming-uniform with a = sqrt(5) reduces to this bound), nn.Embedding from N(0, 1).
+`init="gpt2"` is GPT-2's scheme (Radford et al. 2019; Hugging Face's GPT2 `_init_weights` with
+initializer_range 0.02): weights ~ N(0, 0.02^2), biases 0. `GPTModel` builds its layers with
+`init="gpt2"` (see its docstring for why). LayerNorm: scale 1 and shift 0 in both.
+
+Every draw comes from the `np.random.Generator` passed as `rng`; without one, from the process-wide
+default generator (`autograd.random`, seeded by `autograd.manual_seed`, the book's
+`torch.manual_seed(123)`). The numbers are NumPy's, not PyTorch's: a seed reproduces a run, not
+the book's printed random values.
 
 Shape letters: B batch, T tokens, C channels (emb_dim), V vocabulary; `...` any leading dims.
 
@@ -22,25 +27,42 @@ GELU, Dropout.
 from __future__ import annotations
 
 import contextlib
+import math
 
 import numpy as np
 
 from autograd import Tensor
 from autograd import functional as F
+from autograd.random import resolve_generator
 from minigpt.nn.module import Module, Parameter, Sequential
 
-__all__ = ["Linear", "Embedding", "LayerNorm", "GELU", "Dropout", "FeedForward", "INIT_STD", "skip_init"]
+__all__ = [
+    "Linear",
+    "Embedding",
+    "LayerNorm",
+    "GELU",
+    "ReLU",
+    "Sigmoid",
+    "Dropout",
+    "FeedForward",
+    "INIT_STD",
+    "INIT_SCHEMES",
+    "skip_init",
+]
 
 INIT_STD = 0.02  # GPT-2's initializer_range: standard deviation of Linear and Embedding weights
+INIT_SCHEMES = ("pytorch", "gpt2")  # the `init` values Linear, Embedding and the composite layers take
 
 
 def _generator(rng) -> np.random.Generator:
-    """An `np.random.Generator` from a Generator, an int seed, or None (a fresh, unseeded one)."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None or isinstance(rng, (int, np.integer)):
-        return np.random.default_rng(rng)
-    raise TypeError(f"rng must be an np.random.Generator, an int seed or None, got {type(rng).__name__}")
+    """An `np.random.Generator` from a Generator, an int seed, or None (the process-wide default)."""
+    return resolve_generator(rng)
+
+
+def _check_init(init, layer: str) -> str:
+    if init not in INIT_SCHEMES:
+        raise ValueError(f"{layer}: init must be one of {INIT_SCHEMES}, got {init!r}")
+    return init
 
 
 _skipping_init = False  # set by `skip_init()`
@@ -65,11 +87,14 @@ def skip_init():
 
 def _normal(rng: np.random.Generator, shape: tuple, std: float) -> np.ndarray:
     """float32 draws from N(0, std^2), drawn directly in float32 (no float64 temporary)."""
-    if _skipping_init:
-        return np.zeros(shape, dtype=np.float32)  # zero pages cost nothing until written
     weights = rng.standard_normal(shape, dtype=np.float32)
     weights *= np.float32(std)
     return weights
+
+
+def _uniform(rng: np.random.Generator, shape: tuple, bound: float) -> np.ndarray:
+    """float32 draws from U(-bound, bound) (drawn in float64 and rounded, as GPTModel always has)."""
+    return rng.uniform(-bound, bound, shape).astype(np.float32)
 
 
 def _check_size(value, name: str, layer: str) -> int:
@@ -85,23 +110,48 @@ class Linear(Module):
         in_features: size of each input row (C_in).
         out_features: size of each output row (C_out).
         bias: learn an additive bias b (C_out,).
-        rng: `np.random.Generator` (or int seed) for the N(0, 0.02^2) weight init.
+        rng: `np.random.Generator` or int seed for the initial values; None draws from the
+            default generator (`autograd.manual_seed`).
+        init: "pytorch" (default): weight and bias ~ U(-1/sqrt(in_features), 1/sqrt(in_features)),
+            as torch.nn.Linear; "gpt2": weight ~ N(0, 0.02^2), bias 0.
 
     Attributes:
         weight: Parameter (out_features, in_features), float32.
-        bias: Parameter (out_features,) of zeros, or None.
+        bias: Parameter (out_features,), or None.
 
     Shapes: input (..., in_features) -> output (..., out_features).
 
-    References: torch.nn.Linear; Raschka ch. 3.4.2 (nn.Linear for the attention weights).
+    Raises:
+        ValueError: a size that is not a positive integer, or an unknown `init`.
+
+    References: torch.nn.Linear (and its reset_parameters); He et al. 2015 (Kaiming init);
+    Raschka ch. 3.4.2 (nn.Linear for the attention weights).
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, rng=None):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, rng=None, init: str = "pytorch"):
         super().__init__()
         self.in_features = _check_size(in_features, "in_features", "Linear")
         self.out_features = _check_size(out_features, "out_features", "Linear")
-        self.weight = Parameter(_normal(_generator(rng), (self.out_features, self.in_features), INIT_STD))
+        init = _check_init(init, "Linear")
+        shape = (self.out_features, self.in_features)
+        # Zeros until drawn: zero pages cost nothing until written, which `skip_init` relies on.
+        self.weight = Parameter(np.zeros(shape, dtype=np.float32))
         self.bias = Parameter(np.zeros(self.out_features, dtype=np.float32)) if bias else None
+        if not _skipping_init:
+            self.reset_parameters(rng, init)
+
+    def reset_parameters(self, rng=None, init: str = "pytorch") -> None:
+        """Draw the weight (then the bias) again, in place, by the `init` scheme (see the class)."""
+        rng = _generator(rng)
+        if _check_init(init, "Linear") == "pytorch":
+            bound = 1.0 / math.sqrt(self.in_features)  # Kaiming-uniform with a = sqrt(5): 1/sqrt(fan_in)
+            self.weight.data[...] = _uniform(rng, self.weight.shape, bound)
+            if self.bias is not None:
+                self.bias.data[...] = _uniform(rng, self.bias.shape, bound)
+        else:
+            self.weight.data[...] = _normal(rng, self.weight.shape, INIT_STD)
+            if self.bias is not None:
+                self.bias.data[...] = 0.0
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight, self.bias)  # (..., in) -> (..., out)
@@ -116,23 +166,33 @@ class Embedding(Module):
     Args:
         num_embeddings: number of rows (V for tokens, context_length for positions).
         embedding_dim: size of each row (C).
-        rng: generator (or int seed) for the N(0, 0.02^2) init.
+        rng: generator or int seed for the initial values; None draws from the default generator.
+        init: "pytorch" (default): N(0, 1), as torch.nn.Embedding; "gpt2": N(0, 0.02^2).
 
     Attributes:
         weight: Parameter (num_embeddings, embedding_dim), float32.
 
     Shapes: integer ids (...) -> (..., embedding_dim).
 
-    Raises (in forward): TypeError for non-integer ids, ValueError for an id outside the table.
+    Raises: ValueError for a bad size or `init`; in forward, TypeError for non-integer ids and
+    ValueError for an id outside the table.
 
     References: torch.nn.Embedding.
     """
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, rng=None):
+    def __init__(self, num_embeddings: int, embedding_dim: int, rng=None, init: str = "pytorch"):
         super().__init__()
         self.num_embeddings = _check_size(num_embeddings, "num_embeddings", "Embedding")
         self.embedding_dim = _check_size(embedding_dim, "embedding_dim", "Embedding")
-        self.weight = Parameter(_normal(_generator(rng), (self.num_embeddings, self.embedding_dim), INIT_STD))
+        init = _check_init(init, "Embedding")
+        self.weight = Parameter(np.zeros((self.num_embeddings, self.embedding_dim), dtype=np.float32))
+        if not _skipping_init:
+            self.reset_parameters(rng, init)
+
+    def reset_parameters(self, rng=None, init: str = "pytorch") -> None:
+        """Draw the table again, in place: N(0, 1) ("pytorch") or N(0, 0.02^2) ("gpt2")."""
+        std = 1.0 if _check_init(init, "Embedding") == "pytorch" else INIT_STD
+        self.weight.data[...] = _normal(_generator(rng), self.weight.shape, std)
 
     def forward(self, ids) -> Tensor:
         return F.embedding(ids, self.weight)  # (...) -> (..., C)
@@ -198,6 +258,26 @@ class GELU(Module):
         return f"approximate={self.approximate!r}"
 
 
+class ReLU(Module):
+    """ReLU activation, max(0, x) element-wise (torch.nn.ReLU; the book's appendix A and ch. 4.3).
+
+    Shapes: any -> the same shape.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(x)
+
+
+class Sigmoid(Module):
+    """Logistic sigmoid 1 / (1 + exp(-x)) element-wise (torch.nn.Sigmoid; the book's appendix A).
+
+    Shapes: any -> the same shape.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.sigmoid(x)
+
+
 class Dropout(Module):
     """Inverted dropout: in training, zero each element with probability p, scale the rest by 1/(1-p).
 
@@ -205,8 +285,10 @@ class Dropout(Module):
 
     Args:
         p: drop probability in [0, 1] (the book's `drop_rate`).
-        rng: the `np.random.Generator` the masks are drawn from (or an int seed); None makes a
-            fresh unseeded one. GPTModel replaces it with the model's shared `dropout_rng`.
+        rng: the `np.random.Generator` the masks are drawn from (or an int seed); None draws each
+            mask from the process-wide default generator of that moment (after
+            `autograd.manual_seed(123)`, as the book's `torch.manual_seed(123)`). GPTModel
+            replaces it with the model's shared `dropout_rng`.
 
     Raises:
         ValueError: p outside [0, 1].
@@ -219,7 +301,17 @@ class Dropout(Module):
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
             raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
         self.p = float(p)
-        self.rng = _generator(rng)
+        self.rng = rng
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The generator of the next mask: the one given, or else the default generator of this
+        moment (looked up at each call, so a `manual_seed` after construction counts, as in torch)."""
+        return _generator(self._rng)
+
+    @rng.setter
+    def rng(self, rng) -> None:
+        object.__setattr__(self, "_rng", None if rng is None else _generator(rng))
 
     def forward(self, x: Tensor) -> Tensor:
         return F.dropout(x, self.p, self.training, self.rng)
@@ -233,7 +325,8 @@ class FeedForward(Module):
 
     Args:
         cfg: the book's config dict or a GPTConfig (reads `emb_dim`).
-        rng: generator (or int seed) for the weights.
+        rng: generator (or int seed) for the weights; None: the default generator.
+        init: "pytorch" (default) or "gpt2", passed to both Linear layers.
 
     Attributes:
         layers: Sequential(Linear(C, 4C), GELU(), Linear(4C, C)), the book's name and order, so
@@ -242,15 +335,15 @@ class FeedForward(Module):
     Shapes: (B, T, C) -> (B, T, C).
     """
 
-    def __init__(self, cfg, rng=None):
+    def __init__(self, cfg, rng=None, init: str = "pytorch"):
         super().__init__()
         rng = _generator(rng)
         emb_dim = cfg["emb_dim"]
         # The 4x expansion is GPT-2's (and Vaswani et al. 2017's d_ff = 4 d_model).
         self.layers = Sequential(
-            Linear(emb_dim, 4 * emb_dim, rng=rng),
+            Linear(emb_dim, 4 * emb_dim, rng=rng, init=init),
             GELU(),
-            Linear(4 * emb_dim, emb_dim, rng=rng),
+            Linear(4 * emb_dim, emb_dim, rng=rng, init=init),
         )
 
     def forward(self, x: Tensor) -> Tensor:

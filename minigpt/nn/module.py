@@ -3,14 +3,17 @@
 A `Module` is a piece of a network that owns learnable `Parameter`s and child modules. Assigning
 either one to an attribute registers it (`self.weight = Parameter(...)`, `self.att =
 MultiHeadAttention(...)`), which is all `parameters()`, `state_dict()`, `train()`/`eval()` and
-`to(dtype)` need to find every weight of a model by walking the tree. Names are dotted paths,
+`to(dtype)` need to find every weight of a model by walking the tree. `register_buffer` adds state
+that is not learned (the book's causal `mask`): in the state dict, converted by `to`, never a
+parameter. Names are dotted paths,
 `trf_blocks.0.att.W_query.weight`, exactly as PyTorch prints them for the book's model.
 
 What this file adds to the engine: nothing numerical. Layers (`layers.py`, `attention.py`,
 `transformer.py`) compose engine ops in `forward`; gradients come from the engine's backward rules.
 
 References: torch.nn.Module, torch.nn.Parameter, torch.nn.Sequential, torch.nn.ModuleList;
-Raschka, "Build a Large Language Model (From Scratch)", appendix A.5 (nn.Module) and ch. 4.
+Raschka, "Build a Large Language Model (From Scratch)", appendix A.5 (nn.Module), ch. 3.5.3
+(register_buffer) and ch. 4.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Iterator
 import numpy as np
 
 from autograd import Tensor
+from autograd.creation import check_device
+from autograd.creation import device as autograd_device
 
 __all__ = ["Parameter", "Module", "Sequential", "ModuleList", "IncompatibleKeys"]
 
@@ -87,7 +92,66 @@ class Module:
     def __init__(self):
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_modules", {})
+        # Buffer names -> persistent (in state_dict). The values are plain attributes, so that
+        # `self.mask = ...` after registration replaces the buffer, as in PyTorch.
+        object.__setattr__(self, "_buffers", {})
         object.__setattr__(self, "training", True)
+
+    def register_buffer(self, name: str, tensor, persistent: bool = True) -> None:
+        """Register a Tensor that belongs to the module's state but is not learned (torch's buffer).
+
+        The book's chapter-3 attention keeps its causal mask this way:
+        `self.register_buffer("mask", torch.triu(torch.ones(T, T), diagonal=1))`. A buffer is an
+        attribute (`self.mask`), is not a parameter (no gradient, not given to an optimizer), is
+        in `state_dict()` when `persistent`, and is converted by `to(dtype)` when floating.
+
+        Args:
+            name: the attribute name (no dots, not an existing attribute other than a buffer).
+            tensor: a Tensor (or np.ndarray, wrapped as a Tensor without gradient), or None (a
+                placeholder that `state_dict` skips).
+            persistent: False keeps the buffer out of `state_dict` (torch's persistent=False).
+
+        Raises:
+            TypeError: name is not a str, or tensor is not a Tensor, array or None.
+            KeyError: name is empty, has a dot, or is already a parameter, submodule or attribute.
+
+        References: torch.nn.Module.register_buffer.
+        """
+        if not isinstance(name, str):
+            raise TypeError(f"register_buffer: name must be a str, got {type(name).__name__}")
+        if not name or "." in name:
+            raise KeyError(f"register_buffer: name must be a non-empty attribute name without dots, got {name!r}")
+        if name not in self._buffers and (name in self._parameters or name in self._modules or hasattr(self, name)):
+            raise KeyError(f"register_buffer: attribute {name!r} already exists in {type(self).__name__}")
+        if isinstance(tensor, np.ndarray):
+            tensor = Tensor(tensor)
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(f"register_buffer: {name!r} must be a Tensor, an np.ndarray or None, got {type(tensor).__name__}")
+        self._buffers[name] = bool(persistent)
+        object.__setattr__(self, name, tensor)
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+        """Every buffer (not None) with its dotted name (`trf_blocks.0.att.mask`), each module once."""
+        for module_name, module in self.named_modules(prefix):
+            for name in module._buffers:
+                value = getattr(module, name, None)
+                if value is not None:
+                    yield (f"{module_name}.{name}" if module_name else name), value
+
+    def buffers(self) -> Iterator[Tensor]:
+        """Every buffer (not None) of this module and its submodules."""
+        for _, buffer in self.named_buffers():
+            yield buffer
+
+    def _persistent_buffers(self) -> dict[str, Tensor]:
+        """The buffers that belong in a state dict, by dotted name (a shared module under each name)."""
+        found = {}
+        for module_name, module in self._named_modules_all(""):
+            for name, persistent in module._buffers.items():
+                value = getattr(module, name, None)
+                if persistent and value is not None:
+                    found[f"{module_name}.{name}" if module_name else name] = value
+        return found
 
     # ---- registration by attribute assignment -------------------------------------------------
     def __setattr__(self, name: str, value) -> None:
@@ -97,8 +161,16 @@ class Module:
                 f"cannot assign {name!r} before Module.__init__() ran: call super().__init__() "
                 f"first in {type(self).__name__}.__init__"
             )
-        self._parameters.pop(name, None)
-        self._modules.pop(name, None)
+        # Replacing a child by a child (or a parameter by a parameter) fills the same slot, as
+        # PyTorch does: the order of children (a Sequential's order of calls) and of state_dict
+        # keys is kept, and the book's appendix-E LoRA loop can replace children while iterating
+        # over named_children().
+        same_slot = (isinstance(value, Module) and name in self._modules) or (
+            isinstance(value, Parameter) and name in self._parameters
+        )
+        if not same_slot:
+            self._parameters.pop(name, None)
+            self._modules.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
         elif isinstance(value, Module):
@@ -108,6 +180,7 @@ class Module:
     def __delattr__(self, name: str) -> None:
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
+        self._buffers.pop(name, None)
         object.__delattr__(self, name)
 
     # ---- calling ------------------------------------------------------------------------------
@@ -208,25 +281,54 @@ class Module:
             parameter.requires_grad = requires_grad
         return self
 
-    def to(self, dtype) -> "Module":
-        """Convert every parameter to a floating dtype, in place on the module; returns self.
+    def to(self, *args, dtype=None, device=None) -> "Module":
+        """Move to a device and/or convert to a floating dtype, in place on the module; returns self.
 
-        Used to run a model in float64 for exact comparisons and gradient checks. Parameters
-        shared between modules stay shared; gradients are dropped.
+        `model.to(device)` is the book's call (chapter 5: `model.to(device)`, no assignment
+        needed); minigpt runs on the CPU only, so "cpu" (or a device object that prints as "cpu")
+        is accepted and changes nothing. `model.to(np.float64)` converts every parameter and
+        every floating buffer, to run a model in float64 for exact comparisons and gradient
+        checks. Parameters shared between modules stay shared; gradients are dropped when the
+        dtype changes.
 
-        NOTE: this gives each parameter a new array, so an optimizer built before `to()` would
-        update the old arrays: build the optimizer after converting.
+        NOTE: a dtype change gives each parameter a new array, so an optimizer built before
+        `to()` would update the old arrays: build the optimizer after converting.
+
+        Args:
+            *args: a device ("cpu", "cpu:0", a torch-like device object) and/or a dtype, in any order.
+            dtype, device: the same, by keyword.
 
         Raises:
-            TypeError: `dtype` is not a floating-point dtype.
+            RuntimeError: a device other than the CPU (the message says that minigpt runs on the
+                CPU), as `autograd.Tensor.to`.
+            TypeError: a dtype that is not floating point, or an argument that is neither.
+
+        References: torch.nn.Module.to.
         """
-        dtype = np.dtype(dtype)
+        for arg in args:
+            if isinstance(arg, (str, autograd_device)):
+                device = arg
+            else:
+                dtype = arg
+        if device is not None:
+            check_device(device, f"{type(self).__name__}.to")
+        if dtype is None:
+            return self
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"Module.to: expected a device ('cpu') or a floating dtype, got {dtype!r}") from None
         if dtype.kind != "f":
             raise TypeError(f"Module.to: dtype must be floating point (float32, float64), got {dtype}")
         for parameter in self.parameters():
             if parameter.data.dtype != dtype:
                 parameter.data = parameter.data.astype(dtype)
-            parameter.grad = None
+                parameter.grad = None
+        for module in self.modules():
+            for name in module._buffers:
+                buffer = getattr(module, name, None)
+                if buffer is not None and buffer.data.dtype.kind == "f" and buffer.data.dtype != dtype:
+                    buffer.data = buffer.data.astype(dtype)  # torch converts floating buffers only
         return self
 
     def apply(self, function) -> "Module":
@@ -238,12 +340,15 @@ class Module:
 
     # ---- state dict ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Every parameter's array by dotted name; a tied parameter appears under each of its names.
+        """Every parameter's array by dotted name, then every persistent buffer's (torch's order
+        within a module: parameters, then buffers); a tied parameter appears under each of its names.
 
         The arrays are the parameters' own (no copy), as PyTorch's state_dict shares storage:
         copy them to keep a snapshot that later training steps do not change.
         """
-        return {name: parameter.data for name, parameter in self.named_parameters(remove_duplicate=False)}
+        state = {name: parameter.data for name, parameter in self.named_parameters(remove_duplicate=False)}
+        state.update({name: buffer.data for name, buffer in self._persistent_buffers().items()})
+        return state
 
     def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
         """Copy values into the parameters, in place (`param.data[...] = value`).
@@ -260,6 +365,8 @@ class Module:
         Returns:
             IncompatibleKeys(missing_keys, unexpected_keys), lists of names.
 
+        Persistent buffers (`register_buffer`) are loaded like parameters.
+
         Raises:
             KeyError: strict and some keys are missing or unexpected (all of them are named).
             ValueError: a value's shape differs from its parameter's (naming both shapes), a
@@ -268,6 +375,7 @@ class Module:
         References: torch.nn.Module.load_state_dict.
         """
         own = dict(self.named_parameters(remove_duplicate=False))
+        own.update(self._persistent_buffers())
         ignorable = self._ignorable_state_keys()
         missing = [name for name in own if name not in state_dict]
         unexpected = [name for name in state_dict if name not in own and name not in ignorable]

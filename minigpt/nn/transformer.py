@@ -31,7 +31,8 @@ class TransformerBlock(Module):
     Args:
         cfg: the book's config dict or a GPTConfig; reads emb_dim, context_length, n_heads,
             drop_rate and qkv_bias.
-        rng: generator (or int seed) for the weights.
+        rng: generator (or int seed) for the weights; None: the default generator.
+        init: "pytorch" (default, as the book's layers) or "gpt2" (GPTModel's), for every Linear.
 
     Attributes:
         att: MultiHeadAttention(emb_dim -> emb_dim, n_heads heads, dropout drop_rate).
@@ -42,7 +43,7 @@ class TransformerBlock(Module):
     Shapes: (B, T, C) -> (B, T, C).
     """
 
-    def __init__(self, cfg, rng=None):
+    def __init__(self, cfg, rng=None, init: str = "pytorch"):
         super().__init__()
         rng = _generator(rng)
         self.att = MultiHeadAttention(
@@ -53,8 +54,9 @@ class TransformerBlock(Module):
             dropout=cfg["drop_rate"],
             qkv_bias=cfg["qkv_bias"],
             rng=rng,
+            init=init,
         )
-        self.ff = FeedForward(cfg, rng=rng)
+        self.ff = FeedForward(cfg, rng=rng, init=init)
         self.norm1 = LayerNorm(cfg["emb_dim"])
         self.norm2 = LayerNorm(cfg["emb_dim"])
         self.drop_shortcut = Dropout(cfg["drop_rate"])
