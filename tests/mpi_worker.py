@@ -7,6 +7,7 @@ FAULT is one of:
     kill    rank 1 kills itself with SIGKILL at the start of step 3
     nan     rank 1's first weight becomes NaN at the start of step 3 (its loss is NaN)
     seed    rank 1 starts with --seed 7 instead of the command line's
+    data    rank 1 is given a --data file that does not exist (its command fails, the others wait)
     none    no fault
 """
 
@@ -25,6 +26,8 @@ def inject(fault: str, rank: int, argv: list) -> list:
         return argv
     if fault == "seed":
         return argv + ["--seed", "7"]
+    if fault == "data":
+        return argv + ["--data", "no-such-file.txt"]
     original_train_step = Trainer.train_step
 
     def train_step(self):

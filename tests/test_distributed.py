@@ -191,6 +191,15 @@ def test_ranks_that_disagree_on_the_seed_stop_at_start_up(tmp_path):
 
 
 @needs_mpi
+def test_a_command_error_on_one_rank_aborts_the_others(tmp_path):
+    # Rank 1's `minigpt train: error: ...` (SystemExit) while rank 0 waits in the start-up check.
+    status, printed, errors, seconds = mpirun(sys.executable, WORKER, "data", "--", *FLAGS, "--max-steps", "2",
+                                              "--out", str(tmp_path / "data"))
+    assert status != 0 and seconds < TIMEOUT
+    assert "[rank 1 of 2] minigpt train: error: --data 'no-such-file.txt': no such file" in errors, errors[-3000:]
+
+
+@needs_mpi
 def test_ctrl_c_stops_every_rank_and_leaves_a_checkpoint_to_resume(tmp_path):
     # mpirun forwards SIGINT to both ranks; rank 0 saves the last completed step and aborts the
     # run (or, if it was waiting in an Allreduce, rank 1 aborts it after 30 s).
