@@ -31,11 +31,14 @@ import dataclasses
 import hashlib
 import os
 import sys
+import time
 import traceback
 
 import numpy as np
 
 __all__ = ["World", "SINGLE_PROCESS", "launched_by_mpi", "init", "check_ranks_agree", "fingerprint"]
+
+_SECONDS_BEFORE_ABORT = 1.0  # see World.abort
 
 # The environment variables an MPI launcher sets in every process it starts: (rank, size).
 _LAUNCHER_VARIABLES = (("PMI_RANK", "PMI_SIZE"), ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"))
@@ -115,7 +118,11 @@ class World:
         sys.stdout.flush()
         if self.comm is None:
             raise SystemExit(status)
+        # NOTE: mpirun forwards each rank's output through a pipe and stops forwarding once the
+        # abort kills the ranks: a moment first lets the error message (just written) reach it.
+        time.sleep(_SECONDS_BEFORE_ABORT)
         self.comm.Abort(status)
+        os._exit(status)  # MPI_Abort does not return; if it ever does, this process stops anyway
 
 
 SINGLE_PROCESS = World()
