@@ -537,7 +537,9 @@ def prepare(
         The sidecar's contents (a dict).
 
     Raises:
-        ValueError: chunk_size < 1; the input is not UTF-8; an id does not fit the dtype (a
+        ValueError: chunk_size < 1; the input is not UTF-8; one of the files prepare
+            writes (the output, its sidecar, or their temporary files) is the input file under
+            another name (checked before anything is written); an id does not fit the dtype (a
             tokenizer without `n_vocab` producing an id > 65,535), or is negative.
         FileNotFoundError: input_path does not exist.
     """
@@ -550,11 +552,17 @@ def prepare(
     sidecar = _sidecar_path(output_path)
     temporary = output_path.with_name(output_path.name + ".tmp")
     temporary_sidecar = sidecar.with_name(sidecar.name + ".tmp")
+    for written in (output_path, sidecar, temporary, temporary_sidecar):
+        # samefile sees through symbolic and hard links, relative paths and case-folding file systems.
+        if written.exists() and os.path.samefile(written, input_path):
+            what = "the output" if written == output_path else f"{written.name}, which prepare writes,"
+            raise ValueError(f"output_path: {what} is the input file {input_path} under another name; "
+                             "writing it would destroy the text: choose another output name")
 
     from tqdm import tqdm  # imported here: only prepare shows a progress bar
 
     token_count = 0
-    quiet = {} if progress else {"disable": True}  # otherwise tqdm's TQDM_DISABLE=1 variable decides
+    quiet = {"disable": None if progress else True}  # None: no bar when stderr is not a terminal (a log)
     bar = tqdm(total=source_bytes, unit="B", unit_scale=True, desc=f"tokenizing {input_path.name}", **quiet)
 
     def write(text: str, out) -> None:
@@ -629,15 +637,22 @@ def token_file_info(path) -> dict:
 
     Raises:
         FileNotFoundError: the sidecar is missing (the file was not written by a completed prepare).
-        ValueError: the sidecar is not a minigpt token-file sidecar.
+        ValueError: the sidecar is not valid JSON or not a minigpt token-file sidecar (the
+            message names the sidecar file).
     """
     sidecar = _sidecar_path(path)
     if not sidecar.exists():
         raise FileNotFoundError(
             f"path: {path} has no sidecar {sidecar.name}; it was not written by a completed prepare, run prepare again"
         )
-    with open(sidecar, encoding="utf-8") as source:
-        info = json.load(source)
+    try:
+        with open(sidecar, encoding="utf-8") as source:
+            info = json.load(source)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"path: the sidecar {sidecar} of the token file is not valid JSON ({error}); "
+                         "it is damaged: run prepare again") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"path: the sidecar {sidecar} of the token file holds a {type(info).__name__}, not a JSON object; run prepare again")
     if info.get("format") != TOKEN_FILE_FORMAT or info.get("version") != TOKEN_FILE_VERSION:
         raise ValueError(
             f"path: {sidecar} is not a {TOKEN_FILE_FORMAT} version {TOKEN_FILE_VERSION} sidecar, "

@@ -8,11 +8,14 @@ preset ("gpt2-small", "char", ...), and has the book's attribute names, so `mode
 has exactly the keys of the book's PyTorch model (`tok_emb.weight`,
 `trf_blocks.0.att.W_query.weight`, `trf_blocks.0.norm1.scale`, `out_head.weight`, ...).
 OpenAI's GPT-2 weights load with `GPTModel.from_pretrained(path)` (see `pretrained.py`).
+For generation, `forward(ids, use_cache=True)` and `reset_kv_cache()` are the key/value cache of
+the book's chapter-4 bonus (`gpt_with_kv_cache.py`), preallocated per layer.
 
 Shape letters: B batch, T tokens (num_tokens), C channels (emb_dim), V vocabulary.
 
 References: Raschka, "Build a Large Language Model (From Scratch)", chapter 4 (listing 4.7,
-GPTModel; section 4.6, the parameter count; listing 4.8, generate_text_simple); Radford et al.
+GPTModel; section 4.6, the parameter count; listing 4.8, generate_text_simple; the bonus material
+ch04/03_kv-cache, the KV cache); Radford et al.
 2019, "Language Models are Unsupervised Multitask Learners" (GPT-2: sizes, section 2.3
 initialisation); Karpathy's nanoGPT (weight tying, config dataclass).
 """
@@ -222,6 +225,8 @@ class GPTModel(Module):
         trf_blocks: Sequential of n_layers TransformerBlock. final_norm: LayerNorm(C).
         out_head: Linear(C, V, bias=False); its weight *is* tok_emb.weight when cfg.tie_weights.
         cfg: the resolved GPTConfig.
+        current_pos: tokens in the KV cache (the position of the next cached token); see
+            `reset_kv_cache` and `forward(..., use_cache=True)`.
         dropout_rng: the one generator shared by every Dropout (and the attention dropout). Save
             `model.dropout_rng.bit_generator.state` with a checkpoint and assign it back to resume
             with exactly the same masks; assigning a new generator re-wires every dropout.
@@ -273,6 +278,7 @@ class GPTModel(Module):
                 block.att.out_proj.weight.data *= residual_scale
                 block.ff.layers[2].weight.data *= residual_scale
         self.dropout_rng = dropout_rng if dropout_rng is not None else np.random.default_rng(rng.integers(2**63))
+        self.reset_kv_cache()
 
     def _init_like_pytorch(self, rng: np.random.Generator) -> None:
         """Redraw the weights as PyTorch's layers initialise themselves, which the book's model gets.
@@ -317,23 +323,97 @@ class GPTModel(Module):
 
         return save_pretrained(self, directory)
 
-    def forward(self, in_idx) -> Tensor:
+    def reset_kv_cache(self, max_seq_len: int | None = None, left_padding=None) -> None:
+        """Empty every layer's KV cache, to start a new sequence with `use_cache=True` (ch. 4 bonus).
+
+        Args:
+            max_seq_len: the most tokens the cached sequence will reach (prompt plus new tokens);
+                each layer's cache is preallocated for that many, at most context_length (the
+                default). Sizing it to the run keeps memory at B * 2 * n_layers * max_seq_len * C
+                floats instead of a whole context's worth.
+            left_padding: None, or ints (B,): row b's first left_padding[b] tokens in the next
+                cached call are padding (a batch of prompts of different lengths, right-aligned).
+                Those slots are hidden from every query and row b's positions count from its first
+                real token, so each row computes what it would alone.
+
+        Raises:
+            ValueError: max_seq_len not a positive integer; left_padding not a 1-D array of
+                integers >= 0.
+        """
+        if left_padding is not None:
+            left_padding = np.asarray(left_padding)
+            if left_padding.ndim != 1 or left_padding.dtype.kind not in "iu" or (left_padding < 0).any():
+                raise ValueError(f"reset_kv_cache: left_padding must be a 1-D array of integers >= 0, got {left_padding!r}")
+            left_padding = left_padding.astype(np.int64) if left_padding.any() else None  # no padding: no mask
+        for block in self.trf_blocks:
+            block.att.reset_cache(max_seq_len)
+        self.current_pos = 0  # tokens in the cache: the position of the next token (without padding)
+        self.left_padding = left_padding
+
+    def forward(self, in_idx, use_cache: bool = False, last_only: bool = False) -> Tensor:
         """Logits for the next token at every position: int ids (B, T) -> float logits (B, T, V).
 
         `in_idx` may be an integer np.ndarray, nested list or Tensor. The logits have the
         parameters' dtype (float32, or float64 after `to(np.float64)`); position t depends only on
         tokens 0..t (causal attention).
+
+        Args:
+            in_idx: int token ids (B, T).
+            use_cache: inference with the KV cache (book ch. 4 bonus): the tokens continue the
+                sequence cached since `reset_kv_cache()`, at positions current_pos ...
+                current_pos + T - 1, and only their keys and values are computed. Builds no
+                graph for the cache; use it under `autograd.no_grad()`.
+            last_only: compute the output head for the last position only: logits (B, 1, V).
+                Generation needs nothing else, and the head (C x V) is the largest product.
+
+        Raises:
+            ValueError: see the class docstring; with the cache, more tokens than the cache holds
+                (current_pos + T > max_seq_len of `reset_kv_cache`, at most context_length), or
+                a batch size other than left_padding's.
         """
         ids = self._check_token_ids(in_idx)
         batch_size, seq_len = ids.shape
         tok_embeds = self.tok_emb(ids)  # (B, T) -> (B, T, C)
-        pos_embeds = self.pos_emb(np.arange(seq_len))  # (T,) -> (T, C): one learned vector per position
+        padding_mask = None
+        if use_cache:
+            positions, padding_mask = self._cache_positions(batch_size, seq_len)  # (B, T) or (T,)
+        else:
+            positions = np.arange(seq_len)  # (T,)
+        pos_embeds = self.pos_emb(positions)  # (T,) -> (T, C): one learned vector per position; or (B, T, C)
         x = tok_embeds + pos_embeds  # (B, T, C) + (T, C) -> (B, T, C), broadcast over the batch
         x = self.drop_emb(x)
-        x = self.trf_blocks(x)  # (B, T, C) -> (B, T, C)
+        if use_cache:
+            for block in self.trf_blocks:
+                x = block(x, use_cache=True, padding_mask=padding_mask)  # (B, T, C) -> (B, T, C)
+        else:
+            x = self.trf_blocks(x)  # (B, T, C) -> (B, T, C)
+        if last_only:
+            x = x[:, -1:, :]  # (B, T, C) -> (B, 1, C): the head then runs as one (B, C) x (C, V) product
         x = self.final_norm(x)
         logits = self.out_head(x)  # (B, T, C) -> (B, T, V)
         return logits
+
+    def _cache_positions(self, batch_size: int, seq_len: int):
+        """Positions (T,) or, for left-padded rows, (B, T) of the next tokens, and the padding mask."""
+        start, stop = self.current_pos, self.current_pos + seq_len
+        capacity = self.trf_blocks[0].att.max_seq_len
+        if stop > capacity:
+            raise ValueError(
+                f"GPTModel: the KV cache holds {start} tokens and can take {capacity - start} more, got {seq_len} "
+                f"(reset_kv_cache(max_seq_len) sizes it, up to context_length={self.cfg.context_length}); past the "
+                "context, reset the cache and run the last context_length tokens again, as generate() does"
+            )
+        self.current_pos = stop
+        if self.left_padding is None:
+            return np.arange(start, stop), None
+        if self.left_padding.shape[0] != batch_size:
+            raise ValueError(f"GPTModel: left_padding has {self.left_padding.shape[0]} rows, the tokens have {batch_size}")
+        slots = np.arange(stop)  # (T_k,) every cache slot filled after this call
+        padding_mask = slots[None, :] < self.left_padding[:, None]  # (B, T_k): True where row b has padding
+        # Row b's real tokens start at slot left_padding[b]: its position 0. Padding slots get 0
+        # too (any valid position: no real token ever sees them).
+        positions = np.maximum(slots[None, start:stop] - self.left_padding[:, None], 0)  # (B, T)
+        return positions, padding_mask
 
     def _check_token_ids(self, in_idx) -> np.ndarray:
         ids = in_idx.data if isinstance(in_idx, Tensor) else np.asarray(in_idx)

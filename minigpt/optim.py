@@ -213,6 +213,7 @@ class Optimizer:
         References: torch.optim.Optimizer.state_dict.
         """
         state = {index: self._parameter_state(index, parameter) for index, parameter in self._parameters()}
+        state = {index: value for index, value in state.items() if value is not None}
         param_groups = []
         index = 0
         for group in self.param_groups:
@@ -334,6 +335,12 @@ class _FlatGroup:
     that slice reshaped to `shapes[i]`; `exp_avg` and `exp_avg_sq` are laid out the same way.
     `step[i]` counts the updates parameter i received (a parameter without a gradient is skipped
     and its count does not advance, as PyTorch keeps a step per parameter).
+
+    A parameter frozen when the optimizer is built (`requires_grad=False`, as the base weights
+    of a LoRA model, appendix E) gets no slot: `frozen[i]` is True, its size here is 0, its
+    `.data` is left where it is, and it has no moments. PyTorch creates Adam's state lazily, at a
+    parameter's first gradient, so a frozen weight costs it nothing either; here the state is laid
+    out at construction, so freezing must happen before the optimizer is built.
     """
 
     def __init__(self, parameters: list, group_number: int):
@@ -343,8 +350,10 @@ class _FlatGroup:
                 f"param group {group_number}: expected parameters of one dtype, received {sorted(map(str, dtypes))}"
             )
         self.dtype = dtypes.pop()
+        # Objects without `requires_grad` (any `.data`/`.grad` holder) count as trainable.
+        self.frozen = [not getattr(parameter, "requires_grad", True) for parameter in parameters]
         self.shapes = [parameter.data.shape for parameter in parameters]
-        self.sizes = [parameter.data.size for parameter in parameters]
+        self.sizes = [0 if frozen else parameter.data.size for parameter, frozen in zip(parameters, self.frozen)]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64).tolist()
         _check_no_shared_memory(parameters)
         total = int(sum(self.sizes))
@@ -353,7 +362,10 @@ class _FlatGroup:
         self.exp_avg_sq = np.zeros(total, dtype=self.dtype)
         self.step = np.zeros(len(parameters), dtype=np.int64)
         self.addresses = []
-        for parameter, offset, size, shape in zip(parameters, self.offsets, self.sizes, self.shapes):
+        for parameter, offset, size, shape, frozen in zip(parameters, self.offsets, self.sizes, self.shapes, self.frozen):
+            if frozen:
+                self.addresses.append(None)
+                continue
             view = self.data[offset:offset + size]
             view[...] = parameter.data.reshape(-1)
             parameter.data = view.reshape(shape)
@@ -363,6 +375,8 @@ class _FlatGroup:
     def check_views(self, parameters: list, group_number: int) -> None:
         """Raise RuntimeError unless every `p.data` is still its own slice of the flat buffer."""
         for position, (parameter, address, shape) in enumerate(zip(parameters, self.addresses, self.shapes)):
+            if address is None:  # frozen at construction: not in the buffer
+                continue
             data = parameter.data
             if (
                 not isinstance(data, np.ndarray)
@@ -418,6 +432,10 @@ class AdamW(Optimizer):
     1 - beta**t of Kingma & Ba (algorithm 1) undo the zero initialisation of m and v, and eps is
     added to the bias-corrected square root, not to the variance. A parameter whose `.grad` is
     None is skipped entirely, as PyTorch does: no decay, no moment update, its step count stays.
+    A parameter with `requires_grad=False` when the optimizer is built (a frozen base weight of a
+    LoRA model, appendix E) takes no room in the flat buffer and has no moments; its `.data` stays
+    where it is. Freeze or unfreeze before building the optimizer: such a parameter that later
+    receives a gradient raises RuntimeError at `step()`.
 
     Args:
         params: parameters or parameter-group dicts (see `Optimizer`). At construction each
@@ -501,6 +519,12 @@ class AdamW(Optimizer):
                 grad = _gradient_of(parameter, index + position)
                 if grad is None:
                     continue
+                if flat.frozen[position]:
+                    raise RuntimeError(
+                        f"param group {number}, parameter {position}: has a gradient but had "
+                        "requires_grad=False when AdamW was built, so it has no optimizer state; "
+                        "build the optimizer after freezing or unfreezing parameters"
+                    )
                 flat.step[position] += 1
                 self._update(flat, position, grad, group, int(flat.step[position]))
             index += len(group["params"])
@@ -586,8 +610,10 @@ class AdamW(Optimizer):
             index -= len(group["params"])
         raise IndexError(index)  # pragma: no cover - indices come from _parameters()
 
-    def _parameter_state(self, index: int, parameter) -> dict:
+    def _parameter_state(self, index: int, parameter) -> dict | None:
         flat, position = self._locate(index)
+        if flat.frozen[position]:
+            return None  # no state, as PyTorch for a parameter that never had a gradient
         exp_avg = flat.view(flat.exp_avg, position)
         exp_avg_sq = flat.view(flat.exp_avg_sq, position)
         exp_avg.flags.writeable = False  # read-only views: the caller cannot corrupt the live state
@@ -597,6 +623,12 @@ class AdamW(Optimizer):
     def _check_parameter_state(self, index: int, parameter, state) -> None:
         super()._check_parameter_state(index, parameter, state)
         if state is not None:
+            flat, position = self._locate(index)
+            if flat.frozen[position]:
+                raise ValueError(
+                    f"state_dict: state[{index}] is given, but parameter {index} was frozen "
+                    "(requires_grad=False) when this optimizer was built and has no state"
+                )
             missing = {"step", "exp_avg", "exp_avg_sq"} - set(state)
             if missing:
                 raise ValueError(f"state_dict: state[{index}] lacks {sorted(missing)}")
@@ -604,6 +636,8 @@ class AdamW(Optimizer):
 
     def _load_parameter_state(self, index: int, parameter, state) -> None:
         flat, position = self._locate(index)
+        if flat.frozen[position]:
+            return  # _check_parameter_state made sure there is no state to load
         if state is None:  # never stepped (PyTorch omits such parameters from its state)
             flat.view(flat.exp_avg, position)[...] = 0
             flat.view(flat.exp_avg_sq, position)[...] = 0

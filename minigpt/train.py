@@ -15,10 +15,12 @@ appendix D (D.1 warmup, D.2 cosine decay, D.3 gradient clipping, D.4 the modifie
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import tempfile
 import time
 
 import numpy as np
@@ -30,6 +32,7 @@ from autograd.creation import check_device
 from minigpt.data import DataLoader, GPTDataset
 from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from minigpt.distributed import SINGLE_PROCESS, check_ranks_agree
+from minigpt.interrupts import SaveAbandoned, StopRequests
 from minigpt.generate import generate, text_to_token_ids, token_ids_to_text
 from minigpt.optim import clip_grad_norm_, flatten_state_dict, unflatten_state_dict, warmup_cosine_lr
 
@@ -69,17 +72,34 @@ def calc_loss_loader(data_loader, model, device=None, num_batches: int | None = 
         ValueError: num_batches < 1. RuntimeError: a device other than the CPU.
     """
     check_device(device, "calc_loss_loader")
+    with no_grad():
+        return average_over_batches(
+            data_loader,
+            lambda input_batch, target_batch: calc_loss_batch(input_batch, target_batch, model, device).item(),
+            num_batches,
+        )
+
+
+def average_over_batches(data_loader, batch_value, num_batches: int | None = None) -> float:
+    """The mean of `batch_value(input_batch, target_batch)` (a float) over a loader's first batches.
+
+    The loop of the book's `calc_loss_loader` (chapters 5 and 6), shared by the language-model and
+    the classification losses: NaN for an empty loader, `num_batches` None means every batch and
+    a larger number is reduced to the loader's length. The caller decides about `no_grad`.
+
+    Raises:
+        ValueError: num_batches < 1.
+    """
     if num_batches is not None and num_batches < 1:
         raise ValueError(f"num_batches must be >= 1 or None, got {num_batches!r}")
     if len(data_loader) == 0:
         return float("nan")
     num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
     total = 0.0
-    with no_grad():
-        for i, (input_batch, target_batch) in enumerate(data_loader):
-            if i >= num_batches:
-                break
-            total += calc_loss_batch(input_batch, target_batch, model, device).item()
+    for i, (input_batch, target_batch) in enumerate(data_loader):
+        if i >= num_batches:
+            break
+        total += batch_value(input_batch, target_batch)
     return total / num_batches
 
 
@@ -175,8 +195,10 @@ class TrainingConfig:
             `minigpt train` command prints one at the end).
         sample_prompt: the prompt of the samples (the book: "Every effort moves you").
         sample_tokens: tokens per sample.
-        checkpoint_every: save a checkpoint every this many steps (and always at the end); 0 only
-            at the end. Nothing is saved when the trainer has no out_dir.
+        checkpoint_every: save a checkpoint every this many steps; 0: not by steps.
+        checkpoint_minutes: save a checkpoint when this many minutes (wall time) have passed
+            since the last one; 0: not by time. A checkpoint is always saved at the end and on
+            Ctrl-C or SIGTERM. Nothing is saved when the trainer has no out_dir.
         seed: seeds initialisation, dropout and shuffling.
     """
 
@@ -197,6 +219,7 @@ class TrainingConfig:
     sample_prompt: str = "Every effort moves you"
     sample_tokens: int = 50
     checkpoint_every: int = 0
+    checkpoint_minutes: float = 10.0
     seed: int = 123
 
     def validate(self) -> None:
@@ -216,6 +239,7 @@ class TrainingConfig:
             ("sample_every", self.sample_every >= 0, ">= 0"),
             ("sample_tokens", self.sample_tokens >= 0, ">= 0"),
             ("checkpoint_every", self.checkpoint_every >= 0, ">= 0"),
+            ("checkpoint_minutes", math.isfinite(self.checkpoint_minutes) and self.checkpoint_minutes >= 0, "a finite number >= 0"),
         ]
         for name, ok, expected in checks:
             if not ok:
@@ -280,6 +304,11 @@ def _setting_value(value):
     return None if value is None else float(value)
 
 
+class CheckpointSaveError(OSError):
+    """A run's checkpoint could not be written in its folder; the message says why (folder,
+    reason, bytes needed and free) and where the weights were rescued, if anywhere."""
+
+
 class Trainer:
     """Trains a model with appendix D's loop and keeps everything needed to resume exactly.
 
@@ -342,6 +371,15 @@ class Trainer:
         self._position_before_step = None
         self._eval_due = False
         self._half_updated = False
+        # Signals during `fit` (see minigpt/interrupts.py); the step of the checkpoint in out_dir
+        # that this trainer wrote or loaded, and what it held (`_progress_marker`); the wall time
+        # of the last save.
+        self._stops = None
+        self._saved_step = self._saved_at = None
+        self._last_save_time = time.monotonic()
+        self.quiet = False  # True: no progress bar (it also hides itself when stderr is not a terminal)
+        self.stop_signal = None  # the signal (SIGINT, SIGTERM) that stopped the last `fit`, if any
+        self.stop_report = None  # what `fit` printed when it was stopped
         # Loss estimates read an unshuffled loader over the same tokens (see `evaluate`), in
         # windows that do not overlap, so that a few batches cover a stretch of the text even
         # when training windows start at every token (stride 1).
@@ -402,6 +440,7 @@ class Trainer:
         total_loss = 0.0
         accum, rank = self.config.grad_accum_steps, self.world.rank
         for inputs, targets in micro_batches[rank * accum:(rank + 1) * accum]:  # this rank's shard
+            self._check_stop()  # a safe point: an interrupt here rolls the step back
             logits = self.model(inputs)  # (B, T, V)
             # Sum over this micro-batch's targets, divided by all targets of the step: the
             # accumulated gradient is then exactly that of the mean over the whole batch.
@@ -424,6 +463,7 @@ class Trainer:
             group["lr"] = lr
         if self.config.grad_clip is not None and self.step >= self.config.warmup_steps:
             clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self._check_stop()  # the last safe point before the update, which signals do not cut
         self._updating = True  # parameters change in place from here until the step is counted
         self.optimizer.step()
         self.step += 1
@@ -493,12 +533,13 @@ class Trainer:
         train_loss = self._estimate_loss(self._train_eval_loader)
         val_loss = float("nan") if self.val_loader is None else self._estimate_loss(self.val_loader)
         self.model.train()
-        self.history["step"].append(self.step)
-        self.history["tokens_seen"].append(self.tokens_seen)
-        self.history["train_loss"].append(train_loss)
-        self.history["val_loss"].append(val_loss)
-        self.history["lr"].append(self.learning_rate(max(self.step - 1, 0)))
-        self._eval_due = False
+        with self._deferred_signals():  # all five lists, or none
+            self.history["step"].append(self.step)
+            self.history["tokens_seen"].append(self.tokens_seen)
+            self.history["train_loss"].append(train_loss)
+            self.history["val_loss"].append(val_loss)
+            self.history["lr"].append(self.learning_rate(max(self.step - 1, 0)))
+            self._eval_due = False
         return train_loss, val_loss
 
     def _estimate_loss(self, loader) -> float:
@@ -545,13 +586,19 @@ class Trainer:
 
         Evaluation happens every `eval_every` steps and after the run's last step (`total_steps`,
         not `stop_at`, so that a run split by `stop_at` records the same history as one piece).
+        A checkpoint is saved every `checkpoint_every` steps, every `checkpoint_minutes` of wall
+        time, at the end, and when the run is stopped (when out_dir is set).
 
-        Ctrl-C (KeyboardInterrupt): a step cut short before its parameter update is undone (its
-        batches, dropout draws and tokens are rewound), a checkpoint of the last completed step is
-        saved (when out_dir is set), and the interrupt is re-raised; `fit()` again, or `load` +
-        `fit()` in a new process, continues exactly. A step cut short inside `optimizer.step()`
-        leaves half-updated weights: the last checkpoint on disk is kept untouched, and this
-        trainer refuses to go on until a checkpoint is loaded.
+        Ctrl-C and SIGTERM (see minigpt/interrupts.py): a step is never cut inside its parameter
+        update; a signal there lets the update finish, a signal earlier in the step rolls the step
+        back (its batches, dropout draws and tokens are rewound). Then a checkpoint of the last
+        completed step is saved and KeyboardInterrupt is raised (`stop_signal` tells which
+        signal); `fit()` again, or `load` + `fit()` in a new process, continues exactly. A second
+        signal prints "saving checkpoint... press Ctrl-C again to abandon it"; a third one after
+        it abandons the save (`SaveAbandoned`, a KeyboardInterrupt), keeping the previous
+        checkpoint. A KeyboardInterrupt raised by code inside `optimizer.step()` (not by a
+        signal) leaves half-updated weights: the checkpoint on disk is kept, and this trainer
+        refuses to go on until a checkpoint is loaded.
 
         Returns:
             The history dict.
@@ -559,49 +606,55 @@ class Trainer:
         Raises:
             FloatingPointError: a step's loss is NaN or infinite (the parameters are left as they
                 were before that step).
+            CheckpointSaveError (an OSError): a checkpoint could not be written (disk full,
+                read-only folder); its message says where the weights were rescued, if anywhere.
         """
         end = self.total_steps if stop_at is None else min(stop_at, self.total_steps)
         self._check_ranks_agree()
         progress = tqdm(total=end, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
-                        disable=not self.world.is_main)
+                        disable=True if self.quiet or not self.world.is_main else None)  # None: hidden when not on a terminal
         started = time.perf_counter()
+        self._last_save_time = time.monotonic()
+        stops = self._stops = StopRequests()
         try:
+            stops.install()
             if self._eval_due:  # an interrupt came before the last step's evaluation was recorded
                 self._evaluate_and_report()
             while self.step < end:
-                loss = self.train_step()
+                with stops.defer():
+                    loss = self.train_step()
+                    # Part of the step: an interrupt between the two would lose this evaluation.
+                    self._eval_due = self.step % self.config.eval_every == 0 or self.step == self.total_steps
+                stops.check()  # a signal that came during the update: the step is complete
                 progress.update(1)
                 progress.set_postfix(loss=f"{loss:.3f}", lr=f"{self.learning_rate(self.step - 1):.2e}")
-                self._eval_due = self.step % self.config.eval_every == 0 or self.step == self.total_steps
                 if self._eval_due:
                     self._evaluate_and_report()
                 if self.config.sample_every and self.step % self.config.sample_every == 0:
                     self.sample()
-                if self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0 and self.out_dir is not None:
-                    self.save()
-        except KeyboardInterrupt:
-            progress.close()
-            if self._updating:
-                # Stopped inside optimizer.step(): the weights are half updated, so the last
-                # checkpoint on disk is the good one; leave it as it is.
-                self._half_updated = True
-                self._updating = self._mid_step = False
-                self.optimizer.zero_grad()  # or a later step would add this step's gradients to its own
-                print(f"\ninterrupted during a parameter update: kept the last checkpoint in {self.out_dir}")
-                raise
-            if self._mid_step:
-                self._rewind_partial_step()
-            self.optimizer.zero_grad()
-            self.model.train()  # an interrupted evaluation or sample leaves eval mode on
+                if self.out_dir is not None and self._periodic_save_due():
+                    with stops.defer():
+                        self._save_or_rescue()
+                    stops.check()
             if self.out_dir is not None:
-                self.save()
-                print(f"\ninterrupted: checkpoint of step {self.step} saved in {self.out_dir}; continue with --resume {self.out_dir}")
+                with stops.defer():
+                    self._save_or_rescue()
+                stops.check()
+        except KeyboardInterrupt as interrupt:
+            progress.close()
+            self.stop_signal = stops.signal
+            self._save_after_interrupt(interrupt, stops)
             raise
+        finally:
+            stops.restore()
+            self._stops = None
         progress.close()
         self.elapsed_seconds = time.perf_counter() - started
-        if self.out_dir is not None:
-            self.save()
+        try:
             self.plot()
+        except KeyboardInterrupt:  # the run is complete and saved; only the plot is missing
+            self._report(f"interrupted while drawing loss.png: checkpoint of step {self.step} saved in {self.out_dir}")
+            raise
         return self.history
 
     def _check_ranks_agree(self) -> None:
@@ -619,6 +672,56 @@ class Trainer:
             data_position=[self._position(), self.step, self.tokens_seen],
         )
 
+    def _check_stop(self) -> None:
+        """A safe point inside a step: raise KeyboardInterrupt if a signal asked to stop."""
+        if self._stops is not None:
+            self._stops.check()
+
+    def _deferred_signals(self):
+        """A region that a signal must not cut (outside `fit`: no effect)."""
+        return contextlib.nullcontext() if self._stops is None else self._stops.defer()
+
+    def _periodic_save_due(self) -> bool:
+        every, minutes = self.config.checkpoint_every, self.config.checkpoint_minutes
+        return bool((every and self.step % every == 0)
+                    or (minutes and time.monotonic() - self._last_save_time >= 60 * minutes))
+
+    def _save_after_interrupt(self, interrupt: KeyboardInterrupt, stops: StopRequests) -> None:
+        """After an interrupt in `fit`: put the trainer at the end of its last complete step, save
+        it (unless the save is abandoned) and print what happened, truthfully."""
+        name = stops.signal_name if stops.signal is not None else "interrupted"
+        kept = (f"the checkpoint of step {self._saved_step} in {self.out_dir} is kept as it was"
+                if self._saved_step is not None else "nothing was saved in this run")
+        if self._updating:
+            # Cut inside optimizer.step() (by code, not by a signal, which waits for the update):
+            # the weights are half updated, so the checkpoint on disk is the good one.
+            self._half_updated = True
+            self._updating = self._mid_step = False
+            self.optimizer.zero_grad()  # or a later step would add this step's gradients to its own
+            self._report(f"{name} during a parameter update: the weights in memory are unusable; {kept}")
+            return
+        if self._mid_step:
+            self._rewind_partial_step()
+        self.optimizer.zero_grad()
+        self.model.train()  # an interrupted evaluation or sample leaves eval mode on
+        if isinstance(interrupt, SaveAbandoned):
+            self._report(f"save abandoned: {kept}")
+            return
+        if self.out_dir is None:
+            return
+        if self._saved_at != self._progress_marker():
+            try:
+                with stops.defer():
+                    self._save_or_rescue()
+            except SaveAbandoned:
+                self._report(f"save abandoned: {kept}")
+                return
+        self._report(f"{name}: checkpoint of step {self.step} saved in {self.out_dir}; continue with --resume {self.out_dir}")
+
+    def _report(self, message: str) -> None:
+        self.stop_report = message
+        print("\n" + message)
+
     # ---- checkpoints ------------------------------------------------------------------------
     def state(self) -> dict:
         """The trainer's JSON-able state (everything but the model's and optimizer's arrays)."""
@@ -634,31 +737,68 @@ class Trainer:
         }
 
     def save(self, path: str | None = None) -> str:
-        """Write model, optimizer and trainer state atomically to `path` (default out_dir/checkpoint.safetensors).
+        """Write model, optimizer and trainer state atomically to `path` (default
+        out_dir/checkpoint.safetensors, with a copy of the history in out_dir/history.json).
 
         Over MPI only rank 0 writes (the ranks hold the same state); the others return None.
+
+        Raises:
+            CheckpointWriteError (an OSError): the folder is full, read-only or missing; the
+                previous checkpoint there is untouched.
         """
         if not self.world.is_main:
             return None
-        if path is None:
+        in_out_dir = path is None
+        if in_out_dir:
             if self.out_dir is None:
                 raise ValueError("save: no path given and the trainer has no out_dir")
             os.makedirs(self.out_dir, exist_ok=True)
             path = os.path.join(self.out_dir, CHECKPOINT_NAME)
         save_checkpoint(path, self.model.state_dict(), flatten_state_dict(self.optimizer.state_dict()), {"trainer": self.state()})
-        if self.out_dir is not None:  # a convenience copy of the history, also replaced atomically
+        if in_out_dir:
+            self._saved_step, self._saved_at = self.step, self._progress_marker()
+            self._last_save_time = time.monotonic()
+            # A convenience copy of the history, also replaced atomically (a failure here is not
+            # worth stopping a run for: the checkpoint holds the history too).
             history_path = os.path.join(self.out_dir, "history.json")
-            with open(history_path + ".tmp", "w") as file:
-                json.dump(self.history, file)
-            os.replace(history_path + ".tmp", history_path)
+            try:
+                with open(history_path + ".tmp", "w") as file:
+                    json.dump(self.history, file)
+                os.replace(history_path + ".tmp", history_path)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.remove(history_path + ".tmp")
         return path
+
+    def _save_or_rescue(self) -> str:
+        """`save()`; if out_dir cannot take it, save into a rescue folder and raise
+        CheckpointSaveError saying where the weights are (or that no folder could take them)."""
+        try:
+            return self.save()
+        except OSError as error:
+            rescue_root = os.environ.get("MINIGPT_RESCUE_DIR") or os.path.join(tempfile.gettempdir(), "minigpt-rescue")
+            rescue_dir = os.path.join(rescue_root, f"{os.path.basename(os.path.abspath(self.out_dir))}-step{self.step}-{os.getpid()}")
+            kept = (f"the checkpoint of step {self._saved_step} there is intact" if self._saved_step is not None
+                    else "no earlier checkpoint of this run is there")
+            try:
+                os.makedirs(rescue_dir, exist_ok=True)
+                self.save(os.path.join(rescue_dir, CHECKPOINT_NAME))
+            except OSError as rescue_error:
+                raise CheckpointSaveError(
+                    f"{error}; {kept}. The weights of step {self.step} could not be saved elsewhere either "
+                    f"({rescue_error}): free some space or set MINIGPT_RESCUE_DIR to a folder with room"
+                ) from error
+            raise CheckpointSaveError(
+                f"{error}; {kept}. The weights of step {self.step} were saved instead in {rescue_dir}: continue with "
+                f"`minigpt train --resume {rescue_dir} --out {self.out_dir}` once there is room (or --out another folder)"
+            ) from error
 
     def load(self, path: str) -> None:
         """Restore model weights, optimizer state and the trainer's position from a checkpoint.
 
         Raises:
             ValueError: the checkpoint does not fit this model or optimizer (from their
-                load_state_dict), or has no trainer state.
+                load_state_dict), has no trainer state, or is damaged (a checksum differs).
         """
         model_state, optimizer_state, metadata = load_checkpoint(path)
         if "trainer" not in metadata:
@@ -674,6 +814,13 @@ class Trainer:
         self._eval_due = state.get("eval_due", False)
         self._mid_step = self._updating = self._half_updated = False
         self._tokens_this_step = 0
+        in_out_dir = self.out_dir is not None and os.path.abspath(path) == os.path.abspath(os.path.join(self.out_dir, CHECKPOINT_NAME))
+        self._saved_step = self.step if in_out_dir else None
+        self._saved_at = self._progress_marker() if in_out_dir else None
+
+    def _progress_marker(self) -> tuple:
+        """What a checkpoint of this trainer depends on, besides the weights: step and evaluations."""
+        return self.step, len(self.history["step"]), self._eval_due
 
     def plot(self) -> str | None:
         """Save `loss.png` in out_dir: losses against steps and tokens seen (book figure 5.12).
@@ -686,7 +833,8 @@ class Trainer:
         return plot_history(self.history, os.path.join(self.out_dir, "loss.png"))
 
 
-def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses, path=None, x_label: str = "Epochs"):
+def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses, path=None, x_label: str = "Epochs", *,
+                label: str = "loss", second_x_label: str = "Tokens seen"):
     """Plot training and validation losses against epochs, with tokens seen on a second x-axis
     (the book's `plot_losses`, section 5.2, figure 5.12).
 
@@ -697,6 +845,8 @@ def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses, path=None, x
         train_losses, val_losses: the losses at each evaluation.
         path: where to save the figure (the book saves "loss-plot.pdf"); None saves nothing.
         x_label: the label of the lower x-axis.
+        label, second_x_label: what the values are and what the upper axis counts; chapter 6's
+            `plot_values` draws accuracies against examples seen with them.
 
     Returns:
         The matplotlib Figure (a notebook shows it; `plt.show()` opens it in a script).
@@ -719,15 +869,15 @@ def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses, path=None, x
             f"{len(epochs_seen)}, {len(tokens_seen)}, {len(train_losses)}, {len(val_losses)}"
         )
     figure, axis = plt.subplots(figsize=(5, 3))
-    axis.plot(epochs_seen, train_losses, label="Training loss")
-    axis.plot(epochs_seen, val_losses, linestyle="-.", label="Validation loss")
+    axis.plot(epochs_seen, train_losses, label=f"Training {label}")
+    axis.plot(epochs_seen, val_losses, linestyle="-.", label=f"Validation {label}")
     axis.set_xlabel(x_label)
-    axis.set_ylabel("Loss")
-    axis.legend(loc="upper right")
+    axis.set_ylabel(label.capitalize())
+    axis.legend(loc="upper right" if label == "loss" else "best")
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs / steps only
     tokens_axis = axis.twiny()
     tokens_axis.plot(tokens_seen, train_losses, alpha=0)  # invisible: aligns the tokens ticks
-    tokens_axis.set_xlabel("Tokens seen")
+    tokens_axis.set_xlabel(second_x_label)
     figure.tight_layout()
     if path is not None:
         figure.savefig(path)
@@ -744,6 +894,22 @@ def plot_history(history: dict, path: str) -> str | None:
     Returns:
         `path`, or None when matplotlib is not installed (`pip install minigpt[plot]`).
     """
+    return save_plot(path, lambda temporary: plot_losses(
+        history["step"], history["tokens_seen"], history["train_loss"], history["val_loss"],
+        path=temporary, x_label="Steps",
+    ))
+
+
+def save_plot(path: str, draw) -> str | None:
+    """Write a figure to `path` atomically: `draw(temporary_path)` saves it there and returns it.
+
+    Uses matplotlib's Agg backend (the command line runs without a display); the figure is
+    closed and the file renamed into place. Shared by the Trainer's plot and chapter 6's
+    `plot_values`.
+
+    Returns:
+        `path`, or None when matplotlib is not installed (`pip install minigpt[plot]`).
+    """
     try:
         import matplotlib
 
@@ -751,11 +917,8 @@ def plot_history(history: dict, path: str) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    temporary = path + ".tmp.png"
-    figure = plot_losses(
-        history["step"], history["tokens_seen"], history["train_loss"], history["val_loss"],
-        path=temporary, x_label="Steps",
-    )
+    temporary = path + ".tmp" + os.path.splitext(path)[1]
+    figure = draw(temporary)
     plt.close(figure)
     os.replace(temporary, path)
     return path

@@ -139,7 +139,7 @@ def test_prepare_then_train_on_the_token_file(tmp_path):
     (["train", "--preset", "gpt5"], "--preset 'gpt5': unknown preset; choose one of .*tiny"),
     (["train", "--data", "no-such-file.txt"], "--data 'no-such-file.txt': no such file"),
     (["train", "--resume", "no-such-dir"], "--resume 'no-such-dir': no checkpoint there"),
-    (["train", "--max-steps", "0"], "max_steps must be >= 1.*--max-steps"),
+    (["train", "--max-steps", "0"], r"max_steps must be >= 1, got 0 \(flag --max-steps\)$"),  # no "or None": not a flag value
     (["train", "--preset", "char", "--max-steps", "5", "--warmup-steps", "5"], "warmup_steps=5 must be smaller"),
     (["train", "--context-length", "4000", "--max-steps", "1"], "validation split.*tokens short"),
     (["generate", "--checkpoint", "no-such-dir"], "--checkpoint 'no-such-dir': no checkpoint there"),
@@ -157,9 +157,53 @@ def test_bad_flags_give_clear_errors(arguments, message, tmp_path, monkeypatch):
 
 def test_generate_errors_name_the_flag(tiny_run):
     out, _ = tiny_run
-    for flags, name in [(["--top-k", "0"], "top_k"), (["--temperature", "-1"], "temperature"), (["--prompt", ""], "empty prompt")]:
-        with pytest.raises(SystemExit, match=name):
+    for flags, name in [(["--top-k", "0"], "--top-k must be an integer >= 1, got 0"),
+                        (["--temperature", "-1"], "--temperature must be"),
+                        (["--top-p", "2"], "--top-p must be a number in"),
+                        (["--max-new-tokens", "-2"], "--max-new-tokens must be"),
+                        (["--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+                        (["--prompt", ""], "--prompt is empty")]:
+        with pytest.raises(SystemExit) as error:
             main(["generate", "--checkpoint", out, *flags])
+        assert str(error.value).startswith("minigpt generate: error: " + name), str(error.value)
+        assert "None" not in str(error.value)
+
+
+def test_generate_notes_a_prompt_longer_than_the_context(tiny_run, capsys):
+    out, _ = tiny_run  # context 32 tokens
+    prompt = "Every effort moves you " * 20
+    assert main(["generate", "--checkpoint", out, "--prompt", prompt, "--max-new-tokens", "3"]) == 0
+    captured = capsys.readouterr()
+    assert "more than the model's context of 32: the model sees only its last 32 tokens" in captured.err
+    assert captured.out.startswith(prompt)
+
+
+def test_generate_streams_the_same_text_with_and_without_the_cache(tiny_run, capsys, monkeypatch):
+    out, _ = tiny_run
+    flushed = []
+    real_print = print
+
+    def recording_print(*values, **options):  # each piece is printed and flushed as it comes
+        flushed.append((values, options.get("flush", False)))
+        real_print(*values, **options)
+
+    monkeypatch.setattr("builtins.print", recording_print)
+    arguments = ["generate", "--checkpoint", out, "--prompt", "Every effort", "--max-new-tokens", "8"]
+    main(arguments)
+    cached = capsys.readouterr().out
+    pieces = [values for values, flush in flushed if flush]
+    assert len(pieces) >= 2  # the prompt, then the new text piece by piece
+    main(arguments + ["--no-cache"])
+    assert capsys.readouterr().out == cached
+
+
+def test_generate_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for default in ("(default: 50)", "(default: 0.0)", "(default: 123)", "(default: Every effort moves you)"):
+        assert default in text
+    assert "None" not in text
 
 
 def test_generate_from_a_non_minigpt_file(tmp_path):
@@ -204,7 +248,7 @@ def test_an_existing_run_is_not_overwritten_without_asking(tiny_run, tmp_path):
 def test_unwritable_out_and_bad_sample_prompt_fail_before_training(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    with pytest.raises(SystemExit, match="--out .* cannot be written"):
+    with pytest.raises(SystemExit, match="--out .* is a file; give a folder"):
         main(["train", "--max-steps", "1", "--out", str(blocker), *CHEAP])
     with pytest.raises(SystemExit, match="--sample-prompt is empty"):
         main(["train", "--max-steps", "1", "--out", str(tmp_path / "r1"), "--sample-prompt", "", *CHEAP])
@@ -255,9 +299,9 @@ def test_resume_refuses_changed_data_and_does_nothing_past_its_target(tmp_path, 
     out = str(tmp_path / "run")
     main(["train", "--data", str(data), "--max-steps", "2", "--out", out, "--context-length", "32", *CHEAP])
     assert main(["train", "--resume", out, "--max-steps", "1"]) == 0
-    assert "nothing to do" in capsys.readouterr().out
+    assert "nothing to train" in capsys.readouterr().out
     data.write_text(data.read_text()[:-2000])
-    with pytest.raises(SystemExit, match="it changed, so the run cannot continue exactly"):
+    with pytest.raises(SystemExit, match="contents changed since the run started.*cannot continue exactly"):
         main(["train", "--resume", out, "--max-steps", "4"])
 
 

@@ -208,8 +208,17 @@ def test_generation_ends_early_when_every_row_has_stopped():
     table[1, 0] = table[2, 3] = table[3, 0] = table[0, 4] = 5.0  # 1 -> eos at once; 2 -> 3 -> eos
     model = BigramModel(table)
     out = generate(model, np.array([[1], [2]]), max_new_tokens=50, context_size=4, eos_id=0)
-    assert out.tolist() == [[1, 0, 0], [2, 3, 0]]
+    # As the book: the eos that ends the last row is not returned; row 0, which ended first, is
+    # padded with eos_id up to the longest row.
+    assert out.tolist() == [[1, 0], [2, 3]]
     assert len(model.inputs) == 2  # two forward passes, not fifty
+
+
+def test_eos_is_not_part_of_a_single_rows_output_as_in_the_book():
+    table = np.full((5, 5), -5.0)
+    table[1, 2] = table[2, 3] = table[3, 0] = 5.0  # 1 -> 2 -> 3 -> eos
+    out = generate(BigramModel(table), np.array([[1]]), max_new_tokens=10, context_size=4, eos_id=0)
+    assert out.tolist() == [[1, 2, 3]]
 
 
 def test_eos_in_sampling_mode_pads_with_eos():
@@ -253,9 +262,9 @@ def test_mode_is_restored_and_generation_runs_in_eval_mode(training):
     seen = []
     forward = model.forward
 
-    def recording_forward(ids):
+    def recording_forward(ids, **options):
         seen.append(model.training)
-        return forward(ids)
+        return forward(ids, **options)
 
     model.forward = recording_forward
     prompt = np.array([[1, 2, 3]])
@@ -269,7 +278,7 @@ def test_mode_is_restored_when_the_model_raises():
     model = tiny_model()
     model.train()
 
-    def failing_forward(ids):
+    def failing_forward(ids, **options):
         raise RuntimeError("boom")
 
     model.forward = failing_forward

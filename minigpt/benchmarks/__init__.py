@@ -6,7 +6,7 @@ line (`minigpt bench NAME` and `scripts/bench.py NAME`) goes through it.
 
 import importlib
 
-NAMES = ("engine", "model", "tokenizer", "optim", "load", "library_loop", "distributed")
+NAMES = ("engine", "model", "tokenizer", "optim", "load", "library_loop", "finetune", "generate", "checkpoint", "lora", "distributed")
 
 
 def run(argv) -> int:

@@ -3,11 +3,12 @@
 For each configuration a fresh subprocess builds the model, runs warm-up steps and then timed
 steps on random token batches, and reports the median milliseconds of forward+loss, backward and
 the optimizer step, tokens per second and its peak resident memory (`ru_maxrss`, which is only
-honest in a process of its own). With `--torch-python` the PyTorch reference of
-`../shared/bench/train_bench.py` (the book's model in eager PyTorch, float32, same threads) runs
-the same configurations in turn, and the ratios minigpt / PyTorch are printed side by side.
+honest in a process of its own). With `--torch-python` the PyTorch reference shipped beside this
+file, `torch_reference/train_step.py` (the book's model in eager PyTorch, `torch_reference/gpt.py`,
+float32, same threads, torch.optim.AdamW), runs the same configurations in turn under that Python,
+and the ratios minigpt / PyTorch are printed side by side.
 
-Configurations (the reference's `torch_gpt.GPT_CONFIGS`; dropout 0 as there):
+Configurations (`torch_reference/gpt.py`'s CONFIGS of the same names; dropout 0):
 
     book-124M  the book's GPT_CONFIG_124M (768 wide, 12 layers, 12 heads, vocabulary 50257) with
                the context of 256 it is trained with in chapter 5; batch 2 x 256 tokens
@@ -48,11 +49,12 @@ CONFIGS = {
     ),
     "char": (
         dict(vocab_size=65, context_length=64, emb_dim=128, n_heads=4, n_layers=4, drop_rate=0.0, qkv_bias=False),
-        12, 64, "shakespeare-char",
+        12, 64, "char",
     ),
 }
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_TORCH_STEP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_reference", "train_step.py")
 _NOISY_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
@@ -174,14 +176,13 @@ def run_minigpt(name: str, args) -> dict:
 
 
 def run_torch(name: str, args) -> dict:
-    """Run the PyTorch eager reference (train_bench.py) for the same configuration."""
+    """Run the PyTorch eager reference (torch_reference/train_step.py) for the same configuration."""
     _maybe_wait(args)
-    script = os.path.join(args.torch_bench_dir, "train_bench.py")
-    command = [args.torch_python, script, "--config", CONFIGS[name][3], "--variant", args.torch_variant,
-               "--adamw", args.torch_adamw, "--warmup", str(args.warmup), "--steps", str(args.steps),
-               "--threads", str(args.threads)]
-    done = subprocess.run(command, capture_output=True, text=True, env=_child_env(args.threads),
-                          cwd=args.torch_bench_dir, check=False)
+    _, batch_size, num_tokens, reference_name = CONFIGS[name]
+    command = [args.torch_python, _TORCH_STEP, "--config", reference_name, "--batch", str(batch_size),
+               "--tokens", str(num_tokens), "--adamw", args.torch_adamw, "--warmup", str(args.warmup),
+               "--steps", str(args.steps), "--threads", str(args.threads)]
+    done = subprocess.run(command, capture_output=True, text=True, env=_child_env(args.threads), check=False)
     if done.returncode != 0:
         raise RuntimeError(f"PyTorch reference for {name} failed:\n{done.stderr}")
     return _last_json_line(done.stdout, command)
@@ -248,10 +249,6 @@ def main(argv=None) -> None:
                              "the fwd+bwd figures never include it")
     parser.add_argument("--torch-python", default=None,
                         help="a Python with torch (e.g. /tmp/torchref/bin/python) to run the reference; omit to skip")
-    parser.add_argument("--torch-bench-dir", default=os.path.join(_REPO_ROOT, "..", "shared", "bench"),
-                        help="folder of train_bench.py (default: ../shared/bench next to the repository)")
-    parser.add_argument("--torch-variant", default="book", choices=["book", "sdpa", "fast"],
-                        help="the reference's model variant (default book: the book's code as written)")
     parser.add_argument("--torch-adamw", default="default", choices=["default", "foreach", "fused"],
                         help="the reference's AdamW implementation (default: torch.optim.AdamW's default)")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
@@ -275,7 +272,7 @@ def main(argv=None) -> None:
           f"rounds {args.rounds}, threads {args.threads}, optimizer {args.optimizer}, "
           f"malloc {'default' if args.default_malloc else 'keep_freed_memory'}, "
           f"OpenBLAS idle threads {'spin (default)' if args.blas_spin else 'sleep (set_openblas_thread_timeout)'}, "
-          f"torch {args.torch_python or 'not run'} (variant {args.torch_variant}, AdamW {args.torch_adamw}); "
+          f"torch {args.torch_python or 'not run'} (torch_reference/train_step.py, AdamW {args.torch_adamw}); "
           f"numpy {np.__version__}", flush=True)
     records = []
     for name in args.configs:

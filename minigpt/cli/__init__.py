@@ -7,9 +7,13 @@
     minigpt generate --model gpt2-small --prompt "Every effort moves you" --temperature 1.4 --top-k 25
     minigpt download gpt2-medium                   # OpenAI's weights into ~/.cache/minigpt
     minigpt prepare big.txt big.bin                # tokenize once into a memory-mapped token file
+    minigpt finetune classify --model gpt2-small   # the book's chapter 6: a spam classifier
+    minigpt classify --checkpoint runs/classify "You won a prize!"
     minigpt bench engine                           # benchmarks (engine, model, tokenizer, optim)
 
-`python -m minigpt ...` is the same. Every subcommand's `--help` lists its flags with units.
+`python -m minigpt ...` is the same. Every subcommand's `--help` lists its flags with units;
+`minigpt` alone prints the help, `minigpt --version` the version. Ctrl-C or SIGTERM stops any
+command with a one-line message and the shell's status (130, 143); `train` saves first.
 Each command module (`minigpt/cli/train.py`, ...) has `add_parser(subparsers)` and `run(args)`;
 a new command is a new module listed in `COMMANDS`. `main(argv=None)` takes a list of arguments,
 so tests call it directly.
@@ -24,28 +28,49 @@ import sys
 from minigpt.cli.common import BUNDLED_CORPORA, bundled_corpus_path
 
 # Commands in the order `minigpt --help` lists them; each is the module minigpt.cli.<name>.
-COMMANDS = ("train", "generate", "prepare", "download")
+COMMANDS = ("train", "generate", "prepare", "download", "finetune", "classify", "bench")
 # Commands that run a model for long: they get the process settings that make the engine fast.
-_COMPUTE_COMMANDS = ("train", "generate")
+_COMPUTE_COMMANDS = ("train", "generate", "finetune", "classify")
 
 __all__ = ["main", "COMMANDS", "BUNDLED_CORPORA", "bundled_corpus_path"]
 
 
 def main(argv=None) -> int:
-    """Entry point of the `minigpt` command (and `python -m minigpt`)."""
-    parser = argparse.ArgumentParser(prog="minigpt", description="A GPT built from scratch on NumPy: train, generate, download, prepare, bench.")
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    """Entry point of the `minigpt` command (and `python -m minigpt`).
+
+    Returns the exit status; Ctrl-C or SIGTERM (turned into KeyboardInterrupt here) gives a
+    one-line message and 130 or 143 instead of a traceback.
+    """
+    from minigpt.interrupts import exit_status, interrupt_on_sigterm
+
+    started = []  # the command, once it runs (its own messages then say what it kept)
+    try:
+        with interrupt_on_sigterm():
+            return _main(argv, started)
+    except KeyboardInterrupt:
+        doing = f"minigpt {started[0]}: interrupted" if started else "minigpt: interrupted before the command started; nothing was saved"
+        print(f"\n{doing}", file=sys.stderr)
+        return exit_status()
+
+
+def _main(argv, started: list) -> int:
+    from minigpt import __version__
+
+    parser = argparse.ArgumentParser(prog="minigpt", description="A GPT built from scratch on NumPy: train, generate, download, prepare, finetune, classify, bench.",
+                                     epilog="`minigpt COMMAND --help` lists a command's flags.")
+    parser.add_argument("--version", action="version", version=f"minigpt {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules = {name: importlib.import_module(f"minigpt.cli.{name}") for name in COMMANDS}
     for module in modules.values():
         module.add_parser(subparsers)
-    bench = subparsers.add_parser("bench", help="run a benchmark (engine, model, tokenizer, optim, load)", add_help=False)
-    bench.add_argument("arguments", nargs=argparse.REMAINDER)
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:  # the benchmark parses its own options (including --help)
-        from minigpt.benchmarks import run
-
-        return run(argv[1:])
+        started.append("bench")
+        return modules["bench"].main(argv[1:])
     args = parser.parse_args(argv)
+    if args.command is None:  # plain `minigpt`: what it can do, not an error
+        parser.print_help()
+        return 0
     if args.command in _COMPUTE_COMMANDS:
         from autograd.memory import keep_freed_memory
         from autograd.parallel import set_openblas_thread_timeout
@@ -56,6 +81,7 @@ def main(argv=None) -> int:
         set_openblas_thread_timeout()  # idle BLAS threads free their core for the engine's threads
         if args.threads is not None:
             set_threads(args.command, args.threads)
+    started.append(args.command)
     return modules[args.command].run(args)
 
 

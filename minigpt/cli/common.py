@@ -49,8 +49,9 @@ def run_checkpoint_file(command: str, flag: str, path: str) -> str:
     return checkpoint_path
 
 
-def load_run_checkpoint(command: str, flag: str, path: str):
-    """(checkpoint path, model_state, optimizer_state, metadata) of a checkpoint written by `minigpt train`."""
+def load_run_checkpoint(command: str, flag: str, path: str, required: str = "trainer", writer: str = "minigpt train"):
+    """(checkpoint path, model_state, optimizer_state, metadata) of a checkpoint written by `minigpt train`
+    (or by `writer`, whose checkpoints hold the metadata entry `required`)."""
     from minigpt.checkpoint import load_checkpoint
 
     checkpoint_path = run_checkpoint_file(command, flag, path)
@@ -58,9 +59,24 @@ def load_run_checkpoint(command: str, flag: str, path: str):
         model_state, optimizer_state, metadata = load_checkpoint(checkpoint_path)
     except ValueError as error:
         fail(command, f"{flag} {path!r}: {error}")
+    if required not in metadata:
+        fail(command, f"{flag} {path!r}: the checkpoint has no {required} state (it was not written by `{writer}`)")
+    return checkpoint_path, model_state, optimizer_state, metadata
+
+
+def load_run_metadata(command: str, flag: str, path: str):
+    """(checkpoint path, metadata) of a run checkpoint, reading its header only (the tensors are
+    read, and their checksums verified, when the run is restored)."""
+    from minigpt.checkpoint import load_checkpoint_metadata
+
+    checkpoint_path = run_checkpoint_file(command, flag, path)
+    try:
+        metadata = load_checkpoint_metadata(checkpoint_path)
+    except ValueError as error:
+        fail(command, f"{flag} {path!r}: {error}")
     if "trainer" not in metadata:
         fail(command, f"{flag} {path!r}: the checkpoint has no training state (it was not written by `minigpt train`)")
-    return checkpoint_path, model_state, optimizer_state, metadata
+    return checkpoint_path, metadata
 
 
 def make_tokenizer(spec: dict):

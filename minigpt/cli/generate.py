@@ -1,7 +1,12 @@
-"""`minigpt generate`: continue a prompt with a trained checkpoint or OpenAI's GPT-2 (book ch. 4-5)."""
+"""`minigpt generate`: continue a prompt with a trained checkpoint or OpenAI's GPT-2 (book ch. 4-5).
+
+The text is printed as it is generated (`stream_generate` with the KV cache, `decode_stream`:
+a character split over two tokens is printed once, whole); the end-of-text token ends it.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import numpy as np
@@ -9,8 +14,19 @@ import numpy as np
 from minigpt.cli.common import add_threads_argument, fail, load_run_checkpoint, make_tokenizer
 
 
+class _DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Help that shows each flag's default, except where there is none to show (None, False)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.default == argparse.SUPPRESS \
+                or "%(default)" in (action.help or ""):
+            return action.help
+        return f"{action.help} (default: %(default)s)"
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("generate", help="continue a prompt with a trained checkpoint or OpenAI's GPT-2",
+                                   formatter_class=_DefaultsHelpFormatter,
                                    description="Generate text from a checkpoint written by `minigpt train`, or from "
                                    "OpenAI's GPT-2 weights (downloaded once into $MINIGPT_HOME, default ~/.cache/minigpt).")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -20,15 +36,18 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--prompt", default="Every effort moves you", help="the text to continue")
     parser.add_argument("--max-new-tokens", type=int, default=50, help="tokens to generate")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; above 0 samples (1.0 = the model's distribution)")
-    parser.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely tokens")
-    parser.add_argument("--top-p", type=float, default=None, help="sample only from the smallest set of tokens with this total probability")
-    parser.add_argument("--seed", type=int, default=123, help="seed of the sampling generator")
+    parser.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely tokens (default: all)")
+    parser.add_argument("--top-p", type=float, default=None,
+                        help="sample only from the smallest set of tokens with this total probability (default: all)")
+    parser.add_argument("--seed", type=int, default=123, help="seed of the sampling generator (an integer >= 0)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="run the whole sequence for every token instead of using the KV cache (same text, slower)")
     add_threads_argument(parser)
 
 
 def run(args) -> int:
     """Run `minigpt generate` with parsed arguments."""
-    from minigpt.generate import generate, text_to_token_ids, token_ids_to_text
+    from minigpt.generate import decode_stream, stream_generate, text_to_token_ids
     from minigpt.model import GPTModel, get_config
 
     if args.model is not None:
@@ -50,19 +69,37 @@ def run(args) -> int:
     if args.temperature == 0 and (args.top_k is not None or args.top_p is not None):
         print("note: --top-k and --top-p only matter when sampling; at --temperature 0 (the default) the most "
               "likely token is always taken. Add e.g. --temperature 1.0", file=sys.stderr)
+    if args.seed < 0:
+        fail("generate", f"--seed must be an integer >= 0, got {args.seed}")
+    if args.prompt == "":
+        fail("generate", "--prompt is empty: give the text to continue (at least one character)")
     try:
         ids = text_to_token_ids(args.prompt, tokenizer)
     except KeyError as error:  # a character outside a char tokenizer's alphabet
         fail("generate", f"--prompt: {error.args[0]}")
+    context_length = model.cfg.context_length
+    if ids.shape[1] > context_length:
+        print(f"note: the prompt has {ids.shape[1]} tokens, more than the model's context of {context_length}: "
+              f"the model sees only its last {context_length} tokens", file=sys.stderr)
     try:
-        out = generate(model, ids, max_new_tokens=args.max_new_tokens, context_size=model.cfg.context_length,
-                       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, eos_id=eos_id,
-                       rng=np.random.default_rng(args.seed))
-    except ValueError as error:  # the message names the argument: top_k is --top-k, idx the --prompt
-        fail("generate", str(error))
+        tokens = stream_generate(model, ids, max_new_tokens=args.max_new_tokens, context_size=context_length,
+                                 temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, eos_id=eos_id,
+                                 rng=np.random.default_rng(args.seed), use_cache=not args.no_cache)
+    except ValueError as error:  # the message names the library's argument: name the flag instead
+        fail("generate", _flag_names(str(error)))
+    print(args.prompt, end="", flush=True)
+    try:
+        for piece in decode_stream(tokens, tokenizer):  # (1,) ids of a batch of one, as they come
+            print(piece, end="", flush=True)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
-    print(token_ids_to_text(out, tokenizer))
+    print()
     return 0
 
+
+def _flag_names(message: str) -> str:
+    """Name the command-line flags in a message of `generate` (top_k -> --top-k, ...)."""
+    for argument in ("max_new_tokens", "temperature", "top_k", "top_p"):
+        message = message.replace(argument, "--" + argument.replace("_", "-"))
+    return message.replace(" or None", "")  # a command-line user cannot pass None: leaving the flag out is that

@@ -24,14 +24,18 @@ def run(args) -> int:
         fail("prepare", f"output {args.output!r}: use a .bin file name (train recognises token files by it)")
     if not os.path.isfile(args.input):
         fail("prepare", f"input {args.input!r}: no such file")
-    if os.path.exists(args.output) and os.path.samefile(args.input, args.output):
-        fail("prepare", f"output {args.output!r} is the input file: writing it would destroy the text")
+    if os.path.getsize(args.input) == 0:  # as `minigpt train` refuses it
+        fail("prepare", f"input {args.input!r} is empty; there is nothing to tokenize")
     output_folder = os.path.dirname(os.path.abspath(args.output))
     if not os.path.isdir(output_folder):
         fail("prepare", f"output {args.output!r}: the folder {output_folder} does not exist")
     try:
+        # prepare() refuses any output (sidecar and temporaries included) that is the input
+        # under another name, before it writes anything.
         prepare(args.input, args.output, get_encoding("gpt2"))
-    except (ValueError, OSError) as error:
-        fail("prepare", str(error))
+    except ValueError as error:
+        fail("prepare", str(error).replace("input_path: ", "input ").replace("output_path: ", "output: "))
+    except OSError as error:  # a read-only or full folder: say which, not a bare errno
+        fail("prepare", f"cannot write {args.output!r} in the folder {output_folder}: {error.strerror or error}")
     print(f"wrote {args.output}")
     return 0

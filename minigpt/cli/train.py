@@ -3,7 +3,9 @@ appendix D), with checkpoints, resume and a loss plot."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -13,7 +15,7 @@ import time
 import numpy as np
 
 from minigpt.cli.common import (BUNDLED_CORPORA, add_threads_argument, bundled_corpus_path, fail,
-                                load_run_checkpoint, make_tokenizer)
+                                load_run_metadata, make_tokenizer)
 
 # Training recipes: the defaults of `minigpt train` for each preset. Flags given on the command
 # line override them. Sizes are chosen for a 2-core CPU.
@@ -81,7 +83,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--tokenizer", choices=("gpt2", "char"), help="gpt2 (byte-level BPE, 50,257 ids) or char (one id per distinct character of --data)")
     parser.add_argument("--out", default=None, help="output directory for checkpoint.safetensors, history.json and loss.png (default runs/<preset>)")
     parser.add_argument("--resume", default=None, metavar="DIR", help="continue the run saved in DIR exactly where it stopped, "
-                        "with its saved settings and data (only --max-steps may change, to run longer)")
+                        "with its saved settings and data (only --max-steps may change, to run longer; "
+                        "--data NEW_PATH gives a moved copy of the data, recognised by its contents)")
     parser.add_argument("--overwrite", action="store_true", help="replace a run already saved in --out")
     parser.add_argument("--seed", type=int, default=123, help="seed of initialisation, dropout and shuffling (integer)")
     add_threads_argument(parser)
@@ -107,7 +110,48 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--sample-every", type=int, help="print a greedy sample every N steps (0: only at the end)")
     parser.add_argument("--sample-prompt", help='prompt of the samples (default "Every effort moves you")')
     parser.add_argument("--sample-tokens", type=int, help="tokens per sample")
-    parser.add_argument("--checkpoint-every", type=int, help="save a checkpoint every N steps (always at the end and on Ctrl-C)")
+    parser.add_argument("--checkpoint-every", type=_checkpoint_every, default=None, metavar="WHEN",
+                        help="periodic checkpoints: a number of steps (500), minutes of wall time (10min), or both "
+                        "(500,10min: whichever comes first); off: none. A checkpoint is always saved at the end and "
+                        "on Ctrl-C or SIGTERM (default: 10min)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (it is also left out when the output is "
+                        "not a terminal); evaluation lines and messages are still printed")
+    parser.epilog = ("Ctrl-C or SIGTERM: the current step finishes or is rolled back, a checkpoint is saved, and the "
+                     "run stops; `--resume DIR` continues it exactly. A second Ctrl-C while saving says so, a third "
+                     "one abandons the save (the previous checkpoint stays). If the checkpoint folder is full or "
+                     "read-only, the weights are saved in $MINIGPT_RESCUE_DIR (default: the temporary folder's "
+                     "minigpt-rescue) and the message says where.")
+
+
+def _checkpoint_every(text: str) -> tuple[int, float]:
+    """--checkpoint-every: "500" -> (500 steps, 0 minutes), "10min" -> (0, 10.0), "500,10min"
+    -> both, "off" -> (0, 0)."""
+    steps, minutes = 0, 0.0
+    if text.strip().lower() != "off":
+        for part in text.replace(" ", "").lower().split(","):
+            try:
+                if part.endswith("min"):
+                    minutes = float(part[:-3])
+                    if not (minutes > 0 and minutes != float("inf")):
+                        raise ValueError
+                else:
+                    steps = int(part)
+                    if steps < 1:
+                        raise ValueError
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected steps (e.g. 500), minutes (e.g. 10min), both (500,10min) "
+                                                 f"or off, got {text!r}") from None
+    return steps, minutes
+
+
+def _file_sha256(path: str) -> str:
+    """SHA-256 of a file's bytes (hex): what a run records of its data, so that a moved copy is
+    recognised and a changed file is refused."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _load_token_ids(data_path: str, tokenizer_name: str):
@@ -143,7 +187,7 @@ def _load_token_ids(data_path: str, tokenizer_name: str):
     return np.asarray(tokenizer.encode(text, allowed_special={"<|endoftext|>"}), dtype=np.int64), spec
 
 
-_INTERRUPTED = 130  # the exit status of a run stopped by Ctrl-C (128 + SIGINT, as a shell reports it)
+_STOPPED_BY_SIGNAL = (130, 143)  # exit statuses of a run stopped by Ctrl-C or SIGTERM (128 + the signal's number)
 _SECONDS_FOR_RANK_0_TO_SAVE = 30  # see `run`
 
 
@@ -157,7 +201,7 @@ def run(args) -> int:
 
     world = init()
     if world.size == 1:
-        return _run(args, world)
+        return _run_interruptible(args, world)
     if args.threads is None:  # the ranks on one machine share its CPUs
         from autograd.parallel import available_cpus
 
@@ -167,7 +211,7 @@ def run(args) -> int:
     if not world.is_main:
         sys.stdout = open(os.devnull, "w")  # rank 0 prints for the run; errors still reach stderr
     try:
-        status = _run(args, world)
+        status = _run_interruptible(args, world)
     except SystemExit as stop:
         if stop.code in (0, None):
             raise
@@ -175,7 +219,7 @@ def run(args) -> int:
         # others waiting in the next collective forever: abort them all.
         print(f"[rank {world.rank} of {world.size}] {stop.code}", file=sys.stderr)
         world.abort(1)
-    if status == _INTERRUPTED:
+    if status in _STOPPED_BY_SIGNAL:
         # mpirun forwards Ctrl-C to every rank, each at another point of its step, so some rank
         # may be left waiting in a collective: stop them all. Rank 0 does so once it has saved
         # the last completed step; another rank waits for that, and if rank 0 does not come
@@ -183,7 +227,7 @@ def run(args) -> int:
         # periodic checkpoint is what remains.
         if not world.is_main:
             time.sleep(_SECONDS_FOR_RANK_0_TO_SAVE)
-        world.abort(_INTERRUPTED)
+        world.abort(status)
     return status
 
 
@@ -203,29 +247,48 @@ def _keep_global_batch(config, saved_ranks: int, ranks: int):
     return dataclasses.replace(config, grad_accum_steps=micro_batches // ranks)
 
 
-def _run(args, world) -> int:
+def _run_interruptible(args, world) -> int:
+    """Run the command; Ctrl-C or SIGTERM before training starts: a one-line message, nothing
+    written, status 130 (143 for SIGTERM). During training: see `Trainer.fit`."""
+    from minigpt.interrupts import exit_status
+
+    try:
+        return _train(args, world)
+    except KeyboardInterrupt:
+        print("\nminigpt train: interrupted before training started; nothing was saved", file=sys.stderr)
+        return exit_status()
+
+
+def _train(args, world) -> int:
     from minigpt.checkpoint import CHECKPOINT_NAME
     from minigpt.data import DataLoader, GPTDataset, train_val_split
     from minigpt.model import PRESETS, GPTModel, get_config
     from minigpt.optim import AdamW
     from minigpt.generate import text_to_token_ids
+    from minigpt.interrupts import exit_status
     from minigpt.train import Trainer, TrainingConfig
 
+    if args.checkpoint_every is not None:  # "500,10min" -> the two TrainingConfig fields
+        args.checkpoint_every, args.checkpoint_minutes = args.checkpoint_every
     if args.resume:
-        checkpoint_path, _, _, metadata = load_run_checkpoint("train", "--resume", args.resume)
+        checkpoint_path, metadata = load_run_metadata("train", "--resume", args.resume)
         run_info = metadata["trainer"]["run_info"]
         settings = dict(metadata["trainer"]["training_config"])
         settings["betas"] = tuple(settings["betas"]) if settings.get("betas") is not None else None
         if args.max_steps is not None:  # the one setting a resumed run may change: run longer
             settings["max_steps"] = args.max_steps
+        if args.checkpoint_every is not None:  # how often to save does not change the results
+            settings["checkpoint_every"], settings["checkpoint_minutes"] = args.checkpoint_every, args.checkpoint_minutes
         ignored = [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
-                   if value not in (None, False) and name not in ("command", "resume", "max_steps", "out", "preset", "seed", "train_ratio")]
+                   if value not in (None, False) and name not in ("command", "resume", "max_steps", "out", "preset", "seed", "train_ratio",
+                                                                  "data", "checkpoint_every", "checkpoint_minutes", "quiet", "threads")]
         if ignored:
             print(f"note: a resumed run keeps its saved settings; ignoring {', '.join(ignored)}")
         config = _keep_global_batch(TrainingConfig(**settings), run_info.get("ranks", 1), world.size)
         model_config = get_config(run_info["model_config"])
         out_dir = args.out or os.path.dirname(os.path.abspath(checkpoint_path))
-        data_path, tokenizer_spec = run_info["data"], run_info["tokenizer"]
+        data_path = _resolve_data_path(args.data) if args.data else run_info["data"]
+        tokenizer_spec = run_info["tokenizer"]
         batch_size, stride, train_ratio = run_info["batch_size"], run_info["stride"], run_info["train_ratio"]
         init = run_info.get("init", "gpt2")  # the checkpoint's weights replace it anyway
     else:
@@ -251,7 +314,9 @@ def _run(args, world) -> int:
         try:
             config.validate()
         except ValueError as error:
-            fail("train", f"{error} (flag --{str(error).split()[0].replace('_', '-')})")
+            # A command-line user cannot pass None: "must be >= 1 or None" -> "must be >= 1".
+            message = str(error).replace(" or None", "")
+            fail("train", f"{message} (flag --{message.split()[0].replace('_', '-')})")
         if ("warmup_steps" not in flag_values and config.schedule == "cosine" and config.max_steps is not None
                 and config.warmup_steps >= config.max_steps):
             # A short trial run of a recipe with a long warmup (char: 100 steps): shorten the warmup
@@ -279,6 +344,8 @@ def _run(args, world) -> int:
             fail("train", f"{out_dir} already holds a run (checkpoint.safetensors): continue it with --resume {out_dir}, "
                   "choose another --out, or pass --overwrite to replace it")
     # Make sure the output folder can be written before any time is spent training.
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        fail("train", f"--out {out_dir!r} is a file; give a folder (it will hold checkpoint.safetensors, history.json and loss.png)")
     try:
         os.makedirs(out_dir, exist_ok=True)
         probe = os.path.join(out_dir, f".write-test-{os.getpid()}")  # one per rank under MPI
@@ -289,7 +356,11 @@ def _run(args, world) -> int:
         fail("train", f"--out {out_dir!r} cannot be written: {error.strerror or error}")
 
     if not os.path.isfile(data_path):
-        fail("train", f"the run's data file {data_path!r} is missing")
+        fail("train", f"the run's data file {data_path!r} is missing" +
+             ("; if it moved, give its new path: --resume DIR --data NEW_PATH" if args.resume else ""))
+    data_sha256 = _file_sha256(data_path)
+    if args.resume:
+        _check_resumed_data(data_path, data_sha256, metadata["trainer"]["run_info"])
     token_ids, spec_from_data = _load_token_ids(data_path, tokenizer_spec["name"] if tokenizer_spec else tokenizer_name)
     tokenizer_spec = tokenizer_spec or spec_from_data
     tokenizer = make_tokenizer(tokenizer_spec)
@@ -300,7 +371,12 @@ def _run(args, world) -> int:
             stride = setting("stride") or model_config.context_length
         context_length = model_config.context_length
         train_ids, val_ids = train_val_split(token_ids, train_ratio, max_length=context_length)
-        train_loader = DataLoader(GPTDataset(train_ids, None, context_length, stride), batch_size=batch_size, shuffle=True, drop_last=True, seed=config.seed)
+        train_windows = GPTDataset(train_ids, None, context_length, stride)
+        if len(train_windows) < batch_size:
+            fail("train", f"--batch-size {batch_size} is larger than the {len(train_windows):,} training sequences of "
+                          f"{context_length} tokens (stride {stride}) in {data_path}: use --batch-size {len(train_windows)} "
+                          "or less, a shorter --context-length or --stride, or more data")
+        train_loader = DataLoader(train_windows, batch_size=batch_size, shuffle=True, drop_last=True, seed=config.seed)
         val_loader = DataLoader(GPTDataset(val_ids, None, context_length, context_length), batch_size=batch_size, shuffle=False, drop_last=False)
         model = GPTModel(model_config, rng=config.seed, init=init)
         # The recipe's settings go to the optimizer (AdamW's own default where a recipe has none, as
@@ -312,6 +388,7 @@ def _run(args, world) -> int:
             "batch_size": batch_size, "stride": stride, "train_ratio": train_ratio, "init": init, "preset": getattr(args, "preset", None),
         }
         run_info["num_tokens"] = int(len(token_ids))
+        run_info["data_sha256"] = data_sha256  # recognises the data if it moves (--resume DIR --data NEW_PATH)
         run_info["ranks"] = world.size  # MPI ranks (1: one process); the global batch is per step over all of them
         trainer = Trainer(model, optimizer, train_loader, val_loader, config, tokenizer=tokenizer, out_dir=out_dir,
                           run_info=run_info, world=world)
@@ -319,13 +396,21 @@ def _run(args, world) -> int:
         fail("train", _name_the_flag(str(error.args[0]) if error.args else repr(error)))
     if args.resume:
         saved_tokens = metadata["trainer"]["run_info"].get("num_tokens")
-        if saved_tokens is not None and saved_tokens != len(token_ids):
+        if saved_tokens is not None and saved_tokens != len(token_ids):  # checkpoints from before data_sha256
             fail("train", f"the run's data file {data_path} now has {len(token_ids):,} tokens, the run was trained on "
                   f"{saved_tokens:,}: it changed, so the run cannot continue exactly")
-        trainer.load(checkpoint_path)
+        try:
+            trainer.load(checkpoint_path)
+        except ValueError as error:
+            fail("train", f"--resume {args.resume!r}: {error}")
         if trainer.step >= trainer.total_steps:
-            print(f"{checkpoint_path} is already at step {trainer.step} of {trainer.total_steps}: nothing to do "
+            print(f"{checkpoint_path} is already at step {trainer.step} of {trainer.total_steps}: nothing to train "
                   "(raise --max-steps to train longer)")
+            if os.path.abspath(out_dir) != os.path.dirname(os.path.abspath(checkpoint_path)):
+                try:  # e.g. a run rescued from a full disk, moved back into its folder
+                    print(f"saved a copy in {trainer.save()}")
+                except OSError as error:
+                    fail("train", str(error))
             return 0
         print(f"resuming {checkpoint_path} at step {trainer.step} of {trainer.total_steps}")
     # Encode the sample prompt now: a prompt the tokenizer cannot encode must fail before training.
@@ -344,14 +429,23 @@ def _run(args, world) -> int:
     if world.size > 1:
         print(f"data-parallel over {world.size} MPI ranks: global batch {batch_size} x {config.grad_accum_steps} (accumulation) "
               f"x {world.size} (ranks) = {trainer.batches_per_step * batch_size} sequences of {context_length} tokens per step")
+    trainer.quiet = args.quiet
     try:
         history = trainer.fit()
     except KeyboardInterrupt:
-        return _INTERRUPTED
+        if trainer.stop_report is None:  # stopped before fit() could take over the signals
+            print("\nminigpt train: interrupted before training started; nothing was saved", file=sys.stderr)
+        return exit_status(trainer.stop_signal)
     except FloatingPointError as error:
         flag = " (flag --lr)" if "lower the learning rate" in str(error) else ""  # not for NaN inputs or weights
         fail("train", f"{error}{flag}; the run's last checkpoint, if any, is untouched")
-    trainer.sample()
+    except OSError as error:  # CheckpointSaveError: a full or read-only disk
+        fail("train", str(error))
+    try:
+        trainer.sample()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted after training: checkpoint of step {trainer.step} saved in {out_dir}", file=sys.stderr)
+        return exit_status()
     if history["val_loss"]:
         print(f"final: train loss {history['train_loss'][-1]:.3f}, val loss {history['val_loss'][-1]:.3f}, "
               f"{trainer.elapsed_seconds:.1f} s of training in this run, {trainer.step} steps in all")
@@ -360,3 +454,19 @@ def _run(args, world) -> int:
     return 0
 
 
+def _check_resumed_data(data_path: str, data_sha256: str, run_info: dict) -> None:
+    """--resume: the data must be the run's, byte for byte, wherever it now is.
+
+    The run recorded its data file's SHA-256 when it started (`data_sha256`); a copy with the
+    same contents under another path is accepted (and the new path recorded), a file whose
+    contents changed is refused even when its token count did not change.
+    """
+    recorded = run_info.get("data_sha256")
+    if recorded is None:  # a checkpoint from before content hashes: the token count is checked later
+        return
+    if recorded != data_sha256:
+        fail("train", f"the data {data_path} is not the run's data: its contents changed since the run started "
+                      f"(SHA-256 {data_sha256[:16]}..., recorded {recorded[:16]}... from {run_info['data']}); "
+                      "the run cannot continue exactly. Give the original file with --data, or start a new run")
+    if os.path.abspath(data_path) != run_info["data"]:
+        print(f"note: the run's data moved: {run_info['data']} -> {os.path.abspath(data_path)} (same contents, SHA-256 {recorded[:16]}...)")

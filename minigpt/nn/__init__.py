@@ -3,7 +3,8 @@
 Files, in reading order: `module.py` (Parameter, Module with buffers, Sequential, ModuleList),
 `layers.py` (Linear, Embedding, LayerNorm, GELU, ReLU, Sigmoid, Dropout, FeedForward), `loss.py`
 (MSELoss, CrossEntropyLoss, BCELoss, BCEWithLogitsLoss), `attention.py` (the book's chapter-3
-attention classes and MultiHeadAttention), `transformer.py` (TransformerBlock).
+attention classes and MultiHeadAttention), `transformer.py` (TransformerBlock), `lora.py`
+(LoRALayer, LinearWithLoRA, replace_linear_with_lora, merge_lora: appendix E).
 
 As torch.nn: `nn.functional` is the engine's `autograd.functional` (torch.nn.functional) and
 `nn.utils.clip_grad_norm_` the optimizers' gradient clipping (appendix D). Importing this package
@@ -37,6 +38,7 @@ from minigpt.nn.attention import (
     simplified_self_attention,
 )
 from minigpt.nn.transformer import TransformerBlock
+from minigpt.nn.lora import LinearWithLoRA, LoRALayer, merge_lora, replace_linear_with_lora
 
 __all__ = [
     "Parameter",
@@ -68,6 +70,10 @@ __all__ = [
     "MultiHeadAttentionWrapper",
     "MultiHeadAttention",
     "TransformerBlock",
+    "LoRALayer",
+    "LinearWithLoRA",
+    "replace_linear_with_lora",
+    "merge_lora",
 ]
 
 register_torch_names()  # autograd.nn, .optim, .utils.data for the book's torch.nn.X (torch_names.py)

@@ -15,6 +15,10 @@ instead of running a module per head, and runs the attention core as one fused e
 `scaled_dot_product_attention`, whose backward rule never builds the (B, H, T, T) graph of
 primitive ops. The tests check that the teaching classes and MultiHeadAttention agree.
 
+For generation it keeps a key/value cache (the book's chapter-4 bonus, `use_cache`, `reset_cache`):
+the keys and values of tokens already seen are stored in arrays preallocated for the whole
+sequence, so each new token costs one small step instead of a pass over the whole prefix.
+
 Shape letters: B batch, T tokens (num_tokens), H heads, D head size (d_out / H).
 
 References: Raschka, "Build a Large Language Model (From Scratch)", chapter 3; Vaswani et al.
@@ -208,12 +212,25 @@ class MultiHeadAttention(Module):
         W_query, W_key, W_value: Linear(d_in, d_out, bias=qkv_bias).
         out_proj: Linear(d_out, d_out), the output projection that mixes the heads.
         dropout: Dropout(dropout); its `rng` draws the attention-weight masks.
+        cache_k, cache_v: the KV cache, float (B, H, max_seq_len, D) arrays preallocated by the
+            first `forward(x, use_cache=True)` after `reset_cache()`; None when empty. Plain
+            arrays, not part of the state dict (the book's non-persistent buffers).
+        ptr_current_pos: how many cache slots are filled: the absolute position of the next token.
 
-    Shapes: x (B, T, d_in) -> (B, T, d_out), T <= context_length.
+    Forward: `forward(x, use_cache=False, padding_mask=None)`. With `use_cache=True` (inference
+    only: no graph is kept for the cache and no dropout is applied), the keys and values of x's
+    tokens are written into the next cache slots and x's queries attend over every cached token;
+    x's tokens are taken to follow the cached ones (book ch. 4 bonus, `gpt_with_kv_cache.py`).
+    `padding_mask`, bool (B, >= T_k), True for cache slots that hold padding (left-padded batches
+    of prompts of different lengths): those keys are hidden from every query.
+
+    Shapes: x (B, T, d_in) -> (B, T, d_out), T <= context_length (with the cache: the cached
+    tokens plus T at most `max_seq_len`).
 
     Raises:
         ValueError: d_out not divisible by num_heads; in forward, T > context_length or an input
-            that is not (B, T, d_in).
+            that is not (B, T, d_in); a full cache, or a cached call whose batch size differs from
+            the cache's.
 
     NOTE: the three projections stay three Linear calls, as in the book. One product with the
     weights concatenated to (3 d_out, d_in) was measured slower for GPT-2 small (batch 2 x 256,
@@ -239,8 +256,23 @@ class MultiHeadAttention(Module):
         self.W_value = Linear(d_in, d_out, bias=qkv_bias, rng=rng, init=init)
         self.out_proj = Linear(d_out, d_out, rng=rng, init=init)
         self.dropout = Dropout(dropout)
+        self.reset_cache()
 
-    def forward(self, x: Tensor) -> Tensor:
+    def reset_cache(self, max_seq_len: int | None = None) -> None:
+        """Empty the KV cache; the next `forward(x, use_cache=True)` starts a new sequence (ch. 4 bonus).
+
+        Args:
+            max_seq_len: how many tokens the cache holds (its slots are allocated at the next
+                cached call, for that call's batch size); None or more than context_length: all
+                context_length positions.
+        """
+        if max_seq_len is not None:
+            max_seq_len = _check_size(max_seq_len, "max_seq_len", "MultiHeadAttention.reset_cache")
+        self.cache_k = self.cache_v = None  # (B, H, max_seq_len, D), allocated by the next cached call
+        self.ptr_current_pos = 0  # slots filled so far: the absolute position of the next token
+        self.max_seq_len = min(max_seq_len or self.context_length, self.context_length)
+
+    def forward(self, x: Tensor, use_cache: bool = False, padding_mask: np.ndarray | None = None) -> Tensor:
         if x.ndim != 3 or x.shape[-1] != self.d_in:
             raise ValueError(f"MultiHeadAttention: x must have shape (batch, num_tokens, {self.d_in}), got {x.shape}")
         batch_size, num_tokens, _ = x.shape
@@ -253,16 +285,63 @@ class MultiHeadAttention(Module):
         queries = queries.view(batch_size, num_tokens, heads, head_dim).transpose(1, 2)  # (B, T, d_out) -> (B, T, H, D) -> (B, H, T, D)
         keys = keys.view(batch_size, num_tokens, heads, head_dim).transpose(1, 2)
         values = values.view(batch_size, num_tokens, heads, head_dim).transpose(1, 2)
-        dropout_p = self.dropout.p if self.training else 0.0
-        context_vec = F.scaled_dot_product_attention(
-            queries, keys, values, causal=True, dropout_p=dropout_p, rng=self.dropout.rng
-        )  # (B, H, T, D)
+        if use_cache:
+            context_vec = self._cached_attention(queries, keys, values, padding_mask)  # (B, H, T, D)
+        else:
+            dropout_p = self.dropout.p if self.training else 0.0
+            context_vec = F.scaled_dot_product_attention(
+                queries, keys, values, causal=True, dropout_p=dropout_p, rng=self.dropout.rng
+            )  # (B, H, T, D)
         # Put the heads side by side again: (B, H, T, D) -> (B, T, H, D) -> (B, T, d_out).
         context_vec = context_vec.transpose(1, 2).reshape(batch_size, num_tokens, self.d_out)
         return self.out_proj(context_vec)  # (B, T, d_out) -> (B, T, d_out)
 
     def extra_repr(self) -> str:
         return f"d_in={self.d_in}, d_out={self.d_out}, num_heads={self.num_heads}, context_length={self.context_length}"
+
+    def _cached_attention(self, queries: Tensor, keys_new: Tensor, values_new: Tensor, padding_mask) -> Tensor:
+        """Write this call's keys and values into the cache, then attend over every cached token.
+
+        queries, keys_new, values_new: (B, H, T, D) of the T new tokens, which sit at the absolute
+        positions ptr_current_pos ... ptr_current_pos + T - 1: query i sees the keys up to its own
+        position (the causal mask aligned bottom-right, as the book's mask[ptr:ptr + T, :T_k]).
+        padding_mask: None or bool (B, T_k) over the cache's slots, True for padding (hidden).
+        """
+        batch_size, heads, num_tokens, head_dim = queries.shape
+        start, stop = self.ptr_current_pos, self.ptr_current_pos + num_tokens
+        if self.cache_k is None or self.cache_k.shape[0] != batch_size or self.cache_k.dtype != queries.dtype:
+            if start != 0:
+                raise ValueError(
+                    f"MultiHeadAttention: the KV cache holds {start} tokens of a batch of {self.cache_k.shape[0]} "
+                    f"{self.cache_k.dtype} rows; got {batch_size} {queries.dtype} rows: call reset_kv_cache() first"
+                )
+            # Preallocated once per sequence: each step writes one slot, nothing is concatenated.
+            shape = (batch_size, heads, self.max_seq_len, head_dim)
+            self.cache_k, self.cache_v = np.empty(shape, queries.dtype), np.empty(shape, queries.dtype)
+        if stop > self.max_seq_len:
+            raise ValueError(
+                f"MultiHeadAttention: the KV cache holds {start} of at most {self.max_seq_len} tokens and cannot take "
+                f"{num_tokens} more (context_length={self.context_length}); reset it (reset_kv_cache()) and run the "
+                "last context_length tokens again, as generate() does"
+            )
+        self.cache_k[:, :, start:stop] = keys_new.data  # (B, H, T, D) into slots [start, stop)
+        self.cache_v[:, :, start:stop] = values_new.data
+        self.ptr_current_pos = stop
+        keys = Tensor(self.cache_k[:, :, :stop])  # (B, H, T_k, D), a view of the filled slots
+        values = Tensor(self.cache_v[:, :, :stop])
+        if padding_mask is None and (start == 0 or num_tokens == 1):
+            # The common cases: the prompt into an empty cache (T_q = T_k, the ordinary causal
+            # mask), or one new token, which sees every cached key (no mask at all).
+            return F.scaled_dot_product_attention(queries, keys, values, causal=start == 0)
+        # New tokens after cached ones, or padded rows: the book's masked_fill with an explicit mask.
+        query_positions = np.arange(start, stop)[:, None]  # (T, 1)
+        hidden = np.arange(stop)[None, :] > query_positions  # (T, T_k): keys after each query's position
+        if padding_mask is not None:
+            hidden = hidden | padding_mask[:, None, None, :stop]  # (B, 1, T, T_k)
+        attn_scores = queries @ keys.transpose(2, 3)  # (B, H, T, D) @ (B, H, D, T_k) -> (B, H, T, T_k)
+        attn_scores = attn_scores.masked_fill(hidden, -np.inf)  # a row with every key hidden gets weights 0
+        attn_weights = F.softmax(attn_scores / head_dim**0.5, dim=-1)
+        return attn_weights @ values  # (B, H, T, T_k) @ (B, H, T_k, D) -> (B, H, T, D)
 
 
 def _check_num_tokens(num_tokens: int, context_length: int, layer: str) -> None:

@@ -40,6 +40,9 @@ class TransformerBlock(Module):
         norm1, norm2: LayerNorm(emb_dim) before att and before ff.
         drop_shortcut: Dropout(drop_rate) on each sub-layer's output, before the addition.
 
+    Forward: `forward(x, use_cache=False, padding_mask=None)`; the two keywords go to `att` (its
+    KV cache for generation, book ch. 4 bonus; see MultiHeadAttention).
+
     Shapes: (B, T, C) -> (B, T, C).
     """
 
@@ -61,10 +64,13 @@ class TransformerBlock(Module):
         self.norm2 = LayerNorm(cfg["emb_dim"])
         self.drop_shortcut = Dropout(cfg["drop_rate"])
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, use_cache: bool = False, padding_mask=None) -> Tensor:
         shortcut = x  # (B, T, C)
         x = self.norm1(x)
-        x = self.att(x)  # (B, T, C) -> (B, T, C)
+        if use_cache:
+            x = self.att(x, use_cache=True, padding_mask=padding_mask)  # (B, T, C) -> (B, T, C)
+        else:
+            x = self.att(x)  # the plain call, so that any module standing in for att works (a wrapper)
         x = self.drop_shortcut(x)
         x = x + shortcut  # add the input back: the shortcut connection
 

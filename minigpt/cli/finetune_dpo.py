@@ -1,0 +1,195 @@
+"""`minigpt finetune dpo`: preference tuning with DPO, the book's chapter-7 bonus notebook.
+
+    minigpt finetune dpo --checkpoint runs/instruct      # a model instruction-tuned by `minigpt finetune instruct`
+
+Loads the instruction-tuned model twice (the policy, which trains, and the frozen reference), the
+bundled preference data (or --data) split 85/10/5 as chapter 7, prints the validation loss and
+reward margin before training and three validation responses of the model, runs
+`train_model_dpo_simple` with the notebook's settings (beta 0.1, AdamW lr 5e-6, weight decay
+0.01, 1 epoch, batch 8, evaluation of 5 batches every 5 steps), and prints the margin after and
+the three responses of the reference and the policy next to the chosen and rejected ones.
+In --out it leaves
+
+    checkpoint.safetensors     the preference-tuned weights (for `minigpt generate --checkpoint`)
+    history.json               losses and rewards at every evaluation
+    loss.png, reward-margins.png   the notebook's two figures
+
+The task's parser and runner are `add_dpo_parser(tasks)` / `run_dpo(args)`, registered under
+`minigpt finetune` in `minigpt/cli/finetune.py`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+
+import numpy as np
+
+from minigpt.cli.common import add_threads_argument, fail, load_run_checkpoint, make_tokenizer
+
+COMMAND = "finetune dpo"
+
+
+def add_dpo_parser(tasks) -> None:
+    parser = tasks.add_parser(
+        "dpo", help="preference tuning with DPO (book ch. 7 bonus): prefer the chosen over the rejected answers",
+        description="Direct preference optimisation of an instruction-tuned GPT on the book's 1,100 chosen/rejected "
+        "pairs, against a frozen copy of itself. Defaults are the notebook's: beta 0.1, AdamW lr 5e-6, weight decay "
+        "0.01, 1 epoch, batch 8.")
+    parser.add_argument("--checkpoint", metavar="DIR", required=True,
+                        help="an instruction-tuned model: the run directory of `minigpt finetune instruct`")
+    parser.add_argument("--data", default=None, help="preference JSON (instruction, input, chosen, rejected); "
+                        "default: the bundled book data")
+    parser.add_argument("--beta", type=float, default=0.1, help="DPO's beta: how far the policy may move from the "
+                        "reference (the notebook: 0.1; 0.1 to 0.5)")
+    parser.add_argument("--epochs", type=int, default=1, help="passes over the training pairs")
+    parser.add_argument("--batch-size", type=int, default=8, help="pairs per step")
+    parser.add_argument("--lr", type=float, default=5e-6, help="AdamW learning rate (per step)")
+    parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW's decoupled weight decay")
+    parser.add_argument("--eval-every", type=int, default=5, help="estimate losses and reward margins every N steps")
+    parser.add_argument("--eval-batches", type=int, default=5, help="batches per estimate")
+    parser.add_argument("--max-examples", type=int, default=None, help="use only the first N entries of each split "
+                        "(a quick run)")
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="tokens per response shown before/after")
+    parser.add_argument("--seed", type=int, default=123, help="seed of the shuffling")
+    parser.add_argument("--out", default="runs/dpo", help="output directory (checkpoint, history, plots)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a run already saved in --out")
+    add_threads_argument(parser)
+
+
+def _check_arguments(args) -> None:
+    positive = {"--epochs": args.epochs, "--batch-size": args.batch_size, "--eval-every": args.eval_every,
+                "--eval-batches": args.eval_batches, "--max-new-tokens": args.max_new_tokens}
+    for flag, value in positive.items():
+        if value < 1:
+            fail(COMMAND, f"{flag} must be >= 1, got {value}")
+    if args.max_examples is not None and args.max_examples < 1:
+        fail(COMMAND, f"--max-examples must be >= 1, got {args.max_examples}")
+    if not args.lr > 0:
+        fail(COMMAND, f"--lr must be > 0, got {args.lr}")
+    if not args.beta > 0:
+        fail(COMMAND, f"--beta must be > 0, got {args.beta}")
+    if os.path.exists(os.path.join(args.out, "checkpoint.safetensors")) and not args.overwrite:
+        fail(COMMAND, f"--out {args.out!r} already holds a run; pass --overwrite to replace it, or choose another --out")
+
+
+def _split(data: list) -> tuple[list, list, list]:
+    """(train, test, validation): the first 85 %, the next 10 %, the rest (the notebook's split)."""
+    train_portion = int(len(data) * 0.85)
+    test_portion = int(len(data) * 0.1)
+    return data[:train_portion], data[train_portion:train_portion + test_portion], data[train_portion + test_portion:]
+
+
+def _responses(models: dict, entries, tokenizer, context_length: int, max_new_tokens: int) -> dict:
+    """Greedy responses of each model to each entry's prompt (stopping at <|endoftext|>)."""
+    from minigpt.finetune.preference import format_input
+    from minigpt.generate import generate, text_to_token_ids, token_ids_to_text
+
+    answers = {name: [] for name in models}
+    for entry in entries:
+        input_text = format_input(entry)
+        for name, model in models.items():
+            ids = generate(model, text_to_token_ids(input_text, tokenizer), max_new_tokens=max_new_tokens,
+                           context_size=context_length, eos_id=tokenizer.eot_token)
+            generated_text = token_ids_to_text(ids, tokenizer)
+            # The notebook's extract_response: drop the prompt and the "### Response:" header.
+            answers[name].append(generated_text[len(input_text):].replace("### Response:", "").strip())
+    return answers
+
+
+def _print_responses(entries, answers: dict) -> None:
+    from minigpt.finetune.preference import format_input
+
+    for index, entry in enumerate(entries):
+        print(format_input(entry))
+        print(f"\nChosen response:\n>> {entry['chosen']}")
+        print(f"\nRejected response:\n>> {entry['rejected']}")
+        for name, responses in answers.items():
+            print(f"\n{name} response:\n>> {responses[index]}")
+        print("\n-------------------------------------\n")
+
+
+def run_dpo(args) -> int:
+    """Run `minigpt finetune dpo` with parsed arguments."""
+    from functools import partial
+
+    from minigpt.checkpoint import CHECKPOINT_NAME, save_checkpoint
+    from minigpt.data import DataLoader
+    from minigpt.finetune import preference as dpo
+    from minigpt.model import GPTModel, get_config
+    from minigpt.optim import AdamW
+    from minigpt.train import plot_losses, save_plot
+
+    _check_arguments(args)
+    try:
+        data = dpo.load_preference_data(args.data)
+    except (OSError, ValueError) as error:
+        fail(COMMAND, f"--data {args.data}: {error}")
+    train_data, test_data, val_data = _split(data)
+    if args.max_examples is not None:
+        train_data, test_data, val_data = (part[:args.max_examples] for part in (train_data, test_data, val_data))
+    if len(train_data) < args.batch_size or not val_data:
+        fail(COMMAND, f"the split gives {len(train_data)} training and {len(val_data)} validation pairs; need at least "
+             f"--batch-size={args.batch_size} for training and one for validation")
+
+    _, model_state, _, metadata = load_run_checkpoint(COMMAND, "--checkpoint", args.checkpoint)
+    run_info = metadata["trainer"]["run_info"]
+    policy_model = GPTModel(get_config(run_info["model_config"], drop_rate=0.0), rng=args.seed)
+    policy_model.load_state_dict(model_state)
+    reference_model = copy.deepcopy(policy_model).eval()
+    reference_model.requires_grad_(False)
+    tokenizer = make_tokenizer(run_info["tokenizer"])
+    context_length = policy_model.cfg.context_length
+    print(f"policy and reference: checkpoint {args.checkpoint} ({policy_model.num_parameters():,} parameters)")
+    print(f"data: {len(train_data)} training, {len(val_data)} validation, {len(test_data)} test pairs | beta {args.beta} | "
+          f"AdamW lr {args.lr} weight decay {args.weight_decay} | {args.epochs} epoch(s) of batch {args.batch_size}")
+
+    collate = partial(dpo.custom_collate_fn, pad_token_id=tokenizer.eot_token, allowed_max_length=context_length)
+    train_loader = DataLoader(dpo.PreferenceDataset(train_data, tokenizer), batch_size=args.batch_size, shuffle=True,
+                              drop_last=True, collate_fn=collate, seed=args.seed)
+    val_loader = DataLoader(dpo.PreferenceDataset(val_data, tokenizer), batch_size=args.batch_size, collate_fn=collate)
+
+    before = dpo.evaluate_dpo_loss_loader(policy_model, reference_model, train_loader, val_loader, args.beta, args.eval_batches)
+    margin_before = before["val_chosen_reward"] - before["val_rejected_reward"]
+    print(f"before: validation loss {before['val_loss']:.4f}, validation reward margin {margin_before:.4f}")
+    shown = val_data[:3]
+
+    optimizer = AdamW(policy_model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    start = time.time()
+    try:
+        tracking = dpo.train_model_dpo_simple(
+            policy_model, reference_model, train_loader, val_loader, optimizer, num_epochs=args.epochs, beta=args.beta,
+            eval_freq=args.eval_every, eval_iter=args.eval_batches, start_context=None, tokenizer=tokenizer)
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing saved")
+        return 130
+    print(f"Training completed in {(time.time() - start) / 60:.2f} minutes.")
+    after = dpo.evaluate_dpo_loss_loader(policy_model, reference_model, train_loader, val_loader, args.beta, args.eval_batches)
+    margin_after = after["val_chosen_reward"] - after["val_rejected_reward"]
+    print(f"after: validation loss {after['val_loss']:.4f}, validation reward margin {margin_after:.4f} "
+          f"(before: {margin_before:.4f})")
+
+    os.makedirs(args.out, exist_ok=True)
+    checkpoint_path = os.path.join(args.out, CHECKPOINT_NAME)
+    save_checkpoint(checkpoint_path, policy_model.state_dict(), None,
+                    {**metadata, "dpo": {"beta": args.beta, "lr": args.lr, "weight_decay": args.weight_decay,
+                                         "epochs": args.epochs, "source": args.checkpoint,
+                                         "val_reward_margin_before": margin_before, "val_reward_margin_after": margin_after}})
+    with open(os.path.join(args.out, "history.json"), "w", encoding="utf-8") as file:
+        json.dump({"before": before, "after": after, **tracking}, file, indent=1)
+    if tracking["val_losses"]:  # the notebook's two figures: losses and reward margins against epochs
+        train_margins = [c - r for c, r in zip(tracking["train_chosen_rewards"], tracking["train_rejected_rewards"])]
+        val_margins = [c - r for c, r in zip(tracking["val_chosen_rewards"], tracking["val_rejected_rewards"])]
+        epochs_seen = np.linspace(0, args.epochs, len(tracking["train_losses"]))
+        for name, train_values, val_values, label in (("loss.png", tracking["train_losses"], tracking["val_losses"], "loss"),
+                                                       ("reward-margins.png", train_margins, val_margins, "reward margins")):
+            save_plot(os.path.join(args.out, name), lambda temporary: plot_losses(
+                epochs_seen, tracking["tokens_seen"], train_values, val_values, path=temporary, label=label))
+    print(f"saved {checkpoint_path}, history.json and the plots in {args.out}\n")
+
+    answers = _responses({"Reference model": reference_model, "Policy model": policy_model}, shown, tokenizer,
+                         context_length, args.max_new_tokens)
+    _print_responses(shown, answers)
+    return 0

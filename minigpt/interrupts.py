@@ -1,0 +1,147 @@
+"""Ctrl-C and SIGTERM during training: finish (or roll back) the step, save, then stop.
+
+Python's default turns Ctrl-C (SIGINT) into a KeyboardInterrupt raised wherever the program
+happens to be, for instance half way through AdamW's in-place update of the weights, after
+which no consistent state exists to save; and SIGTERM (what `kill` and job schedulers send)
+ends the process without any save. `StopRequests` replaces both while a `Trainer` runs:
+
+- 1st signal: training stops at the next safe point. Inside a step, that is the next
+  micro-batch boundary (the step is rolled back: its gradients, batches and dropout draws are
+  undone) or the end of the parameter update (the update is never cut in half). Outside a step
+  (an evaluation, a sample), the KeyboardInterrupt is raised at once. The trainer then saves.
+- 2nd signal: prints "saving checkpoint... press Ctrl-C again to abandon it" and goes on.
+- 3rd signal, at least `ABANDON_DELAY` seconds after that message (so that a burst of presses
+  is not taken as a decision): `SaveAbandoned` is raised. A checkpoint being written is dropped
+  by the atomic save, so the previous checkpoint stays the valid one.
+
+Handlers can only be installed from the main thread; elsewhere (a trainer in a worker thread)
+the ordinary KeyboardInterrupt behaviour stays, which `Trainer.fit` also handles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+
+# Seconds after the "press Ctrl-C again to abandon it" message during which presses are ignored.
+ABANDON_DELAY = 0.5
+
+SIGNAL_NAMES = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM"}
+
+
+class SaveAbandoned(KeyboardInterrupt):
+    """A third Ctrl-C asked to stop without finishing the save."""
+
+
+def _write(message: str) -> None:
+    """Print from a signal handler: straight to file descriptor 2, as the handler may run while
+    the main program is inside a `print` to the same buffered stream (which would raise
+    "reentrant call")."""
+    try:
+        os.write(sys.stderr.fileno(), ("\n" + message + "\n").encode())
+    except (OSError, ValueError, AttributeError):  # no usable stderr: the message is a courtesy
+        pass
+
+
+class StopRequests:
+    """The signals received during a run and what they ask for (see the module docstring).
+
+    Attributes:
+        signal: the first signal received (signal.SIGINT or SIGTERM), or None.
+        presses: signals received so far.
+        deferring: > 0 while code that must not be cut (a step's update, a save) runs; the
+            first signal then only sets `signal`, which `check` turns into a KeyboardInterrupt at
+            the next safe point.
+    """
+
+    def __init__(self):
+        self.signal = None
+        self.presses = 0
+        self.deferring = 0
+        self._warned_at = None
+        self._previous = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    @property
+    def signal_name(self) -> str:
+        return SIGNAL_NAMES.get(self.signal, "Ctrl-C")
+
+    def install(self) -> bool:
+        """Handle SIGINT and SIGTERM until `restore`; False (nothing installed) outside the main thread."""
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        for number in (signal.SIGINT, signal.SIGTERM):
+            self._previous[number] = signal.signal(number, self._handle)
+        return True
+
+    def restore(self) -> None:
+        """Put back the handlers that were in place before `install`."""
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous.clear()
+
+    @contextlib.contextmanager
+    def defer(self):
+        """A region that a first signal must not cut (the parameter update, a save)."""
+        self.deferring += 1
+        try:
+            yield
+        finally:
+            self.deferring -= 1
+
+    def check(self) -> None:
+        """At a safe point: raise KeyboardInterrupt if a stop was asked for."""
+        if self.signal is not None:
+            raise KeyboardInterrupt
+
+    def _handle(self, number, frame) -> None:
+        self.presses += 1
+        if self.signal is None:
+            self.signal = number
+            if not self.deferring:
+                raise KeyboardInterrupt
+            _write(f"{SIGNAL_NAMES.get(number, 'signal')}: stopping at the end of this step to save a checkpoint")
+            return
+        if self._warned_at is None:
+            self._warned_at = time.monotonic()
+            _write("saving checkpoint... press Ctrl-C again to abandon it")
+            return
+        if time.monotonic() - self._warned_at >= ABANDON_DELAY:
+            raise SaveAbandoned
+
+
+# The signal that `interrupt_on_sigterm` turned into a KeyboardInterrupt (for the exit status).
+received = {"signal": None}
+
+
+def _raise_keyboard_interrupt(number, frame):
+    received["signal"] = number
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupt_on_sigterm():
+    """Within the block, SIGTERM raises KeyboardInterrupt as Ctrl-C does (Python's default ends
+    the process without cleanup), so that every command stops the same way on both. Main thread
+    only; the previous handler is put back at the end."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received["signal"] = None
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def exit_status(number=None) -> int:
+    """128 + the signal's number, as a shell reports a process stopped by it (130 for Ctrl-C)."""
+    return 128 + int(number or received["signal"] or signal.SIGINT)
