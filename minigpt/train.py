@@ -386,7 +386,9 @@ class Trainer:
         eval_dataset = train_loader.dataset
         if isinstance(eval_dataset, GPTDataset) and eval_dataset.stride < eval_dataset.max_length:
             eval_dataset = GPTDataset(eval_dataset.token_ids, None, eval_dataset.max_length, eval_dataset.max_length)
-        self._train_eval_loader = DataLoader(eval_dataset, batch_size=train_loader.batch_size)
+        # The same collate_fn: a dataset of examples of different lengths (chapter 7) is padded by it.
+        self._train_eval_loader = DataLoader(eval_dataset, batch_size=train_loader.batch_size,
+                                             collate_fn=getattr(train_loader, "collate_fn", None))
         if config.schedule == "cosine" and config.warmup_steps >= self.total_steps:
             raise ValueError(f"warmup_steps={config.warmup_steps} must be smaller than the run's {self.total_steps} steps")
 

@@ -10,6 +10,8 @@
     minigpt finetune classify --model gpt2-small   # the book's chapter 6: a spam classifier
     minigpt classify --checkpoint runs/classify "You won a prize!"
     minigpt bench engine                           # benchmarks (engine, model, tokenizer, optim)
+    minigpt evaluate runs/instruct/instruction-data-with-response.json   # ROUGE-L, exact match, LLM judge (ch. 7)
+    minigpt chat --checkpoint runs/instruct        # talk to an instruction-tuned model (ch. 7)
 
 `python -m minigpt ...` is the same. Every subcommand's `--help` lists its flags with units;
 `minigpt` alone prints the help, `minigpt --version` the version. Ctrl-C or SIGTERM stops any
@@ -28,9 +30,9 @@ import sys
 from minigpt.cli.common import BUNDLED_CORPORA, bundled_corpus_path
 
 # Commands in the order `minigpt --help` lists them; each is the module minigpt.cli.<name>.
-COMMANDS = ("train", "generate", "prepare", "download", "finetune", "classify", "bench")
+COMMANDS = ("train", "generate", "prepare", "download", "finetune", "classify", "evaluate", "chat", "bench")
 # Commands that run a model for long: they get the process settings that make the engine fast.
-_COMPUTE_COMMANDS = ("train", "generate", "finetune", "classify")
+_COMPUTE_COMMANDS = ("train", "generate", "finetune", "classify", "chat")
 
 __all__ = ["main", "COMMANDS", "BUNDLED_CORPORA", "bundled_corpus_path"]
 
@@ -56,7 +58,7 @@ def main(argv=None) -> int:
 def _main(argv, started: list) -> int:
     from minigpt import __version__
 
-    parser = argparse.ArgumentParser(prog="minigpt", description="A GPT built from scratch on NumPy: train, generate, download, prepare, finetune, classify, bench.",
+    parser = argparse.ArgumentParser(prog="minigpt", description="A GPT built from scratch on NumPy: train, generate, download, prepare, finetune, classify, evaluate, chat, bench.",
                                      epilog="`minigpt COMMAND --help` lists a command's flags.")
     parser.add_argument("--version", action="version", version=f"minigpt {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

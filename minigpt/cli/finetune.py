@@ -1,13 +1,14 @@
-"""`minigpt finetune TASK`: fine-tune a GPT for a task. Tasks: `classify` (book ch. 6), `dpo` (ch. 7 bonus).
+"""`minigpt finetune TASK`: fine-tune a GPT for a task. Tasks: `classify` (book ch. 6), `instruct` (ch. 7), `dpo` (ch. 7 bonus).
 
     minigpt finetune classify --model gpt2-small          # the book's chapter 6: the spam classifier
     minigpt finetune classify --checkpoint runs/sms       # from a model pretrained with `minigpt train`
     minigpt finetune classify --init random --preset tiny --trainable all --lr 5e-4
+    minigpt finetune instruct --model gpt2-medium         # the book's chapter 7: instruction fine-tuning
     minigpt finetune classify --model gpt2-small --lora 16 --lr 8e-4   # appendix E: LoRA
     minigpt finetune dpo --checkpoint runs/instruct       # preference tuning (minigpt/cli/finetune_dpo.py)
 
 Each task is a sub-subcommand: a function pair `_add_<task>_parser(tasks)` / `_run_<task>(args)`
-listed in `TASKS` (chapter 7's instruction tuning and DPO come next to it).
+listed in `TASKS` (chapter 7: `finetune_instruct.py`; its DPO bonus: `finetune_dpo.py`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 
 from minigpt.cli.common import add_threads_argument, fail, load_run_checkpoint, make_tokenizer
 from minigpt.cli.finetune_dpo import add_dpo_parser, run_dpo
+from minigpt.cli.finetune_instruct import add_instruct_parser, run_instruct
 from minigpt.cli.lora_options import add_lora_arguments, apply_lora
 
 COMMAND = "finetune classify"
@@ -90,32 +92,35 @@ def _add_classify_parser(tasks) -> None:
     add_threads_argument(parser)
 
 
-def _load_base_model(args):
-    """(model, tokenizer, description) from --model, --checkpoint or --init random."""
+def _load_base_model(args, command: str = COMMAND, default_model: str = "gpt2-small"):
+    """(model, tokenizer, description) from --model (default `default_model`), --checkpoint or --init random.
+
+    Shared by the tasks (`finetune instruct` has no --init); errors are reported as `minigpt COMMAND`.
+    """
     from minigpt.model import GPTModel, get_config
 
     if args.checkpoint is not None:
-        _, model_state, _, metadata = load_run_checkpoint(COMMAND, "--checkpoint", args.checkpoint)
+        _, model_state, _, metadata = load_run_checkpoint(command, "--checkpoint", args.checkpoint)
         run_info = metadata["trainer"]["run_info"]
         model = GPTModel(get_config(run_info["model_config"], drop_rate=args.drop_rate), rng=args.seed)
         model.load_state_dict(model_state)
         return model, make_tokenizer(run_info["tokenizer"]), f"checkpoint {args.checkpoint}"
     tokenizer = make_tokenizer({"name": "gpt2"})
-    if args.init == "random":
+    if getattr(args, "init", None) == "random":
         sizes = {"emb_dim": args.emb_dim, "n_layers": args.n_layers, "n_heads": args.n_heads, "context_length": args.context_length}
         overrides = {name: value for name, value in sizes.items() if value is not None}
         try:
             config = get_config(args.preset, drop_rate=args.drop_rate, **overrides)
         except (KeyError, ValueError) as error:
-            fail(COMMAND, f"--preset {args.preset}: {error.args[0]}")
+            fail(command, f"--preset {args.preset}: {error.args[0]}")
         return GPTModel(config, rng=args.seed), tokenizer, f"random init ({args.preset})"
     from minigpt.hub import DownloadError
 
-    name = args.model or "gpt2-small"
+    name = args.model or default_model
     try:
         model = GPTModel.from_pretrained(name, drop_rate=args.drop_rate)
     except (FileNotFoundError, DownloadError, ValueError) as error:
-        fail(COMMAND, f"--model {name}: {error}")
+        fail(command, f"--model {name}: {error}")
     return model, tokenizer, f"pretrained {name}"
 
 
@@ -258,4 +263,4 @@ def load_classifier(command: str, flag: str, path: str):
 
 
 # task name -> (add its parser, run it)
-TASKS = {"classify": (_add_classify_parser, _run_classify), "dpo": (add_dpo_parser, run_dpo)}
+TASKS = {"classify": (_add_classify_parser, _run_classify), "instruct": (add_instruct_parser, run_instruct), "dpo": (add_dpo_parser, run_dpo)}

@@ -76,14 +76,15 @@ def _check_arguments(args) -> None:
 
 
 def _split(data: list) -> tuple[list, list, list]:
-    """(train, test, validation): the first 85 %, the next 10 %, the rest (the notebook's split)."""
-    train_portion = int(len(data) * 0.85)
-    test_portion = int(len(data) * 0.1)
-    return data[:train_portion], data[train_portion:train_portion + test_portion], data[train_portion + test_portion:]
+    """(train, test, validation): the first 85 %, the next 10 %, the rest (the notebook's split, chapter 7's)."""
+    from minigpt.finetune.instruction import split_instruction_data
+
+    return split_instruction_data(data)
 
 
 def _responses(models: dict, entries, tokenizer, context_length: int, max_new_tokens: int) -> dict:
     """Greedy responses of each model to each entry's prompt (stopping at <|endoftext|>)."""
+    from minigpt.finetune.instruction import extract_response
     from minigpt.finetune.preference import format_input
     from minigpt.generate import generate, text_to_token_ids, token_ids_to_text
 
@@ -93,9 +94,8 @@ def _responses(models: dict, entries, tokenizer, context_length: int, max_new_to
         for name, model in models.items():
             ids = generate(model, text_to_token_ids(input_text, tokenizer), max_new_tokens=max_new_tokens,
                            context_size=context_length, eos_id=tokenizer.eot_token)
-            generated_text = token_ids_to_text(ids, tokenizer)
             # The notebook's extract_response: drop the prompt and the "### Response:" header.
-            answers[name].append(generated_text[len(input_text):].replace("### Response:", "").strip())
+            answers[name].append(extract_response(token_ids_to_text(ids, tokenizer), input_text))
     return answers
 
 

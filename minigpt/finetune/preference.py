@@ -31,6 +31,7 @@ import numpy as np
 
 from autograd import Tensor, no_grad
 from autograd import functional as F
+from minigpt.finetune.instruction import format_input  # the book's chapter-7 prompt, re-exported for the notebook's calls
 from minigpt.train import generate_and_print_sample
 
 __all__ = [
@@ -53,22 +54,6 @@ DATA_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "corpora", 
 _REQUIRED_KEYS = ("instruction", "input", "chosen", "rejected")
 
 
-def _format_input(entry: dict) -> str:
-    """The book's Alpaca-style prompt (chapter 7.2, `format_input`): instruction, then the input if any.
-
-    NOTE: chapter 7's `format_input` lives in minigpt.finetune.instruction (issue 15); this private
-    copy stands in until that module exists, and the two must stay identical.
-    """
-    instruction_text = (
-        "Below is an instruction that describes a task. "
-        "Write a response that appropriately completes the request."
-        f"\n\n### Instruction:\n{entry['instruction']}"
-    )
-    input_text = f"\n\n### Input:\n{entry['input']}" if entry["input"] else ""
-    return instruction_text + input_text
-
-
-format_input = _format_input
 
 
 def load_preference_data(path: str | os.PathLike | None = None) -> list[dict]:

@@ -1,0 +1,193 @@
+"""`minigpt finetune instruct`: the book's chapter 7 from the command line.
+
+    minigpt finetune instruct --model gpt2-medium        # the book's run: 2 epochs, batch 8, AdamW 5e-5
+    minigpt finetune instruct --checkpoint runs/tiny     # a model pretrained with `minigpt train`
+
+Loads the model and the bundled instruction data (or --data), splits it 85/10/5 (train, test,
+validation), prints the initial losses, fine-tunes with a progress bar (the book's settings by
+default: AdamW lr 5e-5, weight decay 0.1, 2 epochs, batch 8, evaluation of 5 batches every 5
+steps, a greedy answer to the first validation prompt after each epoch), then answers the test
+set with the KV cache, batched, stopping at end-of-text. In --out it leaves
+
+    checkpoint.safetensors               the fine-tuned weights (for `minigpt chat` / `generate --checkpoint`)
+    history.json, loss.png               the losses against steps and tokens seen (book figure 7.17)
+    instruction-data-with-response.json  the test entries with each `model_response` (book section 7.7)
+
+and prints the offline score of the answers (`minigpt evaluate` prints more, and asks a judge).
+
+The task's parser and runner are `add_instruct_parser(tasks)` / `run_instruct(args)`, registered
+under `minigpt finetune` in `minigpt/cli/finetune.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from minigpt.cli.common import add_threads_argument, fail
+
+COMMAND = "finetune instruct"
+RESPONSES_NAME = "instruction-data-with-response.json"
+
+
+def add_instruct_parser(tasks) -> None:
+    parser = tasks.add_parser(
+        "instruct", help="instruction fine-tuning (book ch. 7): a GPT that follows instructions",
+        description="Fine-tune a GPT on instruction/response pairs (the book's chapter 7: Alpaca-style prompts, "
+        "the 1,100 bundled examples split 85/10/5), then answer the test set and save the answers. Defaults are the "
+        "book's: --model gpt2-medium, AdamW lr 5e-5, weight decay 0.1, 2 epochs, batch 8.")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model", help="pretrained weights: gpt2-medium (default, the book's), gpt2-small, gpt2-large, "
+                        "gpt2-xl (downloaded once), or a Hugging Face GPT-2 directory / .safetensors file")
+    source.add_argument("--checkpoint", metavar="DIR", help="a model pretrained with `minigpt train` (its run directory)")
+    parser.add_argument("--data", default=None, help="a JSON list of {instruction, input, output} entries (default: the "
+                        "book's bundled instruction-data.json, 1,100 entries)")
+    parser.add_argument("--max-examples", type=int, default=None, help="use only the first N entries of each split "
+                        "(a quick trial, as the book script's --test_mode with 10)")
+    parser.add_argument("--epochs", type=int, default=2, help="passes over the training entries (the book: 2)")
+    parser.add_argument("--batch-size", type=int, default=8, help="entries per step (the book: 8)")
+    parser.add_argument("--lr", type=float, default=5e-5, help="AdamW learning rate (per step; the book: 5e-5)")
+    parser.add_argument("--weight-decay", type=float, default=0.1, help="AdamW's decoupled weight decay (the book: 0.1)")
+    parser.add_argument("--drop-rate", type=float, default=0.0, help="dropout probability while fine-tuning (the book: 0)")
+    parser.add_argument("--allowed-max-length", type=int, default=None, help="cut batches to this many tokens "
+                        "(default: the model's context length; the book: 1024)")
+    parser.add_argument("--mask-instruction", action="store_true", help="learn only the responses: ignore the "
+                        "prompt's targets in the loss (the book's exercise 7.2)")
+    parser.add_argument("--eval-every", type=int, default=5, help="estimate train and validation loss every N steps (the book: 5)")
+    parser.add_argument("--eval-batches", type=int, default=5, help="batches per loss estimate (the book: 5)")
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="tokens per test answer at most (the book: 256)")
+    parser.add_argument("--generate-batch-size", type=int, default=8, help="test prompts answered together")
+    parser.add_argument("--seed", type=int, default=123, help="seed of the shuffling (and of dropout)")
+    parser.add_argument("--out", default="runs/instruct", help="output directory (checkpoint, history, loss plot, answers)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a run already saved in --out")
+    add_threads_argument(parser)
+
+
+def _check_arguments(args) -> None:
+    positive = {"--epochs": args.epochs, "--batch-size": args.batch_size, "--eval-every": args.eval_every,
+                "--eval-batches": args.eval_batches, "--generate-batch-size": args.generate_batch_size}
+    if args.max_examples is not None:
+        positive["--max-examples"] = args.max_examples
+    if args.allowed_max_length is not None:
+        positive["--allowed-max-length"] = args.allowed_max_length
+    for flag, value in positive.items():
+        if value < 1:
+            fail(COMMAND, f"{flag} must be >= 1, got {value}")
+    if args.max_new_tokens < 0:
+        fail(COMMAND, f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
+    if not args.lr > 0:
+        fail(COMMAND, f"--lr must be > 0, got {args.lr}")
+    if not 0 <= args.drop_rate < 1:
+        fail(COMMAND, f"--drop-rate must be in [0, 1), got {args.drop_rate}")
+    if os.path.exists(os.path.join(args.out, "checkpoint.safetensors")) and not args.overwrite:
+        fail(COMMAND, f"--out {args.out!r} already holds a run; pass --overwrite to replace it, or choose another --out")
+
+
+def _splits(args):
+    from minigpt.finetune.instruction import load_instruction_data, split_instruction_data
+
+    try:
+        data = load_instruction_data(args.data)
+    except (OSError, ValueError) as error:
+        fail(COMMAND, f"--data {args.data}: {error}")
+    train_data, test_data, val_data = split_instruction_data(data)
+    if args.max_examples is not None:
+        train_data, test_data, val_data = (part[:args.max_examples] for part in (train_data, test_data, val_data))
+    if len(train_data) < args.batch_size or not val_data:
+        fail(COMMAND, f"the split gives {len(train_data)} training and {len(val_data)} validation entries; need at least "
+             f"--batch-size={args.batch_size} for training and one for validation")
+    return data, train_data, test_data, val_data
+
+
+def run_instruct(args) -> int:
+    """Run `minigpt finetune instruct` with parsed arguments."""
+    from functools import partial
+
+    from minigpt.checkpoint import CHECKPOINT_NAME, save_checkpoint
+    from minigpt.data import DataLoader
+    from minigpt.finetune.instruction import (InstructionDataset, custom_collate_fn, format_input, generate_responses,
+                                              save_responses)
+    from minigpt.finetune.metrics import score_responses
+    from minigpt.optim import AdamW
+    from minigpt.train import Trainer, TrainingConfig, calc_loss_loader, plot_history
+
+    _check_arguments(args)
+    data, train_data, test_data, val_data = _splits(args)
+    from minigpt.cli.finetune import _load_base_model  # here: finetune.py imports this module
+
+    model, tokenizer, source = _load_base_model(args, COMMAND, default_model="gpt2-medium")
+    context_length, vocab_size = model.pos_emb.weight.shape[0], model.tok_emb.weight.shape[0]
+    allowed_max_length = args.allowed_max_length or context_length
+    if allowed_max_length > context_length:
+        fail(COMMAND, f"--allowed-max-length {allowed_max_length} is longer than the model's context of {context_length} tokens")
+    eos_id = getattr(tokenizer, "eot_token", None)
+    if eos_id is None or eos_id >= vocab_size:
+        fail(COMMAND, f"the model's vocabulary of {vocab_size:,} ids has no <|endoftext|> id "
+             f"({eos_id}) to end the answers with: instruction tuning needs a GPT-2-vocabulary model")
+
+    datasets = {name: InstructionDataset(part, tokenizer) for name, part in (("train", train_data), ("val", val_data))}
+    largest = max(max(max(ids) for ids in dataset.encoded_texts) for dataset in datasets.values())
+    if largest >= vocab_size:
+        fail(COMMAND, f"token id {largest} of the data is outside the model's vocabulary [0, {vocab_size})")
+    collate = partial(custom_collate_fn, pad_token_id=eos_id, allowed_max_length=allowed_max_length,
+                      mask_instruction=args.mask_instruction)
+    train_loader = DataLoader(datasets["train"], batch_size=args.batch_size, shuffle=True, drop_last=True,
+                              collate_fn=collate, seed=args.seed)
+    val_loader = DataLoader(datasets["val"], batch_size=args.batch_size, collate_fn=collate)
+    unshuffled_train_loader = DataLoader(datasets["train"], batch_size=args.batch_size, collate_fn=collate)
+
+    os.makedirs(args.out, exist_ok=True)
+    print(f"model: {source}, {model.num_parameters():,} parameters, context {context_length}")
+    print(f"data: {args.data or 'instruction-data.json (bundled)'}: {len(data):,} entries -> {len(train_data)} train / "
+          f"{len(test_data)} test / {len(val_data)} validation; {len(train_loader)} batches of {args.batch_size} per epoch"
+          + (" (instruction targets masked)" if args.mask_instruction else ""))
+    model.eval()
+    initial_train = calc_loss_loader(unshuffled_train_loader, model, num_batches=args.eval_batches)
+    initial_val = calc_loss_loader(val_loader, model)
+    print(f"Initial losses\n   Training loss: {initial_train:.4f} ({args.eval_batches} batches)\n"
+          f"   Validation loss: {initial_val:.4f} (all {len(val_data)} entries)")
+
+    optimizer = AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    config = TrainingConfig(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay, eval_every=args.eval_every,
+                            eval_batches=args.eval_batches, sample_every=len(train_loader),
+                            sample_prompt=format_input(val_data[0]), sample_tokens=35, seed=args.seed)
+    run_info = {"model_config": model.cfg.to_dict(), "tokenizer": {"name": "gpt2"}, "source": source,
+                "data": os.path.abspath(args.data) if args.data else "instruction-data.json (bundled)",
+                "task": "instruct", "mask_instruction": args.mask_instruction, "allowed_max_length": allowed_max_length}
+    trainer = Trainer(model, optimizer, train_loader, val_loader, config, tokenizer=tokenizer, run_info=run_info)
+    started = time.perf_counter()
+    try:
+        history = trainer.fit()
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing saved")
+        return 130
+    print(f"Training completed in {(time.perf_counter() - started) / 60:.2f} minutes.")
+    model.eval()
+    final_val = calc_loss_loader(val_loader, model)
+    print(f"Validation loss: {initial_val:.4f} before, {final_val:.4f} after (all {len(val_data)} entries)")
+
+    # Weights and the run's description only: the optimizer's moments (twice the weights) are
+    # not needed to use the model, and `minigpt chat` / `generate --checkpoint` read this file.
+    checkpoint_path = os.path.join(args.out, CHECKPOINT_NAME)
+    save_checkpoint(checkpoint_path, model.state_dict(), None, {"trainer": trainer.state()})
+    with open(os.path.join(args.out, "history.json"), "w", encoding="utf-8") as file:
+        json.dump(history, file)
+    plot_path = plot_history(history, os.path.join(args.out, "loss.png"))
+    print(f"saved {checkpoint_path}" + (f" and {plot_path}" if plot_path else " (install matplotlib for loss.png)"))
+
+    if test_data:
+        try:
+            responses = generate_responses(model, tokenizer, test_data, max_new_tokens=args.max_new_tokens, eos_id=eos_id,
+                                           batch_size=args.generate_batch_size)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted while answering the test set: the model is saved in {args.out}")
+            return 130
+        responses_path = os.path.join(args.out, RESPONSES_NAME)
+        entries = save_responses(test_data, responses, responses_path)
+        scores = score_responses(entries)
+        print(f"Responses saved as {responses_path}")
+        print(f"test set: ROUGE-L F1 {scores['rouge_l_f1']:.3f}, exact match {100 * scores['exact_match']:.1f} % "
+              f"({len(entries)} entries); more: minigpt evaluate {responses_path}")
+    print(f"talk to it: minigpt chat --checkpoint {args.out}")
+    return 0
