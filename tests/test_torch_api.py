@@ -416,6 +416,53 @@ def test_masked_fill_in_place_with_minus_inf_before_softmax_as_in_chapter_3():
     assert plain.data.tolist() == [2.0, 0.0, 0.0]  # a slice is a view, as in PyTorch
 
 
+MODIFIED_IN_PLACE = "one of the variables needed for gradient computation has been modified by an inplace operation"
+
+
+@pytest.mark.parametrize("change", [
+    lambda x: x.__setitem__(0, 10.0),
+    lambda x: x.masked_fill_(torch.tensor([True, False]), 10.0),
+    lambda x: x.fill_(10.0),
+    lambda x: x.zero_(),
+], ids=["setitem", "masked_fill_", "fill_", "zero_"])
+def test_in_place_change_after_an_operation_used_the_tensor_raises_at_backward(change):
+    start = leaf([1.0, 2.0])
+    x = start * 1.0
+    y = x * x  # Mul used x at version 0
+    change(x)
+    assert x._version == 1
+    with pytest.raises(RuntimeError, match=MODIFIED_IN_PLACE + r": input 0 of Mul .* is at version 1; expected version 0"):
+        y.sum().backward()
+    with pytest.raises(RuntimeError, match=MODIFIED_IN_PLACE):
+        torch.autograd.grad(y.sum(), start)
+
+
+def test_in_place_change_of_a_saved_tensor_under_no_grad_or_without_grad_raises_at_backward():
+    weight = torch.tensor([1.0, -2.0], requires_grad=True)
+    constant = torch.tensor([3.0, 4.0])  # needs no gradient; Mul saves it for weight's gradient
+    hidden = weight * constant
+    constant[0] = 0.0  # written in place: the array Mul saved now holds other values
+    with pytest.raises(RuntimeError, match=MODIFIED_IN_PLACE + ": input 1 of Mul"):
+        hidden.sum().backward()
+    hidden = weight * 2.0
+    with torch.no_grad():
+        weight.fill_(0.5)  # a leaf changed after Mul saved it (initialisation comes before use)
+    with pytest.raises(RuntimeError, match=MODIFIED_IN_PLACE + ": input 0 of Mul"):
+        hidden.sum().backward()
+
+
+def test_in_place_changes_before_use_or_after_backward_are_allowed():
+    weight = leaf([1.0, -2.0, 0.5])
+    scores = weight * 2.0
+    scores[0] = 0.0  # before any operation used it: the chapter-3 pattern
+    scores.masked_fill_(torch.tensor([False, True, False]), 1.0)
+    loss = (scores * scores).sum()
+    loss.backward()
+    np.testing.assert_allclose(weight.grad, [0.0, 0.0, 4.0 * 2.0 * 0.5])
+    scores.fill_(0.0)  # after the backward that used it: nothing left to check
+    assert scores._version == 3
+
+
 # --------------------------------------------------------------------------------------------
 # .grad: a Gradient (np.ndarray subclass) usable as the book uses it
 # --------------------------------------------------------------------------------------------
