@@ -720,6 +720,49 @@ def test_save_refuses_anything_but_state_dicts(tmp_path):
         torch.load(path, map_location="cuda")
 
 
+def test_save_and_load_through_a_file_object(tmp_path):
+    import io
+
+    obj = {"weights": torch.tensor([[1.0, 2.0]]), "step": 3, "moments": [np.arange(4.0)]}
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    assert buffer.getvalue() and not list(tmp_path.iterdir())
+    buffer.seek(0)
+    loaded = torch.load(buffer)
+    assert loaded["weights"].data.tolist() == [[1.0, 2.0]] and loaded["step"] == 3
+    np.testing.assert_array_equal(loaded["moments"][0], np.arange(4.0))
+    with open(tmp_path / "opened.pth", "wb") as handle:  # an open binary file is a file object too
+        torch.save(obj, handle)
+    assert torch.load(tmp_path / "opened.pth")["step"] == 3
+    with pytest.raises(ValueError, match="the BytesIO object is not a safetensors file written by autograd.save"):
+        torch.load(io.BytesIO(b"\x80\x04K\x01."))
+    with pytest.raises(ValueError, match="open the file in binary mode"):
+        torch.load(io.StringIO("text"))
+    with pytest.raises(TypeError, match=r"save: f must be a file path .* or a binary file object with .write\(\)"):
+        torch.save(obj, 3)
+    with pytest.raises(TypeError, match=r"load: f must be a file path .* with \.read\(\) \(such as io.BytesIO\), got NoneType"):
+        torch.load(None)
+
+
+def test_save_and_load_keep_the_shape_of_0_d_and_non_contiguous_arrays(tmp_path):
+    obj = {"z": torch.tensor(3.0), "count": np.array(7), "transposed": np.arange(6.0).reshape(2, 3).T}
+    torch.save(obj, tmp_path / "s.pth")
+    loaded = torch.load(tmp_path / "s.pth")
+    assert loaded["z"].shape == () and loaded["z"].item() == 3.0
+    assert loaded["count"].shape == () and loaded["count"] == 7
+    np.testing.assert_array_equal(loaded["transposed"], obj["transposed"])
+    torch.save(torch.tensor(2.5), tmp_path / "bare.pth")  # a bare tensor at the top
+    bare = torch.load(tmp_path / "bare.pth")
+    assert isinstance(bare, torch.Tensor) and bare.shape == () and bare.item() == 2.5
+
+
+def test_save_into_a_missing_folder_names_the_folder(tmp_path):
+    missing = tmp_path / "no" / "such" / "dir"
+    with pytest.raises(FileNotFoundError, match=f"save: cannot write .*x.pth: no such folder: {missing}$"):
+        torch.save({"x": np.ones(1)}, missing / "x.pth")
+    assert not (tmp_path / "no").exists()
+
+
 def test_in_place_under_no_grad_keeps_saved_arrays_and_parameter_memory():
     weight = leaf([1.0, -2.0])
     memory = weight.data
