@@ -152,6 +152,10 @@ def test_dtypes_devices_and_version():
     assert torch.device("cuda:1").index == 1 and torch.device("cuda:1") != device
     with pytest.raises(ValueError, match="expected a device string such as 'cpu'"):
         torch.device("CPU!")
+    with pytest.raises(RuntimeError, match=r"device: device 'tpu' is not available: minigpt runs on the CPU only"):
+        torch.device("tpu")  # a type PyTorch does not know raises when named, not only at .to()
+    with pytest.raises(RuntimeError, match=r"device 'tpu:0' is not available: minigpt runs on the CPU only"):
+        torch.tensor([1.0], device="tpu:0")
 
 
 # --------------------------------------------------------------------------------------------
