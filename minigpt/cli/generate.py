@@ -94,6 +94,9 @@ def run(args) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except FloatingPointError as error:  # NaN weights: say so instead of a traceback
+        print(file=sys.stderr)
+        fail("generate", str(error))
     print()
     return 0
 
