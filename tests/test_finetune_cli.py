@@ -114,6 +114,18 @@ def test_finetune_flag_errors(tmp_path):
         main(["classify", "--checkpoint", str(tmp_path)])
 
 
+def test_finetune_data_errors_name_the_file_and_classify_takes_texts_or_data(tmp_path):
+    one_label = write_tsv(tmp_path / "one.tsv", [("spam", "WIN now"), ("spam", "free")])
+    with pytest.raises(SystemExit, match="one.tsv: at least 2 labels are needed, found 1: 'spam'"):
+        main(["finetune", "classify", "--init", "random", "--preset", "tiny", "--data", one_label, "--out", str(tmp_path / "r")])
+    bom = tmp_path / "bom.tsv"
+    bom.write_bytes(b"\xef\xbb\xbfspam\tWIN now\n ham\thi\nham\t\n")
+    with pytest.raises(SystemExit, match="bom.tsv: .*line 3 has the label 'ham' but an empty text"):
+        main(["finetune", "classify", "--init", "random", "--preset", "tiny", "--data", str(bom), "--out", str(tmp_path / "r")])
+    with pytest.raises(SystemExit, match="give texts or --data, not both"):
+        main(["classify", "--checkpoint", str(tmp_path), "--data", one_label, "extra text"])
+
+
 def test_bench_finetune_is_listed(capsys):
     from minigpt.benchmarks.finetune import main as bench_main
 

@@ -148,6 +148,9 @@ def _run_classify(args) -> int:
         records = cls.load_spam_data(args.data)
     except (OSError, ValueError, UnicodeDecodeError) as error:
         fail(COMMAND, f"--data {args.data}: {error}")
+    labels = sorted({label for label, _ in records})
+    if len(labels) < 2:  # a classifier needs classes to tell apart (replace_output_head would fail later)
+        fail(COMMAND, f"--data {args.data}: at least 2 labels are needed, found {len(labels)}: {', '.join(map(repr, labels))}")
     data = records if args.no_balance else cls.create_balanced_dataset(records, seed=args.seed)
     try:
         train, validation, test = cls.random_split(data, args.train_frac, args.validation_frac, seed=args.seed)
