@@ -308,7 +308,7 @@ def test_resume_refuses_changed_data_and_does_nothing_past_its_target(tmp_path, 
 @pytest.mark.parametrize("flags, message", [
     (["--schedule", "cosine", "--min-lr", "1", "--max-steps", "12"], "--min-lr 1.0 is above --lr"),
     (["--stride", "0"], "--stride must be at least 1"),
-    (["--seed", "-1"], "--seed must be a non-negative integer"),
+    (["--seed", "-1"], "--seed must be an integer >= 0, got -1"),
     (["--schedule", "cosine", "--min-lr", "-1"], r"min_lr must be a finite number >= 0, got -1.0 \(flag --min-lr\)"),
     (["--lr", "inf"], r"lr must be a finite number > 0, got inf \(flag --lr\)"),
     (["--threads", "0"], "--threads must be between 1 and the .* CPUs this process may use, got 0"),
@@ -346,3 +346,34 @@ def test_threads_sets_the_engine_and_blas_threads(tmp_path):
             assert all(library["num_threads"] == 1 for library in threadpool_info() if library["user_api"] == "blas")
         finally:
             parallel.set_num_threads(before)
+
+
+def test_every_commands_negative_seed_is_a_flag_error(tmp_path):
+    with pytest.raises(SystemExit, match="minigpt finetune: error: --seed must be an integer >= 0, got -3"):
+        main(["finetune", "classify", "--init", "random", "--preset", "tiny", "--seed", "-3", "--out", str(tmp_path / "r")])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--batches", "0"], "--batches must be integers >= 1, got 0"),
+    (["--rounds", "0"], "--rounds must be an integer >= 1, got 0"),
+    (["--new-tokens", "-1"], "--new-tokens must be an integer >= 1, got -1"),
+    (["--torch-python", "/nope"], "--torch-python '/nope' cannot run"),
+    (["--torch-python", "NO_TORCH"], "cannot import torch: ModuleNotFoundError"),
+])
+def test_bench_generate_flag_errors_come_before_any_measurement(flags, message, capsys, tmp_path):
+    no_torch = tmp_path / "python"  # a "python" that runs but has no torch
+    no_torch.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 1\n")
+    no_torch.chmod(0o755)
+    with pytest.raises(SystemExit) as stopped:
+        main(["bench", "generate", *[str(no_torch) if flag == "NO_TORCH" else flag for flag in flags]])
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_main_help_lists_every_benchmark(capsys):
+    from minigpt.benchmarks import NAMES
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    printed = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
+    assert f"run a benchmark ({', '.join(NAMES)})" in printed

@@ -274,8 +274,6 @@ def _train(args) -> int:
             fail("train", f"--min-lr {config.min_lr} is above --lr {config.lr}: the cosine schedule decays from --lr down to --min-lr")
         if args.stride is not None and args.stride < 1:
             fail("train", f"--stride must be at least 1 token, got {args.stride}")
-        if args.seed < 0:
-            fail("train", f"--seed must be a non-negative integer, got {args.seed}")
         batch_size = setting("batch_size", 4)
         init = setting("init", "gpt2")
         train_ratio = args.train_ratio
