@@ -377,3 +377,31 @@ def test_main_help_lists_every_benchmark(capsys):
         main(["--help"])
     printed = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
     assert f"run a benchmark ({', '.join(NAMES)})" in printed
+
+
+def test_resume_uses_the_runs_thread_count_and_accepts_threads(tmp_path, capsys):
+    from autograd.parallel import available_cpus, get_num_threads
+    from minigpt.cli.common import set_threads
+
+    flags = ["--preset", "tiny", "--context-length", "16", "--eval-every", "2", *CHEAP]
+    whole, split = str(tmp_path / "whole"), str(tmp_path / "split")
+    try:
+        main(["train", "--out", whole, "--max-steps", "4", "--threads", "1", *flags])
+        main(["train", "--out", split, "--max-steps", "2", "--threads", "1", *flags])
+        assert trainer_state(split)["run_info"]["threads"] == 1
+        set_threads("train", available_cpus())  # a new process: every CPU
+        capsys.readouterr()
+        main(["train", "--resume", split, "--max-steps", "3"])
+        printed = capsys.readouterr().out
+        if available_cpus() > 1:
+            assert "note: using the run's thread count, --threads 1" in printed
+        assert get_num_threads() == 1
+        set_threads("train", available_cpus())
+        main(["train", "--resume", split, "--max-steps", "4", "--threads", "1"])  # accepted, not ignored
+        assert "ignoring" not in capsys.readouterr().out
+    finally:
+        set_threads("train", available_cpus())
+    whole_weights = load_checkpoint(os.path.join(whole, CHECKPOINT_NAME))[0]
+    split_weights = load_checkpoint(os.path.join(split, CHECKPOINT_NAME))[0]
+    for name, array in whole_weights.items():
+        assert np.array_equal(split_weights[name], array), name
