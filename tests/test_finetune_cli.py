@@ -134,3 +134,17 @@ def test_bench_finetune_is_listed(capsys):
     assert "--torch-python" in capsys.readouterr().out
     assert main(["bench", "--help"]) == 0
     assert "finetune" in capsys.readouterr().out
+
+
+def test_a_run_of_the_wrong_kind_points_to_the_right_command_or_flag(tmp_path):
+    from minigpt.checkpoint import save_checkpoint
+
+    classifier_run, train_run = tmp_path / "classifier", tmp_path / "train"
+    classifier_run.mkdir(), train_run.mkdir()
+    save_checkpoint(str(classifier_run / "checkpoint.safetensors"), {"w": np.zeros(2, np.float32)}, None, {"classifier": {}})
+    with pytest.raises(SystemExit, match="it is a classifier run of `minigpt finetune classify`: use `minigpt classify --checkpoint"):
+        main(["generate", "--checkpoint", str(classifier_run), "--prompt", "hi"])
+    save_checkpoint(str(train_run / "checkpoint.safetensors"), {"w": np.zeros(2, np.float32)}, None, {"trainer": {}})
+    data = write_tsv(tmp_path / "two.tsv", [("spam", "WIN"), ("ham", "hi")] * 10)
+    with pytest.raises(SystemExit, match=f"this is a minigpt run .*: use --checkpoint {train_run}"):
+        main(["finetune", "classify", "--model", str(train_run), "--data", data, "--batch-size", "1", "--out", str(tmp_path / "r")])

@@ -117,6 +117,11 @@ def _load_base_model(args, command: str = COMMAND, default_model: str = "gpt2-sm
     from minigpt.hub import DownloadError
 
     name = args.model or default_model
+    from minigpt.checkpoint import CHECKPOINT_NAME
+
+    if os.path.isfile(os.path.join(name, CHECKPOINT_NAME)) or os.path.basename(name) == CHECKPOINT_NAME:
+        fail(command, f"--model {name}: this is a minigpt run (it holds {CHECKPOINT_NAME}); --model takes a GPT-2 name "
+                      f"or a folder of OpenAI's config.json and model.safetensors: use --checkpoint {name}")
     try:
         model = GPTModel.from_pretrained(name, drop_rate=args.drop_rate)
     except (FileNotFoundError, DownloadError, ValueError) as error:
