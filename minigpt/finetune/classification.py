@@ -248,8 +248,8 @@ class SpamDataset(Dataset):
         encoded_texts: list of lists of ints, each `max_length` long. labels: int64 array (N,).
         max_length, label_names, num_truncated (texts cut to max_length).
 
-    Items: `dataset[i]` is (int64 array (max_length,), int64 scalar array), as the book's tensors;
-    a DataLoader stacks them into (B, max_length) and (B,).
+    Items: `dataset[i]` is (int64 Tensor (max_length,), int64 scalar Tensor), as the book's
+    `torch.tensor`s; a DataLoader stacks them into Tensors (B, max_length) and (B,).
 
     Raises:
         ValueError: empty data, max_length < 1, a text longer than the context without
@@ -296,11 +296,12 @@ class SpamDataset(Dataset):
         return len(self.data)
 
     def __getitem__(self, index: int):
-        return self._inputs[index], self.labels[index]
+        return Tensor(self._inputs[index]), Tensor(self.labels[index])  # the book's torch.tensor pair
 
     def get_batch(self, indices):
-        """(inputs (B, max_length), labels (B,)) for the given example indices, int64."""
-        return self._inputs[indices], self.labels[indices]
+        """(inputs (B, max_length), labels (B,)) for the given example indices: int64 Tensors, as
+        the book's DataLoader stacks its tensors (so the book's `input_batch.to(device)` works)."""
+        return Tensor(self._inputs[indices]), Tensor(self.labels[indices])
 
     def _longest_encoded_length(self) -> int:
         """The book's helper: the longest encoded text (after any truncation)."""

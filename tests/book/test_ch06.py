@@ -346,6 +346,16 @@ def test_the_books_notebook_code_runs_unchanged(tmp_path, monkeypatch, capsys):
     torch.manual_seed(123)
     train_accuracy = calc_accuracy_loader(train_loader, model, device, num_batches=2)
     assert 0.0 <= train_accuracy <= 1.0
+    # The book's own calc_loss_batch / calc_accuracy_loader move each batch with .to(device), then
+    # compare the argmax with the targets: the loader's batches are Tensors, as the book's.
+    assert isinstance(input_batch, torch.Tensor) and isinstance(target_batch, torch.Tensor)
+    input_batch, target_batch = input_batch.to(device), target_batch.to(device)
+    with torch.no_grad():
+        logits = model(input_batch)[:, -1, :]
+    book_loss = torch.nn.functional.cross_entropy(logits, target_batch)
+    assert book_loss.item() == pytest.approx(calc_loss_batch(input_batch, target_batch, model, device, pooling="last").item(), rel=1e-6)
+    correct = (torch.argmax(logits, dim=-1) == target_batch).sum().item()
+    assert 0 <= correct <= 8
     with torch.no_grad():
         train_loss = calc_loss_loader(train_loader, model, device, num_batches=2)
     assert 0.1 < train_loss < 3.0
