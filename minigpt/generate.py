@@ -189,6 +189,35 @@ def _as_array(logits) -> np.ndarray:
     return logits.data if isinstance(logits, Tensor) else np.asarray(logits)
 
 
+def _check_finite_logits(logits: np.ndarray, step: int) -> None:
+    """Raise if the last position's logits (B, V) hold NaN or +inf, or a row is all -inf.
+
+    Such logits give no distribution: argmax and the sampler would silently pick token 0. One
+    `isfinite` pass over (B, V) per step; -inf alone (a token the model forbids) is allowed.
+    """
+    if np.isfinite(logits).all():
+        return
+    nan, pos_inf = np.isnan(logits), np.isposinf(logits)
+    no_finite_row = np.isneginf(logits).all(axis=-1)  # (B,)
+    if not (nan.any() or pos_inf.any() or no_finite_row.any()):
+        return
+    rows = np.flatnonzero(nan.any(axis=-1) | pos_inf.any(axis=-1) | no_finite_row)
+    raise FloatingPointError(
+        f"the model's logits are not finite at step {step} (NaN/inf): {int(nan.sum())} NaN, {int(pos_inf.sum())} +inf, "
+        f"{int(no_finite_row.sum())} rows all -inf, in rows {rows[:10].tolist()} of logits of shape {logits.shape}; "
+        "the model's weights or inputs hold NaN/inf (check the checkpoint), no token can be chosen")
+
+
+def _left_pad(prompts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Right-align prompts of different lengths in one batch: ids (B, longest) and left_padding (B,)."""
+    lengths = np.array([len(prompt) for prompt in prompts])
+    longest = lengths.max()
+    batch = np.zeros((len(prompts), longest), np.int64)  # padding id 0: never seen, any id would do
+    for row, prompt in enumerate(prompts):
+        batch[row, longest - len(prompt):] = prompt  # right-aligned: the new tokens share columns
+    return batch, longest - lengths
+
+
 class _CachedLogits:
     """Next-token logits with the model's KV cache: the prompt once, then one token per step.
 
@@ -258,12 +287,28 @@ def stream_generate(
         int64 (B,): each row's new token; a row that has stopped yields eos_id from then on. No
         step is yielded once every row has produced eos_id (that eos is not part of any text).
 
+    Memory: the output grows as tokens come (nothing is reserved for `max_new_tokens` up front)
+    and the KV cache holds at most `context_size` positions, so a huge `max_new_tokens` is fine.
+
     Raises:
-        ValueError/TypeError: see `generate`, before the first token.
+        ValueError/TypeError: see `generate`, before the first token; a list of prompts of
+            different lengths with a model without KV cache (use `generate`, which runs them one by one).
+        FloatingPointError: the model's logits hold NaN or +inf (or a row is all -inf) at some step.
     """
-    ids = _as_id_batch(idx)
     _check_sampling(max_new_tokens, context_size, temperature, top_k, eos_id, top_p)
     cached = use_cache and hasattr(model, "reset_kv_cache")
+    if isinstance(idx, (list, tuple)):
+        prompts = _as_prompt_list(idx)
+        if len({len(prompt) for prompt in prompts}) > 1:  # different lengths: left-pad them into one batch
+            if left_padding is not None:
+                raise ValueError("left_padding is only for a 2-D batch idx; a list of prompts of different lengths is padded automatically")
+            if not cached:
+                raise ValueError("stream_generate: prompts of different lengths need a model with a KV cache and use_cache=True; "
+                                 "use generate(), which runs them one by one")
+            idx, left_padding = _left_pad(prompts)
+        else:
+            idx = np.stack(prompts)
+    ids = _as_id_batch(idx)
     if left_padding is not None and not cached:
         raise ValueError("left_padding needs a model with a KV cache (reset_kv_cache) and use_cache=True")
     left_padding = np.zeros(ids.shape[0], np.int64) if left_padding is None else np.asarray(left_padding, np.int64)
@@ -272,9 +317,13 @@ def stream_generate(
     return _stream(model, ids, max_new_tokens, context_size, temperature, top_k, eos_id, top_p, rng, cached, left_padding)
 
 
+_GROWTH_CHUNK = 256  # output columns reserved at a time
+
+
 def _stream(model, ids, max_new_tokens, context_size, temperature, top_k, eos_id, top_p, rng, cached, left_padding):
     batch_size, prompt_len = ids.shape
-    sequence = np.empty((batch_size, prompt_len + max_new_tokens), np.int64)  # filled one column per step
+    # Filled one column per step and grown in chunks: max_new_tokens may be far more than will be made.
+    sequence = np.empty((batch_size, prompt_len + min(max_new_tokens, _GROWTH_CHUNK)), np.int64)
     sequence[:, :prompt_len] = ids
     if cached:
         next_token_logits = _CachedLogits(model, left_padding, prompt_len + max_new_tokens, context_size)
@@ -288,12 +337,16 @@ def _stream(model, ids, max_new_tokens, context_size, temperature, top_k, eos_id
         for step in range(max_new_tokens):
             length = prompt_len + step
             logits = next_token_logits(sequence[:, :length])  # (B, V)
+            _check_finite_logits(logits, step)
             next_ids = _next_tokens(logits, temperature, top_k, top_p, rng)  # (B,)
             if eos_id is not None:
                 next_ids = np.where(finished, eos_id, next_ids)
                 finished |= next_ids == eos_id
                 if finished.all():
                     return  # the eos that ends the last row is not part of its text
+            if length == sequence.shape[1]:  # full: room for the next chunk of steps
+                room = min(max_new_tokens - step, max(_GROWTH_CHUNK, length))  # doubling: amortised O(1) per token
+                sequence = np.concatenate([sequence, np.empty((batch_size, room), np.int64)], axis=1)
             sequence[:, length] = next_ids
             yield sequence[:, length].copy()
     finally:
@@ -358,6 +411,8 @@ def generate(
         ValueError: empty prompt, wrong rank, max_new_tokens < 0, context_size < 1, top_k < 1,
             temperature < 0 (or NaN, inf), top_p outside (0, 1].
         TypeError: non-integer ids or eos_id.
+        FloatingPointError: the model's last-position logits hold NaN or +inf (or a row is all
+            -inf): there is no token to choose, rather than silently returning token 0.
 
     Example:
         >>> out = generate(model, text_to_token_ids("Every effort moves you", tokenizer), 25,
@@ -378,12 +433,8 @@ def _generate_list(model, prompts: list[np.ndarray], max_new_tokens, context_siz
     _check_sampling(max_new_tokens, context_size, options["temperature"], options["top_k"], options["eos_id"], options["top_p"])
     if not (options["use_cache"] and hasattr(model, "reset_kv_cache")):
         return [generate(model, prompt[None, :], max_new_tokens, context_size, rng=rng, **options)[0] for prompt in prompts]
-    lengths = np.array([len(prompt) for prompt in prompts])
-    longest = lengths.max()
-    batch = np.zeros((len(prompts), longest), np.int64)  # padding id 0: never seen, any id would do
-    for row, prompt in enumerate(prompts):
-        batch[row, longest - len(prompt):] = prompt  # right-aligned: the new tokens share columns
-    steps = list(stream_generate(model, batch, max_new_tokens, context_size, rng=rng, left_padding=longest - lengths, **options))
+    batch, left_padding = _left_pad(prompts)
+    steps = list(stream_generate(model, batch, max_new_tokens, context_size, rng=rng, left_padding=left_padding, **options))
     new = np.stack(steps, axis=1) if steps else np.zeros((len(prompts), 0), np.int64)  # (B, n)
     eos_id = options["eos_id"]
     outputs = []

@@ -153,9 +153,9 @@ def download_file(repo_id: str, filename: str, directory: str | None = None, tim
         raise DownloadError(f"{url}: the server answered HTTP {error.code} {error.reason}; {by_hand}") from None
     except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as error:
         reason = getattr(error, "reason", error)
-        kept = (f"the partial file {partial_path} is kept and the next attempt resumes it. "
+        kept = (f"the partial file {partial_path} is kept and the next attempt resumes it; "
                 if os.path.isfile(partial_path) else "")
-        raise DownloadError(f"could not download {url} ({reason}); {kept}Without network, {by_hand}") from None
+        raise DownloadError(f"could not download {url} ({reason}); {kept}without network, {by_hand}") from None
     if expected_size is not None and have != expected_size:
         raise DownloadError(
             f"{url}: received {have:,} bytes but the hub publishes {expected_size:,}; the partial file "
@@ -185,6 +185,10 @@ def download(name: str, progress: bool = True) -> str:
     if not _REPO_ID.match(repo_id) or ".." in repo_id:
         # Also keeps the cache path inside the cache: the repo id becomes two folder names.
         raise ValueError(f"unknown model {name!r}: expected one of {', '.join(MODEL_REPOS)} or a hub repo id 'owner/name'")
+    folder = os.path.join(cache_dir(), repo_id)
     for filename in MODEL_FILES:
-        download_file(repo_id, filename, progress=progress)  # the message of a failure names the file
-    return os.path.join(cache_dir(), repo_id)
+        try:
+            download_file(repo_id, filename, progress=progress)  # the message of a failure names the file
+        except DownloadError as error:  # fetching by hand: say that the model needs every file
+            raise DownloadError(f"{error} (the model needs both {' and '.join(MODEL_FILES)} in {folder})") from None
+    return folder

@@ -308,7 +308,7 @@ def test_resume_refuses_changed_data_and_does_nothing_past_its_target(tmp_path, 
 @pytest.mark.parametrize("flags, message", [
     (["--schedule", "cosine", "--min-lr", "1", "--max-steps", "12"], "--min-lr 1.0 is above --lr"),
     (["--stride", "0"], "--stride must be at least 1"),
-    (["--seed", "-1"], "--seed must be a non-negative integer"),
+    (["--seed", "-1"], "--seed must be an integer >= 0, got -1"),
     (["--schedule", "cosine", "--min-lr", "-1"], r"min_lr must be a finite number >= 0, got -1.0 \(flag --min-lr\)"),
     (["--lr", "inf"], r"lr must be a finite number > 0, got inf \(flag --lr\)"),
     (["--threads", "0"], "--threads must be between 1 and the .* CPUs this process may use, got 0"),
@@ -346,3 +346,62 @@ def test_threads_sets_the_engine_and_blas_threads(tmp_path):
             assert all(library["num_threads"] == 1 for library in threadpool_info() if library["user_api"] == "blas")
         finally:
             parallel.set_num_threads(before)
+
+
+def test_every_commands_negative_seed_is_a_flag_error(tmp_path):
+    with pytest.raises(SystemExit, match="minigpt finetune: error: --seed must be an integer >= 0, got -3"):
+        main(["finetune", "classify", "--init", "random", "--preset", "tiny", "--seed", "-3", "--out", str(tmp_path / "r")])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--batches", "0"], "--batches must be integers >= 1, got 0"),
+    (["--rounds", "0"], "--rounds must be an integer >= 1, got 0"),
+    (["--new-tokens", "-1"], "--new-tokens must be an integer >= 1, got -1"),
+    (["--torch-python", "/nope"], "--torch-python '/nope' cannot run"),
+    (["--torch-python", "NO_TORCH"], "cannot import torch: ModuleNotFoundError"),
+])
+def test_bench_generate_flag_errors_come_before_any_measurement(flags, message, capsys, tmp_path):
+    no_torch = tmp_path / "python"  # a "python" that runs but has no torch
+    no_torch.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 1\n")
+    no_torch.chmod(0o755)
+    with pytest.raises(SystemExit) as stopped:
+        main(["bench", "generate", *[str(no_torch) if flag == "NO_TORCH" else flag for flag in flags]])
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_main_help_lists_every_benchmark(capsys):
+    from minigpt.benchmarks import NAMES
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    printed = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
+    assert f"run a benchmark ({', '.join(NAMES)})" in printed
+
+
+def test_resume_uses_the_runs_thread_count_and_accepts_threads(tmp_path, capsys):
+    from autograd.parallel import available_cpus, get_num_threads
+    from minigpt.cli.common import set_threads
+
+    flags = ["--preset", "tiny", "--context-length", "16", "--eval-every", "2", *CHEAP]
+    whole, split = str(tmp_path / "whole"), str(tmp_path / "split")
+    try:
+        main(["train", "--out", whole, "--max-steps", "4", "--threads", "1", *flags])
+        main(["train", "--out", split, "--max-steps", "2", "--threads", "1", *flags])
+        assert trainer_state(split)["run_info"]["threads"] == 1
+        set_threads("train", available_cpus())  # a new process: every CPU
+        capsys.readouterr()
+        main(["train", "--resume", split, "--max-steps", "3"])
+        printed = capsys.readouterr().out
+        if available_cpus() > 1:
+            assert "note: using the run's thread count, --threads 1" in printed
+        assert get_num_threads() == 1
+        set_threads("train", available_cpus())
+        main(["train", "--resume", split, "--max-steps", "4", "--threads", "1"])  # accepted, not ignored
+        assert "ignoring" not in capsys.readouterr().out
+    finally:
+        set_threads("train", available_cpus())
+    whole_weights = load_checkpoint(os.path.join(whole, CHECKPOINT_NAME))[0]
+    split_weights = load_checkpoint(os.path.join(split, CHECKPOINT_NAME))[0]
+    for name, array in whole_weights.items():
+        assert np.array_equal(split_weights[name], array), name

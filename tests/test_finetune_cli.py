@@ -114,6 +114,18 @@ def test_finetune_flag_errors(tmp_path):
         main(["classify", "--checkpoint", str(tmp_path)])
 
 
+def test_finetune_data_errors_name_the_file_and_classify_takes_texts_or_data(tmp_path):
+    one_label = write_tsv(tmp_path / "one.tsv", [("spam", "WIN now"), ("spam", "free")])
+    with pytest.raises(SystemExit, match="one.tsv: at least 2 labels are needed, found 1: 'spam'"):
+        main(["finetune", "classify", "--init", "random", "--preset", "tiny", "--data", one_label, "--out", str(tmp_path / "r")])
+    bom = tmp_path / "bom.tsv"
+    bom.write_bytes(b"\xef\xbb\xbfspam\tWIN now\n ham\thi\nham\t\n")
+    with pytest.raises(SystemExit, match="bom.tsv: .*line 3 has the label 'ham' but an empty text"):
+        main(["finetune", "classify", "--init", "random", "--preset", "tiny", "--data", str(bom), "--out", str(tmp_path / "r")])
+    with pytest.raises(SystemExit, match="give texts or --data, not both"):
+        main(["classify", "--checkpoint", str(tmp_path), "--data", one_label, "extra text"])
+
+
 def test_bench_finetune_is_listed(capsys):
     from minigpt.benchmarks.finetune import main as bench_main
 
@@ -122,3 +134,17 @@ def test_bench_finetune_is_listed(capsys):
     assert "--torch-python" in capsys.readouterr().out
     assert main(["bench", "--help"]) == 0
     assert "finetune" in capsys.readouterr().out
+
+
+def test_a_run_of_the_wrong_kind_points_to_the_right_command_or_flag(tmp_path):
+    from minigpt.checkpoint import save_checkpoint
+
+    classifier_run, train_run = tmp_path / "classifier", tmp_path / "train"
+    classifier_run.mkdir(), train_run.mkdir()
+    save_checkpoint(str(classifier_run / "checkpoint.safetensors"), {"w": np.zeros(2, np.float32)}, None, {"classifier": {}})
+    with pytest.raises(SystemExit, match="it is a classifier run of `minigpt finetune classify`: use `minigpt classify --checkpoint"):
+        main(["generate", "--checkpoint", str(classifier_run), "--prompt", "hi"])
+    save_checkpoint(str(train_run / "checkpoint.safetensors"), {"w": np.zeros(2, np.float32)}, None, {"trainer": {}})
+    data = write_tsv(tmp_path / "two.tsv", [("spam", "WIN"), ("ham", "hi")] * 10)
+    with pytest.raises(SystemExit, match=f"this is a minigpt run .*: use --checkpoint {train_run}"):
+        main(["finetune", "classify", "--model", str(train_run), "--data", data, "--batch-size", "1", "--out", str(tmp_path / "r")])

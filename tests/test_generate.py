@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from autograd import Tensor
 from minigpt.char_tokenizer import CharTokenizer
-from minigpt.generate import generate, generate_text_simple, text_to_token_ids, token_ids_to_text
+from minigpt.generate import generate, generate_text_simple, stream_generate, text_to_token_ids, token_ids_to_text
 from minigpt.model import GPTModel
 
 TINY = dict(vocab_size=23, context_length=8, emb_dim=16, n_heads=2, n_layers=1, drop_rate=0.0, qkv_bias=False)
@@ -349,3 +349,44 @@ def test_text_to_token_ids_with_gpt2_allows_endoftext():
     ids = text_to_token_ids("Every effort moves you<|endoftext|>", tokenizer)
     assert ids.tolist() == [[6109, 3626, 6100, 345, 50256]]  # the book's ids (listing 5.1)
     assert token_ids_to_text(ids, tokenizer) == "Every effort moves you<|endoftext|>"
+
+
+@pytest.mark.parametrize("options", [dict(temperature=0.0), dict(temperature=1.0), dict(temperature=1.0, top_k=5),
+                                     dict(temperature=1.0, top_p=0.9)])
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_non_finite_logits_raise_instead_of_returning_token_0(options, use_cache):
+    model = tiny_model()
+    model.tok_emb.weight.data[...] = np.nan
+    with pytest.raises(FloatingPointError, match="not finite at step 0"):
+        generate(model, np.array([[1, 2]]), 3, 16, rng=np.random.default_rng(0), use_cache=use_cache, **options)
+    with pytest.raises(FloatingPointError, match="not finite"):
+        next(stream_generate(model, np.array([[1, 2]]), 3, 16, rng=np.random.default_rng(0), **options))
+
+
+def test_minus_inf_logits_of_forbidden_tokens_are_allowed_but_a_row_of_only_minus_inf_is_not():
+    def forbids_token_0(ids):  # (B, T) -> (B, T, 4): token 0 forbidden, token 2 the best
+        logits = np.tile(np.array([-np.inf, 0.0, 1.0, 0.5]), ids.shape + (1,))
+        return logits
+    assert generate(forbids_token_0, np.array([[1]]), 2, 8).tolist() == [[1, 2, 2]]
+    with pytest.raises(FloatingPointError, match="rows all -inf"):
+        generate(lambda ids: np.full(ids.shape + (4,), -np.inf), np.array([[1]]), 2, 8)
+
+
+def test_stream_generate_does_not_reserve_memory_for_max_new_tokens():
+    model = tiny_model()
+    context = model.cfg.context_length
+    steps = stream_generate(model, [[1, 2]], 10**12, context)  # 7 TiB if reserved up front
+    first = [next(steps) for _ in range(300)]  # past the first chunk of reserved columns
+    assert len(first) == 300
+    steps.close()
+    assert generate(model, np.array([[1, 2]]), 300, context)[0, 2:].tolist() == [int(token[0]) for token in first]
+
+
+def test_stream_generate_takes_prompts_of_different_lengths_as_generate():
+    model = tiny_model()
+    prompts = [[1, 2], [3, 4, 5]]
+    streamed = np.stack(list(stream_generate(model, prompts, 3, 8)), axis=1)  # (B, 3)
+    expected = generate(model, prompts, 3, 8)
+    assert [row.tolist() for row in streamed] == [row[len(prompt):].tolist() for row, prompt in zip(expected, prompts)]
+    with pytest.raises(ValueError, match="use generate"):
+        stream_generate(model, prompts, 3, 8, use_cache=False)

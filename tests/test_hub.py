@@ -89,8 +89,10 @@ def test_missing_file_names_the_url(fake_hub):
 def test_no_network_says_where_to_put_the_file(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
     monkeypatch.setenv("MINIGPT_HOME", str(tmp_path))
-    with pytest.raises(hub.DownloadError, match=r"127\.0\.0\.1:9/openai-community/gpt2/resolve/main/config\.json \(.*\); Without network, download .* save it as"):
+    with pytest.raises(hub.DownloadError, match=r"127\.0\.0\.1:9/openai-community/gpt2/resolve/main/config\.json \(.*\); without network, download .* save it as"):
         hub.download_file("openai-community/gpt2", "config.json", timeout=5, progress=False)
+    with pytest.raises(hub.DownloadError, match=r"the model needs both config\.json and model\.safetensors in .*openai-community"):
+        hub.download("gpt2-small", progress=False)
 
 
 def test_unknown_name_is_rejected():

@@ -32,6 +32,7 @@ import time
 
 import numpy as np
 
+from minigpt.benchmarks import check_torch_python
 from minigpt.benchmarks.model import _child_env, _last_json_line
 from minigpt.benchmarks.torch_reference import FOLDER as TORCH_FOLDER
 
@@ -166,6 +167,22 @@ def summarize(batch: int, cache: bool, ours: list[dict], theirs: list[dict]) -> 
     return lines
 
 
+def _check_arguments(parser, args) -> None:
+    """parser.error (exit 2, one line) for a count out of range or a --torch-python that does not work."""
+    for flag, values in (("--batches", args.batches), ("--no-cache-batches", args.no_cache_batches)):
+        if any(value < 1 for value in values):
+            parser.error(f"{flag} must be integers >= 1, got {' '.join(map(str, values))}")
+    if not args.batches and not args.no_cache_batches:
+        parser.error("give at least one batch size (--batches or --no-cache-batches)")
+    for flag, value, least in (("--rounds", args.rounds, 1), ("--new-tokens", args.new_tokens, 1),
+                               ("--prompt-tokens", args.prompt_tokens, 1), ("--threads", args.threads, 1),
+                               ("--breakdown-steps", args.breakdown_steps, 0)):
+        if value < least:
+            parser.error(f"{flag} must be an integer >= {least}, got {value}")
+    if not args.worker:
+        check_torch_python(parser, args.torch_python)  # before minigpt's part, which takes minutes
+
+
 def main(argv=None) -> None:
     """Command line: see the module docstring and `--help`."""
     parser = argparse.ArgumentParser(prog="minigpt bench generate", description=__doc__.split("\n\n")[0],
@@ -185,6 +202,7 @@ def main(argv=None) -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--no-cache-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    _check_arguments(parser, args)
 
     if args.worker:
         record = measure(args.batches[0], not args.no_cache_worker, args.prompt_tokens, args.new_tokens, args.threads,

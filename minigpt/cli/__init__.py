@@ -83,6 +83,10 @@ def _main(argv, started: list) -> int:
         set_openblas_thread_timeout()  # idle BLAS threads free their core for the engine's threads
         if args.threads is not None:
             set_threads(args.command, args.threads)
+    if getattr(args, "seed", None) is not None and args.seed < 0:  # every command's --seed: NumPy takes no negative seed
+        from minigpt.cli.common import fail
+
+        fail(args.command, f"--seed must be an integer >= 0, got {args.seed}")
     started.append(args.command)
     return modules[args.command].run(args)
 

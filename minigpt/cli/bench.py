@@ -12,7 +12,9 @@ import contextlib
 import importlib
 import io
 
-HELP = "run a benchmark (engine, model, tokenizer, optim, load, finetune, generate, checkpoint...); `minigpt bench --help` lists their options"
+from minigpt.benchmarks import NAMES
+
+HELP = f"run a benchmark ({', '.join(NAMES)}); `minigpt bench --help` lists their options"
 
 
 def add_parser(subparsers) -> None:

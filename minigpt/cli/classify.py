@@ -35,6 +35,8 @@ def run(args) -> int:
 
     if not args.texts and args.data is None:
         fail(COMMAND, "give texts to classify, or --data FILE.tsv")
+    if args.texts and args.data is not None:  # otherwise one of them would be silently ignored or mixed in
+        fail(COMMAND, f"give texts or --data, not both (got {len(args.texts)} text(s) and --data {args.data})")
     if args.batch_size < 1:
         fail(COMMAND, f"--batch-size must be >= 1, got {args.batch_size}")
     model, tokenizer, classifier = load_classifier(COMMAND, "--checkpoint", args.checkpoint)

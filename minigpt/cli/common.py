@@ -60,7 +60,10 @@ def load_run_checkpoint(command: str, flag: str, path: str, required: str = "tra
     except ValueError as error:
         fail(command, f"{flag} {path!r}: {error}")
     if required not in metadata:
-        fail(command, f"{flag} {path!r}: the checkpoint has no {required} state (it was not written by `{writer}`)")
+        hint = ""
+        if "classifier" in metadata and command != "classify":  # `minigpt finetune classify`'s run
+            hint = f"; it is a classifier run of `minigpt finetune classify`: use `minigpt classify --checkpoint {path} TEXT...`"
+        fail(command, f"{flag} {path!r}: the checkpoint has no {required} state (it was not written by `{writer}`){hint}")
     return checkpoint_path, model_state, optimizer_state, metadata
 
 

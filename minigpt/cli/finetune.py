@@ -117,6 +117,11 @@ def _load_base_model(args, command: str = COMMAND, default_model: str = "gpt2-sm
     from minigpt.hub import DownloadError
 
     name = args.model or default_model
+    from minigpt.checkpoint import CHECKPOINT_NAME
+
+    if os.path.isfile(os.path.join(name, CHECKPOINT_NAME)) or os.path.basename(name) == CHECKPOINT_NAME:
+        fail(command, f"--model {name}: this is a minigpt run (it holds {CHECKPOINT_NAME}); --model takes a GPT-2 name "
+                      f"or a folder of OpenAI's config.json and model.safetensors: use --checkpoint {name}")
     try:
         model = GPTModel.from_pretrained(name, drop_rate=args.drop_rate)
     except (FileNotFoundError, DownloadError, ValueError) as error:
@@ -148,6 +153,9 @@ def _run_classify(args) -> int:
         records = cls.load_spam_data(args.data)
     except (OSError, ValueError, UnicodeDecodeError) as error:
         fail(COMMAND, f"--data {args.data}: {error}")
+    labels = sorted({label for label, _ in records})
+    if len(labels) < 2:  # a classifier needs classes to tell apart (replace_output_head would fail later)
+        fail(COMMAND, f"--data {args.data}: at least 2 labels are needed, found {len(labels)}: {', '.join(map(repr, labels))}")
     data = records if args.no_balance else cls.create_balanced_dataset(records, seed=args.seed)
     try:
         train, validation, test = cls.random_split(data, args.train_frac, args.validation_frac, seed=args.seed)

@@ -69,8 +69,6 @@ def run(args) -> int:
     if args.temperature == 0 and (args.top_k is not None or args.top_p is not None):
         print("note: --top-k and --top-p only matter when sampling; at --temperature 0 (the default) the most "
               "likely token is always taken. Add e.g. --temperature 1.0", file=sys.stderr)
-    if args.seed < 0:
-        fail("generate", f"--seed must be an integer >= 0, got {args.seed}")
     if args.prompt == "":
         fail("generate", "--prompt is empty: give the text to continue (at least one character)")
     try:
@@ -94,6 +92,9 @@ def run(args) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except FloatingPointError as error:  # NaN weights: say so instead of a traceback
+        print(file=sys.stderr)
+        fail("generate", str(error))
     print()
     return 0
 

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from minigpt.cli.common import (BUNDLED_CORPORA, add_threads_argument, bundled_corpus_path, fail,
-                                load_run_metadata, make_tokenizer)
+                                load_run_metadata, make_tokenizer, set_threads)
 
 # Training recipes: the defaults of `minigpt train` for each preset. Flags given on the command
 # line override them. Sizes are chosen for a 2-core CPU.
@@ -260,6 +260,8 @@ def _run_interruptible(args, world) -> int:
 
 
 def _train(args, world) -> int:
+    from autograd.parallel import get_num_threads
+
     from minigpt.checkpoint import CHECKPOINT_NAME
     from minigpt.data import DataLoader, GPTDataset, train_val_split
     from minigpt.model import PRESETS, GPTModel, get_config
@@ -291,6 +293,8 @@ def _train(args, world) -> int:
         tokenizer_spec = run_info["tokenizer"]
         batch_size, stride, train_ratio = run_info["batch_size"], run_info["stride"], run_info["train_ratio"]
         init = run_info.get("init", "gpt2")  # the checkpoint's weights replace it anyway
+        if args.threads is None and run_info.get("ranks", 1) == world.size:  # other ranks: their own CPU share
+            _use_the_runs_threads(run_info.get("threads"))
     else:
         if args.preset not in PRESETS:
             fail("train", f"--preset {args.preset!r}: unknown preset; choose one of {', '.join(PRESETS)}")
@@ -333,8 +337,6 @@ def _train(args, world) -> int:
             fail("train", f"--min-lr {config.min_lr} is above --lr {config.lr}: the cosine schedule decays from --lr down to --min-lr")
         if args.stride is not None and args.stride < 1:
             fail("train", f"--stride must be at least 1 token, got {args.stride}")
-        if args.seed < 0:
-            fail("train", f"--seed must be a non-negative integer, got {args.seed}")
         batch_size = setting("batch_size", 4)
         init = setting("init", "gpt2")
         train_ratio = args.train_ratio
@@ -386,6 +388,9 @@ def _train(args, world) -> int:
         run_info = {
             "model_config": model_config.to_dict(), "tokenizer": tokenizer_spec, "data": os.path.abspath(data_path),
             "batch_size": batch_size, "stride": stride, "train_ratio": train_ratio, "init": init, "preset": getattr(args, "preset", None),
+            # A process setting, not a run setting, but the engine's sums split over threads: a
+            # resume without --threads uses the same count to repeat the run's arithmetic.
+            "threads": get_num_threads(),
         }
         run_info["num_tokens"] = int(len(token_ids))
         run_info["data_sha256"] = data_sha256  # recognises the data if it moves (--resume DIR --data NEW_PATH)
@@ -452,6 +457,21 @@ def _train(args, world) -> int:
     print(f"saved {os.path.join(out_dir, CHECKPOINT_NAME)}" + (f" and {os.path.join(out_dir, 'loss.png')}" if os.path.exists(os.path.join(out_dir, 'loss.png')) else
           " (install matplotlib, `pip install -e .[plot]`, for loss.png)"))
     return 0
+
+
+def _use_the_runs_threads(threads: int | None) -> None:
+    """On --resume without --threads: run with the thread count the run recorded, with a note."""
+    from autograd.parallel import available_cpus, get_num_threads
+
+    if threads is None or threads == get_num_threads():  # a run from before threads were recorded, or the same
+        return
+    if threads > available_cpus():
+        print(f"note: the run used {threads} threads, this process may use {available_cpus()}: the results may "
+              "differ from an uninterrupted run in the last bits")
+        return
+    print(f"note: using the run's thread count, --threads {threads} (so that it repeats the same arithmetic); "
+          "give --threads to choose another")
+    set_threads("train", threads)
 
 
 def _check_resumed_data(data_path: str, data_sha256: str, run_info: dict) -> None:

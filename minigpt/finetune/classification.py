@@ -33,6 +33,7 @@ Almeida, Gómez Hidalgo and Yamakami 2011, the SMS Spam Collection (UCI reposito
 from __future__ import annotations
 
 import csv
+import io
 import os
 from importlib import resources
 
@@ -89,7 +90,8 @@ def load_spam_data(path=None) -> list[tuple[str, str]]:
     open a quote without closing it on the same line swallow the lines after them, so pandas sees
     5,572 rows (the spam count, 747, is the same). Here no quote processing happens, so every one
     of the 5,574 messages is its own record, quotes included. Any other label TAB text file (UTF-8)
-    loads the same way.
+    loads the same way: a UTF-8 byte-order mark at its start (as some editors write) is skipped,
+    and spaces around a label are removed (" spam " is "spam"); blank lines are skipped.
 
     Args:
         path: a file path, or None for the bundled `sms_spam_collection.tsv`.
@@ -99,20 +101,32 @@ def load_spam_data(path=None) -> list[tuple[str, str]]:
 
     Raises:
         FileNotFoundError: no such file. ValueError: a non-empty line without a tab, an empty
-            label, or no record at all (the message names the line).
+            label, an empty text, no record at all (the message names the file and the 1-based
+            line), or a file that is not UTF-8 (naming the line and byte).
     """
     if path is None:
         path = resources.files("minigpt").joinpath("corpora", SPAM_DATA_NAME)
+    with open(path, "rb") as file:
+        raw = file.read()
+    try:
+        content = raw.decode("utf-8-sig")  # -sig: skip a byte-order mark, else it sticks to the first label
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}, line {line}); convert it, "
+                         "e.g. with `iconv -f latin1 -t utf-8`") from None
     records = []
-    with open(path, encoding="utf-8", newline="") as file:
-        for number, line in enumerate(file, start=1):
-            line = line.rstrip("\r\n")
-            if not line:
-                continue
-            label, tab, text = line.partition("\t")
-            if not tab or not label:
-                raise ValueError(f"{path}: line {number} is not 'label<TAB>text': {line[:60]!r}")
-            records.append((label, text))
+    # newline="": split at \n, \r\n or \r as open() does, never at the other breaks str.splitlines knows.
+    for number, line in enumerate(io.StringIO(content, newline=""), start=1):
+        line = line.rstrip("\r\n")
+        if not line:
+            continue
+        label, tab, text = line.partition("\t")
+        label = label.strip()
+        if not tab or not label:
+            raise ValueError(f"{path}: line {number} is not 'label<TAB>text': {line[:60]!r}")
+        if not text.strip():
+            raise ValueError(f"{path}: line {number} has the label {label!r} but an empty text")
+        records.append((label, text))
     if not records:
         raise ValueError(f"{path}: no 'label<TAB>text' lines in the file")
     return records
@@ -234,8 +248,8 @@ class SpamDataset(Dataset):
         encoded_texts: list of lists of ints, each `max_length` long. labels: int64 array (N,).
         max_length, label_names, num_truncated (texts cut to max_length).
 
-    Items: `dataset[i]` is (int64 array (max_length,), int64 scalar array), as the book's tensors;
-    a DataLoader stacks them into (B, max_length) and (B,).
+    Items: `dataset[i]` is (int64 Tensor (max_length,), int64 scalar Tensor), as the book's
+    `torch.tensor`s; a DataLoader stacks them into Tensors (B, max_length) and (B,).
 
     Raises:
         ValueError: empty data, max_length < 1, a text longer than the context without
@@ -282,11 +296,12 @@ class SpamDataset(Dataset):
         return len(self.data)
 
     def __getitem__(self, index: int):
-        return self._inputs[index], self.labels[index]
+        return Tensor(self._inputs[index]), Tensor(self.labels[index])  # the book's torch.tensor pair
 
     def get_batch(self, indices):
-        """(inputs (B, max_length), labels (B,)) for the given example indices, int64."""
-        return self._inputs[indices], self.labels[indices]
+        """(inputs (B, max_length), labels (B,)) for the given example indices: int64 Tensors, as
+        the book's DataLoader stacks its tensors (so the book's `input_batch.to(device)` works)."""
+        return Tensor(self._inputs[indices]), Tensor(self.labels[indices])
 
     def _longest_encoded_length(self) -> int:
         """The book's helper: the longest encoded text (after any truncation)."""
@@ -571,15 +586,22 @@ def classify_texts(texts, model, tokenizer, max_length: int | None = None, pad_t
     mode; no graph is recorded.
 
     Raises:
+        TypeError: `texts` is one str (give a list of strings; `classify_review` takes one text),
+            or an item is not a str.
         ValueError: a text longer than the model's context (`model.pos_emb.weight.shape[0]`
             positions) without `truncation=True`, an empty text, or max_length above the context.
     """
+    if isinstance(texts, str):
+        raise TypeError(f"classify_texts: texts must be a list of strings, got one str ({texts[:40]!r}); "
+                        "pass [text], or use classify_review for one text")
     context_length = model.pos_emb.weight.shape[0]  # positions are the table's first axis
     if max_length is not None and max_length > context_length:
         raise ValueError(f"max_length {max_length} is more than the model's context of {context_length} tokens")
     limit = context_length if max_length is None else max_length
     encoded = []
     for number, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"classify_texts: texts[{number}] must be a str, got {type(text).__name__}")
         ids = list(tokenizer.encode(text))
         if not ids:
             raise ValueError(f"text {number} is empty: nothing to classify")
@@ -613,9 +635,12 @@ def classify_review(text: str, model, tokenizer, device=None, max_length: int | 
         label_names: the names of the class ids (the book returns "spam" for 1, "not spam" for 0).
 
     Raises:
+        TypeError: `text` is not a str (classify_texts takes a list of texts).
         ValueError: see `classify_texts`.
     """
     check_device(device, "classify_review")
+    if not isinstance(text, str):
+        raise TypeError(f"classify_review: text must be one str, got {type(text).__name__}; use classify_texts for a list of texts")
     probabilities = classify_texts([text], model, tokenizer, max_length, pad_token_id, pooling=pooling,
                                    truncation=max_length is not None)
     return label_names[int(np.argmax(probabilities[0]))]

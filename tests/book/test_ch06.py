@@ -265,6 +265,28 @@ def test_classify_texts_checks_the_context(tokenizer):
         classify_texts(["hi"], model, tokenizer, max_length=5)
 
 
+def test_classify_texts_wants_a_list_and_classify_review_one_text(tokenizer):
+    model = classifier(context_length=8)
+    with pytest.raises(TypeError, match="texts must be a list of strings, got one str"):
+        classify_texts("abc", model, tokenizer)  # else each character would be classified
+    with pytest.raises(TypeError, match=r"texts\[1\] must be a str"):
+        classify_texts(["a", 3], model, tokenizer)
+    with pytest.raises(TypeError, match="text must be one str"):
+        classify_review(["abc"], model, tokenizer)
+
+
+def test_label_file_with_a_byte_order_mark_spaces_empty_texts_and_other_encodings(tmp_path):
+    path = tmp_path / "bom.tsv"
+    path.write_bytes(b"\xef\xbb\xbfspam\tWIN now\n ham \thi\n")
+    assert load_spam_data(path) == [("spam", "WIN now"), ("ham", "hi")]
+    path.write_bytes(b"spam\tWIN\nham\t\n")
+    with pytest.raises(ValueError, match=r"bom.tsv: line 2 has the label 'ham' but an empty text"):
+        load_spam_data(path)
+    path.write_bytes(b"spam\tWIN\nham\tcaf\xe9\n")  # latin-1
+    with pytest.raises(ValueError, match=r"not UTF-8 text .* at byte 16, line 2\); convert it, e.g. with `iconv"):
+        load_spam_data(path)
+
+
 def test_plot_values_writes_a_png(tmp_path):
     pytest.importorskip("matplotlib")
     path = plot_values(np.linspace(0, 5, 3), np.linspace(0, 40, 3), [0.9, 0.5, 0.2], [1.0, 0.6, 0.4],
@@ -324,6 +346,16 @@ def test_the_books_notebook_code_runs_unchanged(tmp_path, monkeypatch, capsys):
     torch.manual_seed(123)
     train_accuracy = calc_accuracy_loader(train_loader, model, device, num_batches=2)
     assert 0.0 <= train_accuracy <= 1.0
+    # The book's own calc_loss_batch / calc_accuracy_loader move each batch with .to(device), then
+    # compare the argmax with the targets: the loader's batches are Tensors, as the book's.
+    assert isinstance(input_batch, torch.Tensor) and isinstance(target_batch, torch.Tensor)
+    input_batch, target_batch = input_batch.to(device), target_batch.to(device)
+    with torch.no_grad():
+        logits = model(input_batch)[:, -1, :]
+    book_loss = torch.nn.functional.cross_entropy(logits, target_batch)
+    assert book_loss.item() == pytest.approx(calc_loss_batch(input_batch, target_batch, model, device, pooling="last").item(), rel=1e-6)
+    correct = (torch.argmax(logits, dim=-1) == target_batch).sum().item()
+    assert 0 <= correct <= 8
     with torch.no_grad():
         train_loss = calc_loss_loader(train_loader, model, device, num_batches=2)
     assert 0.1 < train_loss < 3.0
