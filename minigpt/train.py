@@ -524,6 +524,15 @@ class Trainer:
         self._mid_step = False
 
     # ---- the loop ---------------------------------------------------------------------------
+    @property
+    def is_complete(self) -> bool:
+        """True when every step of the run is taken and the last step's evaluation is recorded.
+
+        NOTE: a run interrupted between its last update and that evaluation is saved with the
+        evaluation still due; `fit()` records it first, so such a run is not complete yet.
+        """
+        return self.step >= self.total_steps and not self._eval_due
+
     def evaluate(self) -> tuple[float, float]:
         """Estimate train and validation loss on `eval_batches` batches each and record them.
 

@@ -312,3 +312,27 @@ def test_quiet_turns_the_progress_bar_off(tmp_path, story, monkeypatch):
     main(["train", "--out", str(tmp_path / "a"), *CHAR, "--data", str(story), "--max-steps", "2"])
     main(["train", "--out", str(tmp_path / "b"), *CHAR, "--data", str(story), "--max-steps", "2", "--quiet"])
     assert shown == [None, True]  # None: tqdm hides the bar itself when stderr is not a terminal
+
+
+# ---- an interrupt between the last update and its evaluation ---------------------------------
+
+def test_a_run_saved_with_its_last_evaluation_due_records_it_on_resume(tmp_path, story):
+    """A signal after the last step's update but before its evaluation saves the run with the
+    evaluation still due: `--resume` must record it (not say "nothing to train"), so the run's
+    history equals the uninterrupted run's. Made deterministic by editing a finished checkpoint
+    back into that state."""
+    whole, pieces = str(tmp_path / "whole"), str(tmp_path / "pieces")
+    assert main(["train", "--data", str(story), *CHAR, "--max-steps", "4", "--out", whole]) == 0
+    shutil.copytree(whole, pieces)
+    path = os.path.join(pieces, CHECKPOINT_NAME)
+    model_state, optimizer_state, metadata = load_checkpoint(path)
+    trainer_state = metadata["trainer"]
+    assert trainer_state["history"]["step"][-1] == 4
+    trainer_state["history"] = {name: values[:-1] for name, values in trainer_state["history"].items()}
+    trainer_state["eval_due"] = True
+    save_checkpoint(path, model_state, optimizer_state, metadata)
+
+    assert main(["train", "--resume", pieces]) == 0
+    resumed = load_checkpoint(path)[2]["trainer"]
+    assert resumed["history"] == load_checkpoint(os.path.join(whole, CHECKPOINT_NAME))[2]["trainer"]["history"]
+    assert resumed["eval_due"] is False and resumed["step"] == 4

@@ -408,7 +408,7 @@ def _train(args, world) -> int:
             trainer.load(checkpoint_path)
         except ValueError as error:
             fail("train", f"--resume {args.resume!r}: {error}")
-        if trainer.step >= trainer.total_steps:
+        if trainer.is_complete:
             print(f"{checkpoint_path} is already at step {trainer.step} of {trainer.total_steps}: nothing to train "
                   "(raise --max-steps to train longer)")
             if os.path.abspath(out_dir) != os.path.dirname(os.path.abspath(checkpoint_path)):
