@@ -67,21 +67,25 @@ def _dtype(dtype, default, function: str) -> np.dtype:
 # --------------------------------------------------------------------------------------------
 
 _DEVICE_PATTERN = re.compile(r"^(?P<type>[a-z]+)(:(?P<index>\d+))?$")
+# The device types PyTorch knows (torch.device raises for any other): they can be named here.
+PYTORCH_DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu", "xla", "meta", "hip", "hpu", "mtia", "ipu", "vulkan", "ve", "maia", "lazy")
 
 
 class device:  # noqa: N801 - torch.device's name
     """A device name, as `torch.device("cpu")`; minigpt computes on the CPU only.
 
-    Any well-formed device ("cpu", "cuda", "cuda:0", "mps") can be named, as in PyTorch, so that
-    the book's `torch.device("cuda" if torch.cuda.is_available() else "cpu")` runs; moving a tensor
-    or module to a device other than the CPU raises (see `check_device`).
+    A device type PyTorch knows ("cpu", "cuda", "cuda:0", "mps"...) can be named, as in PyTorch, so
+    that the book's `torch.device("cuda" if torch.cuda.is_available() else "cpu")` runs; moving a
+    tensor or module to a device other than the CPU raises (see `check_device`). A type PyTorch does
+    not know ("tpu") raises already here, as `torch.device` does.
 
     Args:
         type: "cpu", "cuda", "mps"... optionally with ":index", or another `device`.
         index: the device number (None for the default one).
 
     Raises:
-        ValueError: a malformed name. TypeError: not a string or device.
+        ValueError: a malformed name. TypeError: not a string or device. RuntimeError: a device
+            type PyTorch does not know (with the CPU-only message of `check_device`).
 
     References: torch.device.
     """
@@ -96,6 +100,8 @@ class device:  # noqa: N801 - torch.device's name
         match = _DEVICE_PATTERN.match(type)
         if match is None:
             raise ValueError(f"device: expected a device string such as 'cpu' or 'cuda:0', got {type!r}")
+        if match["type"] not in PYTORCH_DEVICE_TYPES:
+            raise RuntimeError(_not_available_message("device", type))
         self.type = match["type"]
         self.index = int(match["index"]) if match["index"] is not None else index
 
@@ -132,12 +138,16 @@ def check_device(value, function: str) -> device:
         return CPU
     resolved = value if isinstance(value, device) else device(value)
     if resolved.type != "cpu":
-        raise RuntimeError(
-            f"{function}: device {str(resolved)!r} is not available: minigpt runs on the CPU only "
-            "(NumPy), use device 'cpu' (the book's torch.device('cuda' if torch.cuda.is_available() "
-            "else 'cpu') picks it)"
-        )
+        raise RuntimeError(_not_available_message(function, str(resolved)))
     return resolved
+
+
+def _not_available_message(function: str, name: str) -> str:
+    return (
+        f"{function}: device {name!r} is not available: minigpt runs on the CPU only "
+        "(NumPy), use device 'cpu' (the book's torch.device('cuda' if torch.cuda.is_available() "
+        "else 'cpu') picks it)"
+    )
 
 
 def _false() -> bool:

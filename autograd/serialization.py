@@ -29,6 +29,8 @@ import os
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
+from safetensors.numpy import load as load_bytes
+from safetensors.numpy import save as save_bytes
 from safetensors.numpy import save_file
 
 from autograd.creation import check_device
@@ -47,7 +49,8 @@ def _encode(value, path: str, arrays: dict) -> dict:
         name = path or "tensor"
         while name in arrays:  # two paths that join to one name ("a.b" vs "a" -> "b")
             name += "'"
-        arrays[name] = np.ascontiguousarray(array)
+        # Not np.ascontiguousarray: it turns a 0-d array into shape (1,).
+        arrays[name] = array if array.flags.c_contiguous else array.copy(order="C")
         return {"array": name, "tensor": isinstance(value, Tensor)}
     if value is None or isinstance(value, (bool, str)):
         return {"value": value}
@@ -91,6 +94,19 @@ def _decode(node: dict, arrays: dict):
     raise ValueError(f"load: unknown entry in the file's structure: {sorted(node)}")
 
 
+def _is_path(f) -> bool:
+    return isinstance(f, (str, os.PathLike))
+
+
+def _check_file_argument(f, function: str, method: str) -> None:
+    """Raise TypeError unless `f` is a path or a binary file object with `method` (read/write)."""
+    if not _is_path(f) and not callable(getattr(f, method, None)):
+        raise TypeError(
+            f"{function}: f must be a file path (str or os.PathLike) or a binary file object with "
+            f".{method}() (such as io.BytesIO), got {type(f).__name__}"
+        )
+
+
 def save(obj, f) -> None:
     """Save a state dict (or a dict/list of them) to the safetensors file `f` (torch.save).
 
@@ -98,26 +114,58 @@ def save(obj, f) -> None:
         obj: a dict, list or tuple (nested as deep as needed) of np.ndarrays, Tensors and plain
             values (str, int, float, bool, None; NumPy scalars become Python numbers), e.g.
             `model.state_dict()`, `optimizer.state_dict()`, or a dict holding both.
-        f: the file path (str or os.PathLike); an existing file is replaced.
+        f: the file path (str or os.PathLike; an existing file is replaced), or a binary file
+            object with `.write()` (io.BytesIO, an open file), which receives the file's bytes.
 
     Raises:
         TypeError: `obj` holds anything else (a module, a function, an object array...): nothing
             is written. PyTorch would pickle it; minigpt refuses, since a pickle runs code on load.
+            Also when `f` is neither a path nor a file object.
+        FileNotFoundError: the folder of the path `f` does not exist.
         OSError: the file cannot be written.
 
     References: torch.save; book ch. 5.4.
     """
+    _check_file_argument(f, "save", "write")
     arrays: dict[str, np.ndarray] = {}
     structure = _encode(obj, "", arrays)
     metadata = {METADATA_KEY: json.dumps({"format_version": FORMAT_VERSION, "object": structure})}
-    save_file(arrays, str(f), metadata=metadata)
+    if not _is_path(f):
+        f.write(save_bytes(arrays, metadata=metadata))
+        return
+    folder = os.path.dirname(os.path.abspath(f))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"save: cannot write {os.fspath(f)}: no such folder: {folder}")
+    save_file(arrays, os.fspath(f), metadata=metadata)
+
+
+def _metadata_from_bytes(data: bytes) -> dict:
+    """The `__metadata__` of a safetensors file held in memory.
+
+    The format: 8 bytes, the header's length (little-endian u64), then the header, a JSON object
+    whose `__metadata__` entry maps str to str (safetensors' format specification).
+
+    Raises:
+        ValueError: the bytes do not start with a safetensors header.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ValueError(f"read() returned {type(data).__name__}, expected bytes (open the file in binary mode)")
+    length = int.from_bytes(bytes(data[:8]), "little")
+    if len(data) < 8 or length > len(data) - 8:
+        raise ValueError("too short for its header")
+    try:
+        header = json.loads(bytes(data[8:8 + length]))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"the header is not JSON: {error}") from None
+    return header.get("__metadata__") or {} if isinstance(header, dict) else {}
 
 
 def load(f, map_location=None, weights_only: bool = True, mmap=None):
     """Load what `save` wrote (torch.load).
 
     Args:
-        f: the file path.
+        f: the file path (str or os.PathLike), or a binary file object with `.read()` (io.BytesIO,
+            an open file) positioned at the start of what `save` wrote.
         map_location: accepted as the book passes it; must name the CPU ("cpu", a CPU `device`,
             or None): minigpt runs on the CPU only.
         weights_only: accepted for the book's `weights_only=True`; loading is always weights-only
@@ -129,6 +177,7 @@ def load(f, map_location=None, weights_only: bool = True, mmap=None):
         Tensors, with requires_grad=False) and plain values.
 
     Raises:
+        TypeError: `f` is neither a path nor a file object.
         FileNotFoundError: no such file.
         ValueError: the file is not a safetensors file written by `save` (e.g. a PyTorch pickle).
         RuntimeError: map_location names another device.
@@ -137,16 +186,22 @@ def load(f, map_location=None, weights_only: bool = True, mmap=None):
     """
     if not isinstance(map_location, dict) and not callable(map_location):
         check_device(map_location, "load: map_location")
-    if not os.path.isfile(f):
-        raise FileNotFoundError(f"load: no such file: {f}")
+    _check_file_argument(f, "load", "read")
+    name = os.fspath(f) if _is_path(f) else f"the {type(f).__name__} object"
     try:
-        with safe_open(str(f), framework="np") as handle:
-            metadata = handle.metadata() or {}
-            arrays = {name: handle.get_tensor(name) for name in handle.keys()}
-    except SafetensorError as error:
-        raise ValueError(f"load: {f} is not a safetensors file written by autograd.save ({error})") from None
+        if _is_path(f):
+            if not os.path.isfile(f):
+                raise FileNotFoundError(f"load: no such file: {os.fspath(f)}")
+            with safe_open(os.fspath(f), framework="np") as handle:
+                metadata = handle.metadata() or {}
+                arrays = {name: handle.get_tensor(name) for name in handle.keys()}
+        else:
+            data = f.read()
+            metadata, arrays = _metadata_from_bytes(data), load_bytes(data)
+    except (SafetensorError, ValueError) as error:
+        raise ValueError(f"load: {name} is not a safetensors file written by autograd.save ({error})") from None
     if METADATA_KEY not in metadata:
-        raise ValueError(f"load: {f} is a safetensors file but was not written by autograd.save (no {METADATA_KEY!r} metadata)")
+        raise ValueError(f"load: {name} is a safetensors file but was not written by autograd.save (no {METADATA_KEY!r} metadata)")
     document = json.loads(metadata[METADATA_KEY])
     return _decode(document["object"], arrays)
 

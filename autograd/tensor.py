@@ -149,7 +149,7 @@ class Function:
     References: torch.autograd.Function (forward/backward with a context); minitorch.
     """
 
-    __slots__ = ("inputs", "needs_input_grad", "released", "__dict__")
+    __slots__ = ("inputs", "needs_input_grad", "released", "saved_versions", "__dict__")
 
     def forward(self, *arrays, **options):  # pragma: no cover - every op overrides it
         raise NotImplementedError
@@ -182,6 +182,8 @@ class Function:
         result = Tensor._make(output, requires_grad)
         if requires_grad:
             function.inputs = inputs
+            # The inputs' version counts now: backward checks that no in-place change came between.
+            function.saved_versions = tuple([tensor._version for tensor in inputs])
             function.released = False
             result.grad_fn = function
         return result
@@ -309,7 +311,7 @@ class Tensor:
     References: torch.Tensor; PyTorch autograd semantics for `grad`, `requires_grad`, leaves.
     """
 
-    __slots__ = ("data", "_grad", "requires_grad", "grad_fn", "_retains_grad", "_hooks", "__weakref__")
+    __slots__ = ("data", "_grad", "requires_grad", "grad_fn", "_retains_grad", "_hooks", "_version", "__weakref__")
 
     # Make NumPy defer to Tensor in mixed expressions (`array + tensor` calls Tensor.__radd__).
     __array_ufunc__ = None
@@ -325,6 +327,7 @@ class Tensor:
         self.grad_fn = None
         self._retains_grad = False
         self._hooks = None
+        self._version = 0
 
     @classmethod
     def _make(cls, array: np.ndarray, requires_grad: bool) -> "Tensor":
@@ -336,6 +339,7 @@ class Tensor:
         tensor.grad_fn = None
         tensor._retains_grad = False
         tensor._hooks = None
+        tensor._version = 0
         return tensor
 
     # ---- the gradient ---------------------------------------------------------------------------
@@ -684,6 +688,8 @@ def _run_backward(roots: list, gradients: list, retain_graph: bool, captured: di
                 "was freed by the first backward(). Pass retain_graph=True to the first call if you "
                 "need to call backward twice."
             )
+        if tuple([child._version for child in function.inputs]) != function.saved_versions:
+            _raise_modified_in_place(function)
         input_grads = function.backward(dout)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
@@ -701,6 +707,19 @@ def _run_backward(roots: list, gradients: list, retain_graph: bool, captured: di
             pending[id(child)] = child_grad if previous is None else previous + child_grad
         if not retain_graph:
             function.release()
+
+
+def _raise_modified_in_place(function: Function) -> None:
+    """Raise PyTorch's error for an input of `function` changed in place after `function` used it."""
+    for number, (child, version) in enumerate(zip(function.inputs, function.saved_versions)):
+        if child._version != version:
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by an "
+                f"inplace operation: input {number} of {function.name} (a tensor of shape "
+                f"{child.shape} and dtype {child.dtype}) is at version {child._version}; expected "
+                f"version {version} instead. Hint: change a clone() of the tensor instead, or make "
+                "the in-place change before any operation uses the tensor."
+            )
 
 
 def _initial_gradient(root: Tensor, gradient) -> np.ndarray:

@@ -20,12 +20,16 @@ In-place operations follow PyTorch's autograd rules:
 - a tensor computed from others (a non-leaf, e.g. the book's `attn_scores.masked_fill_(...)` in
   chapter 3) gets the out-of-place result recorded as a new operation whose input is the tensor's
   previous value; the Python object then stands for the new value, as in PyTorch.
-  NOTE: unlike PyTorch, which detects it with version counters, an operation that used the tensor
-  *before* the in-place change and is still part of the graph would send its gradient to the new
-  value: do not use a tensor both before and after changing it in place within one graph. For the
-  same reason, an in-place change of a slice of a graph tensor does not write through to the
-  tensor it was sliced from (on tensors without gradient, slices are views and do, as in PyTorch),
-  and a constant (a mask) that an op saved for backward must not be changed before that backward.
+- version counters, as PyTorch: every Tensor counts its in-place changes (`_version`); an
+  operation records its inputs' counts when it is applied, and its backward raises PyTorch's
+  RuntimeError "one of the variables needed for gradient computation has been modified by an
+  inplace operation" when one changed since, instead of sending gradients along the wrong history
+  or through changed values. minigpt records every input of an operation (PyTorch only those the
+  backward saves), so it also raises for an input of Add/Sub changed later, which PyTorch allows.
+  NOTE: unlike PyTorch, views do not share a counter: an in-place change of a slice of a graph
+  tensor does not write through to the tensor it was sliced from (on tensors without gradient,
+  slices are views and do, as in PyTorch), and changing a slice or a `detach()`ed alias of a
+  tensor is not detected.
 
 References: PyTorch docs, torch.Tensor and "Autograd mechanics: in-place operations"; book
 chapters 3 (masked_fill_, dot, empty + item assignment), 4 (print_gradients), 5 (topk,
@@ -135,6 +139,7 @@ def _in_place(self: Tensor, function: str, write, record) -> Tensor:
             # (an expand() view) gets its own memory too.
             self.data = self.data.copy()
         write()  # a leaf is written in place: parameters stay views of the optimizer's buffer
+        self._version += 1  # an operation that used the old values raises at backward
         return self
     if self.is_leaf:
         raise RuntimeError(
@@ -142,11 +147,13 @@ def _in_place(self: Tensor, function: str, write, record) -> Tensor:
             "(change parameters under `with torch.no_grad():`)"
         )
     previous = Tensor._make(self.data, True)  # the value before the change keeps the old history
-    previous.grad_fn = self.grad_fn
+    previous.grad_fn, previous._version = self.grad_fn, self._version
     result = record()
     function_object = result.grad_fn
     function_object.inputs = tuple(previous if item is self else item for item in function_object.inputs)
     self.data, self.grad_fn = result.data, function_object
+    # Operations that used self before now hold the wrong history: their backward raises.
+    self._version += 1
     return self
 
 

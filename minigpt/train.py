@@ -31,6 +31,7 @@ from autograd import functional as F
 from autograd.creation import check_device
 from minigpt.data import DataLoader, GPTDataset
 from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from minigpt.distributed import SINGLE_PROCESS, check_ranks_agree
 from minigpt.interrupts import SaveAbandoned, StopRequests
 from minigpt.generate import generate, text_to_token_ids, token_ids_to_text
 from minigpt.optim import clip_grad_norm_, flatten_state_dict, unflatten_state_dict, warmup_cosine_lr
@@ -326,26 +327,37 @@ class Trainer:
         out_dir: where `checkpoint.safetensors`, `history.json` and `loss.png` go; None saves nothing.
         run_info: JSON-able dict stored in each checkpoint (model config, data files,
             tokenizer spec) so that `--resume` can rebuild the run.
+        world: a `minigpt.distributed.World` for data-parallel training over MPI (default: one
+            process). Each step then draws the global batch of `grad_accum_steps` x world.size
+            micro-batches (the same on every rank), rank r runs forward and backward on micro-batches
+            r * grad_accum_steps to (r + 1) * grad_accum_steps - 1, one Allreduce sums the gradients,
+            and every rank takes the same optimizer step: the result equals one process with
+            `grad_accum_steps` x world.size up to float32 summation order. Rank 0 alone shows the
+            progress bar, prints, and writes checkpoints and the plot; evaluation batches are split
+            over the ranks and their losses summed.
 
     Attributes:
         step: optimizer steps taken; tokens_seen: input tokens processed;
         history: dict of lists `step`, `tokens_seen`, `train_loss`, `val_loss`, `lr`.
     """
 
-    def __init__(self, model, optimizer, train_loader, val_loader, config: TrainingConfig, tokenizer=None, out_dir: str | None = None, run_info: dict | None = None):
+    def __init__(self, model, optimizer, train_loader, val_loader, config: TrainingConfig, tokenizer=None, out_dir: str | None = None, run_info: dict | None = None, world=None):
         config.validate()
         config = with_optimizer_settings(config, optimizer)
         config.validate()  # the optimizer's lr must be a valid peak too
-        if len(train_loader) < config.grad_accum_steps:
+        self.world = SINGLE_PROCESS if world is None else world
+        self.batches_per_step = config.grad_accum_steps * self.world.size  # the global batch, in micro-batches
+        if len(train_loader) < self.batches_per_step:
+            ranks = f" x {self.world.size} ranks" if self.world.size > 1 else ""
             raise ValueError(
                 f"the training data gives {len(train_loader)} batches per epoch, fewer than "
-                f"grad_accum_steps={config.grad_accum_steps}: use a smaller batch or more data"
+                f"grad_accum_steps={config.grad_accum_steps}{ranks}: use a smaller batch or more data"
             )
         self.model, self.optimizer = model, optimizer
         self.train_loader, self.val_loader = train_loader, val_loader
         self.config, self.tokenizer, self.out_dir = config, tokenizer, out_dir
         self.run_info = dict(run_info or {})
-        self.steps_per_epoch = len(train_loader) // config.grad_accum_steps
+        self.steps_per_epoch = len(train_loader) // self.batches_per_step
         self.total_steps = config.max_steps if config.max_steps is not None else config.epochs * self.steps_per_epoch
         self.step = 0
         self.tokens_seen = 0
@@ -422,13 +434,14 @@ class Trainer:
         self._position_before_step = self._position()
         self._tokens_this_step = 0  # NOTE: before _mid_step, so it never holds the last step's count
         self._mid_step = True
-        micro_batches = [self._next_batch() for _ in range(self.config.grad_accum_steps)]
+        micro_batches = [self._next_batch() for _ in range(self.batches_per_step)]  # the global batch, on every rank
         target_tokens = sum(int(np.count_nonzero(targets != -100)) for _, targets in micro_batches)
         if target_tokens == 0:
             raise ValueError(f"step {self.step}: every target of its {len(micro_batches)} micro-batch(es) is ignore_index (-100)")
         self.model.train()
         total_loss = 0.0
-        for inputs, targets in micro_batches:
+        accum, rank = self.config.grad_accum_steps, self.world.rank
+        for inputs, targets in micro_batches[rank * accum:(rank + 1) * accum]:  # this rank's shard
             self._check_stop()  # a safe point: an interrupt here rolls the step back
             logits = self.model(inputs)  # (B, T, V)
             # Sum over this micro-batch's targets, divided by all targets of the step: the
@@ -436,9 +449,12 @@ class Trainer:
             loss = F.cross_entropy(logits, targets, reduction="sum") * (1.0 / target_tokens)
             loss.backward()
             total_loss += loss.item()
-            self.tokens_seen += inputs.size
-            self._tokens_this_step += inputs.size
             del logits, loss  # free this micro-batch's activations before the next forward
+        # Sum the gradients and the loss over the ranks (no-op on one process): every rank then
+        # holds the gradient of the global batch's mean loss, and sees a NaN any rank produced.
+        total_loss = self.world.allreduce_gradients(self.model.parameters(), total_loss)
+        self._tokens_this_step = sum(inputs.size for inputs, _ in micro_batches)
+        self.tokens_seen += self._tokens_this_step
         if not math.isfinite(total_loss):
             # Stop before the update: NaN or inf gradients would spoil every weight, and the
             # last checkpoint on disk stays the last good state.
@@ -516,8 +532,8 @@ class Trainer:
         generator and so change the order of all later epochs (and break exact resume).
         """
         self.model.eval()
-        train_loss = calc_loss_loader(self._train_eval_loader, self.model, num_batches=self.config.eval_batches)
-        val_loss = float("nan") if self.val_loader is None else calc_loss_loader(self.val_loader, self.model, num_batches=self.config.eval_batches)
+        train_loss = self._estimate_loss(self._train_eval_loader)
+        val_loss = float("nan") if self.val_loader is None else self._estimate_loss(self.val_loader)
         self.model.train()
         with self._deferred_signals():  # all five lists, or none
             self.history["step"].append(self.step)
@@ -528,8 +544,28 @@ class Trainer:
             self._eval_due = False
         return train_loss, val_loss
 
+    def _estimate_loss(self, loader) -> float:
+        """`calc_loss_loader` over `eval_batches` batches; over MPI, batch i is computed by rank
+        i % world.size and the sum of the batch losses is allreduced (same value on every rank)."""
+        world = self.world
+        if world.size == 1:
+            return calc_loss_loader(loader, self.model, num_batches=self.config.eval_batches)
+        if len(loader) == 0:
+            return float("nan")
+        num_batches = min(self.config.eval_batches, len(loader))
+        total = 0.0
+        with no_grad():
+            for i, (input_batch, target_batch) in enumerate(loader):
+                if i >= num_batches:
+                    break
+                if i % world.size == world.rank:
+                    total += calc_loss_batch(input_batch, target_batch, self.model).item()
+        return world.allreduce_sum(total) / num_batches
+
     def _evaluate_and_report(self) -> None:
         train_loss, val_loss = self.evaluate()
+        if not self.world.is_main:
+            return
         tqdm.write(
             f"step {self.step:6d} | epoch {self.train_loader.epoch} | tokens {self.tokens_seen:,} | "
             f"train loss {train_loss:.3f} (ppl {math.exp(min(train_loss, 50)):.1f}) | "
@@ -538,7 +574,7 @@ class Trainer:
 
     def sample(self) -> str | None:
         """Print and return a greedy sample of `sample_tokens` tokens after the sample prompt."""
-        if self.tokenizer is None or self.config.sample_tokens == 0:
+        if self.tokenizer is None or self.config.sample_tokens == 0 or not self.world.is_main:
             return None
         context_size = self.model.pos_emb.weight.shape[0]
         prompt = text_to_token_ids(self.config.sample_prompt, self.tokenizer)
@@ -576,8 +612,9 @@ class Trainer:
                 read-only folder); its message says where the weights were rescued, if anywhere.
         """
         end = self.total_steps if stop_at is None else min(stop_at, self.total_steps)
+        self._check_ranks_agree()
         progress = tqdm(total=end, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
-                        disable=True if self.quiet else None)  # None: hidden when not on a terminal
+                        disable=True if self.quiet or not self.world.is_main else None)  # None: hidden when not on a terminal
         started = time.perf_counter()
         self._last_save_time = time.monotonic()
         stops = self._stops = StopRequests()
@@ -621,6 +658,21 @@ class Trainer:
             self._report(f"interrupted while drawing loss.png: checkpoint of step {self.step} saved in {self.out_dir}")
             raise
         return self.history
+
+    def _check_ranks_agree(self) -> None:
+        """Over MPI: stop with RuntimeError if the ranks differ in weights, optimizer state, settings,
+        data or position in it (a different seed, command line, data file or checkpoint)."""
+        if self.world.size == 1:
+            return
+        dataset = self.train_loader.dataset
+        check_ranks_agree(
+            self.world,
+            weights=[parameter.data for parameter in self.model.parameters()],
+            optimizer_state=flatten_state_dict(self.optimizer.state_dict())[1],
+            training_config=dataclasses.asdict(self.config),
+            data=getattr(dataset, "token_ids", len(dataset)),
+            data_position=[self._position(), self.step, self.tokens_seen],
+        )
 
     def _check_stop(self) -> None:
         """A safe point inside a step: raise KeyboardInterrupt if a signal asked to stop."""
@@ -690,10 +742,14 @@ class Trainer:
         """Write model, optimizer and trainer state atomically to `path` (default
         out_dir/checkpoint.safetensors, with a copy of the history in out_dir/history.json).
 
+        Over MPI only rank 0 writes (the ranks hold the same state); the others return None.
+
         Raises:
             CheckpointWriteError (an OSError): the folder is full, read-only or missing; the
                 previous checkpoint there is untouched.
         """
+        if not self.world.is_main:
+            return None
         in_out_dir = path is None
         if in_out_dir:
             if self.out_dir is None:
@@ -774,7 +830,7 @@ class Trainer:
         Returns the file's path, or None when matplotlib is not installed (`pip install
         minigpt[plot]`) or nothing was recorded.
         """
-        if self.out_dir is None or not self.history["step"]:
+        if self.out_dir is None or not self.history["step"] or not self.world.is_main:
             return None
         return plot_history(self.history, os.path.join(self.out_dir, "loss.png"))
 

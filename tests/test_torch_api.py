@@ -152,6 +152,10 @@ def test_dtypes_devices_and_version():
     assert torch.device("cuda:1").index == 1 and torch.device("cuda:1") != device
     with pytest.raises(ValueError, match="expected a device string such as 'cpu'"):
         torch.device("CPU!")
+    with pytest.raises(RuntimeError, match=r"device: device 'tpu' is not available: minigpt runs on the CPU only"):
+        torch.device("tpu")  # a type PyTorch does not know raises when named, not only at .to()
+    with pytest.raises(RuntimeError, match=r"device 'tpu:0' is not available: minigpt runs on the CPU only"):
+        torch.tensor([1.0], device="tpu:0")
 
 
 # --------------------------------------------------------------------------------------------
@@ -416,6 +420,53 @@ def test_masked_fill_in_place_with_minus_inf_before_softmax_as_in_chapter_3():
     assert plain.data.tolist() == [2.0, 0.0, 0.0]  # a slice is a view, as in PyTorch
 
 
+MODIFIED_IN_PLACE = "one of the variables needed for gradient computation has been modified by an inplace operation"
+
+
+@pytest.mark.parametrize("change", [
+    lambda x: x.__setitem__(0, 10.0),
+    lambda x: x.masked_fill_(torch.tensor([True, False]), 10.0),
+    lambda x: x.fill_(10.0),
+    lambda x: x.zero_(),
+], ids=["setitem", "masked_fill_", "fill_", "zero_"])
+def test_in_place_change_after_an_operation_used_the_tensor_raises_at_backward(change):
+    start = leaf([1.0, 2.0])
+    x = start * 1.0
+    y = x * x  # Mul used x at version 0
+    change(x)
+    assert x._version == 1
+    with pytest.raises(RuntimeError, match=MODIFIED_IN_PLACE + r": input 0 of Mul .* is at version 1; expected version 0"):
+        y.sum().backward()
+    with pytest.raises(RuntimeError, match=MODIFIED_IN_PLACE):
+        torch.autograd.grad(y.sum(), start)
+
+
+def test_in_place_change_of_a_saved_tensor_under_no_grad_or_without_grad_raises_at_backward():
+    weight = torch.tensor([1.0, -2.0], requires_grad=True)
+    constant = torch.tensor([3.0, 4.0])  # needs no gradient; Mul saves it for weight's gradient
+    hidden = weight * constant
+    constant[0] = 0.0  # written in place: the array Mul saved now holds other values
+    with pytest.raises(RuntimeError, match=MODIFIED_IN_PLACE + ": input 1 of Mul"):
+        hidden.sum().backward()
+    hidden = weight * 2.0
+    with torch.no_grad():
+        weight.fill_(0.5)  # a leaf changed after Mul saved it (initialisation comes before use)
+    with pytest.raises(RuntimeError, match=MODIFIED_IN_PLACE + ": input 0 of Mul"):
+        hidden.sum().backward()
+
+
+def test_in_place_changes_before_use_or_after_backward_are_allowed():
+    weight = leaf([1.0, -2.0, 0.5])
+    scores = weight * 2.0
+    scores[0] = 0.0  # before any operation used it: the chapter-3 pattern
+    scores.masked_fill_(torch.tensor([False, True, False]), 1.0)
+    loss = (scores * scores).sum()
+    loss.backward()
+    np.testing.assert_allclose(weight.grad, [0.0, 0.0, 4.0 * 2.0 * 0.5])
+    scores.fill_(0.0)  # after the backward that used it: nothing left to check
+    assert scores._version == 3
+
+
 # --------------------------------------------------------------------------------------------
 # .grad: a Gradient (np.ndarray subclass) usable as the book uses it
 # --------------------------------------------------------------------------------------------
@@ -671,6 +722,49 @@ def test_save_refuses_anything_but_state_dicts(tmp_path):
     torch.save({"x": np.ones(1)}, path)
     with pytest.raises(RuntimeError, match="minigpt runs on the CPU only"):
         torch.load(path, map_location="cuda")
+
+
+def test_save_and_load_through_a_file_object(tmp_path):
+    import io
+
+    obj = {"weights": torch.tensor([[1.0, 2.0]]), "step": 3, "moments": [np.arange(4.0)]}
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    assert buffer.getvalue() and not list(tmp_path.iterdir())
+    buffer.seek(0)
+    loaded = torch.load(buffer)
+    assert loaded["weights"].data.tolist() == [[1.0, 2.0]] and loaded["step"] == 3
+    np.testing.assert_array_equal(loaded["moments"][0], np.arange(4.0))
+    with open(tmp_path / "opened.pth", "wb") as handle:  # an open binary file is a file object too
+        torch.save(obj, handle)
+    assert torch.load(tmp_path / "opened.pth")["step"] == 3
+    with pytest.raises(ValueError, match="the BytesIO object is not a safetensors file written by autograd.save"):
+        torch.load(io.BytesIO(b"\x80\x04K\x01."))
+    with pytest.raises(ValueError, match="open the file in binary mode"):
+        torch.load(io.StringIO("text"))
+    with pytest.raises(TypeError, match=r"save: f must be a file path .* or a binary file object with .write\(\)"):
+        torch.save(obj, 3)
+    with pytest.raises(TypeError, match=r"load: f must be a file path .* with \.read\(\) \(such as io.BytesIO\), got NoneType"):
+        torch.load(None)
+
+
+def test_save_and_load_keep_the_shape_of_0_d_and_non_contiguous_arrays(tmp_path):
+    obj = {"z": torch.tensor(3.0), "count": np.array(7), "transposed": np.arange(6.0).reshape(2, 3).T}
+    torch.save(obj, tmp_path / "s.pth")
+    loaded = torch.load(tmp_path / "s.pth")
+    assert loaded["z"].shape == () and loaded["z"].item() == 3.0
+    assert loaded["count"].shape == () and loaded["count"] == 7
+    np.testing.assert_array_equal(loaded["transposed"], obj["transposed"])
+    torch.save(torch.tensor(2.5), tmp_path / "bare.pth")  # a bare tensor at the top
+    bare = torch.load(tmp_path / "bare.pth")
+    assert isinstance(bare, torch.Tensor) and bare.shape == () and bare.item() == 2.5
+
+
+def test_save_into_a_missing_folder_names_the_folder(tmp_path):
+    missing = tmp_path / "no" / "such" / "dir"
+    with pytest.raises(FileNotFoundError, match=f"save: cannot write .*x.pth: no such folder: {missing}$"):
+        torch.save({"x": np.ones(1)}, missing / "x.pth")
+    assert not (tmp_path / "no").exists()
 
 
 def test_in_place_under_no_grad_keeps_saved_arrays_and_parameter_memory():

@@ -6,7 +6,8 @@ line (`minigpt bench NAME` and `scripts/bench.py NAME`) goes through it.
 
 import importlib
 
-NAMES = ("engine", "model", "tokenizer", "optim", "load", "library_loop", "finetune", "generate", "checkpoint", "lora", "instruct")
+NAMES = ("engine", "model", "tokenizer", "optim", "load", "library_loop", "finetune", "generate", "checkpoint", "lora", "instruct",
+         "distributed")
 
 
 def run(argv) -> int:

@@ -75,17 +75,9 @@ def _check_arguments(args) -> None:
         fail(COMMAND, f"--out {args.out!r} already holds a run; pass --overwrite to replace it, or choose another --out")
 
 
-def _split(data: list) -> tuple[list, list, list]:
-    """(train, test, validation): the first 85 %, the next 10 %, the rest (the notebook's split, chapter 7's)."""
-    from minigpt.finetune.instruction import split_instruction_data
-
-    return split_instruction_data(data)
-
-
 def _responses(models: dict, entries, tokenizer, context_length: int, max_new_tokens: int) -> dict:
     """Greedy responses of each model to each entry's prompt (stopping at <|endoftext|>)."""
-    from minigpt.finetune.instruction import extract_response
-    from minigpt.finetune.preference import format_input
+    from minigpt.finetune.instruction import extract_response, format_input
     from minigpt.generate import generate, text_to_token_ids, token_ids_to_text
 
     answers = {name: [] for name in models}
@@ -100,7 +92,7 @@ def _responses(models: dict, entries, tokenizer, context_length: int, max_new_to
 
 
 def _print_responses(entries, answers: dict) -> None:
-    from minigpt.finetune.preference import format_input
+    from minigpt.finetune.instruction import format_input
 
     for index, entry in enumerate(entries):
         print(format_input(entry))
@@ -118,6 +110,7 @@ def run_dpo(args) -> int:
     from minigpt.checkpoint import CHECKPOINT_NAME, save_checkpoint
     from minigpt.data import DataLoader
     from minigpt.finetune import preference as dpo
+    from minigpt.finetune.instruction import split_instruction_data
     from minigpt.model import GPTModel, get_config
     from minigpt.optim import AdamW
     from minigpt.train import plot_losses, save_plot
@@ -127,7 +120,7 @@ def run_dpo(args) -> int:
         data = dpo.load_preference_data(args.data)
     except (OSError, ValueError) as error:
         fail(COMMAND, f"--data {args.data}: {error}")
-    train_data, test_data, val_data = _split(data)
+    train_data, test_data, val_data = split_instruction_data(data)  # the notebook's 85 / 10 / 5, chapter 7's
     if args.max_examples is not None:
         train_data, test_data, val_data = (part[:args.max_examples] for part in (train_data, test_data, val_data))
     if len(train_data) < args.batch_size or not val_data:

@@ -2,6 +2,7 @@
 
     minigpt finetune instruct --model gpt2-medium        # the book's run: 2 epochs, batch 8, AdamW 5e-5
     minigpt finetune instruct --checkpoint runs/tiny     # a model pretrained with `minigpt train`
+    minigpt finetune instruct --lora 16                  # LoRA: the book's exercise 7.4 (rank 16, alpha 16, lr 5e-5)
 
 Loads the model and the bundled instruction data (or --data), splits it 85/10/5 (train, test,
 validation), prints the initial losses, fine-tunes with a progress bar (the book's settings by
@@ -26,6 +27,7 @@ import os
 import time
 
 from minigpt.cli.common import add_threads_argument, fail
+from minigpt.cli.lora_options import add_lora_arguments, apply_lora
 
 COMMAND = "finetune instruct"
 RESPONSES_NAME = "instruction-data-with-response.json"
@@ -54,6 +56,7 @@ def add_instruct_parser(tasks) -> None:
                         "(default: the model's context length; the book: 1024)")
     parser.add_argument("--mask-instruction", action="store_true", help="learn only the responses: ignore the "
                         "prompt's targets in the loss (the book's exercise 7.2)")
+    add_lora_arguments(parser)  # the book's exercise 7.4: --lora 16 (alpha 16)
     parser.add_argument("--eval-every", type=int, default=5, help="estimate train and validation loss every N steps (the book: 5)")
     parser.add_argument("--eval-batches", type=int, default=5, help="batches per loss estimate (the book: 5)")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="tokens per test answer at most (the book: 256)")
@@ -137,8 +140,10 @@ def run_instruct(args) -> int:
     val_loader = DataLoader(datasets["val"], batch_size=args.batch_size, collate_fn=collate)
     unshuffled_train_loader = DataLoader(datasets["train"], batch_size=args.batch_size, collate_fn=collate)
 
+    lora = apply_lora(COMMAND, model, args, rng=args.seed)  # exercise 7.4: freeze, then wrap every Linear
     os.makedirs(args.out, exist_ok=True)
-    print(f"model: {source}, {model.num_parameters():,} parameters, context {context_length}")
+    print(f"model: {source}, {model.num_parameters():,} parameters, context {context_length}"
+          + (f", {model.num_parameters(trainable_only=True):,} trainable (LoRA rank {args.lora})" if lora else ""))
     print(f"data: {args.data or 'instruction-data.json (bundled)'}: {len(data):,} entries -> {len(train_data)} train / "
           f"{len(test_data)} test / {len(val_data)} validation; {len(train_loader)} batches of {args.batch_size} per epoch"
           + (" (instruction targets masked)" if args.mask_instruction else ""))
@@ -154,7 +159,8 @@ def run_instruct(args) -> int:
                             sample_prompt=format_input(val_data[0]), sample_tokens=35, seed=args.seed)
     run_info = {"model_config": model.cfg.to_dict(), "tokenizer": {"name": "gpt2"}, "source": source,
                 "data": os.path.abspath(args.data) if args.data else "instruction-data.json (bundled)",
-                "task": "instruct", "mask_instruction": args.mask_instruction, "allowed_max_length": allowed_max_length}
+                "task": "instruct", "mask_instruction": args.mask_instruction, "allowed_max_length": allowed_max_length,
+                "lora": {"rank": args.lora, "alpha": float(args.lora if args.lora_alpha is None else args.lora_alpha)} if lora else None}
     trainer = Trainer(model, optimizer, train_loader, val_loader, config, tokenizer=tokenizer, run_info=run_info)
     started = time.perf_counter()
     try:
@@ -166,6 +172,13 @@ def run_instruct(args) -> int:
     model.eval()
     final_val = calc_loss_loader(val_loader, model)
     print(f"Validation loss: {initial_val:.4f} before, {final_val:.4f} after (all {len(val_data)} entries)")
+    if lora:
+        from minigpt.nn import merge_lora
+
+        # A plain GPTModel again (`minigpt chat` loads it like any other), and the test answers run
+        # without the two extra products. Merging unties a tied head, so the config is stored anew.
+        merge_lora(model)
+        trainer.run_info["model_config"] = model.cfg.to_dict()
 
     # Weights and the run's description only: the optimizer's moments (twice the weights) are
     # not needed to use the model, and `minigpt chat` / `generate --checkpoint` read this file.

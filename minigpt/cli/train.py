@@ -10,6 +10,7 @@ import json
 import os
 import re
 import sys
+import time
 
 import numpy as np
 
@@ -186,21 +187,79 @@ def _load_token_ids(data_path: str, tokenizer_name: str):
     return np.asarray(tokenizer.encode(text, allowed_special={"<|endoftext|>"}), dtype=np.int64), spec
 
 
+_STOPPED_BY_SIGNAL = (130, 143)  # exit statuses of a run stopped by Ctrl-C or SIGTERM (128 + the signal's number)
+_SECONDS_FOR_RANK_0_TO_SAVE = 30  # see `run`
+
+
 def run(args) -> int:
     """Run `minigpt train` with parsed arguments (see `add_parser`).
 
-    Ctrl-C or SIGTERM before training starts: a one-line message, nothing written, status 130
-    (143 for SIGTERM). During training: see `Trainer.fit`."""
+    Under `mpirun -n N` (or mpiexec) the run is data-parallel over N ranks (minigpt/distributed.py):
+    rank 0 prints and writes the run; an error that ends one rank aborts them all.
+    """
+    from minigpt.distributed import init
+
+    world = init()
+    if world.size == 1:
+        return _run_interruptible(args, world)
+    if args.threads is None:  # the ranks on one machine share its CPUs
+        from autograd.parallel import available_cpus
+
+        from minigpt.cli.common import set_threads
+
+        set_threads("train", max(1, available_cpus() // world.local_size))
+    if not world.is_main:
+        sys.stdout = open(os.devnull, "w")  # rank 0 prints for the run; errors still reach stderr
+    try:
+        status = _run_interruptible(args, world)
+    except SystemExit as stop:
+        if stop.code in (0, None):
+            raise
+        # NOTE: an error on one rank only (a data file missing on one machine) would leave the
+        # others waiting in the next collective forever: abort them all.
+        print(f"[rank {world.rank} of {world.size}] {stop.code}", file=sys.stderr)
+        world.abort(1)
+    if status in _STOPPED_BY_SIGNAL:
+        # mpirun forwards Ctrl-C to every rank, each at another point of its step, so some rank
+        # may be left waiting in a collective: stop them all. Rank 0 does so once it has saved
+        # the last completed step; another rank waits for that, and if rank 0 does not come
+        # (it was waiting in the step's Allreduce), stops the run itself, and the last
+        # periodic checkpoint is what remains.
+        if not world.is_main:
+            time.sleep(_SECONDS_FOR_RANK_0_TO_SAVE)
+        world.abort(status)
+    return status
+
+
+def _keep_global_batch(config, saved_ranks: int, ranks: int):
+    """A run resumed with another number of MPI ranks keeps its global batch (micro-batches per step)
+    when it divides evenly: grad_accum_steps becomes saved_accum x saved_ranks / ranks."""
+    if ranks == saved_ranks:
+        return config
+    micro_batches = config.grad_accum_steps * saved_ranks
+    if micro_batches % ranks:
+        print(f"note: the run used {saved_ranks} rank(s) x {config.grad_accum_steps} accumulation step(s) = {micro_batches} "
+              f"micro-batches per step, which {ranks} ranks cannot share evenly: the global batch becomes "
+              f"{config.grad_accum_steps * ranks} micro-batches")
+        return config
+    print(f"note: the run used {saved_ranks} rank(s) x {config.grad_accum_steps} accumulation step(s); continuing with "
+          f"{ranks} rank(s) x {micro_batches // ranks}, the same {micro_batches} micro-batches per step")
+    return dataclasses.replace(config, grad_accum_steps=micro_batches // ranks)
+
+
+def _run_interruptible(args, world) -> int:
+    """Run the command; Ctrl-C or SIGTERM before training starts: a one-line message, nothing
+    written, status 130 (143 for SIGTERM). During training: see `Trainer.fit`."""
     from minigpt.interrupts import exit_status
 
     try:
-        return _train(args)
+        return _train(args, world)
     except KeyboardInterrupt:
         print("\nminigpt train: interrupted before training started; nothing was saved", file=sys.stderr)
         return exit_status()
 
 
-def _train(args) -> int:
+def _train(args, world) -> int:
     from minigpt.checkpoint import CHECKPOINT_NAME
     from minigpt.data import DataLoader, GPTDataset, train_val_split
     from minigpt.model import PRESETS, GPTModel, get_config
@@ -225,7 +284,7 @@ def _train(args) -> int:
                                                                   "data", "checkpoint_every", "checkpoint_minutes", "quiet", "threads")]
         if ignored:
             print(f"note: a resumed run keeps its saved settings; ignoring {', '.join(ignored)}")
-        config = TrainingConfig(**settings)
+        config = _keep_global_batch(TrainingConfig(**settings), run_info.get("ranks", 1), world.size)
         model_config = get_config(run_info["model_config"])
         out_dir = args.out or os.path.dirname(os.path.abspath(checkpoint_path))
         data_path = _resolve_data_path(args.data) if args.data else run_info["data"]
@@ -289,7 +348,7 @@ def _train(args) -> int:
         fail("train", f"--out {out_dir!r} is a file; give a folder (it will hold checkpoint.safetensors, history.json and loss.png)")
     try:
         os.makedirs(out_dir, exist_ok=True)
-        probe = os.path.join(out_dir, ".write-test")
+        probe = os.path.join(out_dir, f".write-test-{os.getpid()}")  # one per rank under MPI
         with open(probe, "w"):
             pass
         os.remove(probe)
@@ -330,7 +389,9 @@ def _train(args) -> int:
         }
         run_info["num_tokens"] = int(len(token_ids))
         run_info["data_sha256"] = data_sha256  # recognises the data if it moves (--resume DIR --data NEW_PATH)
-        trainer = Trainer(model, optimizer, train_loader, val_loader, config, tokenizer=tokenizer, out_dir=out_dir, run_info=run_info)
+        run_info["ranks"] = world.size  # MPI ranks (1: one process); the global batch is per step over all of them
+        trainer = Trainer(model, optimizer, train_loader, val_loader, config, tokenizer=tokenizer, out_dir=out_dir,
+                          run_info=run_info, world=world)
     except (ValueError, KeyError) as error:
         fail("train", _name_the_flag(str(error.args[0]) if error.args else repr(error)))
     if args.resume:
@@ -365,6 +426,9 @@ def _train(args) -> int:
           f"{len(train_loader)} batches of {batch_size} x {context_length} per epoch")
     print(f"training: {json.dumps(dataclasses.asdict(trainer.config))}")
     print(f"seed: {config.seed} | steps: {trainer.total_steps} | output: {out_dir}")
+    if world.size > 1:
+        print(f"data-parallel over {world.size} MPI ranks: global batch {batch_size} x {config.grad_accum_steps} (accumulation) "
+              f"x {world.size} (ranks) = {trainer.batches_per_step * batch_size} sequences of {context_length} tokens per step")
     trainer.quiet = args.quiet
     try:
         history = trainer.fit()

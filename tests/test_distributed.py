@@ -1,0 +1,222 @@
+"""Data-parallel training over MPI (minigpt/distributed.py): `mpirun -n 2 minigpt train` on loopback.
+
+Each test starts mpirun with 2 ranks of a character-level model on the short story (16-token
+context, batch 2), a few steps: a few seconds each. Skipped when mpi4py or mpirun is missing
+(`pip install -e ".[test,mpi]"`, as .ci/run does).
+
+Tolerance: with 2 ranks the Allreduce adds two float32 gradients, rank 0's + rank 1's, and one
+process accumulating the same two micro-batches adds the same two arrays (addition is commutative
+in IEEE 754), so the weights must be bit-identical. Losses and evaluations are summed in another
+order (the step loss travels as float32 in the gradient buffer; evaluation batches are split over
+the ranks), so they are compared to a relative 1e-6. With more than 2 ranks the reduction order
+of MPI's algorithm differs from the sequential one: equal to float32 rounding (about 1e-7
+relative per addition), not bitwise.
+"""
+
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from minigpt.cli import main
+from minigpt.distributed import SINGLE_PROCESS, check_ranks_agree, fingerprint, init, launched_by_mpi
+
+
+def _find_mpirun():
+    beside_python = os.path.join(os.path.dirname(sys.executable), "mpirun")  # the mpich wheel's, in the venv
+    return beside_python if os.path.isfile(beside_python) else shutil.which("mpirun")
+
+
+MPIRUN = _find_mpirun()
+needs_mpi = pytest.mark.skipif(
+    importlib.util.find_spec("mpi4py") is None or MPIRUN is None,
+    reason='needs mpi4py and mpirun: pip install -e ".[test,mpi]"',
+)
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpi_worker.py")
+FLAGS = ["--preset", "char", "--tokenizer", "char", "--data", "the-verdict.txt", "--context-length", "16", "--batch-size", "2",
+         "--warmup-steps", "1", "--eval-every", "2", "--eval-batches", "3", "--sample-tokens", "4", "--threads", "1"]
+TIMEOUT = 120  # seconds: a hang fails the test instead of blocking CI
+
+
+def mpirun(*command, ranks=2):
+    """Run `mpirun -n ranks command...`; return (exit status, stdout, stderr, seconds)."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("PMI_", "OMPI_"))}
+    started = time.monotonic()
+    done = subprocess.run([MPIRUN, "-n", str(ranks), *command], capture_output=True, text=True, timeout=TIMEOUT, env=env)
+    return done.returncode, done.stdout, done.stderr, time.monotonic() - started
+
+
+def train_with_mpi(*arguments, ranks=2):
+    status, out, err, _ = mpirun(sys.executable, "-m", "minigpt", "train", *arguments, ranks=ranks)
+    assert status == 0, err[-3000:]
+    return out
+
+
+def checkpoint(directory):
+    """(weights, trainer state) of a run directory."""
+    model_state, _, metadata = load_checkpoint(os.path.join(directory, CHECKPOINT_NAME))
+    return model_state, metadata["trainer"]
+
+
+def assert_same_run(directory, reference, exact_weights=True):
+    weights, state = checkpoint(directory)
+    reference_weights, reference_state = checkpoint(reference)
+    assert state["step"] == reference_state["step"] and state["tokens_seen"] == reference_state["tokens_seen"]
+    assert state["train_loader_state"] == reference_state["train_loader_state"]
+    for name, value in reference_weights.items():
+        if exact_weights:
+            np.testing.assert_array_equal(weights[name], value, err_msg=name)
+        else:
+            np.testing.assert_allclose(weights[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+    history, reference_history = state["history"], reference_state["history"]
+    assert history["step"] == reference_history["step"]
+    for key in ("train_loss", "val_loss"):
+        np.testing.assert_allclose(history[key], reference_history[key], rtol=1e-6)
+
+
+# ---- without mpirun ----------------------------------------------------------------------------
+
+
+def test_a_single_process_gets_the_single_process_world_without_importing_mpi4py():
+    assert not launched_by_mpi({})
+    assert launched_by_mpi({"PMI_RANK": "0", "PMI_SIZE": "2"}) and launched_by_mpi({"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2"})
+    assert not launched_by_mpi({"PMI_RANK": "0"})  # both variables, or it is not an MPI launch
+    code = "import sys; from minigpt.distributed import init; import minigpt.cli.train; w = init(); print(w.size, 'mpi4py' in sys.modules)"
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("PMI_", "OMPI_"))}
+    printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert printed.split() == ["1", "False"]
+    assert init() is SINGLE_PROCESS and SINGLE_PROCESS.allreduce_sum(2.5) == 2.5
+
+
+def test_fingerprint_sees_dtype_shape_and_every_byte():
+    a = np.arange(6, dtype=np.float32)
+    assert fingerprint(a) == fingerprint(a.copy())
+    assert fingerprint(a) != fingerprint(a.astype(np.float64))
+    assert fingerprint(a) != fingerprint(a.reshape(2, 3))
+    b = a.copy()
+    b[5] = np.nextafter(b[5], np.float32(10))
+    assert fingerprint(a) != fingerprint(b)
+    assert fingerprint({"seed": 1}) != fingerprint({"seed": 2})
+    check_ranks_agree(SINGLE_PROCESS, weights=[a])  # one process always agrees with itself
+
+
+def test_a_resumed_run_keeps_its_global_batch_when_the_new_number_of_ranks_divides_it(capsys):
+    from minigpt.cli.train import _keep_global_batch
+    from minigpt.train import TrainingConfig
+
+    config = TrainingConfig(grad_accum_steps=3)
+    assert _keep_global_batch(config, 2, 2) is config
+    assert _keep_global_batch(config, 2, 1).grad_accum_steps == 6  # 2 ranks x 3 = 1 rank x 6
+    assert _keep_global_batch(config, 2, 3).grad_accum_steps == 2
+    assert "the same 6 micro-batches per step" in capsys.readouterr().out
+    assert _keep_global_batch(config, 2, 4).grad_accum_steps == 3  # 6 micro-batches cannot be split in 4
+    assert "the global batch becomes 12 micro-batches" in capsys.readouterr().out
+
+
+# ---- mpirun -n 2 -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def single_process_run(tmp_path_factory):
+    """4 steps of one process accumulating 2 micro-batches per step: the reference of 2 ranks x 1."""
+    out = str(tmp_path_factory.mktemp("single"))
+    assert main(["train", *FLAGS, "--max-steps", "4", "--grad-accum-steps", "2", "--out", out]) == 0
+    return out
+
+
+@needs_mpi
+def test_two_ranks_give_the_weights_of_one_process_with_accumulation(single_process_run, tmp_path):
+    out = str(tmp_path / "mpi")
+    printed = train_with_mpi(*FLAGS, "--max-steps", "4", "--out", out)
+    assert_same_run(out, single_process_run)  # bit-identical weights (see the module docstring)
+    # Rank 0 alone prints: one header, one final line; the log states the global batch.
+    assert printed.count("seed: 123 | steps: 4") == 1 and printed.count("final: train loss") == 1
+    assert "global batch 2 x 1 (accumulation) x 2 (ranks) = 4 sequences of 16 tokens per step" in printed
+    assert checkpoint(out)[1]["run_info"]["ranks"] == 2
+
+
+@needs_mpi
+def test_a_two_rank_run_resumed_with_one_process_or_two_continues_exactly(single_process_run, tmp_path):
+    half = str(tmp_path / "half")
+    train_with_mpi(*FLAGS, "--max-steps", "2", "--out", half)
+    assert checkpoint(half)[1]["step"] == 2
+    with_one, with_two = str(tmp_path / "one"), str(tmp_path / "two")
+    shutil.copytree(half, with_one)
+    shutil.copytree(half, with_two)
+    # One process takes over: it accumulates 2 micro-batches per step, the same global batch.
+    assert main(["train", "--resume", with_one, "--max-steps", "4"]) == 0
+    assert_same_run(with_one, single_process_run)
+    printed = train_with_mpi("--resume", with_two, "--max-steps", "4")
+    assert "resuming" in printed
+    assert_same_run(with_two, single_process_run)
+
+
+@needs_mpi
+@pytest.mark.parametrize("fault, message", [
+    ("raise", "RuntimeError: injected failure on rank 1"),
+    ("kill", ""),  # mpirun reports the killed process in its own words
+    ("nan", "training diverged"),
+])
+def test_a_failing_rank_stops_every_rank_and_the_last_checkpoint_stays_valid(fault, message, tmp_path):
+    out = str(tmp_path / fault)
+    status, printed, errors, seconds = mpirun(sys.executable, WORKER, fault, "--", *FLAGS, "--max-steps", "6",
+                                              "--checkpoint-every", "1", "--out", out)
+    assert status != 0, printed + errors
+    assert message in errors, errors[-3000:]
+    if fault == "raise":
+        assert "[rank 1 of 2]" in errors and "aborting every rank" in errors
+    assert seconds < TIMEOUT
+    # Rank 0 saves step 2 while rank 1 already fails in step 3: the abort may come before or
+    # during that save, which is atomic, so the file holds step 1 or step 2, intact either way.
+    weights, state = checkpoint(out)
+    assert state["step"] in (1, 2)
+    assert all(np.isfinite(value).all() for value in weights.values())
+
+
+@needs_mpi
+def test_ranks_that_disagree_on_the_seed_stop_at_start_up(tmp_path):
+    status, printed, errors, _ = mpirun(sys.executable, WORKER, "seed", "--", *FLAGS, "--max-steps", "2",
+                                        "--out", str(tmp_path / "seed"))
+    assert status != 0
+    assert "the ranks of this run disagree on weights (ranks 1 differ from rank 0)" in errors, errors[-3000:]
+    assert "training_config (ranks 1" in errors and "data (ranks" not in errors  # same data, other seed
+    assert not os.path.exists(os.path.join(tmp_path, "seed", CHECKPOINT_NAME))
+
+
+@needs_mpi
+def test_a_command_error_on_one_rank_aborts_the_others(tmp_path):
+    # Rank 1's `minigpt train: error: ...` (SystemExit) while rank 0 waits in the start-up check.
+    status, printed, errors, seconds = mpirun(sys.executable, WORKER, "data", "--", *FLAGS, "--max-steps", "2",
+                                              "--out", str(tmp_path / "data"))
+    assert status != 0 and seconds < TIMEOUT
+    assert "[rank 1 of 2] minigpt train: error: --data 'no-such-file.txt': no such file" in errors, errors[-3000:]
+
+
+@needs_mpi
+def test_ctrl_c_stops_every_rank_and_leaves_a_checkpoint_to_resume(tmp_path):
+    # mpirun forwards SIGINT to both ranks; rank 0 saves the last completed step and aborts the
+    # run (or, if it was waiting in an Allreduce, rank 1 aborts it after 30 s).
+    out = str(tmp_path / "interrupted")
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("PMI_", "OMPI_"))}
+    process = subprocess.Popen([MPIRUN, "-n", "2", sys.executable, "-m", "minigpt", "train", *FLAGS, "--max-steps", "100000",
+                                "--checkpoint-every", "1", "--out", out], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + TIMEOUT
+    while not os.path.exists(os.path.join(out, CHECKPOINT_NAME)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    try:
+        process.communicate(timeout=TIMEOUT)
+    finally:
+        process.kill()
+    assert process.returncode != 0
+    _, state = checkpoint(out)
+    assert 1 <= state["step"] < 100000
+    assert main(["train", "--resume", out, "--max-steps", str(state["step"] + 1)]) == 0
+    assert checkpoint(out)[1]["step"] == state["step"] + 1
