@@ -7,7 +7,7 @@ line (`minigpt bench NAME` and `scripts/bench.py NAME`) goes through it.
 import importlib
 
 NAMES = ("engine", "model", "tokenizer", "optim", "load", "library_loop", "finetune", "generate", "checkpoint", "lora", "instruct",
-         "distributed")
+         "distributed", "network")
 
 
 def check_torch_python(parser, torch_python: str | None) -> None:
