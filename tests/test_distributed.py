@@ -4,6 +4,10 @@ Each test starts mpirun with 2 ranks of a character-level model on the short sto
 context, batch 2), a few steps: a few seconds each. Skipped when mpi4py or mpirun is missing
 (`pip install -e ".[test,mpi]"`, as .ci/run does).
 
+Dropout: every micro-batch draws its masks from its own stream, seeded by (the run's dropout seed,
+step, index in the global batch) (see `Trainer`), so the equality holds with `--drop-rate 0.1` too,
+bit for bit: the tests run with dropout 0 and 0.1.
+
 Tolerance: with 2 ranks the Allreduce adds two float32 gradients, rank 0's + rank 1's, and one
 process accumulating the same two micro-batches adds the same two arrays (addition is commutative
 in IEEE 754), so the weights must be bit-identical. Losses and evaluations are summed in another
@@ -123,39 +127,69 @@ def test_a_resumed_run_keeps_its_global_batch_when_the_new_number_of_ranks_divid
 # ---- mpirun -n 2 -------------------------------------------------------------------------------
 
 
+DROP_RATES = ["0", "0.1"]  # --drop-rate of the equality and resume tests
+
+
 @pytest.fixture(scope="module")
-def single_process_run(tmp_path_factory):
-    """4 steps of one process accumulating 2 micro-batches per step: the reference of 2 ranks x 1."""
-    out = str(tmp_path_factory.mktemp("single"))
-    assert main(["train", *FLAGS, "--max-steps", "4", "--grad-accum-steps", "2", "--out", out]) == 0
-    return out
+def single_process_runs(tmp_path_factory):
+    """drop_rate -> a folder with 4 steps of one process accumulating 2 micro-batches per step: the
+    reference of 2 ranks x 1 (each made once, when a test first asks for it)."""
+    runs = {}
+
+    def run(drop_rate: str) -> str:
+        if drop_rate not in runs:
+            out = str(tmp_path_factory.mktemp(f"single-drop-{drop_rate}"))
+            assert main(["train", *FLAGS, "--drop-rate", drop_rate, "--max-steps", "4", "--grad-accum-steps", "2",
+                         "--out", out]) == 0
+            assert checkpoint(out)[1]["run_info"]["model_config"]["drop_rate"] == float(drop_rate)
+            runs[drop_rate] = out
+        return runs[drop_rate]
+
+    return run
 
 
 @needs_mpi
-def test_two_ranks_give_the_weights_of_one_process_with_accumulation(single_process_run, tmp_path):
+@pytest.mark.parametrize("drop_rate", DROP_RATES)
+def test_two_ranks_give_the_weights_of_one_process_with_accumulation(single_process_runs, drop_rate, tmp_path):
     out = str(tmp_path / "mpi")
-    printed = train_with_mpi(*FLAGS, "--max-steps", "4", "--out", out)
-    assert_same_run(out, single_process_run)  # bit-identical weights (see the module docstring)
+    printed = train_with_mpi(*FLAGS, "--drop-rate", drop_rate, "--max-steps", "4", "--out", out)
+    assert_same_run(out, single_process_runs(drop_rate))  # bit-identical weights (see the module docstring)
     # Rank 0 alone prints: one header, one final line; the log states the global batch.
     assert printed.count("seed: 123 | steps: 4") == 1 and printed.count("final: train loss") == 1
     assert "global batch 2 x 1 (accumulation) x 2 (ranks) = 4 sequences of 16 tokens per step" in printed
     assert checkpoint(out)[1]["run_info"]["ranks"] == 2
 
 
+def test_dropout_changes_the_reference_run(single_process_runs):
+    # Guards the dropout case above: its masks really change the weights.
+    with_dropout, without = checkpoint(single_process_runs("0.1"))[0], checkpoint(single_process_runs("0"))[0]
+    assert all(not np.array_equal(with_dropout[name], without[name]) for name in ("tok_emb.weight", "out_head.weight"))
+
+
 @needs_mpi
-def test_a_two_rank_run_resumed_with_one_process_or_two_continues_exactly(single_process_run, tmp_path):
+@pytest.mark.parametrize("drop_rate", DROP_RATES)
+def test_a_two_rank_run_resumed_with_one_process_or_two_continues_exactly(single_process_runs, drop_rate, tmp_path):
     half = str(tmp_path / "half")
-    train_with_mpi(*FLAGS, "--max-steps", "2", "--out", half)
+    train_with_mpi(*FLAGS, "--drop-rate", drop_rate, "--max-steps", "2", "--out", half)
     assert checkpoint(half)[1]["step"] == 2
     with_one, with_two = str(tmp_path / "one"), str(tmp_path / "two")
     shutil.copytree(half, with_one)
     shutil.copytree(half, with_two)
     # One process takes over: it accumulates 2 micro-batches per step, the same global batch.
     assert main(["train", "--resume", with_one, "--max-steps", "4"]) == 0
-    assert_same_run(with_one, single_process_run)
+    assert_same_run(with_one, single_process_runs(drop_rate))
     printed = train_with_mpi("--resume", with_two, "--max-steps", "4")
     assert "resuming" in printed
-    assert_same_run(with_two, single_process_run)
+    assert_same_run(with_two, single_process_runs(drop_rate))
+
+
+@needs_mpi
+def test_a_one_process_run_with_dropout_resumed_with_two_ranks_continues_exactly(single_process_runs, tmp_path):
+    out = str(tmp_path / "half")
+    assert main(["train", *FLAGS, "--drop-rate", "0.1", "--max-steps", "2", "--grad-accum-steps", "2", "--out", out]) == 0
+    printed = train_with_mpi("--resume", out, "--max-steps", "4")
+    assert "continuing with 2 rank(s) x 1" in printed
+    assert_same_run(out, single_process_runs("0.1"))
 
 
 @needs_mpi
