@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -120,7 +121,9 @@ def add_parser(subparsers) -> None:
                      "run stops; `--resume DIR` continues it exactly. A second Ctrl-C while saving says so, a third "
                      "one abandons the save (the previous checkpoint stays). If the checkpoint folder is full or "
                      "read-only, the weights are saved in $MINIGPT_RESCUE_DIR (default: the temporary folder's "
-                     "minigpt-rescue) and the message says where.")
+                     "minigpt-rescue) and the message says where. Under mpirun, rank 0 saves and ends the run; if it "
+                     "has not within $MINIGPT_ABORT_AFTER_SECONDS (default 30) seconds, as when it waits in the step's "
+                     "Allreduce, another rank ends it and the last periodic checkpoint remains.")
 
 
 def _checkpoint_every(text: str) -> tuple[int, float]:
@@ -188,7 +191,32 @@ def _load_token_ids(data_path: str, tokenizer_name: str):
 
 
 _STOPPED_BY_SIGNAL = (130, 143)  # exit statuses of a run stopped by Ctrl-C or SIGTERM (128 + the signal's number)
-_SECONDS_FOR_RANK_0_TO_SAVE = 30  # see `run`
+# Under MPI, after Ctrl-C or SIGTERM: how long the other ranks wait for rank 0 to save and end the
+# run before they end it themselves (see `run`). The environment variable, read at start-up,
+# overrides it (tests lower it; a run whose checkpoint takes longer to write may raise it).
+ABORT_AFTER_SECONDS_VARIABLE = "MINIGPT_ABORT_AFTER_SECONDS"
+DEFAULT_ABORT_AFTER_SECONDS = 30.0
+
+
+def abort_after_seconds(environ=None) -> float:
+    """Seconds the ranks other than 0 wait for rank 0 after a stop signal, from $MINIGPT_ABORT_AFTER_SECONDS
+    (default 30).
+
+    Raises:
+        SystemExit (`minigpt train: error: ...`): the variable is set but is not a finite number >= 0.
+    """
+    environ = os.environ if environ is None else environ
+    text = environ.get(ABORT_AFTER_SECONDS_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_ABORT_AFTER_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not (seconds >= 0 and math.isfinite(seconds)):
+        fail("train", f"${ABORT_AFTER_SECONDS_VARIABLE} must be a number of seconds >= 0 (default "
+                      f"{DEFAULT_ABORT_AFTER_SECONDS:g}), got {text!r}")
+    return seconds
 
 
 def run(args) -> int:
@@ -211,6 +239,7 @@ def run(args) -> int:
     if not world.is_main:
         sys.stdout = open(os.devnull, "w")  # rank 0 prints for the run; errors still reach stderr
     try:
+        seconds_for_rank_0 = abort_after_seconds()  # at start-up: a bad value fails now, not after a Ctrl-C
         status = _run_interruptible(args, world)
     except SystemExit as stop:
         if stop.code in (0, None):
@@ -223,10 +252,13 @@ def run(args) -> int:
         # mpirun forwards Ctrl-C to every rank, each at another point of its step, so some rank
         # may be left waiting in a collective: stop them all. Rank 0 does so once it has saved
         # the last completed step; another rank waits for that, and if rank 0 does not come
-        # (it was waiting in the step's Allreduce), stops the run itself, and the last
-        # periodic checkpoint is what remains.
+        # (it was waiting in the step's Allreduce, which this rank left), stops the run itself
+        # after $MINIGPT_ABORT_AFTER_SECONDS, and the last periodic checkpoint is what remains.
         if not world.is_main:
-            time.sleep(_SECONDS_FOR_RANK_0_TO_SAVE)
+            time.sleep(seconds_for_rank_0)
+            print(f"[rank {world.rank} of {world.size}] rank 0 did not end the run within {seconds_for_rank_0:g} s of the "
+                  f"stop (${ABORT_AFTER_SECONDS_VARIABLE}): it is probably waiting in the step's Allreduce; aborting "
+                  "every rank. The last checkpoint rank 0 wrote (--checkpoint-every) is what remains", file=sys.stderr)
         world.abort(status)
     return status
 
