@@ -551,11 +551,11 @@ class Trainer:
         dropout_rng = getattr(self.model, "dropout_rng", None)
         if dropout_rng is not None and position.get("dropout_rng_state") is not None:
             dropout_rng.bit_generator.state = position["dropout_rng_state"]
-        if "dropout_seed" in position:
+        if position.get("dropout_seed") is not None:
             self.dropout_seed = position["dropout_seed"]
         elif dropout_rng is not None:
             # A checkpoint from before per-micro-batch dropout streams holds the generator's state
-            # but no seed: draw the seed from the restored generator, as __init__ draws it from a
+            # but no seed (or one of a model without dropout_rng): draw the seed from the restored generator, as __init__ draws it from a
             # fresh one. The resumed run is exact and reproducible from then on (its next checkpoint
             # holds this seed), though its masks are not those the old sequential stream would
             # have drawn.
