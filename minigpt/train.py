@@ -31,7 +31,7 @@ from autograd import functional as F
 from autograd.creation import check_device
 from minigpt.data import DataLoader, GPTDataset
 from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from minigpt.distributed import SINGLE_PROCESS, check_ranks_agree
+from minigpt.distributed import SINGLE_PROCESS, GradientBuckets, check_ranks_agree
 from minigpt.interrupts import SaveAbandoned, StopRequests
 from minigpt.generate import generate, text_to_token_ids, token_ids_to_text
 from minigpt.optim import clip_grad_norm_, flatten_state_dict, unflatten_state_dict, warmup_cosine_lr
@@ -335,6 +335,11 @@ class Trainer:
             `grad_accum_steps` x world.size up to float32 summation order. Rank 0 alone shows the
             progress bar, prints, and writes checkpoints and the plot; evaluation batches are split
             over the ranks and their losses summed.
+        bucket_cap_mb: with more than one rank, send the gradients in buckets of at most this
+            many megabytes, each started during the step's last backward as soon as its gradients
+            are complete (`minigpt.distributed.GradientBuckets`, PyTorch DDP's `bucket_cap_mb`);
+            None (the default): one Allreduce of all gradients after backward. Ignored by a
+            single process. With 2 ranks the result is bit for bit the same either way (see GradientBuckets).
 
     Dropout: before the forward pass of micro-batch i of step s's global batch (i = rank x
     grad_accum_steps + j, the same index on whichever rank runs it), the model's `dropout_rng` is
@@ -357,7 +362,8 @@ class Trainer:
     numbers: as easy as 1, 2, 3" (counter-based streams; JAX's `jax.random.fold_in`).
     """
 
-    def __init__(self, model, optimizer, train_loader, val_loader, config: TrainingConfig, tokenizer=None, out_dir: str | None = None, run_info: dict | None = None, world=None):
+    def __init__(self, model, optimizer, train_loader, val_loader, config: TrainingConfig, tokenizer=None, out_dir: str | None = None, run_info: dict | None = None, world=None,
+                 bucket_cap_mb: float | None = None):
         config.validate()
         config = with_optimizer_settings(config, optimizer)
         config.validate()  # the optimizer's lr must be a valid peak too
@@ -370,6 +376,10 @@ class Trainer:
                 f"grad_accum_steps={config.grad_accum_steps}{ranks}: use a smaller batch or more data"
             )
         self.model, self.optimizer = model, optimizer
+        self._gradient_buckets = None  # None: one Allreduce after backward (World.allreduce_gradients)
+        if bucket_cap_mb is not None:
+            buckets = GradientBuckets(self.world, model.parameters(), bucket_cap_mb)  # checks the value
+            self._gradient_buckets = buckets if self.world.size > 1 else None
         self.train_loader, self.val_loader = train_loader, val_loader
         self.config, self.tokenizer, self.out_dir = config, tokenizer, out_dir
         self.run_info = dict(run_info or {})
@@ -465,19 +475,26 @@ class Trainer:
         self.model.train()
         total_loss = 0.0
         accum, rank = self.config.grad_accum_steps, self.world.rank
-        for j, (inputs, targets) in enumerate(micro_batches[rank * accum:(rank + 1) * accum]):  # this rank's shard
+        for number, (inputs, targets) in enumerate(micro_batches[rank * accum:(rank + 1) * accum]):  # this rank's shard
             self._check_stop()  # a safe point: an interrupt here rolls the step back
-            self._seed_dropout(rank * accum + j)  # its index in the global batch, the same on any rank
+            self._seed_dropout(rank * accum + number)  # its index in the global batch, the same on any rank
             logits = self.model(inputs)  # (B, T, V)
             # Sum over this micro-batch's targets, divided by all targets of the step: the
             # accumulated gradient is then exactly that of the mean over the whole batch.
             loss = F.cross_entropy(logits, targets, reduction="sum") * (1.0 / target_tokens)
-            loss.backward()
             total_loss += loss.item()
+            if self._gradient_buckets is not None and number == accum - 1:
+                # The last backward of the step completes each gradient: send them in buckets
+                # while backward goes on down the layers.
+                self._gradient_buckets.arm(total_loss)
+            loss.backward()
             del logits, loss  # free this micro-batch's activations before the next forward
         # Sum the gradients and the loss over the ranks (no-op on one process): every rank then
         # holds the gradient of the global batch's mean loss, and sees a NaN any rank produced.
-        total_loss = self.world.allreduce_gradients(self.model.parameters(), total_loss)
+        if self._gradient_buckets is not None:
+            total_loss = self._gradient_buckets.finish()
+        else:
+            total_loss = self.world.allreduce_gradients(self.model.parameters(), total_loss)
         self._tokens_this_step = sum(inputs.size for inputs, _ in micro_batches)
         self.tokens_seen += self._tokens_this_step
         if not math.isfinite(total_loss):

@@ -44,6 +44,7 @@ needs_mpi = pytest.mark.skipif(
     reason='needs mpi4py and mpirun: pip install -e ".[test,mpi]"',
 )
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpi_worker.py")
+BUCKETS_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpi_buckets_worker.py")
 FLAGS = ["--preset", "char", "--tokenizer", "char", "--data", "the-verdict.txt", "--context-length", "16", "--batch-size", "2",
          "--warmup-steps", "1", "--eval-every", "2", "--eval-batches", "3", "--sample-tokens", "4", "--threads", "1"]
 TIMEOUT = 120  # seconds: a hang fails the test instead of blocking CI
@@ -164,6 +165,51 @@ def test_dropout_changes_the_reference_run(single_process_runs):
     # Guards the dropout case above: its masks really change the weights.
     with_dropout, without = checkpoint(single_process_runs("0.1"))[0], checkpoint(single_process_runs("0"))[0]
     assert all(not np.array_equal(with_dropout[name], without[name]) for name in ("tok_emb.weight", "out_head.weight"))
+
+
+@needs_mpi
+def test_gradient_buckets_started_during_backward_give_the_weights_of_one_allreduce(tmp_path):
+    # 2 ranks x 2 micro-batches with buckets of 0.05 MB (the char model's 3.3 MB of gradients in
+    # many buckets; only the last backward of each step sends): bit for bit the run with one
+    # Allreduce after backward (both add the same two partial sums), and equal to float32
+    # rounding to one process x 4 micro-batches, which adds the four in another order.
+    flat, out, single = str(tmp_path / "flat"), str(tmp_path / "buckets"), str(tmp_path / "single")
+    flags = [*FLAGS, "--drop-rate", "0.1", "--max-steps", "3"]
+    train_with_mpi(*flags, "--grad-accum-steps", "2", "--out", flat)
+    printed = train_with_mpi(*flags, "--grad-accum-steps", "2", "--bucket-cap-mb", "0.05", "--out", out)
+    assert "buckets of at most 0.05 MB, started during backward" in printed
+    assert_same_run(out, flat)
+    assert main(["train", *flags, "--grad-accum-steps", "4", "--out", single]) == 0
+    assert_same_run(out, single, exact_weights=False)
+
+
+@needs_mpi
+def test_gradient_buckets_start_in_order_during_backward_and_sum_as_one_allreduce():
+    status, printed, errors, _ = mpirun(sys.executable, BUCKETS_WORKER)
+    assert status == 0, errors[-3000:]
+    assert printed.startswith("OK"), printed + errors[-3000:]
+
+
+def test_gradient_buckets_group_parameters_from_the_last_layer_within_the_cap():
+    from minigpt.distributed import GradientBuckets, World
+    from minigpt.nn.module import Parameter
+
+    sizes = [10, 3000, 200, 200, 200, 5]  # float32 elements; the cap of 0.004 MB is 1,000 elements
+    parameters = [Parameter(np.zeros(size, dtype=np.float32)) for size in sizes]
+    frozen = Parameter(np.zeros(7, dtype=np.float32))
+    frozen.requires_grad = False
+    buckets = GradientBuckets(World(rank=0, size=2), parameters[:3] + [frozen] + parameters[3:], bucket_cap_mb=0.004)
+    assert [[p.data.size for p in bucket] for bucket in buckets.buckets] == [[5, 200, 200, 200], [3000], [10]]
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "25"):
+        with pytest.raises(ValueError, match="bucket_cap_mb must be a positive, finite number of megabytes"):
+            GradientBuckets(World(rank=0, size=2), parameters, bucket_cap_mb=bad)
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "nan", "inf"])
+def test_train_rejects_a_bucket_cap_that_is_not_a_positive_number(value, tmp_path):
+    with pytest.raises(SystemExit, match=f"--bucket-cap-mb must be a positive number of megabytes, got {value}"):
+        main(["train", *FLAGS, "--max-steps", "1", "--bucket-cap-mb", value, "--out", str(tmp_path / "x")])
+    assert not os.path.exists(tmp_path / "x")
 
 
 @needs_mpi

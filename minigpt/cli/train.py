@@ -115,6 +115,10 @@ def add_parser(subparsers) -> None:
                         help="periodic checkpoints: a number of steps (500), minutes of wall time (10min), or both "
                         "(500,10min: whichever comes first); off: none. A checkpoint is always saved at the end and "
                         "on Ctrl-C or SIGTERM (default: 10min)")
+    parser.add_argument("--bucket-cap-mb", type=float, default=None, metavar="MB",
+                        help="under mpirun: send the gradients in buckets of at most MB megabytes, each started during "
+                        "backward as soon as it is complete (PyTorch DDP's bucket_cap_mb; default: one Allreduce of all "
+                        "gradients after backward, measured faster here: see the README's MPI section)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (it is also left out when the output is "
                         "not a terminal); evaluation lines and messages are still printed")
     parser.epilog = ("Ctrl-C or SIGTERM: the current step finishes or is rolled back, a checkpoint is saved, and the "
@@ -302,6 +306,8 @@ def _train(args, world) -> int:
     from minigpt.interrupts import exit_status
     from minigpt.train import Trainer, TrainingConfig
 
+    if args.bucket_cap_mb is not None and not (math.isfinite(args.bucket_cap_mb) and args.bucket_cap_mb > 0):
+        fail("train", f"--bucket-cap-mb must be a positive number of megabytes, got {args.bucket_cap_mb}")
     if args.checkpoint_every is not None:  # "500,10min" -> the two TrainingConfig fields
         args.checkpoint_every, args.checkpoint_minutes = args.checkpoint_every
     if args.resume:
@@ -315,7 +321,8 @@ def _train(args, world) -> int:
             settings["checkpoint_every"], settings["checkpoint_minutes"] = args.checkpoint_every, args.checkpoint_minutes
         ignored = [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
                    if value not in (None, False) and name not in ("command", "resume", "max_steps", "out", "preset", "seed", "train_ratio",
-                                                                  "data", "checkpoint_every", "checkpoint_minutes", "quiet", "threads")]
+                                                                  "data", "checkpoint_every", "checkpoint_minutes", "quiet", "threads",
+                                                                  "bucket_cap_mb")]
         if ignored:
             print(f"note: a resumed run keeps its saved settings; ignoring {', '.join(ignored)}")
         config = _keep_global_batch(TrainingConfig(**settings), run_info.get("ranks", 1), world.size)
@@ -428,7 +435,7 @@ def _train(args, world) -> int:
         run_info["data_sha256"] = data_sha256  # recognises the data if it moves (--resume DIR --data NEW_PATH)
         run_info["ranks"] = world.size  # MPI ranks (1: one process); the global batch is per step over all of them
         trainer = Trainer(model, optimizer, train_loader, val_loader, config, tokenizer=tokenizer, out_dir=out_dir,
-                          run_info=run_info, world=world)
+                          run_info=run_info, world=world, bucket_cap_mb=args.bucket_cap_mb)
     except (ValueError, KeyError) as error:
         fail("train", _name_the_flag(str(error.args[0]) if error.args else repr(error)))
     if args.resume:
@@ -465,7 +472,9 @@ def _train(args, world) -> int:
     print(f"seed: {config.seed} | steps: {trainer.total_steps} | output: {out_dir}")
     if world.size > 1:
         print(f"data-parallel over {world.size} MPI ranks: global batch {batch_size} x {config.grad_accum_steps} (accumulation) "
-              f"x {world.size} (ranks) = {trainer.batches_per_step * batch_size} sequences of {context_length} tokens per step")
+              f"x {world.size} (ranks) = {trainer.batches_per_step * batch_size} sequences of {context_length} tokens per step; "
+              + (f"gradients in {len(trainer._gradient_buckets.buckets)} buckets of at most {args.bucket_cap_mb:g} MB, "
+                 "started during backward" if trainer._gradient_buckets is not None else "one Allreduce of all gradients per step"))
     trainer.quiet = args.quiet
     try:
         history = trainer.fit()
