@@ -179,6 +179,8 @@ def test_parser_reads_the_run_command_and_checks_values(capsys):
     parser = build_parser()
     args = parser.parse_args(["run", "--hosts", "2", "--rate", "2.5gbit", "--", "minigpt", "train", "--preset", "char"])
     assert (args.hosts, args.rate, args.command) == (2, "2.5gbit", ["--", "minigpt", "train", "--preset", "char"])
+    assert parser.parse_args(["steps", "--bucket-cap-mb", "25"]).bucket_cap_mb == 25.0
+    assert parser.parse_args(["steps"]).bucket_cap_mb is None
     defaults = parser.parse_args(["allreduce"])
     assert (defaults.hosts, defaults.rates, defaults.algorithms) == ([2, 3, 4], ["1gbit", "2.5gbit", "10gbit"], ["auto", "ring"])
     for bad, message in ((["run", "--hosts", "0", "--rate", "1gbit"], "expected 1 to 16 hosts, got '0'"),

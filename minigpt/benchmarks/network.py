@@ -527,11 +527,13 @@ def run_steps(args) -> None:
     with SimulatedNetwork(2, rates[0]) as network:
         for round_index in range(args.rounds):
             for name in args.configs:
-                loopback.setdefault(name, []).append(_run_side(name, 2, worker))
+                loopback.setdefault(name, []).append(_run_side(name, 2, worker, bucket_cap_mb=args.bucket_cap_mb))
                 for rate in rates:
                     network.set_rate(rate)
                     command = [sys.executable, "-m", "minigpt.benchmarks.distributed", "--worker", name,
                                "--warmup", str(args.warmup), "--steps", str(args.steps), "--threads", "1"]
+                    if args.bucket_cap_mb is not None:
+                        command += ["--bucket-cap-mb", str(args.bucket_cap_mb)]
                     simulated.setdefault((name, rate), []).append(_json_result(network.mpiexec(command), env=_child_env(1)))
                 print(f"  round {round_index + 1}, {name}: loopback {statistics.median(loopback[name][-1]['step_s']):.3f} s, "
                       + ", ".join(f"{format_rate(rate)} {statistics.median(simulated[(name, rate)][-1]['step_s']):.3f} s"
@@ -591,7 +593,7 @@ EPILOG = """subcommands (root, `ip`, `tc` and the mpi extra needed):
   allreduce [--hosts 2 3 4] [--rates 1gbit 2.5gbit 10gbit] [--configs char book-124M] [--algorithms auto ring]
             [--repeats 3] [--rounds 2]
             Allreduce of the gradient sizes (and of 8 bytes: L) against 2 (N-1)/N G/B + 2 (N-1) L
-  steps     [--rates 1gbit 10gbit] [--configs char book-124M] [--steps 3] [--rounds 2]
+  steps     [--rates 1gbit 10gbit] [--configs char book-124M] [--steps 3] [--rounds 2] [--bucket-cap-mb MB]
             global training steps on 2 hosts against T_compute (loopback) + the model's Allreduce
   run       --hosts N --rate RATE -- COMMAND...
             COMMAND as one MPI rank per simulated host (e.g. -- minigpt train --preset char)"""
@@ -624,6 +626,8 @@ def build_parser() -> argparse.ArgumentParser:
     steps.add_argument("--steps", type=_positive_int, default=3, help="timed global steps per round (default 3)")
     steps.add_argument("--rounds", type=_positive_int, default=2, help="rounds alternating loopback and the rates (default 2)")
     steps.add_argument("--latency-us", type=float, default=50.0, help="L of the prediction, microseconds (default 50)")
+    steps.add_argument("--bucket-cap-mb", type=float, default=None,
+                       help="send the gradients in buckets of at most MB started during backward (minigpt train --bucket-cap-mb)")
     run = commands.add_parser("run", help="run a command as one MPI rank per simulated host")
     run.add_argument("--hosts", type=_hosts, required=True, help="number of simulated hosts (= MPI ranks)")
     run.add_argument("--rate", type=_rate, required=True, help="rate of each link, each way, in tc's notation (e.g. 1gbit)")
