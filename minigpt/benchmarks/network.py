@@ -451,14 +451,14 @@ def allreduce_table(results: dict, names: dict, latency: dict) -> list[str]:
     `results[(algorithm, rate, ranks, size)]` lists the per-round medians (seconds); `names[size]`
     labels a size; `latency[rate]` is the L (seconds) taken for that rate.
     """
-    lines = [f"{'algorithm':>10} {'rate':>11} {'N':>2} {'message':>20} {'measured':>11} {'predicted':>11} "
+    lines = [f"{'algorithm':>24} {'rate':>11} {'N':>2} {'message':>20} {'measured':>11} {'predicted':>11} "
              f"{'measured/predicted':>19} {'GB/s per link':>14}"]
     for (algorithm, rate, ranks, size), rounds in sorted(results.items()):
         measured = statistics.median(rounds)
         predicted = predicted_allreduce_seconds(size, ranks, rate, latency[rate])
         # bytes each rank sends in the model's ring, over the measured time
         per_link = 2 * (ranks - 1) / ranks * size / measured / 1e9
-        lines.append(f"{algorithm:>10} {format_rate(rate):>11} {ranks:>2} {names[size]:>20} {measured * 1e3:8.2f} ms "
+        lines.append(f"{algorithm:>24} {format_rate(rate):>11} {ranks:>2} {names[size]:>20} {measured * 1e3:8.2f} ms "
                      f"{predicted * 1e3:8.2f} ms {measured / predicted:19.2f} {per_link if size > 8 else float('nan'):14.3f}")
     return lines
 
