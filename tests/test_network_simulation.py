@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minigpt.benchmarks import network
-from minigpt.benchmarks.network import (MPI_ENVIRONMENT, SimulationUnavailable, build_parser, check_requirements,
+from minigpt.benchmarks.network import (MPI_ENVIRONMENT, SimulationUnavailable, allreduce_table, build_parser,
+                                        check_requirements,
                                         host_address, host_namespace, latency_from_small_messages, launcher_script,
                                         mpiexec_command, parse_rate, predicted_allreduce_seconds, rate_commands,
                                         setup_commands, tbf_burst_bytes, teardown_commands)
@@ -209,3 +210,11 @@ def test_a_second_simulation_at_the_same_time_is_refused(monkeypatch, tmp_path):
         with pytest.raises(SimulationUnavailable, match="another simulated network is in use"):
             with network.SimulatedNetwork(2, 1e9):
                 pass
+
+
+def test_the_table_compares_the_median_round_with_the_model():
+    results = {("auto", 1e9, 2, 125_000_000): [1.3, 1.1, 1.2], ("auto", 1e9, 2, 8): [30e-6]}
+    header, small, large = allreduce_table(results, {8: "8 B", 125_000_000: "125 MB"}, {1e9: 0.0})
+    assert header.split()[:3] == ["algorithm", "rate", "N"]
+    assert large.split() == ["auto", "1", "Gbit/s", "2", "125", "MB", "1200.00", "ms", "1000.00", "ms", "1.20", "0.104"]
+    assert small.split()[-1] == "nan"  # no bandwidth for the latency probe

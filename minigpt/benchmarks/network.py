@@ -425,7 +425,11 @@ def measure_tcp(network: SimulatedNetwork, megabytes: float) -> float:
     try:
         result = _json_result(network.in_host(0, [*me, "tcp-client", host_address(1), "5201", str(megabytes)]))
     finally:
-        server.wait(timeout=60)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # the client never connected: do not leave the server waiting
+            server.kill()
+            server.wait()
     return result["bits_per_second"]
 
 
@@ -436,9 +440,10 @@ ALGORITHMS = ("auto", "ring", "recursive_doubling", "reduce_scatter_allgather")
 
 def measure_allreduce(network: SimulatedNetwork, ranks: int, sizes: list[int], repeats: int, algorithm: str = "auto") -> dict:
     """{size: median seconds} of `allreduce_worker` on the first `ranks` simulated hosts with MPICH's `algorithm`."""
+    from minigpt.benchmarks.model import _child_env
+
     command = [sys.executable, "-m", "minigpt.benchmarks.network", "allreduce-worker", "--repeats", str(repeats),
                "--sizes", *map(str, sizes)]
-    from minigpt.benchmarks.model import _child_env
 
     environment = {"MPIR_CVAR_ALLREDUCE_INTRA_ALGORITHM": algorithm}
     record = _json_result(network.mpiexec(command, ranks, environment), env=_child_env(1))
