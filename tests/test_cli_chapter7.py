@@ -140,6 +140,40 @@ def test_chat_answers_piped_lines(assistant):
     assert "Ctrl-D or Ctrl-C quits" in done.stderr
 
 
+@pytest.fixture(scope="module")
+def broken_assistant(assistant, tmp_path_factory):
+    """The assistant with NaN token embeddings: every answer's logits are NaN."""
+    from minigpt.checkpoint import load_checkpoint, save_checkpoint
+
+    out = tmp_path_factory.mktemp("broken")
+    model_state, optimizer_state, metadata = load_checkpoint(str(assistant[0] / "checkpoint.safetensors"))
+    model_state["tok_emb.weight"][...] = float("nan")
+    save_checkpoint(str(out / "checkpoint.safetensors"), model_state, optimizer_state, metadata)
+    return out
+
+
+def test_chat_says_when_the_weights_give_nan(broken_assistant):
+    done = subprocess.run([sys.executable, "-m", "minigpt", "chat", "--checkpoint", str(broken_assistant)],
+                          input="Name a color.\nSay hi.\n", capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    last_line = done.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("minigpt chat: error: the model's logits are not finite at step 0")
+    assert done.stdout == "\n"  # the failed answer's line is ended; the second line is not tried
+
+
+def test_chat_in_a_terminal_goes_on_after_nan(broken_assistant, monkeypatch, capsys):
+    """Interactively, a failed answer is reported in one line and the next instruction is read."""
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal("Name a color.\nSay hi.\n"))
+    assert main(["chat", "--checkpoint", str(broken_assistant)]) == 0
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("minigpt chat: error:")]
+    assert len(errors) == 2 and "not finite" in errors[0]  # both messages were answered with the error
+
+
 def test_chat_prompt_is_the_training_text():
     from minigpt.cli.chat import chat_prompt
     from minigpt.finetune.instruction import InstructionDataset

@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from minigpt.cli.common import add_threads_argument, fail, load_run_checkpoint, make_tokenizer
+from minigpt.cli.common import add_threads_argument, fail, flag_names, load_run_checkpoint, make_tokenizer
 
 
 def add_parser(subparsers) -> None:
@@ -98,7 +98,13 @@ def run(args) -> int:
                 try:
                     _answer(model, tokenizer, message.strip(), args, rng)
                 except ValueError as error:  # e.g. a sampling flag out of range: named by the library
-                    fail("chat", str(error))
+                    fail("chat", flag_names(str(error)))
+                except FloatingPointError as error:  # NaN weights: say so instead of a traceback
+                    sys.stdout.write("\n")  # end the partial answer
+                    sys.stdout.flush()
+                    if not interactive:  # a pipe's remaining lines would all fail the same way
+                        fail("chat", str(error))
+                    print(f"minigpt chat: error: {error}", file=sys.stderr)  # the user may try again or quit
     except KeyboardInterrupt:
         sys.stdout.write("\n")
     if interactive:

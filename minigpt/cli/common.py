@@ -19,6 +19,14 @@ def fail(command: str, message: str):
     raise SystemExit(f"minigpt {command}: error: {message}")
 
 
+def flag_names(message: str) -> str:
+    """Name the command-line flags in a message of the generation library (top_k -> --top-k, ...),
+    for `generate` and `chat`, whose sampling flags carry the library's argument names."""
+    for argument in ("max_new_tokens", "temperature", "top_k", "top_p"):
+        message = message.replace(argument, "--" + argument.replace("_", "-"))
+    return message.replace(" or None", "")  # a command-line user cannot pass None: leaving the flag out is that
+
+
 def add_threads_argument(parser) -> None:
     """--threads, shared by train and generate (applied by `set_threads`)."""
     parser.add_argument("--threads", type=int, default=None,
