@@ -357,15 +357,35 @@ def test_every_commands_negative_seed_is_a_flag_error(tmp_path):
     (["--batches", "0"], "--batches must be integers >= 1, got 0"),
     (["--rounds", "0"], "--rounds must be an integer >= 1, got 0"),
     (["--new-tokens", "-1"], "--new-tokens must be an integer >= 1, got -1"),
-    (["--torch-python", "/nope"], "--torch-python '/nope' cannot run"),
-    (["--torch-python", "NO_TORCH"], "cannot import torch: ModuleNotFoundError"),
 ])
-def test_bench_generate_flag_errors_come_before_any_measurement(flags, message, capsys, tmp_path):
+def test_bench_generate_flag_errors_come_before_any_measurement(flags, message, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["bench", "generate", *flags])
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("benchmark, first_measurement", [
+    ("finetune", "_run"), ("instruct", "_run"), ("model", "run_minigpt"), ("generate", "run_minigpt"),
+])
+@pytest.mark.parametrize("torch_python, message", [
+    ("/nope", "--torch-python '/nope' cannot run"), ("NO_TORCH", "cannot import torch: ModuleNotFoundError"),
+])
+def test_bench_torch_python_is_checked_before_any_measurement(benchmark, first_measurement, torch_python, message,
+                                                              monkeypatch, capsys, tmp_path):
+    import importlib
+
+    module = importlib.import_module(f"minigpt.benchmarks.{benchmark}")
+
+    def measure(*args, **kwargs):
+        raise AssertionError(f"bench {benchmark} started measuring before checking --torch-python")
+
+    monkeypatch.setattr(module, first_measurement, measure)
     no_torch = tmp_path / "python"  # a "python" that runs but has no torch
     no_torch.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 1\n")
     no_torch.chmod(0o755)
     with pytest.raises(SystemExit) as stopped:
-        main(["bench", "generate", *[str(no_torch) if flag == "NO_TORCH" else flag for flag in flags]])
+        main(["bench", benchmark, "--torch-python", str(no_torch) if torch_python == "NO_TORCH" else torch_python])
     assert stopped.value.code == 2
     assert message in capsys.readouterr().err
 

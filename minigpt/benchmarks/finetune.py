@@ -35,6 +35,7 @@ import time
 
 import numpy as np
 
+from minigpt.benchmarks import check_torch_python
 from minigpt.benchmarks.model import _busy_seconds, _child_env, _last_json_line, _own_cpu_seconds
 from minigpt.benchmarks.torch_reference import script_path
 
@@ -159,6 +160,7 @@ def main(argv=None) -> None:
         print(json.dumps(measure(args.trainable, args.batch, args.tokens, args.warmup, args.steps, args.threads)), flush=True)
         return
 
+    check_torch_python(parser, args.torch_python)  # before minigpt's part, which takes minutes
     sides = ["minigpt"] + (["torch"] if args.torch_python else [])
     print(f"chapter-6 fine-tuning step: gpt2-small shape, 2-class head, batch {args.batch} x {args.tokens}, "
           f"warmup {args.warmup}, steps {args.steps}, rounds {args.rounds}, threads {args.threads}, "

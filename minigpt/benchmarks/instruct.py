@@ -38,6 +38,7 @@ import time
 
 import numpy as np
 
+from minigpt.benchmarks import check_torch_python
 from minigpt.benchmarks.model import _busy_seconds, _child_env, _last_json_line, _peak_rss_mib
 
 BATCH_SIZE, EPOCHS, EVAL_FREQ, EVAL_ITER = 8, 2, 5, 5  # the book's chapter-7 settings
@@ -151,6 +152,7 @@ def main(argv=None) -> None:
     if args.worker:
         print(json.dumps(measure(args.tokens, args.warmup, args.steps, args.threads)), flush=True)
         return
+    check_torch_python(parser, args.torch_python)  # before minigpt's part, which takes minutes
     lengths = book_batch_lengths()
     tokens = args.tokens or round(statistics.mean(lengths))
     steps = EPOCHS * len(lengths)

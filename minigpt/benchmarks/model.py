@@ -37,6 +37,8 @@ import time
 
 import numpy as np
 
+from minigpt.benchmarks import check_torch_python
+
 # name -> (model config, batch size, tokens per sequence, the reference's config name)
 CONFIGS = {
     "book-124M": (
@@ -268,6 +270,7 @@ def main(argv=None) -> None:
         print(json.dumps(record), flush=True)
         return
 
+    check_torch_python(parser, args.torch_python)  # before minigpt's part, which takes minutes
     print(f"minigpt training-step benchmark: configs {args.configs}, warmup {args.warmup}, steps {args.steps}, "
           f"rounds {args.rounds}, threads {args.threads}, optimizer {args.optimizer}, "
           f"malloc {'default' if args.default_malloc else 'keep_freed_memory'}, "
