@@ -82,7 +82,7 @@ def measure(tokens: int, warmup: int, steps: int, threads: int) -> dict:
         inputs, targets = np.maximum(data[step, :, :-1], 0), data[step, :, 1:]
         start = time.perf_counter()
         optimizer.zero_grad()
-        loss = F.cross_entropy(model(inputs), targets)
+        loss = F.cross_entropy(model(inputs).flatten(0, 1), targets.reshape(-1))  # (B*T, V), (B*T,)
         after_forward = time.perf_counter()
         loss.backward()
         after_backward = time.perf_counter()

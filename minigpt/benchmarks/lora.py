@@ -90,7 +90,7 @@ def measure(mode: str, task: str, warmup: int, steps: int, rank: int, alpha: flo
             logits = model(data[step, :, :-1])[:, -1, :]  # (B, 2): the last token's logits (ch. 6.6)
             loss = F.cross_entropy(logits, labels[step])
         else:
-            loss = F.cross_entropy(model(data[step, :, :-1]), data[step, :, 1:])
+            loss = F.cross_entropy(model(data[step, :, :-1]).flatten(0, 1), data[step, :, 1:].reshape(-1))  # (B*T, V), (B*T,)
         after_forward = time.perf_counter()
         loss.backward()
         after_backward = time.perf_counter()

@@ -124,7 +124,7 @@ def measure(name: str, warmup: int, steps: int, optimizer: str, seed: int = 0, d
         busy, own = _busy_seconds(), _own_cpu_seconds()
         start = time.perf_counter()
         model.zero_grad()
-        loss = F.cross_entropy(model(inputs), targets)
+        loss = F.cross_entropy(model(inputs).flatten(0, 1), targets.reshape(-1))  # (B*T, V), (B*T,)
         after_forward = time.perf_counter()
         loss.backward()
         after_backward = time.perf_counter()
