@@ -27,7 +27,8 @@ import time
 
 import numpy as np
 
-from minigpt.cli.common import add_threads_argument, fail, load_run_checkpoint, make_tokenizer
+from minigpt.cli.common import add_threads_argument, fail, load_run_checkpoint, make_tokenizer, save_after_interrupt
+from minigpt.interrupts import StopBetweenSteps
 
 COMMAND = "finetune dpo"
 
@@ -103,11 +104,21 @@ def _print_responses(entries, answers: dict) -> None:
         print("\n-------------------------------------\n")
 
 
+def _save_weights(out: str, policy_model, metadata: dict, settings: dict) -> str:
+    """Write out/checkpoint.safetensors atomically: the policy's weights, the instruction-tuned run's
+    metadata (which `minigpt generate --checkpoint` reads) and the DPO settings. Returns its path."""
+    from minigpt.checkpoint import CHECKPOINT_NAME, save_checkpoint
+
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, CHECKPOINT_NAME)
+    save_checkpoint(path, policy_model.state_dict(), None, {**metadata, "dpo": settings})
+    return path
+
+
 def run_dpo(args) -> int:
     """Run `minigpt finetune dpo` with parsed arguments."""
     from functools import partial
 
-    from minigpt.checkpoint import CHECKPOINT_NAME, save_checkpoint
     from minigpt.data import DataLoader
     from minigpt.finetune import preference as dpo
     from minigpt.finetune.instruction import split_instruction_data
@@ -150,26 +161,28 @@ def run_dpo(args) -> int:
     shown = val_data[:3]
 
     optimizer = AdamW(policy_model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    settings = {"beta": args.beta, "lr": args.lr, "weight_decay": args.weight_decay, "epochs": args.epochs,
+                "source": args.checkpoint, "val_reward_margin_before": margin_before}
     start = time.time()
+    stops = StopBetweenSteps(optimizer)  # Ctrl-C / SIGTERM: stop after a complete step, then save its weights
     try:
-        tracking = dpo.train_model_dpo_simple(
-            policy_model, reference_model, train_loader, val_loader, optimizer, num_epochs=args.epochs, beta=args.beta,
-            eval_freq=args.eval_every, eval_iter=args.eval_batches, start_context=None, tokenizer=tokenizer)
+        with stops:
+            tracking = dpo.train_model_dpo_simple(
+                policy_model, reference_model, train_loader, val_loader, optimizer, num_epochs=args.epochs, beta=args.beta,
+                eval_freq=args.eval_every, eval_iter=args.eval_batches, start_context=None, tokenizer=tokenizer)
     except KeyboardInterrupt:
-        print("\ninterrupted: nothing saved")
-        return 130
+        total_steps = args.epochs * len(train_loader)
+        interrupted = {**settings, "interrupted_after_step": stops.completed_steps, "total_steps": total_steps}
+        return save_after_interrupt(COMMAND, stops.requests.signal, stops.completed_steps, total_steps,
+                                    lambda: _save_weights(args.out, policy_model, metadata, interrupted),
+                                    f"minigpt generate --checkpoint {args.out} --prompt TEXT")
     print(f"Training completed in {(time.time() - start) / 60:.2f} minutes.")
     after = dpo.evaluate_dpo_loss_loader(policy_model, reference_model, train_loader, val_loader, args.beta, args.eval_batches)
     margin_after = after["val_chosen_reward"] - after["val_rejected_reward"]
     print(f"after: validation loss {after['val_loss']:.4f}, validation reward margin {margin_after:.4f} "
           f"(before: {margin_before:.4f})")
 
-    os.makedirs(args.out, exist_ok=True)
-    checkpoint_path = os.path.join(args.out, CHECKPOINT_NAME)
-    save_checkpoint(checkpoint_path, policy_model.state_dict(), None,
-                    {**metadata, "dpo": {"beta": args.beta, "lr": args.lr, "weight_decay": args.weight_decay,
-                                         "epochs": args.epochs, "source": args.checkpoint,
-                                         "val_reward_margin_before": margin_before, "val_reward_margin_after": margin_after}})
+    checkpoint_path = _save_weights(args.out, policy_model, metadata, {**settings, "val_reward_margin_after": margin_after})
     with open(os.path.join(args.out, "history.json"), "w", encoding="utf-8") as file:
         json.dump({"before": before, "after": after, **tracking}, file, indent=1)
     if tracking["val_losses"]:  # the notebook's two figures: losses and reward margins against epochs

@@ -26,7 +26,7 @@ import json
 import os
 import time
 
-from minigpt.cli.common import add_threads_argument, fail
+from minigpt.cli.common import add_threads_argument, fail, save_after_interrupt
 from minigpt.cli.lora_options import add_lora_arguments, apply_lora
 
 COMMAND = "finetune instruct"
@@ -103,11 +103,28 @@ def _splits(args):
     return data, train_data, test_data, val_data
 
 
+def _save_weights(out: str, model, trainer, lora: bool) -> str:
+    """Write out/checkpoint.safetensors atomically: the weights and the run's description only (the
+    optimizer's moments, twice the weights, are not needed to use the model; `minigpt chat` and
+    `generate --checkpoint` read this file). Returns its path."""
+    from minigpt.checkpoint import CHECKPOINT_NAME, save_checkpoint
+
+    if lora:
+        from minigpt.nn import merge_lora
+
+        # A plain GPTModel again (`minigpt chat` loads it like any other), and the test answers run
+        # without the two extra products. Merging unties a tied head, so the config is stored anew.
+        merge_lora(model)
+        trainer.run_info["model_config"] = model.cfg.to_dict()
+    path = os.path.join(out, CHECKPOINT_NAME)
+    save_checkpoint(path, model.state_dict(), None, {"trainer": trainer.state()})
+    return path
+
+
 def run_instruct(args) -> int:
     """Run `minigpt finetune instruct` with parsed arguments."""
     from functools import partial
 
-    from minigpt.checkpoint import CHECKPOINT_NAME, save_checkpoint
     from minigpt.data import DataLoader
     from minigpt.finetune.instruction import (InstructionDataset, custom_collate_fn, format_input, generate_responses,
                                               save_responses)
@@ -164,26 +181,16 @@ def run_instruct(args) -> int:
     trainer = Trainer(model, optimizer, train_loader, val_loader, config, tokenizer=tokenizer, run_info=run_info)
     started = time.perf_counter()
     try:
-        history = trainer.fit()
+        history = trainer.fit()  # Ctrl-C / SIGTERM: the Trainer stops after a complete step (minigpt/interrupts.py)
     except KeyboardInterrupt:
-        print("\ninterrupted: nothing saved")
-        return 130
+        return save_after_interrupt(COMMAND, trainer.stop_signal, trainer.step, trainer.total_steps,
+                                    lambda: _save_weights(args.out, model, trainer, lora),
+                                    f"minigpt chat --checkpoint {args.out}, or minigpt generate --checkpoint {args.out}")
     print(f"Training completed in {(time.perf_counter() - started) / 60:.2f} minutes.")
     model.eval()
     final_val = calc_loss_loader(val_loader, model)
     print(f"Validation loss: {initial_val:.4f} before, {final_val:.4f} after (all {len(val_data)} entries)")
-    if lora:
-        from minigpt.nn import merge_lora
-
-        # A plain GPTModel again (`minigpt chat` loads it like any other), and the test answers run
-        # without the two extra products. Merging unties a tied head, so the config is stored anew.
-        merge_lora(model)
-        trainer.run_info["model_config"] = model.cfg.to_dict()
-
-    # Weights and the run's description only: the optimizer's moments (twice the weights) are
-    # not needed to use the model, and `minigpt chat` / `generate --checkpoint` read this file.
-    checkpoint_path = os.path.join(args.out, CHECKPOINT_NAME)
-    save_checkpoint(checkpoint_path, model.state_dict(), None, {"trainer": trainer.state()})
+    checkpoint_path = _save_weights(args.out, model, trainer, lora)
     with open(os.path.join(args.out, "history.json"), "w", encoding="utf-8") as file:
         json.dump(history, file)
     plot_path = plot_history(history, os.path.join(args.out, "loss.png"))
