@@ -201,6 +201,32 @@ def _read_until(fd, marker: bytes, timeout: float = 60.0) -> bytes:
     return seen
 
 
+def _wait_until_reading_the_terminal(pid: int, timeout: float = 60.0) -> None:
+    """Wait until process `pid` sleeps in readline's select() on the terminal (Linux: its wchan).
+
+    NOTE: a Ctrl-C typed after the prompt is written but before readline enters select() is lost
+    until the next key: CPython's C signal handler only sets a flag, which readline's loop checks
+    when select() is interrupted, and a select() entered after the signal is not. A person cannot
+    hit that window of microseconds; a test that presses the key the moment it sees the prompt can,
+    when the machine is loaded (reproduced by holding the process after its write with strace's
+    `inject=write:delay_exit`). So the test presses only once the process is waiting for input.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/wchan") as file:
+                waiting_in = file.read()
+        except OSError:
+            waiting_in = ""
+        if waiting_in in ("", "0"):  # no wchan here (not Linux, or hidden): a pause instead
+            time.sleep(0.5)
+            return
+        if "poll" in waiting_in or "select" in waiting_in:  # poll_schedule_timeout, do_select, do_sys_poll
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} did not wait for input within {timeout} s")
+
+
 def _take_the_terminal():
     """In the child: a new session whose controlling terminal is stdin, so that Ctrl-C sends SIGINT."""
     os.setsid()
@@ -218,6 +244,7 @@ def test_chat_in_a_terminal_quits_cleanly(assistant, key, name):
         _read_until(controller, b">>> ")
         os.write(controller, b"Name a color.\r")
         _read_until(controller, b">>> ")  # the answer, then the next prompt
+        _wait_until_reading_the_terminal(process.pid)
         os.write(controller, key)
         tail = _read_until(controller, b"bye")
         assert process.wait(timeout=30) == 0, name
