@@ -17,9 +17,10 @@ import json
 import os
 import time
 
-from minigpt.cli.common import add_threads_argument, fail, load_run_checkpoint, make_tokenizer, save_after_interrupt
+from minigpt.cli.common import fail, load_run_checkpoint, make_tokenizer, save_after_interrupt
 from minigpt.cli.finetune_dpo import add_dpo_parser, run_dpo
 from minigpt.cli.finetune_instruct import add_instruct_parser, run_instruct
+from minigpt.cli.finetune_options import add_output_arguments, add_training_arguments, check_training_arguments
 from minigpt.cli.lora_options import add_lora_arguments, apply_lora
 from minigpt.interrupts import StopBetweenSteps
 
@@ -80,17 +81,12 @@ def _add_classify_parser(tasks) -> None:
     parser.add_argument("--pooling", choices=("last_non_padding", "last"), default="last_non_padding",
                         help="which position is classified: each text's last real token (default; the book's "
                         "ablation) or the last position (the book's chapter, often a padding token)")
-    parser.add_argument("--epochs", type=int, default=5, help="passes over the training examples")
-    parser.add_argument("--batch-size", type=int, default=8, help="examples per step")
-    parser.add_argument("--lr", type=float, default=5e-5, help="AdamW learning rate (per step)")
-    parser.add_argument("--weight-decay", type=float, default=0.1, help="AdamW's decoupled weight decay")
+    add_training_arguments(parser, epochs=5, batch_size=8, lr=5e-5, weight_decay=0.1, eval_every=50, eval_batches=5,
+                           items="examples", estimates="the train and validation loss (and, per epoch, accuracy)",
+                           source="the book")
     parser.add_argument("--drop-rate", type=float, default=0.0, help="dropout probability while fine-tuning (the book: 0)")
-    parser.add_argument("--eval-every", type=int, default=50, help="estimate train and validation loss every N steps")
-    parser.add_argument("--eval-batches", type=int, default=5, help="batches per loss (and per-epoch accuracy) estimate")
-    parser.add_argument("--seed", type=int, default=123, help="seed of the balancing, the split, the head and the shuffling")
-    parser.add_argument("--out", default="runs/classify", help="output directory (checkpoint, splits, history, plots)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a run already saved in --out")
-    add_threads_argument(parser)
+    add_output_arguments(parser, seeds="the balancing, the split, the head and the shuffling", out="runs/classify",
+                         contents="checkpoint, splits, history, plots")
 
 
 def _load_base_model(args, command: str = COMMAND, default_model: str = "gpt2-small"):
@@ -131,17 +127,9 @@ def _load_base_model(args, command: str = COMMAND, default_model: str = "gpt2-sm
 
 
 def _check_arguments(args) -> None:
-    positive = {"--epochs": args.epochs, "--batch-size": args.batch_size, "--eval-every": args.eval_every,
-                "--eval-batches": args.eval_batches}
-    for flag, value in positive.items():
-        if value < 1:
-            fail(COMMAND, f"{flag} must be >= 1, got {value}")
-    if not args.lr > 0:
-        fail(COMMAND, f"--lr must be > 0, got {args.lr}")
+    check_training_arguments(COMMAND, args)
     if args.init is None and any(value is not None for value in (args.emb_dim, args.n_layers, args.n_heads, args.context_length)):
         fail(COMMAND, "--emb-dim, --n-layers, --n-heads and --context-length set the shape of a new model: use them with --init random")
-    if os.path.exists(os.path.join(args.out, "checkpoint.safetensors")) and not args.overwrite:
-        fail(COMMAND, f"--out {args.out!r} already holds a run; pass --overwrite to replace it, or choose another --out")
 
 
 def _run_classify(args) -> int:

@@ -27,7 +27,8 @@ import time
 
 import numpy as np
 
-from minigpt.cli.common import add_threads_argument, fail, load_run_checkpoint, make_tokenizer, save_after_interrupt
+from minigpt.cli.common import fail, load_run_checkpoint, make_tokenizer, save_after_interrupt
+from minigpt.cli.finetune_options import add_output_arguments, add_training_arguments, check_training_arguments
 from minigpt.interrupts import StopBetweenSteps
 
 COMMAND = "finetune dpo"
@@ -45,35 +46,18 @@ def add_dpo_parser(tasks) -> None:
                         "default: the bundled book data")
     parser.add_argument("--beta", type=float, default=0.1, help="DPO's beta: how far the policy may move from the "
                         "reference (the notebook: 0.1; 0.1 to 0.5)")
-    parser.add_argument("--epochs", type=int, default=1, help="passes over the training pairs")
-    parser.add_argument("--batch-size", type=int, default=8, help="pairs per step")
-    parser.add_argument("--lr", type=float, default=5e-6, help="AdamW learning rate (per step)")
-    parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW's decoupled weight decay")
-    parser.add_argument("--eval-every", type=int, default=5, help="estimate losses and reward margins every N steps")
-    parser.add_argument("--eval-batches", type=int, default=5, help="batches per estimate")
+    add_training_arguments(parser, epochs=1, batch_size=8, lr=5e-6, weight_decay=0.01, eval_every=5, eval_batches=5,
+                           items="pairs", estimates="the losses and reward margins", source="the notebook")
     parser.add_argument("--max-examples", type=int, default=None, help="use only the first N entries of each split "
                         "(a quick run)")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="tokens per response shown before/after")
-    parser.add_argument("--seed", type=int, default=123, help="seed of the shuffling")
-    parser.add_argument("--out", default="runs/dpo", help="output directory (checkpoint, history, plots)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a run already saved in --out")
-    add_threads_argument(parser)
+    add_output_arguments(parser, seeds="the shuffling", out="runs/dpo", contents="checkpoint, history, plots")
 
 
 def _check_arguments(args) -> None:
-    positive = {"--epochs": args.epochs, "--batch-size": args.batch_size, "--eval-every": args.eval_every,
-                "--eval-batches": args.eval_batches, "--max-new-tokens": args.max_new_tokens}
-    for flag, value in positive.items():
-        if value < 1:
-            fail(COMMAND, f"{flag} must be >= 1, got {value}")
-    if args.max_examples is not None and args.max_examples < 1:
-        fail(COMMAND, f"--max-examples must be >= 1, got {args.max_examples}")
-    if not args.lr > 0:
-        fail(COMMAND, f"--lr must be > 0, got {args.lr}")
+    check_training_arguments(COMMAND, args, max_new_tokens=args.max_new_tokens, max_examples=args.max_examples)
     if not args.beta > 0:
         fail(COMMAND, f"--beta must be > 0, got {args.beta}")
-    if os.path.exists(os.path.join(args.out, "checkpoint.safetensors")) and not args.overwrite:
-        fail(COMMAND, f"--out {args.out!r} already holds a run; pass --overwrite to replace it, or choose another --out")
 
 
 def _responses(models: dict, entries, tokenizer, context_length: int, max_new_tokens: int) -> dict:
