@@ -209,7 +209,7 @@ MaxMin.__doc__ = "Result of `Tensor.max(dim)` / `Tensor.min(dim)`: values and th
 
 
 class HookHandle:
-    """Returned by `Tensor.register_hook`; `remove()` unregisters the hook."""
+    """Returned by `Tensor.register_hook` and `register_post_accumulate_grad_hook`; `remove()` unregisters the hook."""
 
     def __init__(self, hooks: list, hook):
         self._hooks = hooks
@@ -311,7 +311,8 @@ class Tensor:
     References: torch.Tensor; PyTorch autograd semantics for `grad`, `requires_grad`, leaves.
     """
 
-    __slots__ = ("data", "_grad", "requires_grad", "grad_fn", "_retains_grad", "_hooks", "_version", "__weakref__")
+    __slots__ = ("data", "_grad", "requires_grad", "grad_fn", "_retains_grad", "_hooks", "_post_accumulate_grad_hooks",
+                 "_version", "__weakref__")
 
     # Make NumPy defer to Tensor in mixed expressions (`array + tensor` calls Tensor.__radd__).
     __array_ufunc__ = None
@@ -327,6 +328,7 @@ class Tensor:
         self.grad_fn = None
         self._retains_grad = False
         self._hooks = None
+        self._post_accumulate_grad_hooks = None
         self._version = 0
 
     @classmethod
@@ -339,6 +341,7 @@ class Tensor:
         tensor.grad_fn = None
         tensor._retains_grad = False
         tensor._hooks = None
+        tensor._post_accumulate_grad_hooks = None
         tensor._version = 0
         return tensor
 
@@ -474,6 +477,38 @@ class Tensor:
             self._hooks = []
         self._hooks.append(hook)
         return HookHandle(self._hooks, hook)
+
+    def register_post_accumulate_grad_hook(self, hook) -> HookHandle:
+        """Call `hook(self)` each time backward has added this leaf's gradient into `.grad`.
+
+        A leaf's gradient is complete for that backward when the walk reaches the leaf (every
+        operation that used it has passed its share on), so the hook sees the final `.grad` of
+        the pass: data-parallel training uses it to start sending a bucket of gradients while
+        backward still runs for the layers below (`minigpt.distributed.GradientBuckets`).
+        `autograd.grad` touches no `.grad` and calls no such hook.
+
+        Args:
+            hook: a callable taking this tensor; its return value is ignored.
+
+        Returns:
+            A handle whose `remove()` unregisters the hook.
+
+        Raises:
+            RuntimeError: the tensor does not require gradients, or is not a leaf.
+
+        References: torch.Tensor.register_post_accumulate_grad_hook (PyTorch 2.1).
+        """
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that does not require grad")
+        if self.grad_fn is not None:
+            raise RuntimeError(
+                "post accumulate grad hooks cannot be registered on non-leaf tensors: this tensor "
+                f"was computed by {self.grad_fn.name}"
+            )
+        if self._post_accumulate_grad_hooks is None:
+            self._post_accumulate_grad_hooks = []
+        self._post_accumulate_grad_hooks.append(hook)
+        return HookHandle(self._post_accumulate_grad_hooks, hook)
 
     def backward(self, gradient=None, retain_graph: bool = False) -> None:
         """Compute the gradient of this tensor with respect to every leaf that requires grad.
@@ -625,26 +660,38 @@ def as_tensor(value, like: Tensor | None = None) -> Tensor:
 def _topological_order(roots: list) -> list:
     """Tensors reachable from `roots` that require grad, each after every tensor it depends on.
 
-    Iterative depth-first search with an explicit stack (no recursion limit): a node is emitted
-    when all its inputs have been emitted.
+    Iterative depth-first search with an explicit stack (no recursion limit): an operation's
+    output is emitted when all its inputs have been emitted. A leaf is emitted just before the
+    first operation that uses it, not when the search first meets it, so that the backward walk
+    (which runs this order in reverse) reaches the leaf right after the last of its uses and
+    completes its `.grad` as early as possible: data-parallel training starts sending finished
+    gradients from there (`register_post_accumulate_grad_hook`) while backward goes on.
     """
     order = []
-    visited = set()
+    visited = set()  # ids of operation outputs whose inputs are being searched or done
+    emitted_leaves = set()
     stack = [(root, False) for root in reversed(roots)]
     while stack:
         node, inputs_done = stack.pop()
         if inputs_done:
+            for child in node.grad_fn.inputs:  # its leaves, right before their first use
+                if child.grad_fn is None and child.requires_grad and id(child) not in emitted_leaves:
+                    emitted_leaves.add(id(child))
+                    order.append(child)
             order.append(node)
+            continue
+        if node.grad_fn is None:  # a root that is a leaf
+            if id(node) not in emitted_leaves:
+                emitted_leaves.add(id(node))
+                order.append(node)
             continue
         if id(node) in visited:
             continue
         visited.add(id(node))
         stack.append((node, True))
-        function = node.grad_fn
-        if function is not None:
-            for child in function.inputs:
-                if child.requires_grad and id(child) not in visited:
-                    stack.append((child, False))
+        for child in node.grad_fn.inputs:
+            if child.requires_grad and child.grad_fn is not None and id(child) not in visited:
+                stack.append((child, False))
     return order
 
 
@@ -679,6 +726,9 @@ def _run_backward(roots: list, gradients: list, retain_graph: bool, captured: di
                 continue
         elif function is None:
             _accumulate_leaf_grad(node, dout, given_to_leaves)
+            if node._post_accumulate_grad_hooks:
+                for hook in list(node._post_accumulate_grad_hooks):
+                    hook(node)
             continue
         elif node._retains_grad:
             node.grad = dout.copy() if node.grad is None else node.grad + dout

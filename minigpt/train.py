@@ -31,7 +31,7 @@ from autograd import functional as F
 from autograd.creation import check_device
 from minigpt.data import DataLoader, GPTDataset
 from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from minigpt.distributed import SINGLE_PROCESS, check_ranks_agree
+from minigpt.distributed import SINGLE_PROCESS, GradientBuckets, check_ranks_agree
 from minigpt.interrupts import SaveAbandoned, StopRequests
 from minigpt.generate import generate, text_to_token_ids, token_ids_to_text
 from minigpt.optim import clip_grad_norm_, flatten_state_dict, unflatten_state_dict, warmup_cosine_lr
@@ -335,13 +335,35 @@ class Trainer:
             `grad_accum_steps` x world.size up to float32 summation order. Rank 0 alone shows the
             progress bar, prints, and writes checkpoints and the plot; evaluation batches are split
             over the ranks and their losses summed.
+        bucket_cap_mb: with more than one rank, send the gradients in buckets of at most this
+            many megabytes, each started during the step's last backward as soon as its gradients
+            are complete (`minigpt.distributed.GradientBuckets`, PyTorch DDP's `bucket_cap_mb`);
+            None (the default): one Allreduce of all gradients after backward. Ignored by a
+            single process. With 2 ranks the result is bit for bit the same either way (see GradientBuckets).
+
+    Dropout: before the forward pass of micro-batch i of step s's global batch (i = rank x
+    grad_accum_steps + j, the same index on whichever rank runs it), the model's `dropout_rng` is
+    re-seeded from `SeedSequence(dropout_seed, spawn_key=(s, i))`, NumPy's documented way to make
+    independent streams (JAX's `fold_in` and counter-based generators are the same idea). The masks of
+    a micro-batch then depend only on (seed, step, index), not on the micro-batches drawn before it,
+    so N ranks equal one process with grad_accum_steps x N also with dropout > 0, and a rolled-back
+    or resumed step draws its masks again exactly.
 
     Attributes:
         step: optimizer steps taken; tokens_seen: input tokens processed;
         history: dict of lists `step`, `tokens_seen`, `train_loss`, `val_loss`, `lr`.
+        dropout_seed: the run's dropout seed (an int in [0, 2**63)), drawn once from the model's
+            own `dropout_rng` when the trainer is built (so the model's seed, `--seed`, decides it
+            and every rank draws the same), saved in checkpoints and restored by `load`; None for
+            a model without `dropout_rng`, whose dropout (if any) draws from its own generators.
+
+    References: NumPy, "Parallel random number generation" (SeedSequence spawning,
+    numpy.org/doc/stable/reference/random/parallel.html); Salmon et al. 2011, "Parallel random
+    numbers: as easy as 1, 2, 3" (counter-based streams; JAX's `jax.random.fold_in`).
     """
 
-    def __init__(self, model, optimizer, train_loader, val_loader, config: TrainingConfig, tokenizer=None, out_dir: str | None = None, run_info: dict | None = None, world=None):
+    def __init__(self, model, optimizer, train_loader, val_loader, config: TrainingConfig, tokenizer=None, out_dir: str | None = None, run_info: dict | None = None, world=None,
+                 bucket_cap_mb: float | None = None):
         config.validate()
         config = with_optimizer_settings(config, optimizer)
         config.validate()  # the optimizer's lr must be a valid peak too
@@ -354,6 +376,10 @@ class Trainer:
                 f"grad_accum_steps={config.grad_accum_steps}{ranks}: use a smaller batch or more data"
             )
         self.model, self.optimizer = model, optimizer
+        self._gradient_buckets = None  # None: one Allreduce after backward (World.allreduce_gradients)
+        if bucket_cap_mb is not None:
+            buckets = GradientBuckets(self.world, model.parameters(), bucket_cap_mb)  # checks the value
+            self._gradient_buckets = buckets if self.world.size > 1 else None
         self.train_loader, self.val_loader = train_loader, val_loader
         self.config, self.tokenizer, self.out_dir = config, tokenizer, out_dir
         self.run_info = dict(run_info or {})
@@ -362,6 +388,10 @@ class Trainer:
         self.step = 0
         self.tokens_seen = 0
         self.history = {"step": [], "tokens_seen": [], "train_loss": [], "val_loss": [], "lr": []}
+        # The seed of every micro-batch's dropout stream (see `_seed_dropout`): drawn from the
+        # model's generator, which the model's seed fixed, so every rank of a run draws the same.
+        dropout_rng = getattr(model, "dropout_rng", None)
+        self.dropout_seed = None if dropout_rng is None else int(dropout_rng.integers(2**63))
         self._batches = None  # the iterator over the current epoch of train_loader
         # Interrupt bookkeeping (see `train_step` and `fit`): inside a step, inside its parameter
         # update, the position before the step, an evaluation that is due but not recorded yet,
@@ -422,7 +452,11 @@ class Trainer:
 
     # ---- one optimizer step -----------------------------------------------------------------
     def train_step(self) -> float:
-        """Run one optimizer step over `grad_accum_steps` micro-batches; return its mean loss."""
+        """Run one optimizer step over `grad_accum_steps` micro-batches; return its mean loss.
+
+        Each micro-batch's dropout masks come from its own stream, seeded by (dropout_seed, step,
+        index in the global batch) (see the class docstring and `_seed_dropout`).
+        """
         if self._half_updated:
             raise RuntimeError(
                 "an interrupt stopped an earlier optimizer step half way, so the weights in memory are "
@@ -441,18 +475,26 @@ class Trainer:
         self.model.train()
         total_loss = 0.0
         accum, rank = self.config.grad_accum_steps, self.world.rank
-        for inputs, targets in micro_batches[rank * accum:(rank + 1) * accum]:  # this rank's shard
+        for number, (inputs, targets) in enumerate(micro_batches[rank * accum:(rank + 1) * accum]):  # this rank's shard
             self._check_stop()  # a safe point: an interrupt here rolls the step back
+            self._seed_dropout(rank * accum + number)  # its index in the global batch, the same on any rank
             logits = self.model(inputs)  # (B, T, V)
             # Sum over this micro-batch's targets, divided by all targets of the step: the
             # accumulated gradient is then exactly that of the mean over the whole batch.
             loss = F.cross_entropy(logits, targets, reduction="sum") * (1.0 / target_tokens)
-            loss.backward()
             total_loss += loss.item()
+            if self._gradient_buckets is not None and number == accum - 1:
+                # The last backward of the step completes each gradient: send them in buckets
+                # while backward goes on down the layers.
+                self._gradient_buckets.arm(total_loss)
+            loss.backward()
             del logits, loss  # free this micro-batch's activations before the next forward
         # Sum the gradients and the loss over the ranks (no-op on one process): every rank then
         # holds the gradient of the global batch's mean loss, and sees a NaN any rank produced.
-        total_loss = self.world.allreduce_gradients(self.model.parameters(), total_loss)
+        if self._gradient_buckets is not None:
+            total_loss = self._gradient_buckets.finish()
+        else:
+            total_loss = self.world.allreduce_gradients(self.model.parameters(), total_loss)
         self._tokens_this_step = sum(inputs.size for inputs, _ in micro_batches)
         self.tokens_seen += self._tokens_this_step
         if not math.isfinite(total_loss):
@@ -497,21 +539,44 @@ class Trainer:
             f"or clip gradients"
         )
 
+    def _seed_dropout(self, index: int) -> None:
+        """Give the model's dropout generator the stream of micro-batch `index` of this step's
+        global batch: `SeedSequence(dropout_seed, spawn_key=(step, index))` (NumPy's independent
+        streams; see the class docstring). Nothing for a model without `dropout_rng`."""
+        dropout_rng = getattr(self.model, "dropout_rng", None)
+        if dropout_rng is None or self.dropout_seed is None:
+            return
+        stream = np.random.SeedSequence(self.dropout_seed, spawn_key=(self.step, index))
+        # NOTE: the state is set in place rather than a new generator assigned, so that every
+        # Dropout holding this generator (GPTModel wires its one generator into all of them)
+        # draws from the new stream; the same kind of bit generator keeps the state compatible.
+        dropout_rng.bit_generator.state = type(dropout_rng.bit_generator)(stream).state
+
     def _position(self) -> dict:
-        """The data loader's and the dropout generator's states, JSON-able."""
+        """The data loader's and the dropout generator's states and the run's dropout seed, JSON-able."""
         dropout_rng = getattr(self.model, "dropout_rng", None)
         return {
             "train_loader_state": _jsonable(self.train_loader.state_dict()),
             "dropout_rng_state": None if dropout_rng is None else _jsonable(dropout_rng.bit_generator.state),
+            "dropout_seed": self.dropout_seed,
         }
 
     def _set_position(self, position: dict) -> None:
-        """Put the data loader and the dropout generator back where `_position()` saw them."""
+        """Put the data loader, the dropout generator and the dropout seed back where `_position()` saw them."""
         self.train_loader.load_state_dict(position["train_loader_state"])
         self._batches = None  # the next batch continues the loader from that position
         dropout_rng = getattr(self.model, "dropout_rng", None)
         if dropout_rng is not None and position.get("dropout_rng_state") is not None:
             dropout_rng.bit_generator.state = position["dropout_rng_state"]
+        if position.get("dropout_seed") is not None:
+            self.dropout_seed = position["dropout_seed"]
+        elif dropout_rng is not None:
+            # A checkpoint from before per-micro-batch dropout streams holds the generator's state
+            # but no seed (or one of a model without dropout_rng): draw the seed from the restored generator, as __init__ draws it from a
+            # fresh one. The resumed run is exact and reproducible from then on (its next checkpoint
+            # holds this seed), though its masks are not those the old sequential stream would
+            # have drawn.
+            self.dropout_seed = int(dropout_rng.integers(2**63))
 
     def _rewind_partial_step(self) -> None:
         """Undo a step interrupted before its parameter update: drop its gradients, batches,

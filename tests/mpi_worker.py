@@ -8,12 +8,19 @@ FAULT is one of:
     nan     rank 1's first weight becomes NaN at the start of step 3 (its loss is NaN)
     seed    rank 1 starts with --seed 7 instead of the command line's
     data    rank 1 is given a --data file that does not exist (its command fails, the others wait)
+    stall   at the start of step 3 (steps 1-2 are done and saved), rank 0 goes on to the step's
+            Allreduce whatever signal comes (its safe points are switched off for that step), while
+            rank 1 waits for a stop signal and then stops before the Allreduce: rank 0 is left
+            waiting in it, as when Ctrl-C reaches it there. Each rank creates the file
+            `stalled-rank-R` in $MPI_WORKER_MARKERS when it is in place, so that the test
+            signals only then.
     none    no fault
 """
 
 import os
 import signal
 import sys
+import time
 
 from minigpt.cli import main
 from minigpt.train import Trainer
@@ -21,7 +28,28 @@ from minigpt.train import Trainer
 FAULT_STEP = 2  # the fault strikes when this many steps are done
 
 
+def stall(rank: int) -> None:
+    """The `stall` fault (see the module docstring)."""
+    original_train_step = Trainer.train_step
+
+    def train_step(self):
+        if self.step == FAULT_STEP:
+            if rank == 0:
+                self._check_stop = lambda: None  # no safe point in this step: on into the Allreduce
+            deadline = time.monotonic() + 60  # a test that never signals fails instead of hanging
+            with open(os.path.join(os.environ["MPI_WORKER_MARKERS"], f"stalled-rank-{rank}"), "w"):
+                pass
+            while rank == 1 and not self._stops.requested and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return original_train_step(self)
+
+    Trainer.train_step = train_step
+
+
 def inject(fault: str, rank: int, argv: list) -> list:
+    if fault == "stall":
+        stall(rank)
+        return argv
     if rank != 1 or fault == "none":
         return argv
     if fault == "seed":

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import autograd
 from autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
@@ -238,6 +239,71 @@ def test_register_hook_sees_and_can_replace_a_gradient_and_remove_works():
     assert seen == [] and np.array_equal(x.grad, [1.0, 1.0])
     with pytest.raises(RuntimeError, match="cannot register a hook on a tensor that does not require grad"):
         tensor([1.0]).register_hook(print)
+
+
+def test_post_accumulate_grad_hook_sees_the_leafs_final_grad_once_per_backward():
+    # x is used three times (two branches and a matmul): the hook must run once, after all three
+    # contributions are in .grad, and on a second backward after accumulation into the first.
+    rng = np.random.default_rng(0)
+    x = leaf(rng.normal(size=(3, 3)))
+    w = leaf(rng.normal(size=(3, 3)))
+    seen = []
+    handle = x.register_post_accumulate_grad_hook(lambda tensor: seen.append((tensor is x, x.grad.copy(), w.grad)))
+
+    def loss():
+        return ((x * 2.0).sum() + (x @ w).tanh().sum() + (x * x).sum())
+
+    loss().backward()
+    assert len(seen) == 1 and seen[0][0]
+    first = x.grad.copy()
+    reference = autograd.grad(loss(), [x])[0]  # autograd.grad touches no .grad and calls no such hook
+    assert len(seen) == 1
+    np.testing.assert_allclose(seen[0][1], reference, rtol=1e-12)
+    loss().backward()
+    assert len(seen) == 2
+    np.testing.assert_allclose(seen[1][1], 2 * first, rtol=1e-12)  # sees the accumulated .grad
+    handle.remove()
+    loss().backward()
+    assert len(seen) == 2
+    with pytest.raises(RuntimeError, match="non-leaf tensors: this tensor was computed by"):
+        (x * 2.0).register_post_accumulate_grad_hook(print)
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        tensor([1.0]).register_post_accumulate_grad_hook(print)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 50), st.sampled_from(["add", "mul", "tanh_mul"])),
+                min_size=1, max_size=12))
+def test_post_accumulate_grad_hooks_fire_once_with_the_final_grad_on_random_graphs(program):
+    # Random graphs over 4 leaves in which values are reused many times: each leaf's hook fires
+    # once per backward, and what it sees is the leaf's final .grad of that backward.
+    rng = np.random.default_rng(len(program))
+    leaves = [leaf(rng.normal(size=3)) for _ in range(4)]
+    values = list(leaves)
+    for first, second, kind in program:
+        a, b = values[first % len(values)], values[second % len(values)]
+        values.append(a + b if kind == "add" else a * b if kind == "mul" else (a * b).tanh())
+    seen = {}
+    for number, parameter in enumerate(leaves):
+        parameter.register_post_accumulate_grad_hook(lambda tensor, number=number: seen.setdefault(number, []).append(tensor.grad.copy()))
+    sum(value.sum() for value in values[4:]).backward()
+    for number, parameter in enumerate(leaves):
+        if parameter.grad is None:  # not used by the program
+            assert number not in seen
+        else:
+            assert len(seen[number]) == 1
+            np.testing.assert_array_equal(seen[number][0], parameter.grad)
+
+
+def test_post_accumulate_grad_hooks_run_from_the_output_back_to_the_input():
+    # The order data-parallel buckets rely on: the last layer's weight is complete first.
+    first, second, third = (leaf(np.full((2, 2), value)) for value in (0.5, 1.5, 2.5))
+    order = []
+    for name, parameter in (("first", first), ("second", second), ("third", third)):
+        parameter.register_post_accumulate_grad_hook(lambda tensor, name=name: order.append(name))
+    x = leaf(np.ones((1, 2)))
+    (((x @ first).tanh() @ second).tanh() @ third).sum().backward()
+    assert order == ["third", "second", "first"]
 
 
 # --------------------------------------------------------------------------------------------

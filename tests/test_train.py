@@ -269,6 +269,98 @@ def test_clipping_and_the_schedule_are_active_in_the_resume_test():
         assert any(not np.array_equal(reference[key], other[key]) for key in reference), change
 
 
+# ---- dropout: one stream per micro-batch ----------------------------------------------------------
+
+
+def record_embedding_dropout_masks(trainer, monkeypatch) -> list:
+    """A list that receives, at each training forward, the kept-or-dropped mask of the model's
+    embedding dropout (its output is 0 exactly where an element was dropped)."""
+    from minigpt.nn.layers import Dropout
+
+    masks, original = [], Dropout.forward
+
+    def forward(self, x):
+        out = original(self, x)
+        if self is trainer.model.drop_emb and self.training:
+            masks.append(out.data != 0)
+        return out
+
+    monkeypatch.setattr(Dropout, "forward", forward)
+    return masks
+
+
+def test_each_micro_batch_draws_its_own_dropout_stream_from_the_runs_seed(monkeypatch):
+    settings = dict(max_steps=3, grad_accum_steps=2, drop_rate=0.5)
+    trainer = make_trainer(**settings)
+    masks = record_embedding_dropout_masks(trainer, monkeypatch)
+    states = []
+    original_forward = trainer.model.forward
+
+    def forward(*args, **kwargs):
+        if trainer.model.training:  # not the evaluations' forwards
+            states.append(trainer.model.dropout_rng.bit_generator.state)
+        return original_forward(*args, **kwargs)
+
+    trainer.model.forward = forward
+    trainer.fit()
+    assert len(masks) == 6 and all(0.3 < mask.mean() < 0.7 for mask in masks)  # p = 0.5: about half kept
+    # Different micro-batches of a step and the same index in different steps: different masks.
+    for a in range(6):
+        for b in range(a + 1, 6):
+            assert not np.array_equal(masks[a], masks[b]), (a, b)
+    # Micro-batch i of step s starts from SeedSequence(dropout_seed, spawn_key=(s, i)), as documented.
+    expected = [np.random.PCG64(np.random.SeedSequence(trainer.dropout_seed, spawn_key=(s, i))).state
+                for s in range(3) for i in range(2)]
+    assert states == expected
+    # Reproducible from the seed: the same model seed gives the same dropout seed and masks.
+    again = make_trainer(**settings)
+    assert again.dropout_seed == trainer.dropout_seed
+    masks_again = record_embedding_dropout_masks(again, monkeypatch)
+    again.fit()
+    assert all(np.array_equal(a, b) for a, b in zip(masks, masks_again, strict=True))
+    for (name, a), b in zip(trainer.model.named_parameters(), again.model.parameters()):
+        assert np.array_equal(a.data, b.data), name
+    # Another model seed: another dropout seed (so other masks).
+    assert make_trainer(model_seed=2, **settings).dropout_seed != trainer.dropout_seed
+
+
+def test_the_dropout_seed_is_in_the_checkpoint(tmp_path):
+    trainer = make_trainer(str(tmp_path), max_steps=2)
+    trainer.fit()
+    state = load_checkpoint(os.path.join(tmp_path, CHECKPOINT_NAME))[2]["trainer"]
+    assert state["dropout_seed"] == trainer.dropout_seed and isinstance(state["dropout_seed"], int)
+    other = make_trainer(model_seed=42, max_steps=2)
+    assert other.dropout_seed != trainer.dropout_seed
+    other.load(os.path.join(tmp_path, CHECKPOINT_NAME))
+    assert other.dropout_seed == trainer.dropout_seed
+
+
+def test_a_checkpoint_from_before_dropout_seeds_resumes_reproducibly(tmp_path):
+    # A checkpoint written before the dropout seed was saved: it has `dropout_rng_state` only.
+    settings = dict(max_steps=6, eval_every=2, grad_accum_steps=2)
+    first = make_trainer(str(tmp_path), **settings)
+    first.fit(stop_at=3)
+    path = os.path.join(tmp_path, CHECKPOINT_NAME)
+    model_state, optimizer_state, metadata = load_checkpoint(path)
+    del metadata["trainer"]["dropout_seed"]
+    save_checkpoint(path, model_state, optimizer_state, metadata)
+    # The seed is drawn from the restored generator, the same way every time.
+    generator = np.random.Generator(np.random.PCG64())
+    generator.bit_generator.state = metadata["trainer"]["dropout_rng_state"]
+    expected_seed = int(generator.integers(2**63))
+    runs = []
+    for model_seed in (7, 8):
+        resumed = make_trainer(str(tmp_path / f"resumed{model_seed}"), model_seed=model_seed, **settings)
+        resumed.load(path)
+        assert resumed.dropout_seed == expected_seed != first.dropout_seed
+        resumed.fit()
+        runs.append(snapshot(resumed))
+    assert_identical(*runs)
+    # ... and that run's own checkpoint now holds the seed: it resumes exactly.
+    resumed_path = os.path.join(tmp_path / "resumed7", CHECKPOINT_NAME)
+    assert load_checkpoint(resumed_path)[2]["trainer"]["dropout_seed"] == expected_seed
+
+
 class Interrupt:
     """Wraps a callable and raises KeyboardInterrupt at its `at`-th counted call (1-based), once."""
 

@@ -8,6 +8,9 @@ the share of the step spent in `World.allreduce_gradients` (which includes waiti
 rank) and the time of the same Allreduce alone after a barrier (the pure communication cost),
 with one flat buffer and with one call per parameter (what buckets of one tensor would cost).
 `--one-thread` adds 1 process x 1 thread: what one core does with the same 2 micro-batches.
+`--bucket-cap-mb MB` adds 2 processes x 1 thread sending the gradients in buckets of at most MB
+megabytes started during backward (`minigpt train --bucket-cap-mb`), against the one Allreduce
+after backward; "in allreduce" is then the time from the end of backward to the last bucket's end.
 
 Configurations: those of `minigpt.benchmarks.model` (book-124M: the book's GPT_CONFIG_124M,
 context 256, batch 2 per micro-batch; char: 128 wide, 4 layers, batch 12 x 64).
@@ -54,7 +57,7 @@ def _time_allreduce(world, parameters, repeats: int = 3) -> dict:
             "gradient_bytes": int(buffer.nbytes), "tensors": len(grads)}
 
 
-def measure(name: str, warmup: int, steps: int, threads: int) -> dict | None:
+def measure(name: str, warmup: int, steps: int, threads: int, bucket_cap_mb: float | None = None) -> dict | None:
     """Time `Trainer.train_step` in this process (one rank of an MPI run, or a single process)."""
     from threadpoolctl import threadpool_limits
 
@@ -78,18 +81,22 @@ def measure(name: str, warmup: int, steps: int, threads: int) -> dict | None:
     model = GPTModel(cfg, rng=0)
     optimizer = AdamW(model.parameters(), lr=4e-4, weight_decay=0.1)
     config = TrainingConfig(max_steps=warmup + steps, grad_accum_steps=global_micro_batches // world.size, eval_every=10**6)
-    trainer = Trainer(model, optimizer, loader, None, config, world=world)
+    trainer = Trainer(model, optimizer, loader, None, config, world=world, bucket_cap_mb=bucket_cap_mb)
 
     in_allreduce = []
-    allreduce_gradients = world.allreduce_gradients
 
-    def timed_allreduce(parameters, loss):
-        start = time.perf_counter()
-        result = allreduce_gradients(parameters, loss)
-        in_allreduce.append(time.perf_counter() - start)
-        return result
+    def timed(function):
+        def timed_function(*args):
+            start = time.perf_counter()
+            result = function(*args)
+            in_allreduce.append(time.perf_counter() - start)
+            return result
+        return timed_function
 
-    world.allreduce_gradients = timed_allreduce
+    if trainer._gradient_buckets is not None:
+        trainer._gradient_buckets.finish = timed(trainer._gradient_buckets.finish)
+    else:
+        world.allreduce_gradients = timed(world.allreduce_gradients)
     step_seconds = []
     for step in range(warmup + steps):
         if world.size > 1:
@@ -98,7 +105,8 @@ def measure(name: str, warmup: int, steps: int, threads: int) -> dict | None:
         trainer.train_step()
         step_seconds.append(time.perf_counter() - start)
     record = {"config": name, "ranks": world.size, "threads": threads, "step_s": step_seconds[warmup:],
-              "allreduce_s": in_allreduce[warmup:]}
+              "allreduce_s": in_allreduce[warmup:], "bucket_cap_mb": bucket_cap_mb,
+              "buckets": None if trainer._gradient_buckets is None else len(trainer._gradient_buckets.buckets)}
     if world.size > 1:
         trainer.model.zero_grad()
         for parameter in model.parameters():  # gradients to send (their values do not matter)
@@ -107,11 +115,13 @@ def measure(name: str, warmup: int, steps: int, threads: int) -> dict | None:
     return record if world.is_main else None
 
 
-def _run_side(name: str, ranks: int, args, threads: int | None = None) -> dict:
+def _run_side(name: str, ranks: int, args, threads: int | None = None, bucket_cap_mb: float | None = None) -> dict:
     """One measurement in fresh processes: `mpirun -n ranks` with 1 thread each, or one process with 2."""
     threads = 2 // ranks if threads is None else threads
     command = [sys.executable, "-m", "minigpt.benchmarks.distributed", "--worker", name,
                "--warmup", str(args.warmup), "--steps", str(args.steps), "--threads", str(threads)]
+    if bucket_cap_mb is not None:
+        command += ["--bucket-cap-mb", str(bucket_cap_mb)]
     if ranks > 1:
         mpirun = os.path.join(os.path.dirname(sys.executable), "mpirun")
         command = [mpirun if os.path.isfile(mpirun) else "mpirun", "-n", str(ranks), *command]
@@ -121,7 +131,7 @@ def _run_side(name: str, ranks: int, args, threads: int | None = None) -> dict:
     return _last_json_line(done.stdout, command)
 
 
-def summarize(name: str, single: list[dict], ranks: list[dict], one_thread: list[dict]) -> list[str]:
+def summarize(name: str, single: list[dict], ranks: list[dict], one_thread: list[dict], bucketed: list[dict]) -> list[str]:
     one = statistics.median(s for record in single for s in record["step_s"])
     two = statistics.median(s for record in ranks for s in record["step_s"])
     waiting = statistics.median(s for record in ranks for s in record["allreduce_s"])
@@ -137,6 +147,18 @@ def summarize(name: str, single: list[dict], ranks: list[dict], one_thread: list
         f"    in allreduce_gradients (copy + Allreduce + waiting for the other rank): {waiting * 1e3:.1f} ms = {100 * waiting / two:.1f} % of the step",
         f"    Allreduce alone after a barrier, {megabytes:.1f} MB: one flat buffer {flat * 1e3:.1f} ms "
         f"({megabytes / flat / 1e3:.2f} GB/s algorithm bandwidth); one call per tensor ({ranks[0]['tensors']}) {per_parameter * 1e3:.1f} ms",
+        *(_bucketed_lines(bucketed, two) if bucketed else []),
+    ]
+
+
+def _bucketed_lines(bucketed: list[dict], flat_step: float) -> list[str]:
+    """The bucketed side against the one-Allreduce side (2 processes x 1 thread each)."""
+    step = statistics.median(s for record in bucketed for s in record["step_s"])
+    after_backward = statistics.median(s for record in bucketed for s in record["allreduce_s"])
+    return [
+        f"  2 processes x 1 thread, {bucketed[0]['buckets']} buckets of <= {bucketed[0]['bucket_cap_mb']:g} MB during backward: "
+        f"{step * 1e3:9.1f} ms   ({flat_step / step:.3f}x the one-Allreduce step's speed)",
+        f"    from the end of backward to the last bucket's end: {after_backward * 1e3:.1f} ms = {100 * after_backward / step:.1f} % of the step",
     ]
 
 
@@ -148,26 +170,31 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed global steps per round (default 3)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of the two sides (default 2)")
     parser.add_argument("--one-thread", action="store_true", help="also measure 1 process x 1 thread (the same 2 micro-batches on one core)")
+    parser.add_argument("--bucket-cap-mb", type=float, default=None, metavar="MB",
+                        help="also measure 2 processes x 1 thread with gradient buckets of at most MB megabytes (PyTorch DDP: 25)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        record = measure(args.worker, args.warmup, args.steps, args.threads)
+        record = measure(args.worker, args.warmup, args.steps, args.threads, args.bucket_cap_mb)
         if record is not None:
             print(json.dumps(record), flush=True)
         return
     print(f"rounds {args.rounds} x {args.steps} timed steps (after {args.warmup} warm-up); loopback MPI (mpich)", flush=True)
     for name in args.configs:
-        single, ranks, one_thread = [], [], []
+        single, ranks, one_thread, bucketed = [], [], [], []
         for _ in range(args.rounds):
             single.append(_run_side(name, 1, args))
             ranks.append(_run_side(name, 2, args))
             if args.one_thread:
                 one_thread.append(_run_side(name, 1, args, threads=1))
+            if args.bucket_cap_mb is not None:
+                bucketed.append(_run_side(name, 2, args, bucket_cap_mb=args.bucket_cap_mb))
             print(f"  {name} round: 1x2 {statistics.median(single[-1]['step_s']) * 1e3:.1f} ms, "
                   f"2x1 {statistics.median(ranks[-1]['step_s']) * 1e3:.1f} ms"
-                  + (f", 1x1 {statistics.median(one_thread[-1]['step_s']) * 1e3:.1f} ms" if one_thread else ""), flush=True)
-        print("\n".join(summarize(name, single, ranks, one_thread)), flush=True)
+                  + (f", 1x1 {statistics.median(one_thread[-1]['step_s']) * 1e3:.1f} ms" if one_thread else "")
+                  + (f", 2x1 buckets {statistics.median(bucketed[-1]['step_s']) * 1e3:.1f} ms" if bucketed else ""), flush=True)
+        print("\n".join(summarize(name, single, ranks, one_thread, bucketed)), flush=True)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -114,13 +115,19 @@ def add_parser(subparsers) -> None:
                         help="periodic checkpoints: a number of steps (500), minutes of wall time (10min), or both "
                         "(500,10min: whichever comes first); off: none. A checkpoint is always saved at the end and "
                         "on Ctrl-C or SIGTERM (default: 10min)")
+    parser.add_argument("--bucket-cap-mb", type=float, default=None, metavar="MB",
+                        help="under mpirun: send the gradients in buckets of at most MB megabytes, each started during "
+                        "backward as soon as it is complete (PyTorch DDP's bucket_cap_mb; default: one Allreduce of all "
+                        "gradients after backward, measured faster here: see the README's MPI section)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (it is also left out when the output is "
                         "not a terminal); evaluation lines and messages are still printed")
     parser.epilog = ("Ctrl-C or SIGTERM: the current step finishes or is rolled back, a checkpoint is saved, and the "
                      "run stops; `--resume DIR` continues it exactly. A second Ctrl-C while saving says so, a third "
                      "one abandons the save (the previous checkpoint stays). If the checkpoint folder is full or "
                      "read-only, the weights are saved in $MINIGPT_RESCUE_DIR (default: the temporary folder's "
-                     "minigpt-rescue) and the message says where.")
+                     "minigpt-rescue) and the message says where. Under mpirun, rank 0 saves and ends the run; if it "
+                     "has not within $MINIGPT_ABORT_AFTER_SECONDS (default 30) seconds, as when it waits in the step's "
+                     "Allreduce, another rank ends it and the last periodic checkpoint remains.")
 
 
 def _checkpoint_every(text: str) -> tuple[int, float]:
@@ -188,7 +195,32 @@ def _load_token_ids(data_path: str, tokenizer_name: str):
 
 
 _STOPPED_BY_SIGNAL = (130, 143)  # exit statuses of a run stopped by Ctrl-C or SIGTERM (128 + the signal's number)
-_SECONDS_FOR_RANK_0_TO_SAVE = 30  # see `run`
+# Under MPI, after Ctrl-C or SIGTERM: how long the other ranks wait for rank 0 to save and end the
+# run before they end it themselves (see `run`). The environment variable, read at start-up,
+# overrides it (tests lower it; a run whose checkpoint takes longer to write may raise it).
+ABORT_AFTER_SECONDS_VARIABLE = "MINIGPT_ABORT_AFTER_SECONDS"
+DEFAULT_ABORT_AFTER_SECONDS = 30.0
+
+
+def abort_after_seconds(environ=None) -> float:
+    """Seconds the ranks other than 0 wait for rank 0 after a stop signal, from $MINIGPT_ABORT_AFTER_SECONDS
+    (default 30).
+
+    Raises:
+        SystemExit (`minigpt train: error: ...`): the variable is set but is not a finite number >= 0.
+    """
+    environ = os.environ if environ is None else environ
+    text = environ.get(ABORT_AFTER_SECONDS_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_ABORT_AFTER_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not (seconds >= 0 and math.isfinite(seconds)):
+        fail("train", f"${ABORT_AFTER_SECONDS_VARIABLE} must be a number of seconds >= 0 (default "
+                      f"{DEFAULT_ABORT_AFTER_SECONDS:g}), got {text!r}")
+    return seconds
 
 
 def run(args) -> int:
@@ -211,6 +243,7 @@ def run(args) -> int:
     if not world.is_main:
         sys.stdout = open(os.devnull, "w")  # rank 0 prints for the run; errors still reach stderr
     try:
+        seconds_for_rank_0 = abort_after_seconds()  # at start-up: a bad value fails now, not after a Ctrl-C
         status = _run_interruptible(args, world)
     except SystemExit as stop:
         if stop.code in (0, None):
@@ -223,10 +256,13 @@ def run(args) -> int:
         # mpirun forwards Ctrl-C to every rank, each at another point of its step, so some rank
         # may be left waiting in a collective: stop them all. Rank 0 does so once it has saved
         # the last completed step; another rank waits for that, and if rank 0 does not come
-        # (it was waiting in the step's Allreduce), stops the run itself, and the last
-        # periodic checkpoint is what remains.
+        # (it was waiting in the step's Allreduce, which this rank left), stops the run itself
+        # after $MINIGPT_ABORT_AFTER_SECONDS, and the last periodic checkpoint is what remains.
         if not world.is_main:
-            time.sleep(_SECONDS_FOR_RANK_0_TO_SAVE)
+            time.sleep(seconds_for_rank_0)
+            print(f"[rank {world.rank} of {world.size}] rank 0 did not end the run within {seconds_for_rank_0:g} s of the "
+                  f"stop (${ABORT_AFTER_SECONDS_VARIABLE}): it is probably waiting in the step's Allreduce; aborting "
+                  "every rank. The last checkpoint rank 0 wrote (--checkpoint-every) is what remains", file=sys.stderr)
         world.abort(status)
     return status
 
@@ -270,6 +306,8 @@ def _train(args, world) -> int:
     from minigpt.interrupts import exit_status
     from minigpt.train import Trainer, TrainingConfig
 
+    if args.bucket_cap_mb is not None and not (math.isfinite(args.bucket_cap_mb) and args.bucket_cap_mb > 0):
+        fail("train", f"--bucket-cap-mb must be a positive number of megabytes, got {args.bucket_cap_mb}")
     if args.checkpoint_every is not None:  # "500,10min" -> the two TrainingConfig fields
         args.checkpoint_every, args.checkpoint_minutes = args.checkpoint_every
     if args.resume:
@@ -283,7 +321,8 @@ def _train(args, world) -> int:
             settings["checkpoint_every"], settings["checkpoint_minutes"] = args.checkpoint_every, args.checkpoint_minutes
         ignored = [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
                    if value not in (None, False) and name not in ("command", "resume", "max_steps", "out", "preset", "seed", "train_ratio",
-                                                                  "data", "checkpoint_every", "checkpoint_minutes", "quiet", "threads")]
+                                                                  "data", "checkpoint_every", "checkpoint_minutes", "quiet", "threads",
+                                                                  "bucket_cap_mb")]
         if ignored:
             print(f"note: a resumed run keeps its saved settings; ignoring {', '.join(ignored)}")
         config = _keep_global_batch(TrainingConfig(**settings), run_info.get("ranks", 1), world.size)
@@ -396,7 +435,7 @@ def _train(args, world) -> int:
         run_info["data_sha256"] = data_sha256  # recognises the data if it moves (--resume DIR --data NEW_PATH)
         run_info["ranks"] = world.size  # MPI ranks (1: one process); the global batch is per step over all of them
         trainer = Trainer(model, optimizer, train_loader, val_loader, config, tokenizer=tokenizer, out_dir=out_dir,
-                          run_info=run_info, world=world)
+                          run_info=run_info, world=world, bucket_cap_mb=args.bucket_cap_mb)
     except (ValueError, KeyError) as error:
         fail("train", _name_the_flag(str(error.args[0]) if error.args else repr(error)))
     if args.resume:
@@ -433,7 +472,9 @@ def _train(args, world) -> int:
     print(f"seed: {config.seed} | steps: {trainer.total_steps} | output: {out_dir}")
     if world.size > 1:
         print(f"data-parallel over {world.size} MPI ranks: global batch {batch_size} x {config.grad_accum_steps} (accumulation) "
-              f"x {world.size} (ranks) = {trainer.batches_per_step * batch_size} sequences of {context_length} tokens per step")
+              f"x {world.size} (ranks) = {trainer.batches_per_step * batch_size} sequences of {context_length} tokens per step; "
+              + (f"gradients in {len(trainer._gradient_buckets.buckets)} buckets of at most {args.bucket_cap_mb:g} MB, "
+                 "started during backward" if trainer._gradient_buckets is not None else "one Allreduce of all gradients per step"))
     trainer.quiet = args.quiet
     try:
         history = trainer.fit()
