@@ -125,6 +125,14 @@ def load_run_metadata(command: str, flag: str, path: str):
     return checkpoint_path, metadata
 
 
+def end_of_text_id(tokenizer, model) -> int | None:
+    """The id that ends a generated text: the tokenizer's <|endoftext|> (GPT-2's 50256), or None
+    when it has none or the model's vocabulary is smaller (a model that cannot produce the id
+    generates up to the token limit; `generate` refuses an eos_id outside the vocabulary)."""
+    eos_id = getattr(tokenizer, "eot_token", None)
+    return eos_id if eos_id is not None and eos_id < model.cfg.vocab_size else None
+
+
 def make_tokenizer(spec: dict):
     """Build a tokenizer from its checkpoint spec: {"name": "gpt2"} or {"name": "char", "characters": ...}."""
     if spec["name"] == "char":

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from minigpt.cli.common import add_threads_argument, fail, flag_names, load_run_checkpoint, make_tokenizer
+from minigpt.cli.common import add_threads_argument, end_of_text_id, fail, flag_names, load_run_checkpoint, make_tokenizer
 
 
 class _DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -65,7 +65,7 @@ def run(args) -> int:
         model.load_state_dict(model_state)
         tokenizer = make_tokenizer(run_info["tokenizer"])
     model.eval()
-    eos_id = getattr(tokenizer, "eot_token", None)  # GPT-2's <|endoftext|> ends a text
+    eos_id = end_of_text_id(tokenizer, model)  # GPT-2's <|endoftext|> ends a text
     if args.temperature == 0 and (args.top_k is not None or args.top_p is not None):
         print("note: --top-k and --top-p only matter when sampling; at --temperature 0 (the default) the most "
               "likely token is always taken. Add e.g. --temperature 1.0", file=sys.stderr)
