@@ -53,14 +53,6 @@ def test_dpo_log_probabilities_with_as_many_positions_as_tokens():
     np.testing.assert_allclose(compute_logprobs(logits, labels).data, expected, rtol=1e-5)
 
 
-TRAIN_PY = pytest.mark.xfail(
-    strict=True,
-    reason="minigpt/train.py (being changed on another branch) still passes (B, T, V) logits to F.cross_entropy: "
-           "calc_loss_batch and Trainer.train_step must flatten them (see the report of branch fixC); "
-           "remove this mark once they do")
-
-
-@TRAIN_PY
 def test_calc_loss_batch_and_loader():
     from minigpt.train import calc_loss_batch, calc_loss_loader
 
@@ -73,7 +65,6 @@ def test_calc_loss_batch_and_loader():
     assert calc_loss_loader(loader, model) == pytest.approx(by_hand, rel=1e-5)
 
 
-@TRAIN_PY
 def test_trainer_step_loss():
     from minigpt.train import Trainer, TrainingConfig
 
