@@ -265,9 +265,18 @@ class CrossEntropy(Function):
 def cross_entropy(logits: Tensor, targets, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
     """Cross-entropy between logits and integer class targets (book ch. 5.1.2).
 
+    Which dimension holds the classes (C), as in PyTorch: dimension 1. So logits (N, C) go with
+    targets (N,), and 3-D logits (B, C, T) with targets (B, T) (PyTorch's layout for a loss at
+    every position). minigpt also accepts the book's model output (B, T, C) with targets (B, T),
+    but only where that reading is the only one: when C == T both readings fit the shapes, and
+    then dimension 1 is the classes, as PyTorch reads it. So a language model's loss should
+    flatten first, as the book does (ch. 5.1.2): `cross_entropy(logits.flatten(0, 1),
+    targets.flatten())`, which is right whatever the context length and vocabulary size; every
+    loss inside minigpt does so.
+
     Args:
-        logits: float tensor (N, C) or (B, T, C): unnormalised scores over C classes (the
-            vocabulary for a language model).
+        logits: float tensor (N, C), (B, C, T), or (B, T, C) with T != C: unnormalised scores over
+            C classes (the vocabulary for a language model).
         targets: integer array or Tensor (N,) or (B, T) of class indices in [0, C), or
             `ignore_index` for positions that do not count (padding in fine-tuning, ch. 7).
         ignore_index: the target value to skip.
@@ -278,11 +287,12 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100, reduction: 
         A 0-d tensor (mean, sum) or a tensor of the targets' shape (none), dtype of the logits.
 
     Raises:
-        ValueError: logits not 2-D or 3-D, no classes (C = 0), shapes do not match, a target is
-            outside [0, C) and not ignore_index, or reduction is unknown. TypeError: targets are not
-            integers, logits are not floats, or ignore_index is not an int.
+        ValueError: logits not 2-D or 3-D, no classes (C = 0), shapes that fit no layout above, a
+            target outside [0, C) and not ignore_index, or an unknown reduction. TypeError: targets
+            are not integers, logits are not floats, or ignore_index is not an int.
 
-    References: torch.nn.functional.cross_entropy (same ignore_index and mean semantics).
+    References: torch.nn.functional.cross_entropy (the same class dimension, ignore_index and mean
+    semantics).
     """
     logits = as_tensor(logits)
     target_array = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
@@ -295,14 +305,12 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100, reduction: 
     if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, numbers.Integral):
         raise TypeError(f"cross_entropy: ignore_index must be an int, got {ignore_index!r}")
     if logits.ndim not in (2, 3):
-        raise ValueError(f"cross_entropy: logits must be (N, C) or (B, T, C), got shape {logits.shape}")
-    if logits.shape[-1] == 0:
+        raise ValueError(f"cross_entropy: logits must be (N, C), (B, C, T) or (B, T, C), got shape {logits.shape}")
+    class_dim = _class_dim(logits.shape, target_array.shape)
+    if logits.shape[class_dim] == 0:
         raise ValueError(f"cross_entropy: logits need at least one class (C >= 1), got shape {logits.shape}")
-    if target_array.shape != logits.shape[:-1]:
-        raise ValueError(
-            f"cross_entropy: logits of shape {logits.shape} need targets of shape {logits.shape[:-1]} "
-            f"(logits (N, C) with targets (N,), or (B, T, C) with (B, T)); got targets of shape {target_array.shape}"
-        )
+    if logits.ndim == 3 and class_dim == 1:
+        logits = logits.transpose(1, 2)  # (B, C, T) -> (B, T, C): one row of classes per target
     num_classes = logits.shape[-1]
     flat_targets = target_array.reshape(-1).astype(np.int64)
     bad = (flat_targets != ignore_index) & ((flat_targets < 0) | (flat_targets >= num_classes))
@@ -311,11 +319,31 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100, reduction: 
             f"cross_entropy: target {int(flat_targets[bad][0])} is outside [0, {num_classes}) "
             f"and is not ignore_index ({ignore_index})"
         )
-    flat_logits = logits.reshape(-1, num_classes) if logits.ndim == 3 else logits
+    flat_logits = logits.reshape(-1, num_classes) if logits.ndim == 3 else logits  # (B*T, C)
     loss = CrossEntropy.apply(flat_logits, Tensor._make(flat_targets, False), ignore_index=ignore_index, reduction=reduction)
     if reduction == "none":
         loss = loss.reshape(target_array.shape)
     return loss
+
+
+def _class_dim(logits_shape: tuple, targets_shape: tuple) -> int:
+    """The dimension of the logits that holds the classes: 1 (PyTorch's), or 2 for the book's
+    (B, T, C) when only that reading fits the targets' shape (see `cross_entropy`)."""
+    if len(logits_shape) == 2:
+        expected = logits_shape[:1]
+        if targets_shape == expected:
+            return 1
+    else:
+        batch, second, third = logits_shape
+        if targets_shape == (batch, third):
+            return 1  # (B, C, T), PyTorch's reading; also when C == T, where (B, T, C) would fit too
+        if targets_shape == (batch, second):
+            return 2  # (B, T, C), the book's model output; the only reading, as second != third here
+        expected = f"{(batch, third)} (logits (B, C, T)) or {(batch, second)} (logits (B, T, C))"
+    raise ValueError(
+        f"cross_entropy: logits of shape {logits_shape} need targets of shape {expected}; "
+        f"got targets of shape {targets_shape}"
+    )
 
 
 # --------------------------------------------------------------------------------------------

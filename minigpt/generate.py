@@ -152,6 +152,20 @@ def _check_sampling(max_new_tokens, context_size, temperature, top_k, eos_id, to
         raise TypeError(f"eos_id must be an integer token id or None, got {eos_id!r}")
 
 
+def _check_eos_id(eos_id, vocab_size) -> None:
+    """Raise unless `eos_id` (None: no end token) is a token id of a vocabulary of `vocab_size`:
+    an id the model can never produce would silently never end a row."""
+    if eos_id is not None and vocab_size is not None and not 0 <= eos_id < vocab_size:
+        raise ValueError(f"eos_id must be a token id in [0, {vocab_size}) (the model's vocabulary has {vocab_size} tokens), "
+                         f"got {eos_id}")
+
+
+def _vocab_size(model) -> int | None:
+    """The vocabulary size of a GPTModel (its config); None for another callable (known from its logits)."""
+    vocab_size = getattr(getattr(model, "cfg", None), "vocab_size", None)
+    return vocab_size if isinstance(vocab_size, (int, np.integer)) else None
+
+
 def _as_prompt_list(prompts) -> list[np.ndarray]:
     """A list of 1-D int64 prompts (possibly of different lengths), each checked."""
     rows = []
@@ -296,6 +310,7 @@ def stream_generate(
         FloatingPointError: the model's logits hold NaN or +inf (or a row is all -inf) at some step.
     """
     _check_sampling(max_new_tokens, context_size, temperature, top_k, eos_id, top_p)
+    _check_eos_id(eos_id, _vocab_size(model))
     cached = use_cache and hasattr(model, "reset_kv_cache")
     if isinstance(idx, (list, tuple)):
         prompts = _as_prompt_list(idx)
@@ -338,6 +353,8 @@ def _stream(model, ids, max_new_tokens, context_size, temperature, top_k, eos_id
             length = prompt_len + step
             logits = next_token_logits(sequence[:, :length])  # (B, V)
             _check_finite_logits(logits, step)
+            if step == 0:  # any callable: its vocabulary is the logits' last dimension (a GPTModel's was checked already)
+                _check_eos_id(eos_id, logits.shape[-1])
             next_ids = _next_tokens(logits, temperature, top_k, top_p, rng)  # (B,)
             if eos_id is not None:
                 next_ids = np.where(finished, eos_id, next_ids)
@@ -409,7 +426,8 @@ def generate(
 
     Raises:
         ValueError: empty prompt, wrong rank, max_new_tokens < 0, context_size < 1, top_k < 1,
-            temperature < 0 (or NaN, inf), top_p outside (0, 1].
+            temperature < 0 (or NaN, inf), top_p outside (0, 1], eos_id outside [0, V) (for a
+            GPTModel at once, for another callable at the first step, when its logits give V).
         TypeError: non-integer ids or eos_id.
         FloatingPointError: the model's last-position logits hold NaN or +inf (or a row is all
             -inf): there is no token to choose, rather than silently returning token 0.

@@ -14,6 +14,10 @@ ends the process without any save. `StopRequests` replaces both while a `Trainer
   is not taken as a decision): `SaveAbandoned` is raised. A checkpoint being written is dropped
   by the atomic save, so the previous checkpoint stays the valid one.
 
+`StopBetweenSteps` gives a plain training loop (the fine-tuning commands' book loops) the same
+first-signal rule around `optimizer.step()`, so that the weights of the last completed step can be
+saved.
+
 Handlers can only be installed from the main thread; elsewhere (a trainer in a worker thread)
 the ordinary KeyboardInterrupt behaviour stays, which `Trainer.fit` also handles.
 """
@@ -115,6 +119,52 @@ class StopRequests:
             return
         if time.monotonic() - self._warned_at >= ABANDON_DELAY:
             raise SaveAbandoned
+
+
+class StopBetweenSteps:
+    """Ctrl-C and SIGTERM for a plain training loop that is not a `Trainer` (the book's
+    `train_classifier_simple` of chapter 6, `train_model_dpo_simple` of the DPO notebook).
+
+    Such a loop has no safe points of its own, but the weights change only in `optimizer.step()`.
+    So within the block a signal raises KeyboardInterrupt at once, except inside
+    `optimizer.step()`, which a signal lets finish first (the step's update is never cut in half).
+    At the KeyboardInterrupt the weights are therefore exactly those after `completed_steps`
+    optimizer steps, ready to be saved.
+
+        stops = StopBetweenSteps(optimizer)
+        try:
+            with stops:
+                train_classifier_simple(model, train_loader, val_loader, optimizer, ...)
+        except KeyboardInterrupt:
+            ...  # save model.state_dict(): the weights after stops.completed_steps steps
+
+    Attributes:
+        requests: the `StopRequests` in force within the block (its `signal` says which one came).
+        completed_steps: the optimizer steps completed within the block.
+    """
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self.requests = StopRequests()
+        self.completed_steps = 0
+
+    def __enter__(self) -> StopBetweenSteps:
+        update = self.optimizer.step  # the bound method the loop would call
+
+        def step(*args, **kwargs):
+            with self.requests.defer():  # a signal here only asks to stop: the update finishes
+                result = update(*args, **kwargs)
+                self.completed_steps += 1
+            self.requests.check()  # ... and then the loop stops, after a complete step
+            return result
+
+        self.optimizer.step = step  # on this optimizer only, for the block's duration
+        self.requests.install()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.requests.restore()
+        del self.optimizer.step  # the class's step again
 
 
 # The signal that `interrupt_on_sigterm` turned into a KeyboardInterrupt (for the exit status).

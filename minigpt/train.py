@@ -59,7 +59,7 @@ def calc_loss_batch(input_batch, target_batch, model, device=None):
     """
     check_device(device, "calc_loss_batch")
     logits = model(input_batch)  # (B, T, V)
-    return F.cross_entropy(logits, target_batch)  # (B, T, V) and (B, T) are flattened inside
+    return F.cross_entropy(logits.flatten(0, 1), target_batch.flatten())  # (B*T, V), (B*T,): unambiguous even when T == V
 
 
 def calc_loss_loader(data_loader, model, device=None, num_batches: int | None = None) -> float:
@@ -481,7 +481,7 @@ class Trainer:
             logits = self.model(inputs)  # (B, T, V)
             # Sum over this micro-batch's targets, divided by all targets of the step: the
             # accumulated gradient is then exactly that of the mean over the whole batch.
-            loss = F.cross_entropy(logits, targets, reduction="sum") * (1.0 / target_tokens)
+            loss = F.cross_entropy(logits.flatten(0, 1), targets.reshape(-1), reduction="sum") * (1.0 / target_tokens)
             total_loss += loss.item()
             if self._gradient_buckets is not None and number == accum - 1:
                 # The last backward of the step completes each gradient: send them in buckets

@@ -140,6 +140,40 @@ def test_chat_answers_piped_lines(assistant):
     assert "Ctrl-D or Ctrl-C quits" in done.stderr
 
 
+@pytest.fixture(scope="module")
+def broken_assistant(assistant, tmp_path_factory):
+    """The assistant with NaN token embeddings: every answer's logits are NaN."""
+    from minigpt.checkpoint import load_checkpoint, save_checkpoint
+
+    out = tmp_path_factory.mktemp("broken")
+    model_state, optimizer_state, metadata = load_checkpoint(str(assistant[0] / "checkpoint.safetensors"))
+    model_state["tok_emb.weight"][...] = float("nan")
+    save_checkpoint(str(out / "checkpoint.safetensors"), model_state, optimizer_state, metadata)
+    return out
+
+
+def test_chat_says_when_the_weights_give_nan(broken_assistant):
+    done = subprocess.run([sys.executable, "-m", "minigpt", "chat", "--checkpoint", str(broken_assistant)],
+                          input="Name a color.\nSay hi.\n", capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    last_line = done.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("minigpt chat: error: the model's logits are not finite at step 0")
+    assert done.stdout == "\n"  # the failed answer's line is ended; the second line is not tried
+
+
+def test_chat_in_a_terminal_goes_on_after_nan(broken_assistant, monkeypatch, capsys):
+    """Interactively, a failed answer is reported in one line and the next instruction is read."""
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal("Name a color.\nSay hi.\n"))
+    assert main(["chat", "--checkpoint", str(broken_assistant)]) == 0
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("minigpt chat: error:")]
+    assert len(errors) == 2 and "not finite" in errors[0]  # both messages were answered with the error
+
+
 def test_chat_prompt_is_the_training_text():
     from minigpt.cli.chat import chat_prompt
     from minigpt.finetune.instruction import InstructionDataset
@@ -167,6 +201,32 @@ def _read_until(fd, marker: bytes, timeout: float = 60.0) -> bytes:
     return seen
 
 
+def _wait_until_reading_the_terminal(pid: int, timeout: float = 60.0) -> None:
+    """Wait until process `pid` sleeps in readline's select() on the terminal (Linux: its wchan).
+
+    NOTE: a Ctrl-C typed after the prompt is written but before readline enters select() is lost
+    until the next key: CPython's C signal handler only sets a flag, which readline's loop checks
+    when select() is interrupted, and a select() entered after the signal is not. A person cannot
+    hit that window of microseconds; a test that presses the key the moment it sees the prompt can,
+    when the machine is loaded (reproduced by holding the process after its write with strace's
+    `inject=write:delay_exit`). So the test presses only once the process is waiting for input.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/wchan") as file:
+                waiting_in = file.read()
+        except OSError:
+            waiting_in = ""
+        if waiting_in in ("", "0"):  # no wchan here (not Linux, or hidden): a pause instead
+            time.sleep(0.5)
+            return
+        if "poll" in waiting_in or "select" in waiting_in:  # poll_schedule_timeout, do_select, do_sys_poll
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} did not wait for input within {timeout} s")
+
+
 def _take_the_terminal():
     """In the child: a new session whose controlling terminal is stdin, so that Ctrl-C sends SIGINT."""
     os.setsid()
@@ -184,6 +244,7 @@ def test_chat_in_a_terminal_quits_cleanly(assistant, key, name):
         _read_until(controller, b">>> ")
         os.write(controller, b"Name a color.\r")
         _read_until(controller, b">>> ")  # the answer, then the next prompt
+        _wait_until_reading_the_terminal(process.pid)
         os.write(controller, key)
         tail = _read_until(controller, b"bye")
         assert process.wait(timeout=30) == 0, name

@@ -160,12 +160,15 @@ def composed_cross_entropy(logits, targets, ignore_index=-100, reduction="mean")
 
 
 @st.composite
-def logits_and_targets(draw, ignore=True):
+def logits_and_targets(draw, ignore=True, layout="book"):
+    """Logits (N, C) or 3-D, with targets: 3-D logits are the book's (B, T, C) with T != C (the
+    only layout where minigpt reads the classes last), or PyTorch's (B, C, T) with any T."""
     batch = draw(st.sampled_from([(), (1,), (2,), (3,)]))
     rows = draw(st.integers(1, 4))
-    classes = draw(st.integers(1, 5))
+    classes = draw(st.integers(1, 5).filter(lambda c: layout != "book" or not batch or c != rows))
     target_shape = batch + (rows,)
-    logits = leaf(draw(arrays(target_shape + (classes,), low=-5, high=5)))
+    logits_shape = batch + (classes, rows) if batch and layout == "torch" else target_shape + (classes,)
+    logits = leaf(draw(arrays(logits_shape, low=-5, high=5)))
     low = -1 if ignore else 0
     targets = draw(arrays(target_shape, low=low, high=classes - 1).map(lambda a: np.round(a).astype(np.int64)))
     targets = np.where(targets < 0, -100, np.clip(targets, 0, classes - 1))
@@ -189,6 +192,41 @@ def test_cross_entropy_gradcheck_and_matches_primitives(reduction, drawn):
     assert gradcheck(fused, [logits])
     composed = lambda x: composed_cross_entropy(x, targets, reduction=reduction)  # noqa: E731
     assert_same_values_and_gradients(fused, composed, [logits])
+
+
+@settings(max_examples=40, deadline=None)
+@given(drawn=logits_and_targets(layout="torch"))
+def test_cross_entropy_reads_dim_1_as_classes_as_pytorch(drawn):
+    """(B, C, T) logits: the same losses and gradients as the book's (B, T, C) after a transpose."""
+    logits, targets = drawn
+    fused = lambda x: F.cross_entropy(x, targets, reduction="none")  # noqa: E731
+    assert gradcheck(fused, [logits])
+    classes_last = lambda x: composed_cross_entropy(x.transpose(1, 2) if x.ndim == 3 else x, targets,  # noqa: E731
+                                                    reduction="none")
+    assert_same_values_and_gradients(fused, classes_last, [logits])
+
+
+# PyTorch 2.13.0: torch.nn.functional.cross_entropy(torch.arange(32., dtype=torch.float64).reshape(2, 4, 4).sin(),
+# torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0]])) -> 1.6749434710276425 (C == T == 4: dim 1 holds the classes)
+AMBIGUOUS_LOSS = 1.6749434710276425
+
+
+def test_cross_entropy_with_as_many_classes_as_positions_reads_dim_1_as_pytorch():
+    logits = np.sin(np.arange(32.0)).reshape(2, 4, 4)
+    targets = np.array([[0, 1, 2, 3], [3, 2, 1, 0]])
+    np.testing.assert_allclose(F.cross_entropy(leaf(logits), targets).item(), AMBIGUOUS_LOSS, rtol=1e-12)
+    classes_last = F.cross_entropy(leaf(logits.transpose(0, 2, 1).reshape(8, 4)), targets.reshape(8)).item()
+    assert classes_last == pytest.approx(AMBIGUOUS_LOSS, rel=1e-12)
+    book_reading = F.cross_entropy(leaf(logits.reshape(8, 4)), targets.reshape(8)).item()
+    assert abs(book_reading - AMBIGUOUS_LOSS) > 1e-3  # the two readings differ: the test can tell them apart
+
+
+def test_cross_entropy_names_both_layouts_when_the_targets_fit_neither():
+    with pytest.raises(ValueError, match=r"logits of shape \(2, 3, 5\) need targets of shape \(2, 5\) \(logits \(B, C, T\)\) "
+                                         r"or \(2, 3\) \(logits \(B, T, C\)\); got targets of shape \(2, 4\)"):
+        F.cross_entropy(leaf(np.zeros((2, 3, 5))), np.zeros((2, 4), np.int64))
+    with pytest.raises(ValueError, match=r"logits of shape \(3, 5\) need targets of shape \(3,\); got targets of shape \(5,\)"):
+        F.cross_entropy(leaf(np.zeros((3, 5))), np.zeros(5, np.int64))
 
 
 def test_cross_entropy_ignore_index_and_mean_over_counted_targets_only():
@@ -684,7 +722,7 @@ def test_attention_rejects_bad_causal_dtypes_and_empty_heads():
 
 
 def test_cross_entropy_rejects_other_ranks_and_no_classes():
-    with pytest.raises(ValueError, match=r"logits must be \(N, C\) or \(B, T, C\), got shape \(1, 2, 2, 3\)"):
+    with pytest.raises(ValueError, match=r"logits must be \(N, C\), \(B, C, T\) or \(B, T, C\), got shape \(1, 2, 2, 3\)"):
         F.cross_entropy(tensor(np.zeros((1, 2, 2, 3))), np.zeros((1, 2, 2), np.int64))
     with pytest.raises(ValueError, match=r"at least one class \(C >= 1\), got shape \(2, 0\)"):
         F.cross_entropy(tensor(np.zeros((2, 0))), np.full(2, -100))

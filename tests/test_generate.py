@@ -328,6 +328,20 @@ def test_bad_arguments_raise_naming_the_argument(idx, kwargs, error, name):
     assert model.calls == 0
 
 
+@pytest.mark.parametrize("eos_id", [-1, 4, 50256])
+def test_an_eos_id_outside_the_vocabulary_is_an_error(eos_id):
+    message = rf"eos_id must be a token id in \[0, 4\) \(the model's vocabulary has 4 tokens\), got {eos_id}"
+    model = tiny_model(vocab_size=4)
+    with pytest.raises(ValueError, match=message):  # a GPTModel: at the call, before any token
+        stream_generate(model, np.array([[1, 2]]), max_new_tokens=3, context_size=8, eos_id=eos_id)
+    with pytest.raises(ValueError, match=message):
+        generate(model, [np.array([1]), np.array([1, 2])], max_new_tokens=3, context_size=8, eos_id=eos_id)
+    callable_model = RowModel(np.zeros((1, 4)))  # any other callable: its logits give V at the first step
+    with pytest.raises(ValueError, match=message):
+        generate(callable_model, np.array([[1, 2]]), max_new_tokens=3, context_size=8, eos_id=eos_id)
+    assert callable_model.calls == 1
+
+
 # ---- text helpers -------------------------------------------------------------------------------
 
 

@@ -9,68 +9,22 @@ optimizer state and history of the same run made in one go, bit for bit.
 """
 
 import os
-import queue
 import random
 import shutil
 import signal
-import subprocess
-import sys
-import threading
 import time
 
 import numpy as np
 
 from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from signal_run import Run
 
-DRIVER = os.path.join(os.path.dirname(__file__), "signal_driver.py")
 MAX_STEPS = 150
 FLAGS = ["--preset", "char", "--tokenizer", "char", "--data", "the-verdict.txt", "--context-length", "16",
          "--batch-size", "2", "--eval-every", "7", "--eval-batches", "1", "--sample-tokens", "2", "--drop-rate", "0.1",
          "--max-steps", str(MAX_STEPS), "--warmup-steps", "5", "--grad-accum-steps", "2", "--threads", "1",
          "--checkpoint-every", "40,5min"]
 BUDGET_SECONDS = 30  # interrupted trials start until then; the test stays well under a minute
-
-
-class Run:
-    """A `minigpt train` subprocess (through the driver) whose output lines are read as they come."""
-
-    def __init__(self, arguments, tmp_path, save_linger=0.05):
-        environment = dict(os.environ, PYTHONUNBUFFERED="1", MINIGPT_TEST_SAVE_LINGER=str(save_linger),
-                           MINIGPT_RESCUE_DIR=str(tmp_path / "rescue"))
-        self.process = subprocess.Popen([sys.executable, DRIVER, "train", *arguments], stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, env=environment)
-        self.lines, self.output = queue.Queue(), []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.process.stdout:
-            text = line.decode(errors="replace")
-            self.output.append(text)
-            self.lines.put(text)
-        self.lines.put(None)
-
-    def wait_for(self, marker: str, count: int = 1, timeout: float = 30) -> bool:
-        """Wait for the count-th line holding `marker`; False if the process ended first."""
-        deadline = time.monotonic() + timeout
-        while count:
-            try:
-                line = self.lines.get(timeout=max(deadline - time.monotonic(), 0.01))
-            except queue.Empty:
-                return False
-            if line is None:
-                return False
-            count -= marker in line
-        return True
-
-    def send(self, number):
-        if self.process.poll() is None:
-            self.process.send_signal(number)
-
-    def finish(self, timeout: float = 60) -> tuple[int, str]:
-        status = self.process.wait(timeout=timeout)
-        self.process.stdout.close()
-        time.sleep(0.05)  # the reader thread drains the last lines
-        return status, "".join(self.output)
 
 
 def saved_step(out):

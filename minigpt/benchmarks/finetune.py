@@ -31,11 +31,11 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
 
-from minigpt.benchmarks.model import _busy_seconds, _child_env, _last_json_line, _own_cpu_seconds
+from minigpt.benchmarks import check_torch_python
+from minigpt.benchmarks.model import _child_env, _last_json_line, time_training_steps, write_json_lines
 from minigpt.benchmarks.torch_reference import script_path
 
 TRAINABLE = ("last-block", "all")
@@ -80,24 +80,13 @@ def measure(trainable: str, batch: int, tokens: int, warmup: int, steps: int, th
     inputs = rng.integers(0, 50257, (warmup + steps, batch, tokens))
     labels = rng.integers(0, 2, (warmup + steps, batch))
     rss_before = _reset_peak_memory()
-    forward, backward, update, other = [], [], [], []
-    for step in range(warmup + steps):
-        busy, own = _busy_seconds(), _own_cpu_seconds()
-        start = time.perf_counter()
-        optimizer.zero_grad()
-        loss = calc_loss_batch(inputs[step], labels[step], model, pooling="last")  # the book's position
-        after_forward = time.perf_counter()
-        loss.backward()
-        after_backward = time.perf_counter()
-        optimizer.step()
-        end = time.perf_counter()
-        if step >= warmup:
-            forward.append(after_forward - start)
-            backward.append(after_backward - after_forward)
-            update.append(end - after_backward)
-            other.append(round((_busy_seconds() - busy) - (_own_cpu_seconds() - own), 3))
-    return {"side": "minigpt", "trainable": trainable, "fwd_s": forward, "bwd_s": backward, "opt_s": update,
-            "other_cpu_s": other, "rss_before_mib": rss_before, "rss_peak_mib": _status_mib("VmHWM"),
+    def compute_loss(step):
+        return calc_loss_batch(inputs[step], labels[step], model, pooling="last")  # the book's position
+
+    times = time_training_steps(compute_loss, optimizer.zero_grad, optimizer.step, warmup, steps)
+    return {"side": "minigpt", "trainable": trainable, "fwd_s": times["fwd_s"], "bwd_s": times["bwd_s"],
+            "opt_s": times["opt_s"], "other_cpu_s": times["other_cpu_s"], "rss_before_mib": rss_before,
+            "rss_peak_mib": _status_mib("VmHWM"),
             "trainable_parameters": model.num_parameters(trainable_only=True)}
 
 
@@ -159,6 +148,7 @@ def main(argv=None) -> None:
         print(json.dumps(measure(args.trainable, args.batch, args.tokens, args.warmup, args.steps, args.threads)), flush=True)
         return
 
+    check_torch_python(parser, args.torch_python)  # before minigpt's part, which takes minutes
     sides = ["minigpt"] + (["torch"] if args.torch_python else [])
     print(f"chapter-6 fine-tuning step: gpt2-small shape, 2-class head, batch {args.batch} x {args.tokens}, "
           f"warmup {args.warmup}, steps {args.steps}, rounds {args.rounds}, threads {args.threads}, "
@@ -181,10 +171,7 @@ def main(argv=None) -> None:
         for trainable in TRAINABLE:
             print(_ratio(f"minigpt / torch, {trainable}", records["minigpt", trainable], records["torch", trainable]))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as file:
-            for (side, trainable), runs in records.items():
-                for record in runs:
-                    file.write(json.dumps(record) + "\n")
+        write_json_lines(args.json, [record for runs in records.values() for record in runs])
 
 
 if __name__ == "__main__":

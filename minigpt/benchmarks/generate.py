@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 from minigpt.benchmarks import check_torch_python
-from minigpt.benchmarks.model import _child_env, _last_json_line
+from minigpt.benchmarks.model import _child_env, _last_json_line, write_json_lines
 from minigpt.benchmarks.torch_reference import FOLDER as TORCH_FOLDER
 
 # The book's GPT_CONFIG_124M at GPT-2's full context, as the reference's "gpt2-small" (no qkv bias).
@@ -233,9 +233,7 @@ def main(argv=None) -> None:
             print(f"batch {batch}: minigpt with the cache / without: {with_cache / without:.1f}x "
                   f"at {args.new_tokens} new tokens", flush=True)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as file:
-            for record in records:
-                file.write(json.dumps(record) + "\n")
+        write_json_lines(args.json, records)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ import time
 
 import numpy as np
 
-from minigpt.benchmarks.model import _busy_seconds, _child_env, _last_json_line, _peak_rss_mib
+from minigpt.benchmarks import check_torch_python
+from minigpt.benchmarks.model import _busy_seconds, _child_env, _last_json_line, _peak_rss_mib, time_training_steps
 
 BATCH_SIZE, EPOCHS, EVAL_FREQ, EVAL_ITER = 8, 2, 5, 5  # the book's chapter-7 settings
 _TORCH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_reference", "instruct_step.py")
@@ -76,31 +77,21 @@ def measure(tokens: int, warmup: int, steps: int, threads: int) -> dict:
     rng = np.random.default_rng(0)
     data = rng.integers(0, model.cfg.vocab_size, (warmup + steps, BATCH_SIZE, tokens + 1))
     data[:, :, -tokens // 8:] = -100  # the padding of the shorter examples is ignored
-    forward, backward, update, evaluate = [], [], [], []
-    for step in range(warmup + steps):
-        inputs, targets = np.maximum(data[step, :, :-1], 0), data[step, :, 1:]
-        start = time.perf_counter()
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(inputs), targets)
-        after_forward = time.perf_counter()
-        loss.backward()
-        after_backward = time.perf_counter()
-        optimizer.step()
-        end = time.perf_counter()
-        del loss
+    inputs = np.maximum(data[:, :, :-1], 0)  # (steps, B, T): the padding id -100 becomes a token id
+
+    def compute_loss(step):
+        return F.cross_entropy(model(inputs[step]).flatten(0, 1), data[step, :, 1:].reshape(-1))  # (B*T, V), (B*T,)
+
+    def evaluate(step):  # an evaluation's forward pass on the step's batch (the book's run evaluates every 5 steps)
         with no_grad():
             model.eval()
-            model(inputs)
+            model(inputs[step])
             model.train()
-        after_eval = time.perf_counter()
-        if step >= warmup:
-            forward.append(after_forward - start)
-            backward.append(after_backward - after_forward)
-            update.append(end - after_backward)
-            evaluate.append(after_eval - end)
+
+    times = time_training_steps(compute_loss, optimizer.zero_grad, optimizer.step, warmup, steps, after_step=evaluate)
     return {"side": "minigpt", "threads": threads, "batch": BATCH_SIZE, "tokens": tokens,
-            "parameters": model.num_parameters(), "fwd_s": forward, "bwd_s": backward, "opt_s": update,
-            "eval_fwd_s": evaluate, "rss_peak_mib": _peak_rss_mib()}
+            "parameters": model.num_parameters(), "fwd_s": times["fwd_s"], "bwd_s": times["bwd_s"], "opt_s": times["opt_s"],
+            "eval_fwd_s": times["after_s"], "rss_peak_mib": _peak_rss_mib()}
 
 
 def _run(command: list, threads: int) -> dict:
@@ -151,6 +142,7 @@ def main(argv=None) -> None:
     if args.worker:
         print(json.dumps(measure(args.tokens, args.warmup, args.steps, args.threads)), flush=True)
         return
+    check_torch_python(parser, args.torch_python)  # before minigpt's part, which takes minutes
     lengths = book_batch_lengths()
     tokens = args.tokens or round(statistics.mean(lengths))
     steps = EPOCHS * len(lengths)

@@ -29,11 +29,10 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
 
-from minigpt.benchmarks.model import _busy_seconds, _child_env, _last_json_line, _own_cpu_seconds, _peak_rss_mib
+from minigpt.benchmarks.model import _child_env, _last_json_line, _peak_rss_mib, time_training_steps
 
 MODES = ("full", "last-block", "lora")
 # task -> (batch size, tokens per sequence)
@@ -80,31 +79,18 @@ def measure(mode: str, task: str, warmup: int, steps: int, rank: int, alpha: flo
     vocab = model.cfg.vocab_size
     data = rng.integers(0, vocab, (warmup + steps, batch_size, num_tokens + 1))
     labels = rng.integers(0, 2, (warmup + steps, batch_size))
-    forward, backward, update, other_cpu = [], [], [], []
-    grads_mib = 0.0
-    for step in range(warmup + steps):
-        busy, own = _busy_seconds(), _own_cpu_seconds()
-        start = time.perf_counter()
-        optimizer.zero_grad()
+    def compute_loss(step):
         if task == "classify":
             logits = model(data[step, :, :-1])[:, -1, :]  # (B, 2): the last token's logits (ch. 6.6)
-            loss = F.cross_entropy(logits, labels[step])
-        else:
-            loss = F.cross_entropy(model(data[step, :, :-1]), data[step, :, 1:])
-        after_forward = time.perf_counter()
-        loss.backward()
-        after_backward = time.perf_counter()
-        grads_mib = sum(p.grad.nbytes for p in model.parameters() if p.grad is not None) / 2**20
-        optimizer.step()
-        end = time.perf_counter()
-        if step >= warmup:
-            other_cpu.append(round((_busy_seconds() - busy) - (_own_cpu_seconds() - own), 3))
-            forward.append(after_forward - start)
-            backward.append(after_backward - after_forward)
-            update.append(end - after_backward)
+            return F.cross_entropy(logits, labels[step])
+        return F.cross_entropy(model(data[step, :, :-1]).flatten(0, 1), data[step, :, 1:].reshape(-1))  # (B*T, V), (B*T,)
+
+    times = time_training_steps(compute_loss, optimizer.zero_grad, optimizer.step, warmup, steps)
+    # The last step's gradients are still there (zero_grad runs at the start of a step).
+    grads_mib = sum(p.grad.nbytes for p in model.parameters() if p.grad is not None) / 2**20
     return {
         "mode": mode, "task": task, "trainable": model.num_parameters(trainable_only=True),
-        "fwd_s": forward, "bwd_s": backward, "opt_s": update, "other_cpu_s": other_cpu,
+        "fwd_s": times["fwd_s"], "bwd_s": times["bwd_s"], "opt_s": times["opt_s"], "other_cpu_s": times["other_cpu_s"],
         "weights_mib": weights_mib, "grads_mib": grads_mib, "adamw_state_mib": state_mib, "rss_peak_mib": _peak_rss_mib(),
     }
 

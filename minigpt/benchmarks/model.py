@@ -37,6 +37,8 @@ import time
 
 import numpy as np
 
+from minigpt.benchmarks import check_torch_python
+
 # name -> (model config, batch size, tokens per sequence, the reference's config name)
 CONFIGS = {
     "book-124M": (
@@ -91,6 +93,53 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def write_json_lines(path: str, records) -> None:
+    """Write every raw record to `path`, one JSON object a line (the benchmarks' --json)."""
+    with open(path, "w", encoding="utf-8") as file:
+        for record in records:
+            file.write(json.dumps(record) + "\n")
+
+
+def time_training_steps(compute_loss, zero_grad, update, warmup: int, steps: int, after_step=None) -> dict:
+    """Run `warmup + steps` training steps and time the phases of the last `steps` of them.
+
+    One step: `zero_grad()`; `loss = compute_loss(step)` (the forward pass and the loss);
+    `loss.backward()`; `update()` (None: no optimizer step); then `after_step(step)` if given (an
+    evaluation forward pass, say), once the loss is freed. Shared by the step benchmarks (model,
+    finetune, instruct, lora), so that they time the same phases the same way.
+
+    Returns:
+        Lists over the timed steps, in seconds: "fwd_s", "bwd_s", "opt_s", "after_s" (empty
+        without after_step) and "other_cpu_s" (CPU time other processes took during the step:
+        > 0 means the sample was disturbed); and "losses", every step's loss (warm-up included).
+    """
+    times = {key: [] for key in ("fwd_s", "bwd_s", "opt_s", "after_s", "other_cpu_s", "losses")}
+    for step in range(warmup + steps):
+        busy, own = _busy_seconds(), _own_cpu_seconds()
+        start = time.perf_counter()
+        zero_grad()
+        loss = compute_loss(step)
+        after_forward = time.perf_counter()
+        loss.backward()
+        after_backward = time.perf_counter()
+        if update is not None:
+            update()
+        end = time.perf_counter()
+        times["losses"].append(loss.item())
+        del loss  # free the step's graph before anything else runs
+        if after_step is not None:
+            after_step(step)
+        after_end = time.perf_counter()
+        if step >= warmup:
+            times["other_cpu_s"].append(round((_busy_seconds() - busy) - (_own_cpu_seconds() - own), 3))
+            times["fwd_s"].append(after_forward - start)
+            times["bwd_s"].append(after_backward - after_forward)
+            times["opt_s"].append(end - after_backward)
+            if after_step is not None:
+                times["after_s"].append(after_end - end)
+    return times
+
+
 def measure(name: str, warmup: int, steps: int, optimizer: str, seed: int = 0, default_malloc: bool = False,
             threads: int = 2, blas_spin: bool = False) -> dict:
     """Time training steps of one configuration in this process; returns seconds per phase."""
@@ -116,30 +165,16 @@ def measure(name: str, warmup: int, steps: int, optimizer: str, seed: int = 0, d
         adamw = AdamW(model.parameters(), lr=4e-4, weight_decay=0.1)  # the book's chapter-5 settings
     rng = np.random.default_rng(seed)
     data = rng.integers(0, cfg["vocab_size"], (warmup + steps, batch_size, num_tokens + 1))
-    forward, backward, update, losses, other_cpu = [], [], [], [], []
-    for step in range(warmup + steps):
+    def compute_loss(step):
         inputs, targets = data[step, :, :-1], data[step, :, 1:]
-        busy, own = _busy_seconds(), _own_cpu_seconds()
-        start = time.perf_counter()
-        model.zero_grad()
-        loss = F.cross_entropy(model(inputs), targets)
-        after_forward = time.perf_counter()
-        loss.backward()
-        after_backward = time.perf_counter()
-        if adamw is not None:
-            adamw.step()
-        end = time.perf_counter()
-        losses.append(loss.item())
-        if step >= warmup:
-            # CPU time other processes took during this step: > 0 means the sample was disturbed.
-            other_cpu.append(round((_busy_seconds() - busy) - (_own_cpu_seconds() - own), 3))
-            forward.append(after_forward - start)
-            backward.append(after_backward - after_forward)
-            update.append(end - after_backward)
+        return F.cross_entropy(model(inputs).flatten(0, 1), targets.reshape(-1))  # (B*T, V), (B*T,)
+
+    times = time_training_steps(compute_loss, model.zero_grad, adamw.step if adamw is not None else None, warmup, steps)
     return {
         "config": name, "batch": batch_size, "tokens": num_tokens, "optimizer": optimizer,
-        "parameters": model.num_parameters(), "fwd_s": forward, "bwd_s": backward, "opt_s": update,
-        "other_cpu_s": other_cpu, "loss_first": losses[0], "loss_last": losses[-1], "rss_peak_mib": _peak_rss_mib(),
+        "parameters": model.num_parameters(), "fwd_s": times["fwd_s"], "bwd_s": times["bwd_s"], "opt_s": times["opt_s"],
+        "other_cpu_s": times["other_cpu_s"], "loss_first": times["losses"][0], "loss_last": times["losses"][-1],
+        "rss_peak_mib": _peak_rss_mib(),
     }
 
 
@@ -268,6 +303,7 @@ def main(argv=None) -> None:
         print(json.dumps(record), flush=True)
         return
 
+    check_torch_python(parser, args.torch_python)  # before minigpt's part, which takes minutes
     print(f"minigpt training-step benchmark: configs {args.configs}, warmup {args.warmup}, steps {args.steps}, "
           f"rounds {args.rounds}, threads {args.threads}, optimizer {args.optimizer}, "
           f"malloc {'default' if args.default_malloc else 'keep_freed_memory'}, "
@@ -285,9 +321,7 @@ def main(argv=None) -> None:
         for line in summarize(name, ours, theirs):
             print(line, flush=True)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as file:
-            for record in records:
-                file.write(json.dumps(record) + "\n")
+        write_json_lines(args.json, records)
 
 
 if __name__ == "__main__":

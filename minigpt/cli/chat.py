@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from minigpt.cli.common import add_threads_argument, fail, load_run_checkpoint, make_tokenizer
+from minigpt.cli.common import add_threads_argument, end_of_text_id, fail, flag_names, load_run_checkpoint, make_tokenizer
 
 
 def add_parser(subparsers) -> None:
@@ -76,9 +76,10 @@ def run(args) -> int:
     model.load_state_dict(model_state)
     model.eval()
     tokenizer = make_tokenizer(run_info["tokenizer"])
-    if getattr(tokenizer, "eot_token", None) is None:
-        fail("chat", f"--checkpoint {args.checkpoint}: its {run_info['tokenizer']['name']} tokenizer has no end-of-text "
-             "token to end an answer with; chat needs a model with GPT-2's tokenizer, fine-tuned by `minigpt finetune instruct`")
+    if end_of_text_id(tokenizer, model) is None:
+        fail("chat", f"--checkpoint {args.checkpoint}: its model ({run_info['tokenizer']['name']} tokenizer, vocabulary of "
+             f"{model.cfg.vocab_size:,} ids) has no end-of-text token to end an answer with; chat needs a model with "
+             "GPT-2's tokenizer, fine-tuned by `minigpt finetune instruct`")
     rng = np.random.default_rng(args.seed)
     interactive = sys.stdin.isatty()
     if interactive:
@@ -98,7 +99,13 @@ def run(args) -> int:
                 try:
                     _answer(model, tokenizer, message.strip(), args, rng)
                 except ValueError as error:  # e.g. a sampling flag out of range: named by the library
-                    fail("chat", str(error))
+                    fail("chat", flag_names(str(error)))
+                except FloatingPointError as error:  # NaN weights: say so instead of a traceback
+                    sys.stdout.write("\n")  # end the partial answer
+                    sys.stdout.flush()
+                    if not interactive:  # a pipe's remaining lines would all fail the same way
+                        fail("chat", str(error))
+                    print(f"minigpt chat: error: {error}", file=sys.stderr)  # the user may try again or quit
     except KeyboardInterrupt:
         sys.stdout.write("\n")
     if interactive:

@@ -19,6 +19,49 @@ def fail(command: str, message: str):
     raise SystemExit(f"minigpt {command}: error: {message}")
 
 
+def flag_names(message: str) -> str:
+    """Name the command-line flags in a message of the generation library (top_k -> --top-k, ...),
+    for `generate` and `chat`, whose sampling flags carry the library's argument names."""
+    for argument in ("max_new_tokens", "temperature", "top_k", "top_p"):
+        message = message.replace(argument, "--" + argument.replace("_", "-"))
+    return message.replace(" or None", "")  # a command-line user cannot pass None: leaving the flag out is that
+
+
+def save_after_interrupt(command: str, signal_number, completed_steps: int, total_steps: int, save, usage: str) -> int:
+    """After Ctrl-C or SIGTERM stopped a fine-tuning command's training: write the weights of its
+    last completed step with `save()` (an atomic write that returns the path), say where they are
+    and how to use them, and return the exit status (130 for Ctrl-C, 143 for SIGTERM).
+
+    The fine-tuning commands cannot resume (their optimizer state and data position are not
+    kept), so the message also says that a new run starts over. A second signal during the save
+    prints "saving checkpoint... press Ctrl-C again to abandon it"; a third one abandons it (the
+    atomic write leaves no partial file, and any earlier file stays as it was).
+    """
+    import signal
+
+    from minigpt.interrupts import SIGNAL_NAMES, SaveAbandoned, StopRequests, exit_status
+
+    name = SIGNAL_NAMES.get(signal_number, "interrupted")
+    if completed_steps == 0:
+        print(f"\nminigpt {command}: {name} before the first step was complete; nothing was saved")
+        return exit_status(signal_number)
+    stops = StopRequests()
+    stops.signal = signal_number or signal.SIGINT  # the run is stopped already: a next signal is about this save
+    stops.install()
+    try:
+        with stops.defer():
+            path = save()
+    except SaveAbandoned:
+        print(f"\nminigpt {command}: {name}: save abandoned; nothing was saved")
+        return exit_status(signal_number)
+    finally:
+        stops.restore()
+    print(f"\nminigpt {command}: {name}: stopped after step {completed_steps} of {total_steps}; the weights of that step "
+          f"are saved in {path} (use them: {usage}). Fine-tuning cannot resume from them: running the command again "
+          "(with --overwrite) starts over.")
+    return exit_status(signal_number)
+
+
 def add_threads_argument(parser) -> None:
     """--threads, shared by train and generate (applied by `set_threads`)."""
     parser.add_argument("--threads", type=int, default=None,
@@ -80,6 +123,14 @@ def load_run_metadata(command: str, flag: str, path: str):
     if "trainer" not in metadata:
         fail(command, f"{flag} {path!r}: the checkpoint has no training state (it was not written by `minigpt train`)")
     return checkpoint_path, metadata
+
+
+def end_of_text_id(tokenizer, model) -> int | None:
+    """The id that ends a generated text: the tokenizer's <|endoftext|> (GPT-2's 50256), or None
+    when it has none or the model's vocabulary is smaller (a model that cannot produce the id
+    generates up to the token limit; `generate` refuses an eos_id outside the vocabulary)."""
+    eos_id = getattr(tokenizer, "eot_token", None)
+    return eos_id if eos_id is not None and eos_id < model.cfg.vocab_size else None
 
 
 def make_tokenizer(spec: dict):

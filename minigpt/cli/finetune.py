@@ -17,10 +17,12 @@ import json
 import os
 import time
 
-from minigpt.cli.common import add_threads_argument, fail, load_run_checkpoint, make_tokenizer
+from minigpt.cli.common import fail, load_run_checkpoint, make_tokenizer, save_after_interrupt
 from minigpt.cli.finetune_dpo import add_dpo_parser, run_dpo
 from minigpt.cli.finetune_instruct import add_instruct_parser, run_instruct
+from minigpt.cli.finetune_options import add_output_arguments, add_training_arguments, check_training_arguments
 from minigpt.cli.lora_options import add_lora_arguments, apply_lora
+from minigpt.interrupts import StopBetweenSteps
 
 COMMAND = "finetune classify"
 CLASSIFIER_KEY = "classifier"  # the checkpoint metadata entry that `minigpt classify` reads
@@ -79,17 +81,12 @@ def _add_classify_parser(tasks) -> None:
     parser.add_argument("--pooling", choices=("last_non_padding", "last"), default="last_non_padding",
                         help="which position is classified: each text's last real token (default; the book's "
                         "ablation) or the last position (the book's chapter, often a padding token)")
-    parser.add_argument("--epochs", type=int, default=5, help="passes over the training examples")
-    parser.add_argument("--batch-size", type=int, default=8, help="examples per step")
-    parser.add_argument("--lr", type=float, default=5e-5, help="AdamW learning rate (per step)")
-    parser.add_argument("--weight-decay", type=float, default=0.1, help="AdamW's decoupled weight decay")
+    add_training_arguments(parser, epochs=5, batch_size=8, lr=5e-5, weight_decay=0.1, eval_every=50, eval_batches=5,
+                           items="examples", estimates="the train and validation loss (and, per epoch, accuracy)",
+                           source="the book")
     parser.add_argument("--drop-rate", type=float, default=0.0, help="dropout probability while fine-tuning (the book: 0)")
-    parser.add_argument("--eval-every", type=int, default=50, help="estimate train and validation loss every N steps")
-    parser.add_argument("--eval-batches", type=int, default=5, help="batches per loss (and per-epoch accuracy) estimate")
-    parser.add_argument("--seed", type=int, default=123, help="seed of the balancing, the split, the head and the shuffling")
-    parser.add_argument("--out", default="runs/classify", help="output directory (checkpoint, splits, history, plots)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a run already saved in --out")
-    add_threads_argument(parser)
+    add_output_arguments(parser, seeds="the balancing, the split, the head and the shuffling", out="runs/classify",
+                         contents="checkpoint, splits, history, plots")
 
 
 def _load_base_model(args, command: str = COMMAND, default_model: str = "gpt2-small"):
@@ -130,17 +127,9 @@ def _load_base_model(args, command: str = COMMAND, default_model: str = "gpt2-sm
 
 
 def _check_arguments(args) -> None:
-    positive = {"--epochs": args.epochs, "--batch-size": args.batch_size, "--eval-every": args.eval_every,
-                "--eval-batches": args.eval_batches}
-    for flag, value in positive.items():
-        if value < 1:
-            fail(COMMAND, f"{flag} must be >= 1, got {value}")
-    if not args.lr > 0:
-        fail(COMMAND, f"--lr must be > 0, got {args.lr}")
+    check_training_arguments(COMMAND, args)
     if args.init is None and any(value is not None for value in (args.emb_dim, args.n_layers, args.n_heads, args.context_length)):
         fail(COMMAND, "--emb-dim, --n-layers, --n-heads and --context-length set the shape of a new model: use them with --init random")
-    if os.path.exists(os.path.join(args.out, "checkpoint.safetensors")) and not args.overwrite:
-        fail(COMMAND, f"--out {args.out!r} already holds a run; pass --overwrite to replace it, or choose another --out")
 
 
 def _run_classify(args) -> int:
@@ -203,14 +192,24 @@ def _run_classify(args) -> int:
           f"{len(train)} train / {len(validation)} validation / {len(test)} test; {train_set.max_length} tokens per "
           f"example ({validation_set.num_truncated + (test_set.num_truncated if test_set else 0)} validation/test texts cut to it)")
 
+    # What `minigpt classify` needs to use the model (the accuracy is added after training).
+    classifier = {"label_names": list(train_set.label_names), "pooling": args.pooling, "max_length": train_set.max_length,
+                  "pad_token_id": int(pad_token_id), "num_classes": len(train_set.label_names),
+                  "model_config": model.cfg.to_dict(), "tokenizer": {"name": "gpt2"}, "trainable": args.trainable,
+                  "source": source}
     started = time.perf_counter()
+    stops = StopBetweenSteps(optimizer)  # Ctrl-C / SIGTERM: stop after a complete step, then save its weights
     try:
-        train_losses, val_losses, train_accs, val_accs, examples_seen = cls.train_classifier_simple(
-            model, train_loader, validation_loader, optimizer, None, num_epochs=args.epochs, eval_freq=args.eval_every,
-            eval_iter=args.eval_batches, pooling=args.pooling, pad_token_id=pad_token_id, progress=True)
+        with stops:
+            train_losses, val_losses, train_accs, val_accs, examples_seen = cls.train_classifier_simple(
+                model, train_loader, validation_loader, optimizer, None, num_epochs=args.epochs, eval_freq=args.eval_every,
+                eval_iter=args.eval_batches, pooling=args.pooling, pad_token_id=pad_token_id, progress=True)
     except KeyboardInterrupt:
-        print("\ninterrupted: nothing saved")
-        return 130
+        total_steps = args.epochs * len(train_loader)
+        interrupted = {**classifier, "interrupted_after_step": stops.completed_steps, "total_steps": total_steps}
+        return save_after_interrupt(COMMAND, stops.requests.signal, stops.completed_steps, total_steps,
+                                    lambda: _save_weights(args.out, model, interrupted, args.lora is not None),
+                                    f"minigpt classify --checkpoint {args.out} TEXT...")
     minutes = (time.perf_counter() - started) / 60
     print(f"Training completed in {minutes:.2f} minutes.")
 
@@ -220,29 +219,32 @@ def _run_classify(args) -> int:
             accuracy[name] = cls.calc_accuracy_loader(loader, model, pooling=args.pooling, pad_token_id=pad_token_id)
     print(" | ".join(f"{name.capitalize()} accuracy: {value * 100:.2f}%" for name, value in accuracy.items()))
 
-    classifier = {"label_names": list(train_set.label_names), "pooling": args.pooling, "max_length": train_set.max_length,
-                  "pad_token_id": int(pad_token_id), "num_classes": len(train_set.label_names),
-                  "model_config": model.cfg.to_dict(), "tokenizer": {"name": "gpt2"}, "trainable": args.trainable,
-                  "source": source, "accuracy": accuracy}
     history = {"train_losses": train_losses, "val_losses": val_losses, "train_accs": train_accs, "val_accs": val_accs,
                "examples_seen": examples_seen, "epochs": args.epochs, "minutes": minutes}
-    if args.lora is not None:
-        from minigpt.nn import merge_lora
-
-        merge_lora(model)  # a plain model again: `minigpt classify` loads it like any other
-    _save(args.out, model, classifier, history)
+    _save(args.out, model, {**classifier, "accuracy": accuracy}, history, args.lora is not None)
     return 0
 
 
-def _save(out: str, model, classifier: dict, history: dict) -> None:
+def _save_weights(out: str, model, classifier: dict, lora: bool) -> str:
+    """Write checkpoint.safetensors (weights + the classifier's settings) atomically; return its path."""
+    from minigpt.checkpoint import CHECKPOINT_NAME, save_checkpoint
+
+    if lora:
+        from minigpt.nn import merge_lora
+
+        merge_lora(model)  # a plain model again: `minigpt classify` loads it like any other
+    path = os.path.join(out, CHECKPOINT_NAME)
+    save_checkpoint(path, model.state_dict(), None, {CLASSIFIER_KEY: classifier})
+    return path
+
+
+def _save(out: str, model, classifier: dict, history: dict, lora: bool) -> None:
     """checkpoint.safetensors (weights + the classifier's settings), history.json, loss and accuracy plots."""
     import numpy as np
 
-    from minigpt.checkpoint import CHECKPOINT_NAME, save_checkpoint
     from minigpt.finetune.classification import plot_values
 
-    path = os.path.join(out, CHECKPOINT_NAME)
-    save_checkpoint(path, model.state_dict(), None, {CLASSIFIER_KEY: classifier})
+    path = _save_weights(out, model, classifier, lora)
     with open(os.path.join(out, "history.json"), "w") as file:
         json.dump(history, file, indent=1)
     saved = [path]

@@ -27,7 +27,9 @@ import time
 
 import numpy as np
 
-from minigpt.cli.common import add_threads_argument, fail, load_run_checkpoint, make_tokenizer
+from minigpt.cli.common import fail, load_run_checkpoint, make_tokenizer, save_after_interrupt
+from minigpt.cli.finetune_options import add_output_arguments, add_training_arguments, check_training_arguments
+from minigpt.interrupts import StopBetweenSteps
 
 COMMAND = "finetune dpo"
 
@@ -44,35 +46,18 @@ def add_dpo_parser(tasks) -> None:
                         "default: the bundled book data")
     parser.add_argument("--beta", type=float, default=0.1, help="DPO's beta: how far the policy may move from the "
                         "reference (the notebook: 0.1; 0.1 to 0.5)")
-    parser.add_argument("--epochs", type=int, default=1, help="passes over the training pairs")
-    parser.add_argument("--batch-size", type=int, default=8, help="pairs per step")
-    parser.add_argument("--lr", type=float, default=5e-6, help="AdamW learning rate (per step)")
-    parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW's decoupled weight decay")
-    parser.add_argument("--eval-every", type=int, default=5, help="estimate losses and reward margins every N steps")
-    parser.add_argument("--eval-batches", type=int, default=5, help="batches per estimate")
+    add_training_arguments(parser, epochs=1, batch_size=8, lr=5e-6, weight_decay=0.01, eval_every=5, eval_batches=5,
+                           items="pairs", estimates="the losses and reward margins", source="the notebook")
     parser.add_argument("--max-examples", type=int, default=None, help="use only the first N entries of each split "
                         "(a quick run)")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="tokens per response shown before/after")
-    parser.add_argument("--seed", type=int, default=123, help="seed of the shuffling")
-    parser.add_argument("--out", default="runs/dpo", help="output directory (checkpoint, history, plots)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a run already saved in --out")
-    add_threads_argument(parser)
+    add_output_arguments(parser, seeds="the shuffling", out="runs/dpo", contents="checkpoint, history, plots")
 
 
 def _check_arguments(args) -> None:
-    positive = {"--epochs": args.epochs, "--batch-size": args.batch_size, "--eval-every": args.eval_every,
-                "--eval-batches": args.eval_batches, "--max-new-tokens": args.max_new_tokens}
-    for flag, value in positive.items():
-        if value < 1:
-            fail(COMMAND, f"{flag} must be >= 1, got {value}")
-    if args.max_examples is not None and args.max_examples < 1:
-        fail(COMMAND, f"--max-examples must be >= 1, got {args.max_examples}")
-    if not args.lr > 0:
-        fail(COMMAND, f"--lr must be > 0, got {args.lr}")
+    check_training_arguments(COMMAND, args, max_new_tokens=args.max_new_tokens, max_examples=args.max_examples)
     if not args.beta > 0:
         fail(COMMAND, f"--beta must be > 0, got {args.beta}")
-    if os.path.exists(os.path.join(args.out, "checkpoint.safetensors")) and not args.overwrite:
-        fail(COMMAND, f"--out {args.out!r} already holds a run; pass --overwrite to replace it, or choose another --out")
 
 
 def _responses(models: dict, entries, tokenizer, context_length: int, max_new_tokens: int) -> dict:
@@ -103,11 +88,21 @@ def _print_responses(entries, answers: dict) -> None:
         print("\n-------------------------------------\n")
 
 
+def _save_weights(out: str, policy_model, metadata: dict, settings: dict) -> str:
+    """Write out/checkpoint.safetensors atomically: the policy's weights, the instruction-tuned run's
+    metadata (which `minigpt generate --checkpoint` reads) and the DPO settings. Returns its path."""
+    from minigpt.checkpoint import CHECKPOINT_NAME, save_checkpoint
+
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, CHECKPOINT_NAME)
+    save_checkpoint(path, policy_model.state_dict(), None, {**metadata, "dpo": settings})
+    return path
+
+
 def run_dpo(args) -> int:
     """Run `minigpt finetune dpo` with parsed arguments."""
     from functools import partial
 
-    from minigpt.checkpoint import CHECKPOINT_NAME, save_checkpoint
     from minigpt.data import DataLoader
     from minigpt.finetune import preference as dpo
     from minigpt.finetune.instruction import split_instruction_data
@@ -150,26 +145,28 @@ def run_dpo(args) -> int:
     shown = val_data[:3]
 
     optimizer = AdamW(policy_model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    settings = {"beta": args.beta, "lr": args.lr, "weight_decay": args.weight_decay, "epochs": args.epochs,
+                "source": args.checkpoint, "val_reward_margin_before": margin_before}
     start = time.time()
+    stops = StopBetweenSteps(optimizer)  # Ctrl-C / SIGTERM: stop after a complete step, then save its weights
     try:
-        tracking = dpo.train_model_dpo_simple(
-            policy_model, reference_model, train_loader, val_loader, optimizer, num_epochs=args.epochs, beta=args.beta,
-            eval_freq=args.eval_every, eval_iter=args.eval_batches, start_context=None, tokenizer=tokenizer)
+        with stops:
+            tracking = dpo.train_model_dpo_simple(
+                policy_model, reference_model, train_loader, val_loader, optimizer, num_epochs=args.epochs, beta=args.beta,
+                eval_freq=args.eval_every, eval_iter=args.eval_batches, start_context=None, tokenizer=tokenizer)
     except KeyboardInterrupt:
-        print("\ninterrupted: nothing saved")
-        return 130
+        total_steps = args.epochs * len(train_loader)
+        interrupted = {**settings, "interrupted_after_step": stops.completed_steps, "total_steps": total_steps}
+        return save_after_interrupt(COMMAND, stops.requests.signal, stops.completed_steps, total_steps,
+                                    lambda: _save_weights(args.out, policy_model, metadata, interrupted),
+                                    f"minigpt generate --checkpoint {args.out} --prompt TEXT")
     print(f"Training completed in {(time.time() - start) / 60:.2f} minutes.")
     after = dpo.evaluate_dpo_loss_loader(policy_model, reference_model, train_loader, val_loader, args.beta, args.eval_batches)
     margin_after = after["val_chosen_reward"] - after["val_rejected_reward"]
     print(f"after: validation loss {after['val_loss']:.4f}, validation reward margin {margin_after:.4f} "
           f"(before: {margin_before:.4f})")
 
-    os.makedirs(args.out, exist_ok=True)
-    checkpoint_path = os.path.join(args.out, CHECKPOINT_NAME)
-    save_checkpoint(checkpoint_path, policy_model.state_dict(), None,
-                    {**metadata, "dpo": {"beta": args.beta, "lr": args.lr, "weight_decay": args.weight_decay,
-                                         "epochs": args.epochs, "source": args.checkpoint,
-                                         "val_reward_margin_before": margin_before, "val_reward_margin_after": margin_after}})
+    checkpoint_path = _save_weights(args.out, policy_model, metadata, {**settings, "val_reward_margin_after": margin_after})
     with open(os.path.join(args.out, "history.json"), "w", encoding="utf-8") as file:
         json.dump({"before": before, "after": after, **tracking}, file, indent=1)
     if tracking["val_losses"]:  # the notebook's two figures: losses and reward margins against epochs

@@ -26,7 +26,8 @@ import json
 import os
 import time
 
-from minigpt.cli.common import add_threads_argument, fail
+from minigpt.cli.common import fail, save_after_interrupt
+from minigpt.cli.finetune_options import add_output_arguments, add_training_arguments, check_training_arguments
 from minigpt.cli.lora_options import add_lora_arguments, apply_lora
 
 COMMAND = "finetune instruct"
@@ -47,44 +48,27 @@ def add_instruct_parser(tasks) -> None:
                         "book's bundled instruction-data.json, 1,100 entries)")
     parser.add_argument("--max-examples", type=int, default=None, help="use only the first N entries of each split "
                         "(a quick trial, as the book script's --test_mode with 10)")
-    parser.add_argument("--epochs", type=int, default=2, help="passes over the training entries (the book: 2)")
-    parser.add_argument("--batch-size", type=int, default=8, help="entries per step (the book: 8)")
-    parser.add_argument("--lr", type=float, default=5e-5, help="AdamW learning rate (per step; the book: 5e-5)")
-    parser.add_argument("--weight-decay", type=float, default=0.1, help="AdamW's decoupled weight decay (the book: 0.1)")
+    add_training_arguments(parser, epochs=2, batch_size=8, lr=5e-5, weight_decay=0.1, eval_every=5, eval_batches=5,
+                           items="entries", estimates="the train and validation loss", source="the book")
     parser.add_argument("--drop-rate", type=float, default=0.0, help="dropout probability while fine-tuning (the book: 0)")
     parser.add_argument("--allowed-max-length", type=int, default=None, help="cut batches to this many tokens "
                         "(default: the model's context length; the book: 1024)")
     parser.add_argument("--mask-instruction", action="store_true", help="learn only the responses: ignore the "
                         "prompt's targets in the loss (the book's exercise 7.2)")
     add_lora_arguments(parser)  # the book's exercise 7.4: --lora 16 (alpha 16)
-    parser.add_argument("--eval-every", type=int, default=5, help="estimate train and validation loss every N steps (the book: 5)")
-    parser.add_argument("--eval-batches", type=int, default=5, help="batches per loss estimate (the book: 5)")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="tokens per test answer at most (the book: 256)")
     parser.add_argument("--generate-batch-size", type=int, default=8, help="test prompts answered together")
-    parser.add_argument("--seed", type=int, default=123, help="seed of the shuffling (and of dropout)")
-    parser.add_argument("--out", default="runs/instruct", help="output directory (checkpoint, history, loss plot, answers)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a run already saved in --out")
-    add_threads_argument(parser)
+    add_output_arguments(parser, seeds="the shuffling (and of dropout)", out="runs/instruct",
+                         contents="checkpoint, history, loss plot, answers")
 
 
 def _check_arguments(args) -> None:
-    positive = {"--epochs": args.epochs, "--batch-size": args.batch_size, "--eval-every": args.eval_every,
-                "--eval-batches": args.eval_batches, "--generate-batch-size": args.generate_batch_size}
-    if args.max_examples is not None:
-        positive["--max-examples"] = args.max_examples
-    if args.allowed_max_length is not None:
-        positive["--allowed-max-length"] = args.allowed_max_length
-    for flag, value in positive.items():
-        if value < 1:
-            fail(COMMAND, f"{flag} must be >= 1, got {value}")
+    check_training_arguments(COMMAND, args, generate_batch_size=args.generate_batch_size, max_examples=args.max_examples,
+                             allowed_max_length=args.allowed_max_length)
     if args.max_new_tokens < 0:
         fail(COMMAND, f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
-    if not args.lr > 0:
-        fail(COMMAND, f"--lr must be > 0, got {args.lr}")
     if not 0 <= args.drop_rate < 1:
         fail(COMMAND, f"--drop-rate must be in [0, 1), got {args.drop_rate}")
-    if os.path.exists(os.path.join(args.out, "checkpoint.safetensors")) and not args.overwrite:
-        fail(COMMAND, f"--out {args.out!r} already holds a run; pass --overwrite to replace it, or choose another --out")
 
 
 def _splits(args):
@@ -103,11 +87,28 @@ def _splits(args):
     return data, train_data, test_data, val_data
 
 
+def _save_weights(out: str, model, trainer, lora: bool) -> str:
+    """Write out/checkpoint.safetensors atomically: the weights and the run's description only (the
+    optimizer's moments, twice the weights, are not needed to use the model; `minigpt chat` and
+    `generate --checkpoint` read this file). Returns its path."""
+    from minigpt.checkpoint import CHECKPOINT_NAME, save_checkpoint
+
+    if lora:
+        from minigpt.nn import merge_lora
+
+        # A plain GPTModel again (`minigpt chat` loads it like any other), and the test answers run
+        # without the two extra products. Merging unties a tied head, so the config is stored anew.
+        merge_lora(model)
+        trainer.run_info["model_config"] = model.cfg.to_dict()
+    path = os.path.join(out, CHECKPOINT_NAME)
+    save_checkpoint(path, model.state_dict(), None, {"trainer": trainer.state()})
+    return path
+
+
 def run_instruct(args) -> int:
     """Run `minigpt finetune instruct` with parsed arguments."""
     from functools import partial
 
-    from minigpt.checkpoint import CHECKPOINT_NAME, save_checkpoint
     from minigpt.data import DataLoader
     from minigpt.finetune.instruction import (InstructionDataset, custom_collate_fn, format_input, generate_responses,
                                               save_responses)
@@ -164,26 +165,16 @@ def run_instruct(args) -> int:
     trainer = Trainer(model, optimizer, train_loader, val_loader, config, tokenizer=tokenizer, run_info=run_info)
     started = time.perf_counter()
     try:
-        history = trainer.fit()
+        history = trainer.fit()  # Ctrl-C / SIGTERM: the Trainer stops after a complete step (minigpt/interrupts.py)
     except KeyboardInterrupt:
-        print("\ninterrupted: nothing saved")
-        return 130
+        return save_after_interrupt(COMMAND, trainer.stop_signal, trainer.step, trainer.total_steps,
+                                    lambda: _save_weights(args.out, model, trainer, lora),
+                                    f"minigpt chat --checkpoint {args.out}, or minigpt generate --checkpoint {args.out}")
     print(f"Training completed in {(time.perf_counter() - started) / 60:.2f} minutes.")
     model.eval()
     final_val = calc_loss_loader(val_loader, model)
     print(f"Validation loss: {initial_val:.4f} before, {final_val:.4f} after (all {len(val_data)} entries)")
-    if lora:
-        from minigpt.nn import merge_lora
-
-        # A plain GPTModel again (`minigpt chat` loads it like any other), and the test answers run
-        # without the two extra products. Merging unties a tied head, so the config is stored anew.
-        merge_lora(model)
-        trainer.run_info["model_config"] = model.cfg.to_dict()
-
-    # Weights and the run's description only: the optimizer's moments (twice the weights) are
-    # not needed to use the model, and `minigpt chat` / `generate --checkpoint` read this file.
-    checkpoint_path = os.path.join(args.out, CHECKPOINT_NAME)
-    save_checkpoint(checkpoint_path, model.state_dict(), None, {"trainer": trainer.state()})
+    checkpoint_path = _save_weights(args.out, model, trainer, lora)
     with open(os.path.join(args.out, "history.json"), "w", encoding="utf-8") as file:
         json.dump(history, file)
     plot_path = plot_history(history, os.path.join(args.out, "loss.png"))

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from minigpt.cli.common import add_threads_argument, fail, load_run_checkpoint, make_tokenizer
+from minigpt.cli.common import add_threads_argument, end_of_text_id, fail, flag_names, load_run_checkpoint, make_tokenizer
 
 
 class _DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -65,7 +65,7 @@ def run(args) -> int:
         model.load_state_dict(model_state)
         tokenizer = make_tokenizer(run_info["tokenizer"])
     model.eval()
-    eos_id = getattr(tokenizer, "eot_token", None)  # GPT-2's <|endoftext|> ends a text
+    eos_id = end_of_text_id(tokenizer, model)  # GPT-2's <|endoftext|> ends a text
     if args.temperature == 0 and (args.top_k is not None or args.top_p is not None):
         print("note: --top-k and --top-p only matter when sampling; at --temperature 0 (the default) the most "
               "likely token is always taken. Add e.g. --temperature 1.0", file=sys.stderr)
@@ -84,7 +84,7 @@ def run(args) -> int:
                                  temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, eos_id=eos_id,
                                  rng=np.random.default_rng(args.seed), use_cache=not args.no_cache)
     except ValueError as error:  # the message names the library's argument: name the flag instead
-        fail("generate", _flag_names(str(error)))
+        fail("generate", flag_names(str(error)))
     print(args.prompt, end="", flush=True)
     try:
         for piece in decode_stream(tokens, tokenizer):  # (1,) ids of a batch of one, as they come
@@ -98,9 +98,3 @@ def run(args) -> int:
     print()
     return 0
 
-
-def _flag_names(message: str) -> str:
-    """Name the command-line flags in a message of `generate` (top_k -> --top-k, ...)."""
-    for argument in ("max_new_tokens", "temperature", "top_k", "top_p"):
-        message = message.replace(argument, "--" + argument.replace("_", "-"))
-    return message.replace(" or None", "")  # a command-line user cannot pass None: leaving the flag out is that

@@ -209,8 +209,11 @@ def compute_logprobs(logits: Tensor, labels, selection_mask=None) -> Tensor:
         raise ValueError(f"compute_logprobs: logits (B, T, V) need labels (B, T); got logits {logits.shape}, labels {labels.shape}")
     if labels.shape[1] < 2:
         raise ValueError(f"compute_logprobs: need at least 2 tokens per sequence, got {labels.shape[1]}")
-    # (B, T - 1): log p(labels[:, t] | tokens < t) for t = 1 .. T - 1
-    selected_log_probs = -F.cross_entropy(logits[:, :-1, :], labels[:, 1:], reduction="none")
+    # (B, T - 1): log p(labels[:, t] | tokens < t) for t = 1 .. T - 1. Flattened to (B*(T-1), V) rows:
+    # (B, T-1, V) logits would be read as PyTorch's (B, C, T) layout when T - 1 == V.
+    targets = labels[:, 1:]  # (B, T - 1)
+    flat_logits = logits[:, :-1, :].flatten(0, 1)  # (B*(T-1), V)
+    selected_log_probs = -F.cross_entropy(flat_logits, targets.reshape(-1), reduction="none").reshape(targets.shape)
     if selection_mask is None:
         return selected_log_probs.mean(-1)
     mask = np.asarray(selection_mask.data if isinstance(selection_mask, Tensor) else selection_mask)
