@@ -52,4 +52,4 @@ def take_over_and_unblock():
 interrupts.interrupt_on_sigterm = take_over_and_unblock
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())  # argv None: its own command line, as the `minigpt` command runs it

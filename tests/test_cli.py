@@ -462,3 +462,16 @@ def test_resume_uses_the_runs_thread_count_and_accepts_threads(tmp_path, capsys)
     split_weights = load_checkpoint(os.path.join(split, CHECKPOINT_NAME))[0]
     for name, array in whole_weights.items():
         assert np.array_equal(split_weights[name], array), name
+
+
+def test_the_command_ignores_more_signals_once_it_has_finished_and_in_process_callers_keep_theirs():
+    # A burst of Ctrl-C presses can outlast the command: one landing while Python shuts down
+    # printed a KeyboardInterrupt traceback from tqdm's exit handler. The `minigpt` command
+    # (main() on its own command line) ignores SIGINT and SIGTERM once it has returned its status;
+    # main(argv) called from Python code leaves the caller's handlers alone.
+    code = ("import signal, minigpt.cli as cli; cli._main = lambda argv, started: 130; "
+            "own = cli.main(['train']), signal.getsignal(signal.SIGINT) is signal.SIG_IGN; "
+            "status = cli.main(); "
+            "print(own, status, signal.getsignal(signal.SIGINT) is signal.SIG_IGN, signal.getsignal(signal.SIGTERM) is signal.SIG_IGN)")
+    printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert printed.split() == ["(130,", "False)", "130", "True", "True"]

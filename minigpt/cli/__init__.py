@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from minigpt.cli.common import BUNDLED_CORPORA, bundled_corpus_path
@@ -48,11 +49,18 @@ def main(argv=None) -> int:
     started = []  # the command, once it runs (its own messages then say what it kept)
     try:
         with interrupt_on_sigterm():
-            return _main(argv, started)
+            status = _main(argv, started)
     except KeyboardInterrupt:
         doing = f"minigpt {started[0]}: interrupted" if started else "minigpt: interrupted before the command started; nothing was saved"
         print(f"\n{doing}", file=sys.stderr)
-        return exit_status()
+        status = exit_status()
+    if argv is None:  # the process's own command line: it exits next
+        # The command has finished and said what it kept: one more Ctrl-C of a burst, landing
+        # while Python shuts down, would only print a traceback from an exit handler (tqdm's
+        # monitor thread, for one). Nothing is left to stop, so let the process end quietly.
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, signal.SIG_IGN)
+    return status
 
 
 def _main(argv, started: list) -> int:
