@@ -205,11 +205,22 @@ def test_gradient_buckets_group_parameters_from_the_last_layer_within_the_cap():
             GradientBuckets(World(rank=0, size=2), parameters, bucket_cap_mb=bad)
 
 
-@pytest.mark.parametrize("value", ["0", "-2", "nan", "inf"])
-def test_train_rejects_a_bucket_cap_that_is_not_a_positive_number(value, tmp_path):
-    with pytest.raises(SystemExit, match=f"--bucket-cap-mb must be a positive number of megabytes, got {value}"):
+@pytest.mark.parametrize("value", ["-2", "-0.5", "nan", "inf"])
+def test_train_rejects_a_bucket_cap_that_is_not_a_number_of_megabytes(value, tmp_path):
+    with pytest.raises(SystemExit, match=rf"--bucket-cap-mb must be a number of megabytes >= 0 \(0: one Allreduce after backward\), got {value}"):
         main(["train", *FLAGS, "--max-steps", "1", "--bucket-cap-mb", value, "--out", str(tmp_path / "x")])
     assert not os.path.exists(tmp_path / "x")
+
+
+def test_buckets_by_default_only_when_the_ranks_span_several_machines():
+    from minigpt.cli.train import MULTI_MACHINE_BUCKET_CAP_MB, _bucket_cap_mb
+    from minigpt.distributed import World
+
+    one_machine, two_machines = World(rank=0, size=4, local_size=4), World(rank=0, size=4, local_size=2)
+    assert _bucket_cap_mb(None, one_machine) is None and _bucket_cap_mb(None, SINGLE_PROCESS) is None
+    assert _bucket_cap_mb(None, two_machines) == MULTI_MACHINE_BUCKET_CAP_MB == 25.0
+    assert _bucket_cap_mb(0.0, two_machines) is None  # 0: one Allreduce after backward
+    assert _bucket_cap_mb(5.0, one_machine) == 5.0
 
 
 @needs_mpi
