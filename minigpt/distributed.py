@@ -336,6 +336,11 @@ def fingerprint(*values) -> str:
     return digest.hexdigest()
 
 
+class RanksDisagreeError(RuntimeError):
+    """The ranks of a run started from different weights, settings, data or data positions
+    (raised on every rank by `check_ranks_agree`; `minigpt train` reports it as a command error)."""
+
+
 def check_ranks_agree(world: World, **named_values) -> None:
     """Check that every rank holds the same values (hashed with `fingerprint`, then allgathered).
 
@@ -344,7 +349,8 @@ def check_ranks_agree(world: World, **named_values) -> None:
         named_values: name -> value (arrays, dicts, ...): e.g. weights=..., training_config=....
 
     Raises:
-        RuntimeError: on every rank, naming the values and the ranks that differ from rank 0.
+        RanksDisagreeError (a RuntimeError): on every rank, naming the values and the ranks that
+            differ from rank 0.
     """
     if world.size == 1:
         return
@@ -354,7 +360,7 @@ def check_ranks_agree(world: World, **named_values) -> None:
     differences = [f"{name} (ranks {', '.join(str(rank) for rank, theirs in enumerate(everyone) if theirs[name] != everyone[0][name])} differ from rank 0)"
                    for name in mine if any(theirs[name] != everyone[0][name] for theirs in everyone)]
     if differences:
-        raise RuntimeError(
+        raise RanksDisagreeError(
             "the ranks of this run disagree on " + "; ".join(differences) + ": every rank must start from the "
             "same command line, seed, data and checkpoint"
         )

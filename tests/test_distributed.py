@@ -280,6 +280,8 @@ def test_ranks_that_disagree_on_the_seed_stop_at_start_up(tmp_path):
     assert status != 0
     assert "the ranks of this run disagree on weights (ranks 1 differ from rank 0)" in errors, errors[-3000:]
     assert "training_config (ranks 1" in errors and "data (ranks" not in errors  # same data, other seed
+    # A command error on every rank (as a wrong flag), not a traceback:
+    assert "minigpt train: error: the ranks of this run disagree" in errors and "Traceback" not in errors, errors[-3000:]
     assert not os.path.exists(os.path.join(tmp_path, "seed", CHECKPOINT_NAME))
 
 

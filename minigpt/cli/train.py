@@ -302,6 +302,7 @@ def _train(args, world) -> int:
 
     from minigpt.checkpoint import CHECKPOINT_NAME
     from minigpt.data import DataLoader, GPTDataset, train_val_split
+    from minigpt.distributed import RanksDisagreeError
     from minigpt.model import PRESETS, GPTModel, get_config
     from minigpt.optim import AdamW
     from minigpt.generate import text_to_token_ids
@@ -489,6 +490,8 @@ def _train(args, world) -> int:
         flag = " (flag --lr)" if "lower the learning rate" in str(error) else ""  # not for NaN inputs or weights
         fail("train", f"{error}{flag}; the run's last checkpoint, if any, is untouched")
     except OSError as error:  # CheckpointSaveError: a full or read-only disk
+        fail("train", str(error))
+    except RanksDisagreeError as error:  # a command error on every rank (MPI_Abort), not a traceback
         fail("train", str(error))
     try:
         trainer.sample()
