@@ -305,6 +305,24 @@ def test_resume_refuses_changed_data_and_does_nothing_past_its_target(tmp_path, 
         main(["train", "--resume", out, "--max-steps", "4"])
 
 
+def test_resume_with_max_steps_below_the_step_or_within_the_warmup_says_so(tmp_path, capsys):
+    # A run with a 4-step warmup stopped at step 6 (as `--max-steps 6`); --max-steps 3 once said
+    # "warmup_steps=4 must be smaller than the run's 3 steps (flag --warmup-steps / --max-steps)",
+    # a flag a resumed run ignores, and --max-steps 5 "already at step 6 of 5".
+    out = str(tmp_path / "run")
+    main(["train", "--data", "the-verdict.txt", "--max-steps", "6", "--schedule", "cosine", "--warmup-steps", "4",
+          "--out", out, "--context-length", "32", *CHEAP])
+    capsys.readouterr()
+    for max_steps in ("3", "5"):
+        assert main(["train", "--resume", out, "--max-steps", max_steps]) == 0
+        assert f"already at step 6, past --max-steps {max_steps}: nothing to train" in capsys.readouterr().out
+    state = trainer_state(out)
+    state["step"] = 2  # as if stopped within the warmup: a target inside it cannot be trained to
+    with pytest.raises(SystemExit, match=r"--max-steps 3 ends the run within its 4 warmup steps.*above 4"):
+        from minigpt.cli.train import _check_resumed_max_steps
+        _check_resumed_max_steps(3, state["step"], state["training_config"])
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--schedule", "cosine", "--min-lr", "1", "--max-steps", "12"], "--min-lr 1.0 is above --lr"),
     (["--stride", "0"], "--stride must be at least 1"),

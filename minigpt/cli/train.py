@@ -285,6 +285,16 @@ def _keep_global_batch(config, saved_ranks: int, ranks: int):
     return dataclasses.replace(config, grad_accum_steps=micro_batches // ranks)
 
 
+def _check_resumed_max_steps(max_steps: int, saved_step: int, settings: dict) -> None:
+    """Stop with a flag error when a resumed run's --max-steps ends within its cosine warmup, which
+    a resumed run keeps (its --warmup-steps cannot be changed; the trainer's own error named that
+    flag). A --max-steps below the saved step is "nothing to train" (see `_train`)."""
+    warmup_steps = settings.get("warmup_steps") or 0
+    if settings.get("schedule") == "cosine" and saved_step <= max_steps <= warmup_steps:
+        fail("train", f"--max-steps {max_steps} ends the run within its {warmup_steps} warmup steps, which a resumed "
+                      f"run keeps: give --max-steps above {warmup_steps}")
+
+
 def _run_interruptible(args, world) -> int:
     """Run the command; Ctrl-C or SIGTERM before training starts: a one-line message, nothing
     written, status 130 (143 for SIGTERM). During training: see `Trainer.fit`."""
@@ -319,6 +329,7 @@ def _train(args, world) -> int:
         settings = dict(metadata["trainer"]["training_config"])
         settings["betas"] = tuple(settings["betas"]) if settings.get("betas") is not None else None
         if args.max_steps is not None:  # the one setting a resumed run may change: run longer
+            _check_resumed_max_steps(args.max_steps, metadata["trainer"]["step"], settings)
             settings["max_steps"] = args.max_steps
         if args.checkpoint_every is not None:  # how often to save does not change the results
             settings["checkpoint_every"], settings["checkpoint_minutes"] = args.checkpoint_every, args.checkpoint_minutes
@@ -331,6 +342,14 @@ def _train(args, world) -> int:
         config = _keep_global_batch(TrainingConfig(**settings), run_info.get("ranks", 1), world.size)
         model_config = get_config(run_info["model_config"])
         out_dir = args.out or os.path.dirname(os.path.abspath(checkpoint_path))
+        saved_step = metadata["trainer"]["step"]
+        if (args.max_steps is not None and args.max_steps < saved_step
+                and os.path.abspath(out_dir) == os.path.dirname(os.path.abspath(checkpoint_path))):
+            # Before the Trainer is built: a --max-steps below its warmup would be refused there.
+            # (Equal: the Trainer decides, as the step's evaluation may still be due.)
+            print(f"{checkpoint_path} is already at step {saved_step}, past --max-steps {args.max_steps}: "
+                  f"nothing to train (raise --max-steps above {saved_step} to train longer)")
+            return 0
         data_path = _resolve_data_path(args.data) if args.data else run_info["data"]
         tokenizer_spec = run_info["tokenizer"]
         batch_size, stride, train_ratio = run_info["batch_size"], run_info["stride"], run_info["train_ratio"]
