@@ -60,9 +60,12 @@ class StopRequests:
         deferring: > 0 while code that must not be cut (a step's update, a save) runs; the
             first signal then only sets `signal`, which `check` turns into a KeyboardInterrupt at
             the next safe point.
+        quiet: print none of the messages (a rank other than 0 under mpirun, where rank 0 alone
+            reports and saves; otherwise every rank printed the first signal's line).
     """
 
-    def __init__(self):
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
         self.signal = None
         self.presses = 0
         self.deferring = 0
@@ -111,11 +114,13 @@ class StopRequests:
             self.signal = number
             if not self.deferring:
                 raise KeyboardInterrupt
-            _write(f"{SIGNAL_NAMES.get(number, 'signal')}: stopping at the end of this step to save a checkpoint")
+            if not self.quiet:
+                _write(f"{SIGNAL_NAMES.get(number, 'signal')}: stopping at the end of this step to save a checkpoint")
             return
         if self._warned_at is None:
             self._warned_at = time.monotonic()
-            _write("saving checkpoint... press Ctrl-C again to abandon it")
+            if not self.quiet:
+                _write("saving checkpoint... press Ctrl-C again to abandon it")
             return
         if time.monotonic() - self._warned_at >= ABANDON_DELAY:
             raise SaveAbandoned

@@ -691,7 +691,7 @@ class Trainer:
                         disable=True if self.quiet or not self.world.is_main else None)  # None: hidden when not on a terminal
         started = time.perf_counter()
         self._last_save_time = time.monotonic()
-        stops = self._stops = StopRequests()
+        stops = self._stops = StopRequests(quiet=not self.world.is_main)  # rank 0 alone reports
         try:
             stops.install()
             if self._eval_due:  # an interrupt came before the last step's evaluation was recorded

@@ -294,6 +294,20 @@ def test_a_command_error_on_one_rank_aborts_the_others(tmp_path):
     assert "[rank 1 of 2] minigpt train: error: --data 'no-such-file.txt': no such file" in errors, errors[-3000:]
 
 
+def test_rank_0_alone_prints_the_stop_messages(capfd):
+    # Under mpirun Ctrl-C reaches every rank: each printed "stopping at the end of this step ...",
+    # so the log showed the line twice as if Ctrl-C had been pressed twice.
+    from minigpt.interrupts import StopRequests
+
+    for quiet, printed in ((False, True), (True, False)):
+        stops = StopRequests(quiet=quiet)
+        with stops.defer():
+            stops._handle(signal.SIGINT, None)  # the first press, during an update
+            stops._handle(signal.SIGINT, None)  # the second, as while saving
+        errors = capfd.readouterr().err
+        assert ("stopping at the end of this step" in errors and "press Ctrl-C again" in errors) == printed, errors
+
+
 @needs_mpi
 def test_ctrl_c_stops_every_rank_and_leaves_a_checkpoint_to_resume(tmp_path):
     # mpirun forwards SIGINT to both ranks; rank 0 saves the last completed step and aborts the
@@ -309,10 +323,11 @@ def test_ctrl_c_stops_every_rank_and_leaves_a_checkpoint_to_resume(tmp_path):
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     try:
-        process.communicate(timeout=TIMEOUT)
+        _, errors = process.communicate(timeout=TIMEOUT)
     finally:
         process.kill()
     assert process.returncode != 0
+    assert errors.count(b"stopping at the end of this step") <= 1, errors[-3000:]  # rank 0's only
     _, state = checkpoint(out)
     assert 1 <= state["step"] < 100000
     assert main(["train", "--resume", out, "--max-steps", str(state["step"] + 1)]) == 0
