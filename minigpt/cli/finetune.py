@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 from minigpt.cli.common import fail, load_run_checkpoint, make_tokenizer, save_after_interrupt
@@ -203,7 +204,9 @@ def _run_classify(args) -> int:
         with stops:
             train_losses, val_losses, train_accs, val_accs, examples_seen = cls.train_classifier_simple(
                 model, train_loader, validation_loader, optimizer, None, num_epochs=args.epochs, eval_freq=args.eval_every,
-                eval_iter=args.eval_batches, pooling=args.pooling, pad_token_id=pad_token_id, progress=True)
+                eval_iter=args.eval_batches, pooling=args.pooling, pad_token_id=pad_token_id,
+                # The bar only on a terminal, as `minigpt train` and the other fine-tunings: not in a log file.
+                progress=sys.stderr.isatty())
     except KeyboardInterrupt:
         total_steps = args.epochs * len(train_loader)
         interrupted = {**classifier, "interrupted_after_step": stops.completed_steps, "total_steps": total_steps}
