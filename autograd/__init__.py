@@ -106,3 +106,19 @@ __all__ = [
     "exp", "log", "sqrt", "tanh", "pow", "sigmoid", "softmax", "mean", "argmax", "topk",
     "gather", "dot", "clone", "flatten", "nonzero", "bincount", "multinomial",
 ]
+
+# torch's nn, optim and utils are minigpt's: `from minigpt import nn` attaches them here
+# (minigpt/nn/torch_names.py; the engine never imports minigpt). Before that, say so.
+_TORCH_NAMES_FROM_MINIGPT = {"nn": "torch.nn", "optim": "torch.optim", "utils": "torch.utils.data"}
+
+
+def __getattr__(name: str):
+    """Module attribute fallback (PEP 562): `autograd.nn`, `.optim` or `.utils` asked for before
+    `from minigpt import nn` raises an AttributeError that says which import provides it (Python's
+    own message suggested `autograd.nan`)."""
+    if name in _TORCH_NAMES_FROM_MINIGPT:
+        raise AttributeError(
+            f"module 'autograd' has no attribute {name!r} yet: {_TORCH_NAMES_FROM_MINIGPT[name]} is minigpt's; run "
+            f"`from minigpt import nn` after `import autograd as torch` (it adds autograd.nn, .optim and .utils.data)"
+        )
+    raise AttributeError(f"module 'autograd' has no attribute {name!r}")

@@ -6,6 +6,8 @@ checked against finite differences in float64 over hypothesis-drawn shapes (auto
 """
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -776,3 +778,21 @@ def test_in_place_under_no_grad_keeps_saved_arrays_and_parameter_memory():
         hidden[0] = 10.0  # a non-leaf: written into a copy, the graph is not corrupted
     assert weight.data is memory and memory.tolist() == [0.5, 0.5]
     assert hidden.data.tolist() == [10.0, -4.0] and hidden.grad_fn is not None
+
+
+def test_torch_nn_before_importing_minigpt_says_which_import_provides_it():
+    # `import autograd as torch; torch.nn.functional...` alone said "has no attribute 'nn'.
+    # Did you mean: 'nan'?". A fresh interpreter: this one has imported minigpt.nn already.
+    code = ("import autograd as torch\n"
+            "for name in ('nn', 'optim', 'utils', 'no_such_name'):\n"
+            "    try:\n"
+            "        getattr(torch, name)\n"
+            "    except AttributeError as error:\n"
+            "        print(error)\n"
+            "from minigpt import nn\n"
+            "print(torch.nn is nn, torch.optim.AdamW.__name__)\n")
+    printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    for line, name in zip(printed, ("nn", "optim", "utils")):
+        assert f"no attribute '{name}' yet" in line and "from minigpt import nn" in line, line
+    assert printed[3] == "module 'autograd' has no attribute 'no_such_name'"
+    assert printed[4] == "True AdamW"
