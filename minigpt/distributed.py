@@ -54,6 +54,19 @@ def launched_by_mpi(environ=None) -> bool:
     return any(rank in environ and size in environ for rank, size in _LAUNCHER_VARIABLES)
 
 
+def launched_ranks(environ=None) -> int:
+    """The number of ranks mpirun/mpiexec started (from the launcher's environment, without
+    importing mpi4py); 1 for a process not started by it."""
+    environ = os.environ if environ is None else environ
+    for rank, size in _LAUNCHER_VARIABLES:
+        if rank in environ and size in environ:
+            try:
+                return int(environ[size])
+            except ValueError:
+                return 1
+    return 1
+
+
 @dataclasses.dataclass
 class World:
     """The processes of a data-parallel run: this process's `rank` among `size`, and the communicator.

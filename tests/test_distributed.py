@@ -89,6 +89,25 @@ def assert_same_run(directory, reference, exact_weights=True):
 # ---- without mpirun ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("command", [["generate", "--checkpoint", "no-such-run", "--prompt", "hi"],
+                                     ["finetune", "classify", "--init", "random"], ["prepare", "a.txt", "a.bin"]])
+def test_commands_other_than_train_refuse_to_run_once_per_rank(command, monkeypatch):
+    # `mpirun -n 2 minigpt finetune classify ...` ran two independent fine-tunings that printed
+    # everything twice and wrote the same files. (The launcher's variables, as mpirun sets them.)
+    monkeypatch.setenv("PMI_RANK", "0")
+    monkeypatch.setenv("PMI_SIZE", "2")
+    with pytest.raises(SystemExit, match=f"minigpt {command[0]}: error: started by mpirun with 2 ranks, but only "
+                                         f"`minigpt train` runs data-parallel.*without mpirun"):
+        main(command)
+    monkeypatch.setenv("PMI_SIZE", "1")  # mpirun -n 1: one process, as without mpirun
+    with pytest.raises(SystemExit) as stopped:
+        main(["generate", "--checkpoint", "no-such-run", "--prompt", "hi"])
+    assert "mpirun" not in str(stopped.value)
+    from minigpt.distributed import launched_ranks
+
+    assert launched_ranks({}) == 1 and launched_ranks({"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "3"}) == 3
+
+
 def test_a_single_process_gets_the_single_process_world_without_importing_mpi4py():
     assert not launched_by_mpi({})
     assert launched_by_mpi({"PMI_RANK": "0", "PMI_SIZE": "2"}) and launched_by_mpi({"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2"})

@@ -95,8 +95,24 @@ def _main(argv, started: list) -> int:
         from minigpt.cli.common import fail
 
         fail(args.command, f"--seed must be an integer >= 0, got {args.seed}")
+    _refuse_several_ranks(args.command)
     started.append(args.command)
     return modules[args.command].run(args)
+
+
+def _refuse_several_ranks(command: str) -> None:
+    """Only `minigpt train` is data-parallel (README: MPI). Any other command started by
+    `mpirun -n N` (N > 1) would run N times side by side, each rank printing everything and
+    writing the same files: stop with a message instead."""
+    from minigpt.distributed import launched_ranks
+
+    ranks = launched_ranks()
+    if command != "train" and ranks > 1:
+        from minigpt.cli.common import fail
+
+        fail(command, f"started by mpirun with {ranks} ranks, but only `minigpt train` runs data-parallel: each rank "
+                      f"would run the whole command on its own (its output and files {ranks} times over); run "
+                      f"`minigpt {command}` without mpirun")
 
 
 if __name__ == "__main__":
