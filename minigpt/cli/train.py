@@ -231,9 +231,12 @@ def run(args) -> int:
     Under `mpirun -n N` (or mpiexec) the run is data-parallel over N ranks (minigpt/distributed.py):
     rank 0 prints and writes the run; an error that ends one rank aborts them all.
     """
-    from minigpt.distributed import init
+    try:
+        from minigpt.distributed import init
 
-    world = init()
+        world = init()
+    except KeyboardInterrupt:  # a Ctrl-C this early also gets the message of `_run_interruptible`
+        return _interrupted_before_training()
     if world.size == 1:
         return _run_interruptible(args, world)
     if args.threads is None:  # the ranks on one machine share its CPUs
@@ -298,13 +301,18 @@ def _check_resumed_max_steps(max_steps: int, saved_step: int, settings: dict) ->
 def _run_interruptible(args, world) -> int:
     """Run the command; Ctrl-C or SIGTERM before training starts: a one-line message, nothing
     written, status 130 (143 for SIGTERM). During training: see `Trainer.fit`."""
-    from minigpt.interrupts import exit_status
-
     try:
         return _train(args, world)
     except KeyboardInterrupt:
-        print("\nminigpt train: interrupted before training started; nothing was saved", file=sys.stderr)
-        return exit_status()
+        return _interrupted_before_training()
+
+
+def _interrupted_before_training() -> int:
+    """Say that nothing was written; return 130 (143 for SIGTERM)."""
+    from minigpt.interrupts import exit_status
+
+    print("\nminigpt train: interrupted before training started; nothing was saved", file=sys.stderr)
+    return exit_status()
 
 
 def _train(args, world) -> int:
