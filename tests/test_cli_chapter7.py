@@ -140,6 +140,16 @@ def test_chat_answers_piped_lines(assistant):
     assert "Ctrl-D or Ctrl-C quits" in done.stderr
 
 
+def test_chat_notes_a_message_longer_than_the_context(assistant):
+    # A message beyond the model's context (128 tokens here) was cut silently; generate said so.
+    out, _ = assistant
+    done = subprocess.run([sys.executable, "-m", "minigpt", "chat", "--checkpoint", str(out), "--max-new-tokens", "2"],
+                          input="Name a color.\n" + "word " * 200 + "\n", capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    notes = [line for line in done.stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "more than the model's context of 128" in notes[0], done.stderr  # the long line only
+
+
 @pytest.fixture(scope="module")
 def broken_assistant(assistant, tmp_path_factory):
     """The assistant with NaN token embeddings: every answer's logits are NaN."""

@@ -47,7 +47,11 @@ def _answer(model, tokenizer, message: str, args, rng) -> None:
     from minigpt.generate import decode_stream, stream_generate, text_to_token_ids
 
     ids = text_to_token_ids(chat_prompt(message), tokenizer)  # (1, T)
-    tokens = stream_generate(model, ids, max_new_tokens=args.max_new_tokens, context_size=model.cfg.context_length,
+    context_length = model.cfg.context_length
+    if ids.shape[1] > context_length:  # as `minigpt generate`: nothing cut without a word
+        print(f"note: this message in the book's prompt has {ids.shape[1]} tokens, more than the model's context of "
+              f"{context_length}: the model sees only its last {context_length} tokens (the start is cut)", file=sys.stderr)
+    tokens = stream_generate(model, ids, max_new_tokens=args.max_new_tokens, context_size=context_length,
                              temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                              eos_id=tokenizer.eot_token, rng=rng)
     started = False
