@@ -352,6 +352,8 @@ class Trainer:
     Attributes:
         step: optimizer steps taken; tokens_seen: input tokens processed;
         history: dict of lists `step`, `tokens_seen`, `train_loss`, `val_loss`, `lr`.
+        gradient_buckets: the `GradientBuckets` of a multi-rank run with `bucket_cap_mb`, else None
+            (one Allreduce after backward).
         dropout_seed: the run's dropout seed (an int in [0, 2**63)), drawn once from the model's
             own `dropout_rng` when the trainer is built (so the model's seed, `--seed`, decides it
             and every rank draws the same), saved in checkpoints and restored by `load`; None for
@@ -376,10 +378,10 @@ class Trainer:
                 f"grad_accum_steps={config.grad_accum_steps}{ranks}: use a smaller batch or more data"
             )
         self.model, self.optimizer = model, optimizer
-        self._gradient_buckets = None  # None: one Allreduce after backward (World.allreduce_gradients)
+        self.gradient_buckets = None  # None: one Allreduce after backward (World.allreduce_gradients)
         if bucket_cap_mb is not None:
             buckets = GradientBuckets(self.world, model.parameters(), bucket_cap_mb)  # checks the value
-            self._gradient_buckets = buckets if self.world.size > 1 else None
+            self.gradient_buckets = buckets if self.world.size > 1 else None
         self.train_loader, self.val_loader = train_loader, val_loader
         self.config, self.tokenizer, self.out_dir = config, tokenizer, out_dir
         self.run_info = dict(run_info or {})
@@ -483,16 +485,16 @@ class Trainer:
             # accumulated gradient is then exactly that of the mean over the whole batch.
             loss = F.cross_entropy(logits.flatten(0, 1), targets.reshape(-1), reduction="sum") * (1.0 / target_tokens)
             total_loss += loss.item()
-            if self._gradient_buckets is not None and number == accum - 1:
+            if self.gradient_buckets is not None and number == accum - 1:
                 # The last backward of the step completes each gradient: send them in buckets
                 # while backward goes on down the layers.
-                self._gradient_buckets.arm(total_loss)
+                self.gradient_buckets.arm(total_loss)
             loss.backward()
             del logits, loss  # free this micro-batch's activations before the next forward
         # Sum the gradients and the loss over the ranks (no-op on one process): every rank then
         # holds the gradient of the global batch's mean loss, and sees a NaN any rank produced.
-        if self._gradient_buckets is not None:
-            total_loss = self._gradient_buckets.finish()
+        if self.gradient_buckets is not None:
+            total_loss = self.gradient_buckets.finish()
         else:
             total_loss = self.world.allreduce_gradients(self.model.parameters(), total_loss)
         self._tokens_this_step = sum(inputs.size for inputs, _ in micro_batches)

@@ -93,8 +93,8 @@ def measure(name: str, warmup: int, steps: int, threads: int, bucket_cap_mb: flo
             return result
         return timed_function
 
-    if trainer._gradient_buckets is not None:
-        trainer._gradient_buckets.finish = timed(trainer._gradient_buckets.finish)
+    if trainer.gradient_buckets is not None:
+        trainer.gradient_buckets.finish = timed(trainer.gradient_buckets.finish)
     else:
         world.allreduce_gradients = timed(world.allreduce_gradients)
     step_seconds = []
@@ -106,7 +106,7 @@ def measure(name: str, warmup: int, steps: int, threads: int, bucket_cap_mb: flo
         step_seconds.append(time.perf_counter() - start)
     record = {"config": name, "ranks": world.size, "threads": threads, "step_s": step_seconds[warmup:],
               "allreduce_s": in_allreduce[warmup:], "bucket_cap_mb": bucket_cap_mb,
-              "buckets": None if trainer._gradient_buckets is None else len(trainer._gradient_buckets.buckets)}
+              "buckets": None if trainer.gradient_buckets is None else len(trainer.gradient_buckets.buckets)}
     if world.size > 1:
         trainer.model.zero_grad()
         for parameter in model.parameters():  # gradients to send (their values do not matter)

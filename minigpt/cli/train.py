@@ -503,9 +503,9 @@ def _train(args, world) -> int:
     if world.size > 1:
         print(f"data-parallel over {world.size} MPI ranks: global batch {batch_size} x {config.grad_accum_steps} (accumulation) "
               f"x {world.size} (ranks) = {trainer.batches_per_step * batch_size} sequences of {context_length} tokens per step; "
-              + (f"gradients in {len(trainer._gradient_buckets.buckets)} bucket(s) of at most "
+              + (f"gradients in {len(trainer.gradient_buckets.buckets)} bucket(s) of at most "
                  f"{_bucket_cap_mb(args.bucket_cap_mb, world):g} MB, started during backward"
-                 if trainer._gradient_buckets is not None else "one Allreduce of all gradients per step"))
+                 if trainer.gradient_buckets is not None else "one Allreduce of all gradients per step"))
     trainer.quiet = args.quiet
     try:
         history = trainer.fit()
