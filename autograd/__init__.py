@@ -7,17 +7,19 @@
     >>> x.grad
     array([2., 4., 6.], dtype=float32)
 
-Files, in reading order: `tensor.py` (Tensor, Function, the backward walk, no_grad), `ops.py`
-(primitive operations and their backward rules), `functional.py` (fused neural-network functions
-like softmax, cross-entropy, layer norm, attention), `gradcheck.py` (finite-difference checks),
-`testing.py` (hypothesis strategies to property-test your own ops; needs `pip install hypothesis`).
+Files, in reading order (each imports only the ones before it): `function.py` (`Function`, one
+recorded operation, and `no_grad`), `backward.py` (the backward walk and `grad`), `ops.py`
+(primitive operations and their backward rules), `device.py` (`device("cpu")`), `tensor.py`
+(`Tensor`, whole, and `Gradient`, the type of `.grad`), `functional.py` (fused neural-network
+functions like softmax, cross-entropy, layer norm, attention), `gradcheck.py` (finite-difference
+checks), `testing.py` (hypothesis strategies to property-test your own ops; needs
+`pip install hypothesis`).
 
 PyTorch's surface, so that the book's listings run with `import autograd as torch`: `random.py`
 (`manual_seed`, the default generator), `creation.py` (`zeros`, `rand`, `arange`, `tril`,
-dtypes, `device`, `cuda.is_available()`), `torch_api.py` (`torch.exp`, `topk`, `multinomial`,
-`masked_fill_`, `t[i] = v`, `.to(device)`...), `serialization.py` (`save` / `load` in
-safetensors), `autograd.py` (`torch.autograd.grad`), and in `tensor.py` `grad` and `Gradient`,
-the type of `.grad`.
+dtypes, `cuda.is_available()`), `torch_api.py` (`torch.cat`, `torch.exp`, `topk`,
+`multinomial`...), `serialization.py` (`save` / `load` in safetensors), `autograd.py`
+(`torch.autograd.grad`).
 """
 
 import importlib.metadata as _metadata
@@ -25,19 +27,10 @@ import math as _math
 
 import numpy as _np
 
-from autograd.tensor import (
-    Function,
-    Gradient,
-    Tensor,
-    as_tensor,
-    enable_grad,
-    grad,
-    is_grad_enabled,
-    no_grad,
-    set_printoptions,
-    tensor,
-)
-from autograd.ops import cat, matmul, maximum, minimum, stack, unbroadcast, where
+from autograd.function import Function, enable_grad, is_grad_enabled, no_grad
+from autograd.backward import grad
+from autograd.ops import unbroadcast
+from autograd.tensor import Gradient, Tensor, as_tensor, set_printoptions, tensor
 from autograd.gradcheck import GradcheckError, gradcheck
 from autograd import functional
 from autograd.random import default_generator, manual_seed, resolve_generator
@@ -47,8 +40,8 @@ from autograd.creation import (
     randint, randn, randn_like, short, tril, triu, uint8, zeros, zeros_like,
 )
 from autograd.torch_api import (
-    argmax, bincount, clone, dot, exp, flatten, gather, log, mean, multinomial, nonzero, pow,
-    sigmoid, softmax, sqrt, tanh, topk,
+    argmax, bincount, cat, clone, dot, exp, flatten, gather, log, matmul, maximum, mean, minimum,
+    multinomial, nonzero, pow, sigmoid, softmax, sqrt, stack, tanh, topk, where,
 )
 from autograd.torch_api import abs, sum  # noqa: A004,F401 - torch's names; shadow the builtins here only
 from autograd.serialization import load, save

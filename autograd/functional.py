@@ -22,7 +22,8 @@ import numpy as np
 
 from autograd.parallel import GRAIN_SIZE, parallel_for
 from autograd.random import default_generator
-from autograd.tensor import Function, Tensor, as_tensor
+from autograd.function import Function
+from autograd.tensor import Tensor, as_tensor
 
 __all__ = [
     "softmax",

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from autograd.tensor import Tensor, no_grad
+from autograd.function import no_grad
+from autograd.tensor import Tensor
 
 
 class GradcheckError(AssertionError):

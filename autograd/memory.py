@@ -13,13 +13,14 @@ Elsewhere than glibc (macOS, musl) it does nothing.
 
 The process settings of a training process. `apply_process_settings()` makes this call and
 `autograd.parallel.set_openblas_thread_timeout()` (idle BLAS threads free their core), once per
-process. Nothing is changed on import: the settings are applied lazily, at the first
-`Tensor.backward()`, so that a reader's own training loop (the book's `train_model_simple`) runs
-as fast as `minigpt train` (measured: about 7 % faster steps on book-124M). Opt out before the
-first backward with `disable_process_settings()`, or with the environment variable
-`MINIGPT_PROCESS_SETTINGS=0`: for a long-lived process that must give memory back after training,
-or a program that runs NumPy products in other threads at the moment of its first backward
-(OpenBLAS's threads are restarted then).
+process. Nothing is changed on import: the settings are applied when the first optimizer of the
+process is built (`minigpt.optim.Optimizer.__init__`: a training loop is about to run), so that
+a reader's own training loop (the book's `train_model_simple`) runs as fast as `minigpt train`
+(measured: about 7 % faster steps on book-124M), and `Tensor.backward()` runs nothing but the
+gradient walk. Opt out before building the optimizer with `disable_process_settings()`, or with
+the environment variable `MINIGPT_PROCESS_SETTINGS=0`: for a long-lived process that must give
+memory back after training, or a program that runs NumPy products in other threads at the
+moment it builds its optimizer (OpenBLAS's threads are restarted then).
 
 References: mallopt(3) (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD); glibc malloc's dynamic mmap threshold.
 """
@@ -33,8 +34,8 @@ import os
 # The environment variable that opts out of the process settings: "0" (or "false", "no", "off").
 PROCESS_SETTINGS_ENV = "MINIGPT_PROCESS_SETTINGS"
 
-# True until the process settings were applied or declined; Tensor.backward() reads it on every
-# call, so that the check costs one attribute lookup.
+# True until the process settings were applied or declined (apply_process_settings returns at
+# once after that).
 settings_pending = True
 
 _M_TRIM_THRESHOLD = -1
@@ -68,8 +69,8 @@ def keep_freed_memory() -> bool:
 def apply_process_settings() -> bool:
     """Apply the training process settings once: `keep_freed_memory()` and OpenBLAS's idle timeout.
 
-    Called by the first `Tensor.backward()` of the process (see the module docstring); calling it
-    again does nothing. Does nothing either when `disable_process_settings()` was called first or
+    Called when an optimizer is built (`minigpt.optim.Optimizer`; see the module docstring);
+    calling it again does nothing. Does nothing either when `disable_process_settings()` was called first or
     the environment variable MINIGPT_PROCESS_SETTINGS is "0", "false", "no" or "off".
 
     Returns:
@@ -89,7 +90,7 @@ def apply_process_settings() -> bool:
 
 
 def disable_process_settings() -> None:
-    """Opt out of the process settings that the first backward would apply (call before it).
+    """Opt out of the process settings that building an optimizer would apply (call before it).
 
     Settings already applied stay: they cannot be undone in a running process.
     """

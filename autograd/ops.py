@@ -3,9 +3,9 @@
 Every class below pairs a `forward` on plain arrays with the `backward` that reverses it. The
 backward rules are the textbook derivatives; each docstring gives the formula. Binary operations
 broadcast like NumPy and PyTorch, and their gradients are reduced back to each input's shape in
-one place, `unbroadcast`. At the end of the file the operations are attached to `Tensor` as its
-methods and operators (`x + y`, `x.sum(dim=1)`, `x @ w`, `x[mask]`, ...), following PyTorch's names
-and semantics (`dim=`, `keepdim=`).
+one place, `unbroadcast`. `Tensor`'s methods and operators (`x + y`, `x.sum(dim=1)`, `x @ w`,
+`x[mask]`, ... in `tensor.py`) call these classes, following PyTorch's names and semantics (`dim=`,
+`keepdim=`). This file imports only NumPy and `function.py`: an op knows arrays, not Tensors.
 
 Shape letters: B batch, T tokens, C channels; `dout` is always the gradient flowing in from the
 output, `da`, `db`, `dx` the gradients flowing out to the inputs.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from autograd.tensor import Function, MaxMin, Tensor, as_tensor, is_grad_enabled
+from autograd.function import Function
 
 # --------------------------------------------------------------------------------------------
 # Helpers
@@ -91,7 +91,7 @@ def _expand_reduced(dout: np.ndarray, axes: tuple, keepdim: bool, shape: tuple) 
     return dout.reshape(kept_shape)
 
 
-def _promote(a: Tensor, b: Tensor, true_division: bool = False) -> tuple:
+def _promote(a, b, true_division: bool = False) -> tuple:
     """Bring two operands to one dtype as PyTorch does, so that nothing silently becomes float64.
 
     NumPy would compute int64 * float32 in float64 (and then a backward rule would hand a float64
@@ -111,7 +111,15 @@ def _promote(a: Tensor, b: Tensor, true_division: bool = False) -> tuple:
         target = np.dtype(np.float32)
     else:
         return a, b  # integers and bools among themselves: NumPy's rules
-    return _to(a, target), _to(b, target)
+    return _cast(a, target), _cast(b, target)
+
+
+def _cast(tensor, dtype):
+    """`tensor` converted to `dtype` by a recorded `Cast` (gradients flow back converted), or
+    `tensor` itself when it has that dtype already (`Tensor.to(dtype)` and `_promote` use it)."""
+    if np.dtype(dtype) == tensor.dtype:
+        return tensor
+    return Cast.apply(tensor, dtype=np.dtype(dtype))
 
 
 def _float_result_dtype(array: np.ndarray) -> np.dtype:
@@ -618,390 +626,74 @@ class MaskedFill(Function):
 
 
 # --------------------------------------------------------------------------------------------
-# Functions that take several tensors (module level, as torch.cat / torch.where ...)
+# Gather, copy and item assignment (torch.gather, clone, t[i] = v)
 # --------------------------------------------------------------------------------------------
 
 
-def _check_tensor_list(tensors, name: str) -> list:
-    if isinstance(tensors, Tensor) or not hasattr(tensors, "__iter__"):
-        raise TypeError(f"{name} expects a sequence of tensors, got {type(tensors).__name__}")
-    tensors = [as_tensor(t) for t in tensors]
-    if not tensors:
-        raise ValueError(f"{name} expects at least one tensor, got an empty sequence")
-    return tensors
+def _gather_index(index: np.ndarray, axis: int) -> tuple:
+    """The NumPy index picking out[i][j][k] = a[i][index[i][j][k]][k] (for axis 1), any rank."""
+    grids = list(np.ix_(*[np.arange(size) for size in index.shape]))  # open grids, broadcastable
+    grids[axis] = index
+    return tuple(grids)
 
 
-def cat(tensors, dim: int = 0) -> Tensor:
-    """Join tensors along an existing dimension `dim` (torch.cat).
+class Gather(Function):
+    """out[..., i, ...] = a[..., index[..., i, ...], ...] along `dim` (torch.gather).
 
-    Raises:
-        ValueError: the tensors differ in rank or in a dimension other than `dim`.
+    da = zeros of a's shape with dout added at the gathered positions; `np.add.at` adds every
+    copy when an index repeats.
     """
-    tensors = _check_tensor_list(tensors, "cat")
-    first = tensors[0]
-    axis = _normalize_dim(dim, first.ndim)[0] if first.ndim else None
-    for i, t in enumerate(tensors):
-        if t.ndim != first.ndim or t.ndim == 0 or any(
-            s != f for d, (s, f) in enumerate(zip(t.shape, first.shape)) if d != axis
-        ):
-            raise ValueError(
-                f"cat: tensor {i} has shape {t.shape}, which does not match tensor 0's shape "
-                f"{first.shape} outside dim {dim}"
-            )
-    dtypes = {t.dtype for t in tensors}
-    if len(dtypes) > 1:  # mixed dtypes: cast to the common one, as torch.cat (see _promote)
-        floats = [d for d in dtypes if d.kind == "f"]
-        target = np.result_type(*floats) if floats else np.result_type(*dtypes)
-        tensors = [_to(t, target) for t in tensors]
-    return Cat.apply(*tensors, dim=dim)
+
+    def forward(self, a, index, axis):
+        self.a_shape, self.where = a.shape, _gather_index(index, axis)
+        return a[self.where]
+
+    def backward(self, dout):
+        da = np.zeros(self.a_shape, dtype=dout.dtype)
+        np.add.at(da, self.where, dout)
+        return da
 
 
-def stack(tensors, dim: int = 0) -> Tensor:
-    """Join same-shape tensors along a new dimension `dim` (torch.stack): unsqueeze, then cat.
+class Clone(Function):
+    """out = a copy of a (new memory).   da = dout."""
 
-    Raises:
-        ValueError: the tensors have different shapes.
+    def forward(self, a):
+        return a.copy()
+
+    def backward(self, dout):
+        return dout
+
+
+class SetItem(Function):
+    """out = a with out[index] = value (value broadcast to the selected shape).
+
+    da = dout with zeros at the written positions (they no longer depend on a);
+    dvalue = dout[index], unbroadcast to value's shape. With an integer-array index that repeats a
+    position, the last write wins in forward and every copy receives dout in backward (PyTorch
+    leaves this case undefined).
     """
-    tensors = _check_tensor_list(tensors, "stack")
-    for i, t in enumerate(tensors):
-        if t.shape != tensors[0].shape:
-            raise ValueError(f"stack: tensor {i} has shape {t.shape}, tensor 0 has {tensors[0].shape}")
-    return cat([t.unsqueeze(dim) for t in tensors], dim=dim)
 
+    def forward(self, a, value, index):
+        self.index, self.value_shape = index, value.shape
+        out = a.copy()
+        out[index] = value
+        return out
+
+    def backward(self, dout):
+        da = None
+        if self.needs_input_grad[0]:
+            da = dout.copy()
+            da[self.index] = 0
+        dvalue = None
+        if self.needs_input_grad[1]:
+            selected = np.asarray(dout[self.index])
+            dvalue = unbroadcast(selected, self.value_shape) if selected.shape != self.value_shape else selected.copy()
+        return da, dvalue
 
-def where(condition, input, other) -> Tensor:  # noqa: A002 - torch.where's argument names
-    """Elementwise `input` where `condition` is True, else `other` (torch.where). Numbers are allowed.
-
-    Args:
-        condition: a bool array or bool Tensor, broadcastable with `input` and `other`.
-        input, other: tensors or numbers (the book's ch. 5.3.2 passes them by keyword).
-    """
-    a, b = input, other
-    condition = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
-    if condition.dtype != np.bool_:
-        raise TypeError(f"where: condition must be bool, got dtype {condition.dtype}")
-    like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
-    a, b = _promote(as_tensor(a, like), as_tensor(b, like))
-    try:
-        np.broadcast_shapes(condition.shape, a.shape, b.shape)
-    except ValueError:
-        raise ValueError(f"where: shapes {condition.shape}, {a.shape} and {b.shape} cannot be broadcast together") from None
-    # The output has the broadcast shape of all three; expand the values so gradients unbroadcast.
-    out_shape = np.broadcast_shapes(condition.shape, a.shape, b.shape)
-    condition = np.broadcast_to(condition, out_shape)
-    return Where.apply(a, b, condition=condition)
-
-
-def maximum(a, b) -> Tensor:
-    """Elementwise maximum of two tensors (or a tensor and a number), as torch.maximum."""
-    like = a if isinstance(a, Tensor) else b
-    return Maximum.apply(*_promote(as_tensor(a, like), as_tensor(b, like)))
-
-
-def minimum(a, b) -> Tensor:
-    """Elementwise minimum, as torch.minimum: -maximum(-a, -b)."""
-    like = a if isinstance(a, Tensor) else b
-    return -maximum(-as_tensor(a, like), -as_tensor(b, like))
-
-
-def matmul(a, b) -> Tensor:
-    """Matrix product with NumPy/PyTorch rules (see `Matmul`)."""
-    return Matmul.apply(*_promote(as_tensor(a), as_tensor(b)))
-
-
-# --------------------------------------------------------------------------------------------
-# Tensor methods
-# --------------------------------------------------------------------------------------------
-
-
-def _binary(function_class, swap: bool = False):
-    """Make a Tensor operator method from a binary Function; `swap` gives the reflected form."""
-
-    true_division = function_class is Div
-
-    def method(self, other):
-        other = as_tensor(other, like=self)
-        a, b = (other, self) if swap else (self, other)
-        a, b = _promote(a, b, true_division)
-        return function_class.apply(a, b)
-
-    method.__name__ = function_class.__name__.lower()
-    method.__doc__ = function_class.__doc__
-    return method
-
-
-def _comparison(ufunc):
-    def method(self, other):
-        other = other.data if isinstance(other, Tensor) else other
-        return Tensor._make(ufunc(self.data, other), False)
-
-    method.__doc__ = f"Elementwise {ufunc.__name__}; a bool tensor without gradient."
-    return method
-
-
-def _pow(self, exponent):
-    """self ** exponent: a number exponent uses PowScalar (fast small powers), a tensor uses Pow."""
-    if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
-        return PowScalar.apply(self, exponent=exponent)
-    return Pow.apply(*_promote(self, as_tensor(exponent, like=self)))
-
-
-def _rpow(self, base):
-    """base ** self for a number base."""
-    return Pow.apply(*_promote(as_tensor(base, like=self), self))
-
-
-def _sum(self, dim=None, keepdim: bool = False):
-    """Sum over `dim` (int, tuple or None for all), as torch.sum."""
-    return Sum.apply(self, dim=dim, keepdim=keepdim)
-
-
-def _mean(self, dim=None, keepdim: bool = False):
-    """Mean over `dim` (int, tuple or None for all), as torch.mean; float32 for integer input."""
-    return Mean.apply(self, dim=dim, keepdim=keepdim)
-
-
-def _var(self, dim=None, unbiased: bool = True, keepdim: bool = False):
-    """Variance over `dim`: divides by n - 1 when `unbiased` (PyTorch's default), else by n."""
-    return Var.apply(self, dim=dim, keepdim=keepdim, correction=1 if unbiased else 0)
-
-
-def _max(self, dim=None, keepdim: bool = False):
-    """Largest value: over everything when `dim` is None (a tensor), else `(values, indices)`
-    along the int `dim`, as torch.max. The gradient is split evenly among tied maxima."""
-    if dim is None:
-        return Max.apply(self, dim=None, keepdim=False)
-    values = Max.apply(self, dim=dim, keepdim=keepdim)
-    indices = np.argmax(self.data, axis=dim)
-    if keepdim:
-        indices = np.expand_dims(indices, dim)
-    return MaxMin(values, Tensor._make(indices.astype(np.int64), False))
-
-
-def _min(self, dim=None, keepdim: bool = False):
-    """Smallest value, as torch.min: -max(-x), with indices when `dim` is given."""
-    if dim is None:
-        return -Max.apply(-self, dim=None, keepdim=False)
-    values = -Max.apply(-self, dim=dim, keepdim=keepdim)
-    indices = np.argmin(self.data, axis=dim)
-    if keepdim:
-        indices = np.expand_dims(indices, dim)
-    return MaxMin(values, Tensor._make(indices.astype(np.int64), False))
-
-
-def _argmax(self, dim=None, keepdim: bool = False):
-    """Index of the largest value (int64, no gradient), as torch.argmax."""
-    result = np.argmax(self.data, axis=dim, keepdims=keepdim)
-    return Tensor._make(np.asarray(result, dtype=np.int64), False)
-
-
-def _reshape(self, *shape):
-    """The same elements in a new shape; one dimension may be -1 (torch.reshape / view)."""
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = tuple(shape[0])
-    return Reshape.apply(self, shape=shape)
-
-
-def _transpose(self, dim0: int, dim1: int):
-    """Swap two dimensions (torch.transpose), e.g. keys (B, H, T, D) -> (B, H, D, T)."""
-    axes = list(range(self.ndim))
-    d0 = _normalize_dim(dim0, self.ndim, "dim0")[0]
-    d1 = _normalize_dim(dim1, self.ndim, "dim1")[0]
-    axes[d0], axes[d1] = axes[d1], axes[d0]
-    return Permute.apply(self, dims=tuple(axes))
-
-
-def _permute(self, *dims):
-    """Reorder all dimensions (torch.permute)."""
-    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
-        dims = tuple(dims[0])
-    if len(dims) != self.ndim:
-        raise ValueError(f"permute: got {len(dims)} dims {dims} for a tensor with {self.ndim} dimensions")
-    normalized = tuple(_normalize_dim(d, self.ndim)[0] for d in dims)
-    if sorted(normalized) != list(range(self.ndim)):
-        raise ValueError(f"permute: dims {dims} are not a permutation of 0..{self.ndim - 1}")
-    return Permute.apply(self, dims=normalized)
-
-
-def _T(self):
-    """All dimensions reversed (a matrix transposed), as torch.Tensor.T."""
-    return Permute.apply(self, dims=tuple(reversed(range(self.ndim))))
-
-
-def _unsqueeze(self, dim: int):
-    """Insert a dimension of size 1 at `dim` (negative counts from the end of the result)."""
-    axis = _normalize_dim(dim, self.ndim + 1)[0]
-    return Reshape.apply(self, shape=self.shape[:axis] + (1,) + self.shape[axis:])
-
-
-def _squeeze(self, dim=None):
-    """Remove dimensions of size 1 (only `dim` when given and of size 1), as torch.squeeze."""
-    if dim is None:
-        shape = tuple(size for size in self.shape if size != 1)
-    else:
-        axes = _normalize_dim(dim, self.ndim)
-        shape = tuple(size for i, size in enumerate(self.shape) if not (i in axes and size == 1))
-    return Reshape.apply(self, shape=shape)
-
-
-def _expand(self, *shape):
-    """Broadcast to a larger shape without copying; -1 keeps a dimension (torch.expand)."""
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = tuple(shape[0])
-    lead = len(shape) - self.ndim
-    if lead < 0:
-        raise ValueError(f"expand: target shape {shape} has fewer dimensions than the tensor {self.shape}")
-    if -1 in shape[:lead]:
-        raise ValueError(f"expand: -1 is not allowed for the new leading dimensions of {shape} (tensor shape {self.shape})")
-    shape = tuple(self.shape[i - lead] if size == -1 else size for i, size in enumerate(shape))
-    return Expand.apply(self, shape=shape)
-
-
-def _getitem(self, index):
-    """Indexing as NumPy/PyTorch: slices, ints, None, ..., integer arrays and boolean masks."""
-    if isinstance(index, Tensor):
-        index = index.data
-    elif isinstance(index, tuple):
-        index = tuple(part.data if isinstance(part, Tensor) else part for part in index)
-    if isinstance(index, list):
-        index = np.asarray(index)
-    return GetItem.apply(self, index=index)
-
-
-def _masked_fill(self, mask, value: float):
-    """Put `value` where `mask` (bool, broadcastable to self) is True (torch.masked_fill).
-
-    Raises:
-        TypeError: the mask is not bool. ValueError: it does not broadcast to self's shape.
-    """
-    mask = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
-    if mask.dtype != np.bool_:
-        raise TypeError(f"masked_fill: mask must be bool, got dtype {mask.dtype}")
-    try:
-        if np.broadcast_shapes(mask.shape, self.shape) != self.shape:
-            raise ValueError
-    except ValueError:
-        raise ValueError(f"masked_fill: mask of shape {mask.shape} does not broadcast to the tensor's shape {self.shape}") from None
-    return MaskedFill.apply(self, mask=mask, value=value)
-
-
-def _clamp(self, min=None, max=None):  # noqa: A002 - PyTorch's argument names
-    """Limit values to [min, max] (either may be None), as torch.clamp."""
-    if min is None and max is None:
-        raise ValueError("clamp: at least one of min and max must be given")
-    return Clamp.apply(self, low=min, high=max)
-
-
-def _split(self, split_size_or_sections, dim: int = 0):
-    """Split into pieces along `dim` (torch.split): an int gives pieces of that size (the last may
-    be smaller), a list gives the size of each piece. Each piece is a slice (GetItem)."""
-    axis = _normalize_dim(dim, self.ndim)[0]
-    length = self.shape[axis]
-    if isinstance(split_size_or_sections, (int, np.integer)):
-        if split_size_or_sections < 1:
-            raise ValueError(f"split: split_size must be at least 1, got {split_size_or_sections}")
-        sizes = [split_size_or_sections] * (length // split_size_or_sections)
-        if length % split_size_or_sections:
-            sizes.append(length % split_size_or_sections)
-    else:
-        sizes = list(split_size_or_sections)
-        if sum(sizes) != length:
-            raise ValueError(f"split: sections {sizes} add up to {sum(sizes)}, but dim {dim} has length {length}")
-    pieces, start = [], 0
-    for size in sizes:
-        index = (slice(None),) * axis + (slice(start, start + size),)
-        pieces.append(self[index])
-        start += size
-    return tuple(pieces)
-
-
-def _to(self, dtype):
-    """Convert to another dtype; gradients flow back converted to the original dtype."""
-    if np.dtype(dtype) == self.dtype:
-        return self
-    return Cast.apply(self, dtype=np.dtype(dtype))
-
-
-def _float(self):
-    """Convert to float32 (torch.Tensor.float)."""
-    return _to(self, np.float32)
-
-
-def _double(self):
-    """Convert to float64 (torch.Tensor.double), e.g. for gradient checks."""
-    return _to(self, np.float64)
-
-
-def _unary(function_class):
-    def method(self):
-        return function_class.apply(self)
-
-    method.__name__ = function_class.__name__.lower()
-    method.__doc__ = function_class.__doc__
-    return method
-
-
-def _softmax(self, dim: int):
-    """Softmax along `dim` (see autograd.functional.softmax)."""
-    from autograd.functional import softmax
-
-    return softmax(self, dim)
-
-
-Tensor.__add__ = _binary(Add)
-Tensor.__radd__ = _binary(Add, swap=True)
-Tensor.__sub__ = _binary(Sub)
-Tensor.__rsub__ = _binary(Sub, swap=True)
-Tensor.__mul__ = _binary(Mul)
-Tensor.__rmul__ = _binary(Mul, swap=True)
-Tensor.__truediv__ = _binary(Div)
-Tensor.__rtruediv__ = _binary(Div, swap=True)
-Tensor.__matmul__ = _binary(Matmul)
-Tensor.__rmatmul__ = _binary(Matmul, swap=True)
-Tensor.__pow__ = _pow
-Tensor.__rpow__ = _rpow
-Tensor.__neg__ = _unary(Neg)
-Tensor.__getitem__ = _getitem
-Tensor.__lt__ = _comparison(np.less)
-Tensor.__le__ = _comparison(np.less_equal)
-Tensor.__gt__ = _comparison(np.greater)
-Tensor.__ge__ = _comparison(np.greater_equal)
-Tensor.__eq__ = _comparison(np.equal)
-Tensor.__ne__ = _comparison(np.not_equal)
-Tensor.exp = _unary(Exp)
-Tensor.log = _unary(Log)
-Tensor.sqrt = _unary(Sqrt)
-Tensor.tanh = _unary(Tanh)
-Tensor.abs = _unary(Abs)
-Tensor.relu = _unary(Relu)
-Tensor.sum = _sum
-Tensor.mean = _mean
-Tensor.var = _var
-Tensor.max = _max
-Tensor.min = _min
-Tensor.argmax = _argmax
-Tensor.matmul = matmul
-Tensor.reshape = _reshape
-Tensor.view = _reshape
-Tensor.transpose = _transpose
-Tensor.permute = _permute
-Tensor.T = property(_T)
-Tensor.unsqueeze = _unsqueeze
-Tensor.squeeze = _squeeze
-Tensor.expand = _expand
-Tensor.masked_fill = _masked_fill
-Tensor.clamp = _clamp
-Tensor.split = _split
-Tensor.to = _to
-Tensor.float = _float
-Tensor.double = _double
-Tensor.softmax = _softmax
-Tensor.maximum = maximum
-Tensor.minimum = minimum
 
 __all__ = [
     "Add", "Sub", "Mul", "Div", "Pow", "PowScalar", "Maximum", "Where", "Neg", "Exp", "Log",
     "Sqrt", "Tanh", "Abs", "Relu", "Clamp", "Cast", "Sum", "Mean", "Var", "Max", "Matmul",
-    "Reshape", "Permute", "Expand", "GetItem", "Cat", "MaskedFill", "cat", "stack", "where",
-    "maximum", "minimum", "matmul", "unbroadcast", "is_grad_enabled",
+    "Reshape", "Permute", "Expand", "GetItem", "Cat", "MaskedFill", "Gather", "Clone", "SetItem",
+    "unbroadcast",
 ]

@@ -33,7 +33,7 @@ from safetensors.numpy import load as load_bytes
 from safetensors.numpy import save as save_bytes
 from safetensors.numpy import save_file
 
-from autograd.creation import check_device
+from autograd.device import check_device
 from autograd.tensor import Tensor
 
 METADATA_KEY = "minigpt.object"

@@ -1,91 +1,44 @@
-"""The graph machinery of the engine: `Tensor`, `Function` and the backward walk.
+"""`Tensor`: an array that records the operations applied to it, and can be differentiated.
 
 A `Tensor` wraps a NumPy array (`.data`). When an operation is applied to tensors that require
-gradients, the result remembers the `Function` object that made it (`.grad_fn`), and that object
-remembers its inputs and whatever its backward rule needs. `loss.backward()` walks this graph from
-the loss to the leaves in reverse topological order, calling each function's `backward` once with
-the gradient of its output and accumulating the gradients of the leaves into their `.grad`.
+gradients, the result remembers the `Function` that made it (`.grad_fn`), and that function
+remembers its inputs and whatever its backward rule needs. `loss.backward()` hands the graph to
+the backward walk (`autograd/backward.py`), which calls each function's `backward` once and
+accumulates the gradients of the leaves into their `.grad`.
+
+The whole class is here, in one body, as minitorch writes its tensor: every method is a few lines
+that check their arguments and call a `Function` (`Add.apply(self, other)`). The primitive
+functions live in `ops.py`, the fused neural-network ones (softmax, sigmoid, ...) behind
+`autograd.kernels` (a plain reference version or a fast one). The methods are grouped: the
+gradient, properties and printing, arithmetic, comparisons, elementwise functions, reductions,
+shape, indexing, in-place changes, conversion, Python's protocols.
 
 This is reverse-mode automatic differentiation as in PyTorch's autograd (Paszke et al. 2017,
-"Automatic differentiation in PyTorch") and micrograd, on whole arrays instead of scalars. The
-primitive operations live in `autograd/ops.py`, the fused neural-network functions in
-`autograd/functional.py`; this file only knows how to record and walk a graph.
+"Automatic differentiation in PyTorch") and micrograd, on whole arrays instead of scalars.
 
 Shape letters used in comments across the engine: B batch, T tokens, C channels, H heads,
 D head size, V vocabulary.
+
+References: torch.Tensor (names and semantics: `dim=`, `keepdim=`, in-place rules); minitorch's
+`tensor.py`.
 """
 
 from __future__ import annotations
 
-import functools
 import sys
 from collections import namedtuple
 
 import numpy as np
 
-from autograd import memory as _memory  # the process settings applied at the first backward
-
-# --------------------------------------------------------------------------------------------
-# Gradient mode: whether operations record a graph (`no_grad` switches it off).
-# --------------------------------------------------------------------------------------------
-
-_grad_enabled = True
-
-
-def is_grad_enabled() -> bool:
-    """Return True when operations record a graph for backward (the default).
-
-    References: torch.is_grad_enabled.
-    """
-    return _grad_enabled
-
-
-class _GradMode:
-    """Context manager and decorator that sets the gradient mode and restores it on exit."""
-
-    enabled = True
-
-    def __enter__(self):
-        global _grad_enabled
-        self._previous = _grad_enabled
-        _grad_enabled = self.enabled
-        return self
-
-    def __exit__(self, *exc_info):
-        global _grad_enabled
-        _grad_enabled = self._previous
-        return False
-
-    def __call__(self, function):
-        @functools.wraps(function)
-        def wrapper(*args, **kwargs):
-            with self.__class__():
-                return function(*args, **kwargs)
-
-        return wrapper
-
-
-class no_grad(_GradMode):
-    """Record no graph inside this block or decorated function (evaluation, generation, updates).
-
-    Results computed under `no_grad` have `requires_grad=False` and keep no reference to their
-    inputs, so no memory is held for a backward pass.
-
-    Example:
-        >>> with no_grad():
-        ...     logits = model(ids)
-
-    References: torch.no_grad.
-    """
-
-    enabled = False
-
-
-class enable_grad(_GradMode):
-    """Record the graph again inside this block, even within `no_grad`. References: torch.enable_grad."""
-
-    enabled = True
-
+from autograd import kernels
+from autograd.backward import _initial_gradient, _run_backward
+from autograd.device import CPU, check_device, device
+from autograd.function import is_grad_enabled
+from autograd.ops import (
+    Abs, Add, Cast, Clamp, Clone, Div, Exp, Expand, Gather, GetItem, Log, MaskedFill, Matmul, Max,
+    Maximum, Mean, Mul, Neg, Permute, Pow, PowScalar, Relu, Reshape, SetItem, Sqrt, Sub, Sum, Tanh,
+    Var, _cast, _normalize_dim, _promote,
+)
 
 # --------------------------------------------------------------------------------------------
 # How tensors print (torch.set_printoptions)
@@ -127,78 +80,6 @@ def set_printoptions(precision: int | None = None, threshold: int | None = None,
 
 
 # --------------------------------------------------------------------------------------------
-# Function: one recorded operation.
-# --------------------------------------------------------------------------------------------
-
-
-class Function:
-    """Base class of every differentiable operation.
-
-    A subclass writes two methods, side by side:
-
-    - `forward(self, *arrays, **options)` computes the output from plain NumPy arrays and saves on
-      `self` only what `backward` needs;
-    - `backward(self, dout)` receives the gradient of the loss with respect to the output (`dout`,
-      same shape as the output) and returns one gradient per input (a tuple, or a single array
-      for one input), each with its input's shape and dtype, or None for an input that needs no
-      gradient. It works on plain arrays and builds no graph.
-
-    `self.needs_input_grad[i]` tells `backward` whether input i needs a gradient, so that it can
-    skip work. `Function.apply(*tensors, **options)` runs `forward` and records the operation.
-
-    References: torch.autograd.Function (forward/backward with a context); minitorch.
-    """
-
-    __slots__ = ("inputs", "needs_input_grad", "released", "saved_versions", "__dict__")
-
-    def forward(self, *arrays, **options):  # pragma: no cover - every op overrides it
-        raise NotImplementedError
-
-    def backward(self, dout):  # pragma: no cover - every op overrides it
-        raise NotImplementedError
-
-    @property
-    def name(self) -> str:
-        """The operation's name, as printed in a graph (the class name, e.g. 'Matmul')."""
-        return type(self).__name__
-
-    @classmethod
-    def apply(cls, *inputs: "Tensor", **options) -> "Tensor":
-        """Run the operation on `inputs` (Tensors) and record it when a gradient is needed.
-
-        Args:
-            *inputs: the Tensor operands, in the order `forward` takes their arrays.
-            **options: non-differentiable arguments (a dim, a shape, a constant), passed to forward.
-
-        Returns:
-            A new Tensor holding forward's result; its `grad_fn` is this operation when grad mode
-            is on and at least one input requires a gradient.
-        """
-        function = cls()
-        requires_grad = _grad_enabled and any(tensor.requires_grad for tensor in inputs)
-        # Set before forward runs, so that forward can skip saving what no backward will need.
-        function.needs_input_grad = tuple(requires_grad and tensor.requires_grad for tensor in inputs)
-        output = function.forward(*[tensor.data for tensor in inputs], **options)
-        result = Tensor._make(output, requires_grad)
-        if requires_grad:
-            function.inputs = inputs
-            # The inputs' version counts now: backward checks that no in-place change came between.
-            function.saved_versions = tuple([tensor._version for tensor in inputs])
-            function.released = False
-            result.grad_fn = function
-        return result
-
-    def release(self) -> None:
-        """Drop what forward saved and the references to the inputs (after a backward pass)."""
-        self.__dict__.clear()
-        self.inputs = ()
-        self.released = True
-
-    def __repr__(self) -> str:
-        return f"<{self.name}>"
-
-
-# --------------------------------------------------------------------------------------------
 # Tensor
 # --------------------------------------------------------------------------------------------
 
@@ -206,6 +87,8 @@ _VALID_KINDS = "biuf"  # bool, signed int, unsigned int, float: the dtypes a Ten
 
 MaxMin = namedtuple("MaxMin", ["values", "indices"])
 MaxMin.__doc__ = "Result of `Tensor.max(dim)` / `Tensor.min(dim)`: values and their int64 indices."
+TopK = namedtuple("TopK", ["values", "indices"])
+TopK.__doc__ = "Result of `Tensor.topk`: the k values (differentiable) and their int64 indices."
 
 
 class HookHandle:
@@ -331,9 +214,13 @@ class Tensor:
         self._post_accumulate_grad_hooks = None
         self._version = 0
 
-    @classmethod
-    def _make(cls, array: np.ndarray, requires_grad: bool) -> "Tensor":
-        """Wrap an array computed by an operation, skipping the checks of `__init__` (hot path)."""
+    @staticmethod
+    def _make(array: np.ndarray, requires_grad: bool) -> "Tensor":
+        """Wrap an array computed by an operation, skipping the checks of `__init__` (hot path).
+
+        Always a plain Tensor, never a subclass (an op's result is no Parameter): `Function.apply`
+        reaches it as `inputs[0]._make(...)`, because function.py cannot import this file.
+        """
         tensor = object.__new__(Tensor)
         tensor.data = array if isinstance(array, np.ndarray) else np.asarray(array)
         tensor.requires_grad = requires_grad
@@ -389,6 +276,10 @@ class Tensor:
     def numel(self) -> int:
         """The number of elements (NumPy's `size`)."""
         return self.data.size
+
+    def dim(self) -> int:
+        """The number of dimensions (torch.Tensor.dim)."""
+        return self.ndim
 
     @property
     def is_leaf(self) -> bool:
@@ -447,8 +338,6 @@ class Tensor:
 
     def __bool__(self) -> bool:
         return bool(self.data)
-
-    __hash__ = object.__hash__  # comparisons return tensors, so keep identity hashing
 
     # ---- gradients --------------------------------------------------------------------------
     def retain_grad(self) -> None:
@@ -529,13 +418,11 @@ class Tensor:
                 backward rule returned a gradient of the wrong shape or dtype.
             ValueError: `gradient` has a different shape than this tensor.
 
-        The first backward of the process also applies the training process settings
-        (`autograd.memory.apply_process_settings`; opt out with MINIGPT_PROCESS_SETTINGS=0).
+        Nothing but the walk runs here: the next frame is `_run_backward` (autograd/backward.py),
+        the one after it an operation's `backward`.
 
         References: torch.Tensor.backward; Griewank & Walther, "Evaluating Derivatives" (2008).
         """
-        if _memory.settings_pending:  # the first backward of the process: training has begun
-            _memory.apply_process_settings()
         if not self.requires_grad:
             raise RuntimeError(
                 "backward() on a tensor that does not require grad: no input of the computation "
@@ -578,6 +465,567 @@ class Tensor:
             for child in reversed(node.grad_fn.inputs):
                 stack.append((child, depth + 1))
         return "\n".join(lines)
+
+    # ---- arithmetic: operators over the primitive ops (ops.py), broadcasting as NumPy --------
+    # A Python number takes self's dtype (`x * 0.5` stays float32); mixed dtypes meet as in
+    # PyTorch (`_promote`), so that nothing silently becomes float64.
+    def __add__(self, other) -> "Tensor":
+        """self + other (`Add`): da = dout, db = dout, each summed back over broadcast dimensions."""
+        return Add.apply(*_promote(self, as_tensor(other, like=self)))
+
+    def __radd__(self, other) -> "Tensor":
+        """other + self, for a number or array on the left (`Add`)."""
+        return Add.apply(*_promote(as_tensor(other, like=self), self))
+
+    def __sub__(self, other) -> "Tensor":
+        """self - other (`Sub`): da = dout, db = -dout."""
+        return Sub.apply(*_promote(self, as_tensor(other, like=self)))
+
+    def __rsub__(self, other) -> "Tensor":
+        """other - self, for a number or array on the left (`Sub`)."""
+        return Sub.apply(*_promote(as_tensor(other, like=self), self))
+
+    def __mul__(self, other) -> "Tensor":
+        """self * other (`Mul`): da = dout * b, db = dout * a (the product rule)."""
+        return Mul.apply(*_promote(self, as_tensor(other, like=self)))
+
+    def __rmul__(self, other) -> "Tensor":
+        """other * self, for a number or array on the left (`Mul`)."""
+        return Mul.apply(*_promote(as_tensor(other, like=self), self))
+
+    def __truediv__(self, other) -> "Tensor":
+        """self / other (`Div`); integers divide into float32, as PyTorch's true division."""
+        return Div.apply(*_promote(self, as_tensor(other, like=self), true_division=True))
+
+    def __rtruediv__(self, other) -> "Tensor":
+        """other / self, for a number or array on the left (`Div`)."""
+        return Div.apply(*_promote(as_tensor(other, like=self), self, true_division=True))
+
+    def __matmul__(self, other) -> "Tensor":
+        """self @ other, the matrix product with NumPy's rules (`Matmul`)."""
+        return Matmul.apply(*_promote(self, as_tensor(other, like=self)))
+
+    def __rmatmul__(self, other) -> "Tensor":
+        """other @ self, for an array on the left (`Matmul`)."""
+        return Matmul.apply(*_promote(as_tensor(other, like=self), self))
+
+    def __pow__(self, exponent) -> "Tensor":
+        """self ** exponent: a number exponent uses `PowScalar` (fast small powers), a tensor `Pow`."""
+        if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
+            return PowScalar.apply(self, exponent=exponent)
+        return Pow.apply(*_promote(self, as_tensor(exponent, like=self)))
+
+    def __rpow__(self, base) -> "Tensor":
+        """base ** self for a number base (`Pow`)."""
+        return Pow.apply(*_promote(as_tensor(base, like=self), self))
+
+    def __neg__(self) -> "Tensor":
+        """-self (`Neg`): da = -dout."""
+        return Neg.apply(self)
+
+    def matmul(self, other) -> "Tensor":
+        """The matrix product self @ other (torch.Tensor.matmul; see `Matmul`)."""
+        return Matmul.apply(*_promote(self, as_tensor(other, like=self)))
+
+    def dot(self, other) -> "Tensor":
+        """Inner product of two 1-D tensors of equal length (torch.dot; book ch. 3.3.1).
+
+        Raises:
+            ValueError: an operand is not 1-D, or the lengths differ.
+        """
+        other = as_tensor(other, like=self)
+        if self.ndim != 1 or other.ndim != 1:
+            raise ValueError(f"dot: expected two 1-D tensors, got shapes {self.shape} and {other.shape}")
+        if self.shape != other.shape:
+            raise ValueError(f"dot: inconsistent tensor sizes {self.shape[0]} and {other.shape[0]}")
+        return self @ other  # Matmul of two vectors: a scalar, with its backward rule
+
+    # ---- comparisons: bool tensors without gradient ----------------------------------------
+    def __lt__(self, other) -> "Tensor":
+        """Elementwise self < other; a bool tensor without gradient."""
+        return Tensor._make(np.less(self.data, _array_of(other)), False)
+
+    def __le__(self, other) -> "Tensor":
+        """Elementwise self <= other; a bool tensor without gradient."""
+        return Tensor._make(np.less_equal(self.data, _array_of(other)), False)
+
+    def __gt__(self, other) -> "Tensor":
+        """Elementwise self > other; a bool tensor without gradient."""
+        return Tensor._make(np.greater(self.data, _array_of(other)), False)
+
+    def __ge__(self, other) -> "Tensor":
+        """Elementwise self >= other; a bool tensor without gradient."""
+        return Tensor._make(np.greater_equal(self.data, _array_of(other)), False)
+
+    def __eq__(self, other) -> "Tensor":
+        """Elementwise self == other; a bool tensor without gradient (as PyTorch, not one bool)."""
+        return Tensor._make(np.equal(self.data, _array_of(other)), False)
+
+    def __ne__(self, other) -> "Tensor":
+        """Elementwise self != other; a bool tensor without gradient."""
+        return Tensor._make(np.not_equal(self.data, _array_of(other)), False)
+
+    __hash__ = object.__hash__  # comparisons return tensors, so keep identity hashing
+
+    # ---- elementwise functions --------------------------------------------------------------
+    def exp(self) -> "Tensor":
+        """e ** self (`Exp`): da = dout * out."""
+        return Exp.apply(self)
+
+    def log(self) -> "Tensor":
+        """Natural logarithm (`Log`): da = dout / a. log(0) is -inf, of a negative number NaN."""
+        return Log.apply(self)
+
+    def sqrt(self) -> "Tensor":
+        """Square root (`Sqrt`): da = dout / (2 * out)."""
+        return Sqrt.apply(self)
+
+    def tanh(self) -> "Tensor":
+        """Hyperbolic tangent (`Tanh`): da = dout * (1 - out^2)."""
+        return Tanh.apply(self)
+
+    def abs(self) -> "Tensor":
+        """Absolute value (`Abs`): da = dout * sign(a), 0 at a == 0 as PyTorch."""
+        return Abs.apply(self)
+
+    def relu(self) -> "Tensor":
+        """max(self, 0) (`Relu`): da = dout where a > 0, else 0."""
+        return Relu.apply(self)
+
+    def sigmoid(self) -> "Tensor":
+        """1 / (1 + exp(-x)), elementwise (torch.Tensor.sigmoid; appendix A.3), stable for large
+        |x|: the fused `Sigmoid` of the kernels chosen by `autograd.kernels` (reference or fast)."""
+        return kernels.get("Sigmoid").apply(self)
+
+    def softmax(self, dim: int) -> "Tensor":
+        """Softmax along `dim` (torch.Tensor.softmax): non-negative values that sum to 1, computed
+        stably; -inf entries get probability 0. The fused `Softmax` of the kernels chosen by
+        `autograd.kernels` (see autograd.functional.softmax).
+
+        Raises:
+            IndexError: `dim` out of range.
+        """
+        ndim = self.ndim
+        if not -max(ndim, 1) <= dim < max(ndim, 1):
+            raise IndexError(f"softmax: dim={dim} is out of range for a tensor with {ndim} dimensions")
+        return kernels.get("Softmax").apply(self, dim=dim % max(ndim, 1))
+
+    def clamp(self, min=None, max=None) -> "Tensor":  # noqa: A002 - PyTorch's argument names
+        """Limit values to [min, max] (either may be None), as torch.clamp (`Clamp`).
+
+        Raises:
+            ValueError: neither min nor max is given.
+        """
+        if min is None and max is None:
+            raise ValueError("clamp: at least one of min and max must be given")
+        return Clamp.apply(self, low=min, high=max)
+
+    def maximum(self, other) -> "Tensor":
+        """Elementwise maximum with a tensor or number, as torch.maximum (`Maximum`; a tie splits
+        the gradient half and half)."""
+        return Maximum.apply(*_promote(self, as_tensor(other, like=self)))
+
+    def minimum(self, other) -> "Tensor":
+        """Elementwise minimum, as torch.minimum: -maximum(-self, -other)."""
+        return -(-self).maximum(-as_tensor(other, like=self))
+
+    # ---- reductions -------------------------------------------------------------------------
+    def sum(self, dim=None, keepdim: bool = False) -> "Tensor":
+        """Sum over `dim` (int, tuple or None for all), as torch.sum (`Sum`)."""
+        return Sum.apply(self, dim=dim, keepdim=keepdim)
+
+    def mean(self, dim=None, keepdim: bool = False) -> "Tensor":
+        """Mean over `dim` (int, tuple or None for all), as torch.mean; float32 for integer input."""
+        return Mean.apply(self, dim=dim, keepdim=keepdim)
+
+    def var(self, dim=None, unbiased: bool = True, keepdim: bool = False) -> "Tensor":
+        """Variance over `dim`: divides by n - 1 when `unbiased` (PyTorch's default), else by n."""
+        return Var.apply(self, dim=dim, keepdim=keepdim, correction=1 if unbiased else 0)
+
+    def max(self, dim=None, keepdim: bool = False):
+        """Largest value: over everything when `dim` is None (a tensor), else `(values, indices)`
+        along the int `dim`, as torch.max. The gradient is split evenly among tied maxima."""
+        if dim is None:
+            return Max.apply(self, dim=None, keepdim=False)
+        values = Max.apply(self, dim=dim, keepdim=keepdim)
+        indices = np.argmax(self.data, axis=dim)
+        if keepdim:
+            indices = np.expand_dims(indices, dim)
+        return MaxMin(values, Tensor._make(indices.astype(np.int64), False))
+
+    def min(self, dim=None, keepdim: bool = False):
+        """Smallest value, as torch.min: -max(-x), with indices when `dim` is given."""
+        if dim is None:
+            return -Max.apply(-self, dim=None, keepdim=False)
+        values = -Max.apply(-self, dim=dim, keepdim=keepdim)
+        indices = np.argmin(self.data, axis=dim)
+        if keepdim:
+            indices = np.expand_dims(indices, dim)
+        return MaxMin(values, Tensor._make(indices.astype(np.int64), False))
+
+    def argmax(self, dim=None, keepdim: bool = False) -> "Tensor":
+        """Index of the largest value (int64, no gradient), as torch.argmax."""
+        result = np.argmax(self.data, axis=dim, keepdims=keepdim)
+        return Tensor._make(np.asarray(result, dtype=np.int64), False)
+
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> "TopK":  # noqa: A002
+        """The k largest (or smallest) values along `dim` and their indices (torch.topk; ch. 5.3.2).
+
+        Returns:
+            TopK(values, indices): values differentiable (a Gather of self), indices int64, both
+            with size k along `dim`, in descending order for largest=True (ascending for
+            largest=False). Among equal values, the one with the lower index comes first.
+
+        Raises:
+            ValueError: k outside [0, size of dim].
+        """
+        axis = _normalize_dim(dim, self.ndim)[0] if self.ndim else None
+        length = self.shape[axis] if self.ndim else 1
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= length:
+            raise ValueError(f"topk: k must be an int in [0, {length}], got {k!r}")
+        if self.ndim == 0:  # as PyTorch: a 0-d input gives 0-d results for k = 1
+            flat = self.reshape(1).topk(k, 0, largest, sorted)
+            return TopK(flat.values.reshape(()), flat.indices.reshape(())) if k == 1 else flat
+        keys = -self.data if largest and self.dtype.kind in "fi" else self.data
+        order = np.argsort(keys, axis=axis, kind="stable")
+        if largest and self.dtype.kind not in "fi":
+            order = np.flip(order, axis=axis)
+        indices = np.take(order, np.arange(k), axis=axis).astype(np.int64)
+        return TopK(self.gather(axis, indices), Tensor._make(indices, False))
+
+    # ---- shape ------------------------------------------------------------------------------
+    def reshape(self, *shape) -> "Tensor":
+        """The same elements in a new shape; one dimension may be -1 (torch.reshape, `Reshape`)."""
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return Reshape.apply(self, shape=shape)
+
+    def view(self, *shape) -> "Tensor":
+        """The same elements in a new shape (torch.Tensor.view); here the same as `reshape`."""
+        return self.reshape(*shape)
+
+    def transpose(self, dim0: int, dim1: int) -> "Tensor":
+        """Swap two dimensions (torch.transpose), e.g. keys (B, H, T, D) -> (B, H, D, T)."""
+        axes = list(range(self.ndim))
+        d0 = _normalize_dim(dim0, self.ndim, "dim0")[0]
+        d1 = _normalize_dim(dim1, self.ndim, "dim1")[0]
+        axes[d0], axes[d1] = axes[d1], axes[d0]
+        return Permute.apply(self, dims=tuple(axes))
+
+    def permute(self, *dims) -> "Tensor":
+        """Reorder all dimensions (torch.permute, `Permute`).
+
+        Raises:
+            ValueError: `dims` is not a permutation of the dimensions.
+        """
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = tuple(dims[0])
+        if len(dims) != self.ndim:
+            raise ValueError(f"permute: got {len(dims)} dims {dims} for a tensor with {self.ndim} dimensions")
+        normalized = tuple(_normalize_dim(d, self.ndim)[0] for d in dims)
+        if sorted(normalized) != list(range(self.ndim)):
+            raise ValueError(f"permute: dims {dims} are not a permutation of 0..{self.ndim - 1}")
+        return Permute.apply(self, dims=normalized)
+
+    @property
+    def T(self) -> "Tensor":  # noqa: N802 - torch's name
+        """All dimensions reversed (a matrix transposed), as torch.Tensor.T."""
+        return Permute.apply(self, dims=tuple(reversed(range(self.ndim))))
+
+    def unsqueeze(self, dim: int) -> "Tensor":
+        """Insert a dimension of size 1 at `dim` (negative counts from the end of the result)."""
+        axis = _normalize_dim(dim, self.ndim + 1)[0]
+        return Reshape.apply(self, shape=self.shape[:axis] + (1,) + self.shape[axis:])
+
+    def squeeze(self, dim=None) -> "Tensor":
+        """Remove dimensions of size 1 (only `dim` when given and of size 1), as torch.squeeze."""
+        if dim is None:
+            shape = tuple(size for size in self.shape if size != 1)
+        else:
+            axes = _normalize_dim(dim, self.ndim)
+            shape = tuple(size for i, size in enumerate(self.shape) if not (i in axes and size == 1))
+        return Reshape.apply(self, shape=shape)
+
+    def expand(self, *shape) -> "Tensor":
+        """Broadcast to a larger shape without copying; -1 keeps a dimension (torch.expand).
+
+        Raises:
+            ValueError: fewer dimensions than self, or -1 for a new leading dimension.
+        """
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        lead = len(shape) - self.ndim
+        if lead < 0:
+            raise ValueError(f"expand: target shape {shape} has fewer dimensions than the tensor {self.shape}")
+        if -1 in shape[:lead]:
+            raise ValueError(f"expand: -1 is not allowed for the new leading dimensions of {shape} (tensor shape {self.shape})")
+        shape = tuple(self.shape[i - lead] if size == -1 else size for i, size in enumerate(shape))
+        return Expand.apply(self, shape=shape)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
+        """Merge dimensions start_dim..end_dim into one (torch.flatten); `logits.flatten(0, 1)` gives
+        (B*T, V) from (B, T, V) in the book's loss (ch. 5.1.2). A 0-d tensor becomes shape (1,)."""
+        if self.ndim == 0:
+            return self.reshape(1)
+        start = _normalize_dim(start_dim, self.ndim, "start_dim")[0]
+        end = _normalize_dim(end_dim, self.ndim, "end_dim")[0]
+        if start > end:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {self.shape}")
+        merged = int(np.prod(self.shape[start:end + 1]))
+        return self.reshape(self.shape[:start] + (merged,) + self.shape[end + 1:])
+
+    def split(self, split_size_or_sections, dim: int = 0) -> tuple:
+        """Split into pieces along `dim` (torch.split): an int gives pieces of that size (the last
+        may be smaller), a list gives the size of each piece. Each piece is a slice (GetItem)."""
+        axis = _normalize_dim(dim, self.ndim)[0]
+        length = self.shape[axis]
+        if isinstance(split_size_or_sections, (int, np.integer)):
+            if split_size_or_sections < 1:
+                raise ValueError(f"split: split_size must be at least 1, got {split_size_or_sections}")
+            sizes = [split_size_or_sections] * (length // split_size_or_sections)
+            if length % split_size_or_sections:
+                sizes.append(length % split_size_or_sections)
+        else:
+            sizes = list(split_size_or_sections)
+            if sum(sizes) != length:
+                raise ValueError(f"split: sections {sizes} add up to {sum(sizes)}, but dim {dim} has length {length}")
+        pieces, start = [], 0
+        for size in sizes:
+            index = (slice(None),) * axis + (slice(start, start + size),)
+            pieces.append(self[index])
+            start += size
+        return tuple(pieces)
+
+    def chunk(self, chunks: int, dim: int = 0) -> tuple:
+        """Split into `chunks` pieces of ceil(n / chunks) along `dim`, the last smaller (torch.chunk)."""
+        if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks < 1:
+            raise ValueError(f"chunk: chunks must be a positive int, got {chunks!r}")
+        length = self.shape[_normalize_dim(dim, self.ndim)[0]]
+        size = max(-(-length // chunks), 1)
+        return self.split(size, dim)
+
+    def contiguous(self) -> "Tensor":
+        """self when its array is C-contiguous (as PyTorch), else a differentiable copy (`Clone`)."""
+        return self if self.data.flags.c_contiguous else Clone.apply(self)
+
+    # ---- indexing ---------------------------------------------------------------------------
+    def __getitem__(self, index) -> "Tensor":
+        """Indexing as NumPy/PyTorch: slices, ints, None, ..., integer arrays and boolean masks."""
+        return GetItem.apply(self, index=_index_of(index))
+
+    def gather(self, dim: int, index) -> "Tensor":
+        """out[i][j] = self[i][index[i][j]] for dim=1 (torch.gather, `Gather`); differentiable in self.
+
+        Args:
+            dim: the dimension to pick along.
+            index: int64 tensor/array of self's rank; other dimensions at most self's.
+
+        Raises:
+            TypeError: index is not an integer tensor. ValueError: ranks differ or an index is out of range.
+        """
+        index = index.data if isinstance(index, Tensor) else np.asarray(index)
+        if index.dtype.kind not in "iu":
+            raise TypeError(f"gather: index must be an integer tensor, got dtype {index.dtype}")
+        if index.ndim != self.ndim:
+            raise ValueError(f"gather: index has {index.ndim} dimensions but input has {self.ndim}")
+        axis = _normalize_dim(dim, self.ndim)[0]
+        for d, (size, limit) in enumerate(zip(index.shape, self.shape)):
+            if d != axis and size > limit:
+                raise ValueError(f"gather: index shape {index.shape} exceeds input shape {self.shape} in dimension {d}")
+        if index.size and (index.min() < -self.shape[axis] or index.max() >= self.shape[axis]):
+            raise ValueError(f"gather: index out of range for dimension {dim} of size {self.shape[axis]}")
+        return Gather.apply(self, index=index, axis=axis)
+
+    def masked_fill(self, mask, value: float) -> "Tensor":
+        """Put `value` where `mask` (bool, broadcastable to self) is True (torch.masked_fill).
+
+        Raises:
+            TypeError: the mask is not bool. ValueError: it does not broadcast to self's shape.
+        """
+        mask = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+        if mask.dtype != np.bool_:
+            raise TypeError(f"masked_fill: mask must be bool, got dtype {mask.dtype}")
+        try:
+            if np.broadcast_shapes(mask.shape, self.shape) != self.shape:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"masked_fill: mask of shape {mask.shape} does not broadcast to the tensor's shape {self.shape}") from None
+        return MaskedFill.apply(self, mask=mask, value=value)
+
+    # ---- in-place changes (PyTorch's autograd rules; see _in_place) -------------------------
+    def _in_place(self, function: str, write, record) -> "Tensor":
+        """Apply an in-place change: `write()` changes self.data directly; `record()` returns the
+        out-of-place result (a Tensor with a grad_fn whose input is `self`) for a non-leaf.
+
+        The rules, as PyTorch's "Autograd mechanics: in-place operations":
+        - a tensor that needs no gradient is changed in place (its array is written, so a tensor
+          made by `from_numpy` and the array stay in step);
+        - a leaf that requires grad may only be changed under `no_grad()` (weight
+          initialisation); otherwise RuntimeError, with PyTorch's message;
+        - a tensor computed from others (the book's `attn_scores.masked_fill_(...)`, ch. 3) gets
+          the out-of-place result recorded as a new operation whose input is the tensor's previous
+          value; the Python object then stands for the new value.
+        - every Tensor counts its in-place changes (`_version`); an operation records its inputs'
+          counts when applied, and its backward raises PyTorch's "modified by an inplace
+          operation" error when one changed since. minigpt records every input of an operation
+          (PyTorch only those the backward saves), so it also raises for an input of Add/Sub
+          changed later, which PyTorch allows.
+        NOTE: unlike PyTorch, views do not share a counter: an in-place change of a slice of a
+        graph tensor does not write through to the tensor it was sliced from (on tensors without
+        gradient, slices are views and do), and changing a slice or a `detach()`ed alias of a
+        tensor is not detected.
+        """
+        if not self.requires_grad or not is_grad_enabled():
+            if not self.is_leaf or not self.data.flags.writeable:
+                # A non-leaf changed under no_grad: its array may be saved by the op that made it, so
+                # write into a copy (PyTorch would raise at the next backward). A read-only array
+                # (an expand() view) gets its own memory too.
+                self.data = self.data.copy()
+            write()  # a leaf is written in place: parameters stay views of the optimizer's buffer
+            self._version += 1  # an operation that used the old values raises at backward
+            return self
+        if self.is_leaf:
+            raise RuntimeError(
+                f"{function}: a leaf Variable that requires grad is being used in an in-place operation "
+                "(change parameters under `with torch.no_grad():`)"
+            )
+        previous = Tensor._make(self.data, True)  # the value before the change keeps the old history
+        previous.grad_fn, previous._version = self.grad_fn, self._version
+        result = record()
+        function_object = result.grad_fn
+        function_object.inputs = tuple(previous if item is self else item for item in function_object.inputs)
+        self.data, self.grad_fn = result.data, function_object
+        # Operations that used self before now hold the wrong history: their backward raises.
+        self._version += 1
+        return self
+
+    def masked_fill_(self, mask, value) -> "Tensor":
+        """Put `value` where `mask` is True, in place (torch.Tensor.masked_fill_; book ch. 3.5.1).
+
+        Raises as `masked_fill`; RuntimeError for a leaf that requires grad outside `no_grad`.
+        """
+        mask_array = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+        self.masked_fill(mask_array, value)  # validates mask dtype and shape with clear messages
+
+        def write():
+            np.copyto(self.data, self.data.dtype.type(value), where=mask_array)
+
+        return self._in_place("masked_fill_", write, lambda: MaskedFill.apply(self, mask=mask_array, value=value))
+
+    def fill_(self, value) -> "Tensor":
+        """Set every element to `value`, in place (torch.Tensor.fill_)."""
+        return self.masked_fill_(np.ones((), dtype=bool), value)
+
+    def zero_(self) -> "Tensor":
+        """Set every element to 0, in place (torch.Tensor.zero_)."""
+        return self.fill_(0)
+
+    def __setitem__(self, index, value) -> None:
+        """`t[index] = value` (a number, array or Tensor broadcast to the selection), as PyTorch;
+        recorded as a `SetItem` on a tensor of the graph.
+
+        Raises:
+            RuntimeError: a leaf that requires grad, outside `no_grad`.
+            ValueError: value does not broadcast to the selected shape.
+        """
+        index = _index_of(index)
+        value = as_tensor(value, like=self)
+        selected_shape = np.shape(self.data[index])
+        try:
+            np.broadcast_shapes(value.shape, selected_shape)
+        except ValueError:
+            raise ValueError(f"setitem: a value of shape {value.shape} cannot be assigned to a selection of shape {selected_shape}") from None
+
+        def write():
+            self.data[index] = value.data
+
+        def record():
+            return SetItem.apply(self, _cast(value, self.dtype), index=index)
+
+        self._in_place("setitem", write, record)
+
+    # ---- conversion: dtypes, devices, copies ------------------------------------------------
+    def to(self, *args, dtype=None, device=None, non_blocking: bool = False, copy: bool = False) -> "Tensor":
+        """`to(dtype)`, `to(device)`, `to(device, dtype)` or `to(other_tensor)`, as torch.Tensor.to.
+
+        The device must be the CPU ("cpu", `torch.device("cpu")`): minigpt runs on NumPy only. A
+        dtype change is recorded (`Cast`: gradients flow back converted); nothing to do returns
+        self (a differentiable copy with copy=True).
+
+        Raises:
+            RuntimeError: a device other than the CPU. TypeError: an argument that is neither.
+        """
+        for argument in args:
+            if isinstance(argument, Tensor):
+                dtype = argument.dtype
+            elif _is_dtype(argument):
+                dtype = argument
+            elif isinstance(argument, (str, type(CPU))):
+                device = argument
+            else:
+                raise TypeError(f"to: expected a device ('cpu'), a dtype (torch.float32) or a tensor, got {argument!r}")
+        check_device(device, "to")
+        result = self if dtype is None else _cast(self, dtype)
+        return result.clone() if copy and result is self else result
+
+    def float(self) -> "Tensor":
+        """Convert to float32 (torch.Tensor.float); gradients flow back converted."""
+        return _cast(self, np.float32)
+
+    def double(self) -> "Tensor":
+        """Convert to float64 (torch.Tensor.double), e.g. for gradient checks."""
+        return _cast(self, np.float64)
+
+    def half(self) -> "Tensor":
+        """Convert to float16 (torch.Tensor.half); gradients flow back converted."""
+        return _cast(self, np.float16)
+
+    def bool(self) -> "Tensor":
+        """Convert to bool (torch.Tensor.bool; `mask.bool()` in ch. 3), no gradient."""
+        return Tensor._make(self.data.astype(np.bool_), False)
+
+    def long(self) -> "Tensor":
+        """Convert to int64 (torch.Tensor.long), no gradient."""
+        return Tensor._make(self.data.astype(np.int64), False)
+
+    def int(self) -> "Tensor":
+        """Convert to int32 (torch.Tensor.int), no gradient."""
+        return Tensor._make(self.data.astype(np.int32), False)
+
+    def clone(self) -> "Tensor":
+        """A copy with its own memory, differentiable (torch.Tensor.clone, `Clone`)."""
+        return Clone.apply(self)
+
+    @property
+    def device(self) -> device:
+        """The device holding the values: always the CPU."""
+        return CPU
+
+    # ---- Python's protocols: f"{loss:.2f}", float(t), range(t), np.asarray(t) ---------------
+    def __format__(self, spec: str) -> str:
+        """`f"{loss:.2f}"` formats a one-element tensor's value (as PyTorch); else str(self)."""
+        if self.data.size == 1 and spec:
+            return format(self.data.item(), spec)
+        return format(repr(self), spec)
+
+    def __float__(self) -> float:
+        """`float(t)` for a one-element tensor."""
+        return float(self.item())
+
+    def __int__(self) -> int:
+        """`int(t)` for a one-element tensor."""
+        return int(self.item())
+
+    def __index__(self) -> int:
+        """Use a one-element integer tensor as a Python index (`range(t)`, `list[t]`)."""
+        if self.dtype.kind not in "iu" or self.data.size != 1:
+            raise TypeError(f"only one-element integer tensors can be used as an index, got {self.dtype} of shape {self.shape}")
+        return int(self.data.item())
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """`np.asarray(t)`: the values (no copy unless a dtype change or copy=True asks for one)."""
+        array = self.data if dtype is None else self.data.astype(dtype, copy=False)
+        return array.copy() if copy else array
 
 
 def _to_array(data, dtype, argument: str) -> np.ndarray:
@@ -626,8 +1074,6 @@ def tensor(data, requires_grad: bool = False, dtype=None, device=None) -> Tensor
         array([[2., 4.], [6., 8.]], dtype=float32)
     """
     if device is not None:
-        from autograd.creation import check_device
-
         check_device(device, "tensor")
     if isinstance(data, (list, tuple)) and any(isinstance(item, Tensor) for item in data):
         data = [item.data if isinstance(item, Tensor) else item for item in data]
@@ -652,224 +1098,32 @@ def as_tensor(value, like: Tensor | None = None) -> Tensor:
     return Tensor(value)
 
 
-# --------------------------------------------------------------------------------------------
-# The backward walk
-# --------------------------------------------------------------------------------------------
+def _array_of(value):
+    """The array of a Tensor, anything else unchanged (the other operand of a comparison)."""
+    return value.data if isinstance(value, Tensor) else value
 
 
-def _topological_order(roots: list) -> list:
-    """Tensors reachable from `roots` that require grad, each after every tensor it depends on.
-
-    Iterative depth-first search with an explicit stack (no recursion limit): an operation's
-    output is emitted when all its inputs have been emitted. A leaf is emitted just before the
-    first operation that uses it, not when the search first meets it, so that the backward walk
-    (which runs this order in reverse) reaches the leaf right after the last of its uses and
-    completes its `.grad` as early as possible: data-parallel training starts sending finished
-    gradients from there (`register_post_accumulate_grad_hook`) while backward goes on.
-    """
-    order = []
-    visited = set()  # ids of operation outputs whose inputs are being searched or done
-    emitted_leaves = set()
-    stack = [(root, False) for root in reversed(roots)]
-    while stack:
-        node, inputs_done = stack.pop()
-        if inputs_done:
-            for child in node.grad_fn.inputs:  # its leaves, right before their first use
-                if child.grad_fn is None and child.requires_grad and id(child) not in emitted_leaves:
-                    emitted_leaves.add(id(child))
-                    order.append(child)
-            order.append(node)
-            continue
-        if node.grad_fn is None:  # a root that is a leaf
-            if id(node) not in emitted_leaves:
-                emitted_leaves.add(id(node))
-                order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
-        for child in node.grad_fn.inputs:
-            if child.requires_grad and child.grad_fn is not None and id(child) not in visited:
-                stack.append((child, False))
-    return order
+def _index_of(index):
+    """An index for `t[index]` / `t[index] = v` with every Tensor in it replaced by its array and a
+    list made an array (NumPy's advanced indexing)."""
+    if isinstance(index, Tensor):
+        index = index.data
+    elif isinstance(index, tuple):
+        index = tuple(part.data if isinstance(part, Tensor) else part for part in index)
+    if isinstance(index, list):
+        index = np.asarray(index)
+    return index
 
 
-def _run_backward(roots: list, gradients: list, retain_graph: bool, captured: dict | None = None) -> None:
-    """Propagate `gradients` from `roots` to the leaves (see `Tensor.backward` and `grad`).
-
-    With `captured` (a dict whose keys are the ids of some tensors), the total gradient reaching
-    each of those tensors is stored in it instead, and no `.grad` of any tensor is touched.
-    """
-    order = _topological_order(roots)
-    pending = {}  # tensor id -> total gradient received so far
-    for root, gradient in zip(roots, gradients):
-        previous = pending.get(id(root))
-        pending[id(root)] = gradient if previous is None else previous + gradient
-    given_to_leaves = set()  # ids of arrays stored as some leaf's .grad in this pass
-    for position in range(len(order) - 1, -1, -1):
-        node = order[position]
-        order[position] = None  # let activations be freed as soon as the walk passes them
-        dout = pending.pop(id(node), None)
-        if dout is None:
-            continue
-        if node._hooks:
-            for hook in list(node._hooks):
-                replaced = hook(dout)
-                if replaced is not None:
-                    dout = np.asarray(replaced)
-        function = node.grad_fn
-        if captured is not None:
-            if id(node) in captured:
-                captured[id(node)] = dout.copy()  # a backward rule may share dout between inputs
-            if function is None:
-                continue
-        elif function is None:
-            _accumulate_leaf_grad(node, dout, given_to_leaves)
-            if node._post_accumulate_grad_hooks:
-                for hook in list(node._post_accumulate_grad_hooks):
-                    hook(node)
-            continue
-        elif node._retains_grad:
-            node.grad = dout.copy() if node.grad is None else node.grad + dout
-        if function.released:
-            raise RuntimeError(
-                f"Trying to backward through the graph a second time: the graph of {function.name} "
-                "was freed by the first backward(). Pass retain_graph=True to the first call if you "
-                "need to call backward twice."
-            )
-        if tuple([child._version for child in function.inputs]) != function.saved_versions:
-            _raise_modified_in_place(function)
-        input_grads = function.backward(dout)
-        if not isinstance(input_grads, tuple):
-            input_grads = (input_grads,)
-        for child, child_grad in zip(function.inputs, input_grads):
-            if child_grad is None or not child.requires_grad:
-                continue
-            if child_grad.shape != child.shape or child_grad.dtype != child.dtype:
-                raise RuntimeError(
-                    f"{function.name}.backward returned a gradient of shape {child_grad.shape} "
-                    f"and dtype {child_grad.dtype} for an input of shape {child.shape} and dtype "
-                    f"{child.dtype}"
-                )
-            previous = pending.get(id(child))
-            # Out of place: a backward rule may hand the same array to two inputs (Add does).
-            pending[id(child)] = child_grad if previous is None else previous + child_grad
-        if not retain_graph:
-            function.release()
+def _is_dtype(value) -> bool:
+    """True for something `np.dtype` accepts that is not a device name (`Tensor.to`'s arguments)."""
+    if isinstance(value, (str, device)) or value is None:
+        return False
+    try:
+        np.dtype(value)
+    except TypeError:
+        return False
+    return True
 
 
-def _raise_modified_in_place(function: Function) -> None:
-    """Raise PyTorch's error for an input of `function` changed in place after `function` used it."""
-    for number, (child, version) in enumerate(zip(function.inputs, function.saved_versions)):
-        if child._version != version:
-            raise RuntimeError(
-                "one of the variables needed for gradient computation has been modified by an "
-                f"inplace operation: input {number} of {function.name} (a tensor of shape "
-                f"{child.shape} and dtype {child.dtype}) is at version {child._version}; expected "
-                f"version {version} instead. Hint: change a clone() of the tensor instead, or make "
-                "the in-place change before any operation uses the tensor."
-            )
-
-
-def _initial_gradient(root: Tensor, gradient) -> np.ndarray:
-    """d(loss)/d(root) as an array of root's shape and dtype: ones for one element when omitted."""
-    if gradient is None:
-        if root.data.size != 1:
-            raise RuntimeError(
-                f"backward() without a gradient works only for a tensor with one element; "
-                f"this one has shape {root.shape}: pass gradient= of that shape"
-            )
-        return np.ones_like(root.data)
-    gradient = gradient.data if isinstance(gradient, Tensor) else gradient
-    gradient = np.array(gradient, dtype=root.dtype, copy=True)
-    if gradient.shape != root.shape:
-        raise ValueError(f"gradient has shape {gradient.shape}, expected the tensor's shape {root.shape}")
-    return gradient
-
-
-def _as_tensor_tuple(value, argument: str) -> tuple:
-    """`value` as a tuple of Tensors (one Tensor, or a list/tuple of them)."""
-    items = (value,) if isinstance(value, Tensor) else tuple(value) if isinstance(value, (list, tuple)) else None
-    if not items or not all(isinstance(item, Tensor) for item in items):
-        raise TypeError(f"grad: {argument} must be a Tensor or a non-empty sequence of Tensors, got {value!r:.80}")
-    return items
-
-
-def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None,
-         create_graph: bool = False, allow_unused: bool = False) -> tuple:
-    """The gradients of `outputs` with respect to `inputs`, returned rather than stored in `.grad`.
-
-    Computes sum_k d(outputs[k] . grad_outputs[k]) / d(inputs[i]) for each input by the same
-    backward walk as `Tensor.backward`, but leaves every tensor's `.grad` untouched (appendix A:
-    `grad_L_w1 = grad(loss, w1, retain_graph=True)`).
-
-    Args:
-        outputs: a Tensor or a sequence of Tensors to differentiate.
-        inputs: a Tensor or a sequence of Tensors (leaves or intermediates) that require grad.
-        grad_outputs: the upstream gradient of each output (arrays or Tensors, each of its
-            output's shape); None means 1 for outputs with one element.
-        retain_graph: keep the graph for another backward; defaults to `create_graph` (False).
-        create_graph: must be False: minigpt's backward rules work on plain arrays and build no
-            graph, so gradients of gradients are not available.
-        allow_unused: return None for an input the outputs do not depend on, instead of raising.
-
-    Returns:
-        A tuple with one Tensor (no grad, same shape and dtype as its input) per input.
-
-    Raises:
-        TypeError: outputs or inputs are not Tensors.
-        RuntimeError: an output or input does not require grad; an input is not reached and
-            allow_unused is False; an output with several elements and no grad_output.
-        NotImplementedError: create_graph=True.
-
-    References: torch.autograd.grad.
-    """
-    if create_graph:
-        raise NotImplementedError(
-            "grad: create_graph=True (higher-order gradients) is not supported: minigpt's backward "
-            "rules work on plain NumPy arrays and record no graph"
-        )
-    outputs = _as_tensor_tuple(outputs, "outputs")
-    inputs = _as_tensor_tuple(inputs, "inputs")
-    if grad_outputs is None:
-        grad_outputs = (None,) * len(outputs)
-    elif isinstance(grad_outputs, (Tensor, np.ndarray)):
-        grad_outputs = (grad_outputs,)
-    if len(grad_outputs) != len(outputs):
-        raise ValueError(f"grad: got {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
-    for number, tensor_ in enumerate(outputs + inputs):
-        if not tensor_.requires_grad:
-            kind = "output" if number < len(outputs) else "input"
-            raise RuntimeError(f"grad: {kind} {number if number < len(outputs) else number - len(outputs)} does not require grad")
-    gradients = [_initial_gradient(output, upstream) for output, upstream in zip(outputs, grad_outputs)]
-    captured = {id(tensor_): None for tensor_ in inputs}
-    _run_backward(list(outputs), gradients, bool(retain_graph), captured)
-    results = []
-    for number, tensor_ in enumerate(inputs):
-        value = captured[id(tensor_)]
-        if value is None and not allow_unused:
-            raise RuntimeError(
-                f"grad: input {number} is not used to compute the outputs (pass allow_unused=True "
-                "to get None for it)"
-            )
-        results.append(None if value is None else Tensor._make(value, False))
-    return tuple(results)
-
-
-def _accumulate_leaf_grad(leaf: Tensor, dout: np.ndarray, given_to_leaves: set) -> None:
-    """Add `dout` into `leaf.grad`, making sure no two leaves ever share one gradient array."""
-    if leaf.grad is None:
-        # A backward rule may pass its incoming gradient through unchanged (to two inputs, or as a
-        # view): copy unless this leaf is the array's only owner, so that in-place updates of one
-        # .grad (clipping, accumulation) never change another's.
-        if not dout.flags.owndata or id(dout) in given_to_leaves or not dout.flags.writeable:
-            dout = dout.copy()
-        given_to_leaves.add(id(dout))
-        leaf.grad = dout  # stored as a Gradient view (see Tensor.grad)
-    else:
-        np.add(leaf._grad, dout, out=leaf._grad)
-
-
-# The operations are defined in ops.py and attached to Tensor as methods there.
-from autograd import ops as _ops  # noqa: E402,F401  (import for its side effect: Tensor methods)
+__all__ = ["Tensor", "Gradient", "HookHandle", "MaxMin", "TopK", "tensor", "as_tensor", "set_printoptions"]

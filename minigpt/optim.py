@@ -15,7 +15,10 @@ parameter makes a dozen full-size temporaries per step and streams each one thro
 AdamW here copies every parameter of a group into one contiguous float32 buffer at construction and
 rebinds `p.data` as a view into it; the update then runs over chunks small enough to stay in the
 L2 cache, with in-place ufuncs (`out=`) and no temporaries, which is about 4x faster than the
-per-parameter expressions (`python -m minigpt.benchmarks.optim` measures it). The price is a
+per-parameter expressions (`python -m minigpt.benchmarks.optim` measures it). The chunks of a
+large parameter are shared among the engine's threads (`autograd.parallel.parallel_for`, the one
+thread switch: after `autograd.parallel.set_num_threads(1)` the update runs in the calling thread
+only). The price is a
 contract: `p.data` must stay that view. Copy new values into it (`p.data[...] = values`); do not
 assign a new array to `p.data`. `step()` checks this and raises RuntimeError when it is broken.
 
@@ -28,11 +31,15 @@ References:
 
 from __future__ import annotations
 
-import concurrent.futures
+import functools
 import math
 import numbers
+import threading
 
 import numpy as np
+
+from autograd import memory
+from autograd.parallel import GRAIN_SIZE, parallel_for
 
 # Elements per chunk of the flat AdamW update. Each chunk touches five float32 arrays (parameter,
 # gradient, two moments and one scratch array): 5 * 65536 * 4 bytes = 1.25 MiB, about the 1 MiB L2
@@ -115,6 +122,11 @@ class Optimizer:
         ValueError: `params` is empty, or a parameter appears twice.
         TypeError: an element of `params` has no floating-point `np.ndarray` in `.data`.
 
+    Building the first optimizer of a process also applies the training process settings
+    (`autograd.memory.apply_process_settings`: freed memory kept for reuse, OpenBLAS's idle
+    timeout), once: a training loop is about to run. Opt out with MINIGPT_PROCESS_SETTINGS=0 or
+    `autograd.memory.disable_process_settings()` before building it.
+
     References: torch.optim.Optimizer.
     """
 
@@ -132,6 +144,7 @@ class Optimizer:
         groups = params if all(is_group) else [{"params": params}]
         for group in groups:
             self.add_param_group(group)
+        memory.apply_process_settings()  # once per process; returns at once after the first time
 
     def add_param_group(self, param_group: dict) -> None:
         """Add a group of parameters with its own hyperparameters (missing keys take the defaults).
@@ -448,9 +461,12 @@ class AdamW(Optimizer):
         weight_decay: decoupled decay coefficient lambda (per unit of lr), >= 0; 0 in a group
             makes that group skip decay (biases, LayerNorm, embeddings).
         chunk_size: elements updated per chunk (default CHUNK_SIZE, sized for the L2 cache).
-        num_threads: threads sharing the chunks of a large parameter (NumPy's ufuncs release the
-            GIL, so two threads use both cores of a 2-core CPU); 1 runs everything in the calling
-            thread. The result is identical either way: every element is updated independently.
+        num_threads: deprecated. None (default) shares the chunks of a large parameter among the
+            engine's threads (`autograd.parallel.parallel_for`; NumPy's ufuncs release the GIL,
+            so two threads use both cores of a 2-core CPU), as many as
+            `autograd.parallel.set_num_threads` says; 1 keeps the update in the calling thread;
+            any other value is accepted and means None (AdamW starts no threads of its own). The
+            result is identical either way: every element is updated independently.
 
     Raises:
         ValueError: a hyperparameter out of range; a group mixing dtypes; parameters sharing memory.
@@ -472,10 +488,10 @@ class AdamW(Optimizer):
         weight_decay: float = 1e-2,
         *,
         chunk_size: int = CHUNK_SIZE,
-        num_threads: int = 2,
+        num_threads: int | None = None,
     ):
         self.chunk_size = _check_int("chunk_size", chunk_size, low=1)
-        self.num_threads = _check_int("num_threads", num_threads, low=1)
+        self.num_threads = None if num_threads is None else _check_int("num_threads", num_threads, low=1)
         self._flat_groups: list[_FlatGroup] = []
         params = [params] if isinstance(params, dict) else list(params)
         # Check ties across all groups before any is flattened: once a parameter's values move into
@@ -546,27 +562,22 @@ class AdamW(Optimizer):
 
         grad = grad.reshape(-1)  # a view when the gradient is contiguous, as it usually is
         offset, size = flat.offsets[position], flat.sizes[position]
-        starts = range(0, size, self.chunk_size)
-        if self.num_threads > 1 and len(starts) >= 2 * self.num_threads:
-            # Large parameters: each thread takes every num_threads-th chunk, with its own scratch.
-            pool = self._thread_pool()
-            constants = (decay, one_minus_beta1, one_minus_beta2, beta2_scalar, eps, step_size, bias_correction2_sqrt)
-            jobs = [
-                pool.submit(self._update_chunks, flat, offset, size, grad, starts[worker::self.num_threads],
-                            self._scratch(flat.dtype, worker), weight_decay != 0.0, constants)
-                for worker in range(self.num_threads)
-            ]
-            for job in jobs:
-                job.result()  # re-raises an exception from a worker
-            return
         constants = (decay, one_minus_beta1, one_minus_beta2, beta2_scalar, eps, step_size, bias_correction2_sqrt)
-        self._update_chunks(flat, offset, size, grad, starts, self._scratch(flat.dtype, 0), weight_decay != 0.0, constants)
+        update = functools.partial(self._update_chunks, flat, offset, size, grad, weight_decay != 0.0, constants)
+        chunks = -(-size // self.chunk_size)
+        if self.num_threads == 1:
+            update(0, chunks)
+            return
+        # Large parameters: the engine's threads share the chunks (each a contiguous run of them,
+        # with its own scratch); a piece is at least GRAIN_SIZE elements, as for the fused ops.
+        parallel_for(0, chunks, max(1, -(-GRAIN_SIZE // self.chunk_size)), update)
 
-    def _update_chunks(self, flat, offset: int, size: int, grad: np.ndarray, starts, scratch: np.ndarray,
-                       decays: bool, constants: tuple) -> None:
-        """The AdamW update of the chunks of one parameter that begin at `starts` (see `_update`)."""
+    def _update_chunks(self, flat, offset: int, size: int, grad: np.ndarray, decays: bool, constants: tuple,
+                       first_chunk: int, stop_chunk: int) -> None:
+        """The AdamW update of chunks [first_chunk, stop_chunk) of one parameter (see `_update`)."""
         decay, one_minus_beta1, one_minus_beta2, beta2_scalar, eps, step_size, bias_correction2_sqrt = constants
-        for start in starts:
+        scratch = self._scratch(flat.dtype)
+        for start in range(first_chunk * self.chunk_size, min(stop_chunk * self.chunk_size, size), self.chunk_size):
             stop = min(start + self.chunk_size, size)
             p = flat.data[offset + start:offset + stop]
             m = flat.exp_avg[offset + start:offset + stop]
@@ -589,18 +600,14 @@ class AdamW(Optimizer):
             np.multiply(t, step_size, out=t)
             np.subtract(p, t, out=p)
 
-    def _scratch(self, dtype: np.dtype, worker: int = 0) -> np.ndarray:
-        """Return a reusable scratch array of `chunk_size` elements (one per dtype and thread)."""
+    def _scratch(self, dtype: np.dtype) -> np.ndarray:
+        """Return a reusable scratch array of `chunk_size` elements, one per dtype and thread (the
+        engine's threads run chunks of one parameter at the same time)."""
         scratches = self.__dict__.setdefault("_scratches", {})
-        if (dtype, worker) not in scratches:
-            scratches[(dtype, worker)] = np.empty(self.chunk_size, dtype=dtype)
-        return scratches[(dtype, worker)]
-
-    def _thread_pool(self) -> concurrent.futures.ThreadPoolExecutor:
-        """The optimizer's worker threads, started on first use."""
-        if self.__dict__.get("_pool") is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.num_threads, thread_name_prefix="adamw")
-        return self._pool
+        key = (dtype, threading.get_ident())
+        if key not in scratches:
+            scratches[key] = np.empty(self.chunk_size, dtype=dtype)
+        return scratches[key]
 
     def _locate(self, index: int) -> tuple[_FlatGroup, int]:
         """Return the flat group holding parameter `index` and the parameter's position in it."""

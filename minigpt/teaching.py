@@ -27,7 +27,7 @@ import numpy as np
 
 import autograd
 from autograd import Tensor
-from autograd.creation import check_device
+from autograd.device import check_device
 from minigpt import nn
 from minigpt.data import Dataset
 

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from autograd import Tensor, no_grad
 from autograd import functional as F
-from autograd.creation import check_device
+from autograd.device import check_device
 from minigpt.data import DataLoader, GPTDataset
 from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from minigpt.distributed import SINGLE_PROCESS, GradientBuckets, check_ranks_agree

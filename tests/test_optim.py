@@ -484,20 +484,63 @@ def test_schedule_errors(changes, message):
         warmup_cosine_lr(step, **arguments)
 
 
-def test_adamw_with_threads_gives_the_same_result_as_without():
-    """Chunks shared by two threads: every element is updated alone, so the bits are identical."""
+def test_adamw_with_threads_gives_the_same_result_as_without(monkeypatch):
+    """Chunks shared by the engine's threads: every element is updated alone, so the bits are
+    identical with 1 or 2 threads, and with the deprecated num_threads=1 (the calling thread)."""
+    import minigpt.optim
+    from autograd import parallel
     from minigpt.optim import AdamW
 
+    monkeypatch.setattr(minigpt.optim, "GRAIN_SIZE", 64)  # pieces of one 64-element chunk: small parameters split too
+    before = parallel.get_num_threads()
     shapes = [(300, 7), (5,), (1000,)]
     runs = []
-    for threads in (1, 2):
-        params = make_parameters(shapes, dtype=np.float32, seed=1)
-        optimizer = AdamW(params, lr=1e-2, weight_decay=0.1, chunk_size=64, num_threads=threads)
-        grads = np.random.default_rng(2)
-        for _ in range(3):
-            for p in params:
-                p.grad = grads.standard_normal(p.data.shape).astype(np.float32)
-            optimizer.step()
-        runs.append([p.data.copy() for p in params])
-    for single, threaded in zip(*runs):
+    try:
+        for engine_threads, num_threads in ((1, None), (2, None), (2, 1)):
+            parallel.set_num_threads(engine_threads)
+            params = make_parameters(shapes, dtype=np.float32, seed=1)
+            optimizer = AdamW(params, lr=1e-2, weight_decay=0.1, chunk_size=64, num_threads=num_threads)
+            grads = np.random.default_rng(2)
+            for _ in range(3):
+                for p in params:
+                    p.grad = grads.standard_normal(p.data.shape).astype(np.float32)
+                optimizer.step()
+            runs.append([p.data.copy() for p in params])
+    finally:
+        parallel.set_num_threads(before)
+    for single, threaded, inline in zip(*runs):
         np.testing.assert_array_equal(single, threaded)
+        np.testing.assert_array_equal(single, inline)
+
+
+def test_one_thread_setting_leaves_no_thread_of_ours():
+    """After set_num_threads(1) (what `--threads 1` calls), a training step (forward, backward,
+    AdamW on parameters large enough to be split) starts no thread: AdamW has no pool of its own."""
+    import threading
+
+    from autograd import functional as F
+    from autograd import parallel
+    from minigpt.model import GPTModel
+    from minigpt.optim import CHUNK_SIZE, AdamW
+
+    before = parallel.get_num_threads()
+    parallel.set_num_threads(1)
+    try:
+        for thread in threading.enumerate():  # a pool retired by set_num_threads ends once idle
+            if thread.name.startswith(("autograd", "adamw")):
+                thread.join(timeout=10)
+        alive_before = set(threading.enumerate())
+        cfg = dict(vocab_size=4096, context_length=16, emb_dim=128, n_heads=2, n_layers=1, drop_rate=0.0, qkv_bias=False)
+        model = GPTModel(cfg, rng=0)
+        assert model.tok_emb.weight.data.size >= 4 * CHUNK_SIZE  # the size AdamW used to thread
+        optimizer = AdamW(model.parameters(), lr=4e-4, weight_decay=0.1)
+        ids = np.random.default_rng(0).integers(0, cfg["vocab_size"], size=(4, 17))
+        loss = F.cross_entropy(model(ids[:, :-1]).flatten(0, 1), ids[:, 1:].reshape(-1))
+        loss.backward()
+        optimizer.step()
+        alive = set(threading.enumerate())
+        assert alive <= alive_before, [thread.name for thread in alive - alive_before]
+        assert not [thread.name for thread in alive if thread.name.startswith(("autograd", "adamw"))]
+        assert threading.active_count() == len(alive_before)
+    finally:
+        parallel.set_num_threads(before)

@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from autograd import Tensor, no_grad
 from autograd import functional as F
-from autograd.creation import check_device
+from autograd.device import check_device
 from minigpt.data import Dataset
 from minigpt.nn import Linear, Module
 from minigpt.train import average_over_batches, plot_losses, save_plot

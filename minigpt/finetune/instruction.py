@@ -45,7 +45,7 @@ from importlib import resources
 
 import numpy as np
 
-from autograd.creation import check_device
+from autograd.device import check_device
 from minigpt.data import Dataset
 
 __all__ = [

@@ -24,8 +24,8 @@ from typing import Iterator
 import numpy as np
 
 from autograd import Tensor
-from autograd.creation import check_device
-from autograd.creation import device as autograd_device
+from autograd.device import check_device
+from autograd.device import device as autograd_device
 
 __all__ = ["Parameter", "Module", "Sequential", "ModuleList", "IncompatibleKeys"]
 
