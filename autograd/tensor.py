@@ -35,7 +35,7 @@ from autograd.backward import _initial_gradient, _run_backward
 from autograd.device import CPU, check_device, device
 from autograd.function import is_grad_enabled
 from autograd.ops import (
-    Abs, Add, Cast, Clamp, Clone, Div, Exp, Expand, Gather, GetItem, Log, MaskedFill, Matmul, Max,
+    Abs, Add, Clamp, Clone, Div, Exp, Expand, Gather, GetItem, Log, MaskedFill, Matmul, Max,
     Maximum, Mean, Mul, Neg, Permute, Pow, PowScalar, Relu, Reshape, SetItem, Sqrt, Sub, Sum, Tanh,
     Var, _cast, _normalize_dim, _promote,
 )
@@ -200,6 +200,7 @@ class Tensor:
     # Make NumPy defer to Tensor in mixed expressions (`array + tensor` calls Tensor.__radd__).
     __array_ufunc__ = None
 
+    # ---- construction -----------------------------------------------------------------------
     def __init__(self, data, requires_grad: bool = False, dtype=None):
         self.data = _to_array(data, dtype, argument="data")
         if requires_grad and self.data.dtype.kind != "f":
@@ -232,7 +233,7 @@ class Tensor:
         tensor._version = 0
         return tensor
 
-    # ---- the gradient ---------------------------------------------------------------------------
+    # ---- the gradient: .grad ----------------------------------------------------------------
     @property
     def grad(self) -> "Gradient | None":
         """d(loss)/d(self) after a backward pass, or None: a `Gradient`, i.e. an `np.ndarray`.
@@ -253,7 +254,7 @@ class Tensor:
         else:
             raise TypeError(f"grad must be None, an np.ndarray or a Tensor, got {type(value).__name__}")
 
-    # ---- plain properties -------------------------------------------------------------------
+    # ---- properties, Python values and printing ---------------------------------------------
     @property
     def shape(self) -> tuple:
         """The shape, a tuple of ints (as `np.ndarray.shape`; PyTorch's `torch.Size`)."""
@@ -339,7 +340,7 @@ class Tensor:
     def __bool__(self) -> bool:
         return bool(self.data)
 
-    # ---- gradients --------------------------------------------------------------------------
+    # ---- backward and hooks -----------------------------------------------------------------
     def retain_grad(self) -> None:
         """Keep this non-leaf tensor's gradient in `.grad` after backward (leaves always keep it)."""
         if not self.requires_grad:
