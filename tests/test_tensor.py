@@ -429,3 +429,27 @@ def test_user_function_with_needs_input_grad():
     np.testing.assert_array_equal(a.grad, [1.0])
     with no_grad():
         assert ScaledAdd.apply(a, b, scale=1.0).grad_fn is None
+
+
+def test_a_backward_rule_runs_two_frames_below_tensor_backward():
+    """The learner's path (issue 21): Tensor.backward -> _run_backward -> SomeOp.backward, nothing in
+    between (no process settings, no helper frames), for every primitive op of a small graph."""
+    import sys
+
+    x = tensor(np.arange(6.0).reshape(2, 3) + 1, requires_grad=True)
+    w = tensor(np.ones((3, 2)), requires_grad=True)
+    loss = ((x @ w).exp().log() * 2 - x.sum(dim=1, keepdim=True)).mean()
+    callers = {}
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_name == "backward" and frame.f_code.co_qualname != "Tensor.backward":
+            callers[frame.f_code.co_qualname] = (frame.f_back.f_code.co_name, frame.f_back.f_back.f_code.co_qualname)
+
+    sys.setprofile(profile)
+    try:
+        loss.backward()
+    finally:
+        sys.setprofile(None)
+    assert set(callers) == {"Mean.backward", "Sub.backward", "Mul.backward", "Log.backward", "Exp.backward",
+                            "Matmul.backward", "Sum.backward"}
+    assert set(callers.values()) == {("_run_backward", "Tensor.backward")}
