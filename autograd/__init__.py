@@ -9,7 +9,8 @@
 
 Files, in reading order: `tensor.py` (Tensor, Function, the backward walk, no_grad), `ops.py`
 (primitive operations and their backward rules), `functional.py` (fused neural-network functions
-like softmax, cross-entropy, layer norm, attention), `gradcheck.py` (finite-difference checks),
+like softmax, cross-entropy, layer norm, attention; each runs a kernel of `reference/`, plain NumPy
+to read, or of `fast/`, the default: `kernels.py` switches, see `set_kernels`), `gradcheck.py` (finite-difference checks),
 `testing.py` (hypothesis strategies to property-test your own ops; needs `pip install hypothesis`).
 
 PyTorch's surface, so that the book's listings run with `import autograd as torch`: `random.py`
@@ -40,6 +41,7 @@ from autograd.tensor import (
 from autograd.ops import cat, matmul, maximum, minimum, stack, unbroadcast, where
 from autograd.gradcheck import GradcheckError, gradcheck
 from autograd import functional
+from autograd.kernels import get_kernels, kernels, set_kernels  # NOTE: `autograd.kernels` is the context manager
 from autograd.random import default_generator, manual_seed, resolve_generator
 from autograd.creation import (
     arange, backends, cuda, device, double, empty, float16, float32, float64, from_numpy, full,
@@ -87,6 +89,9 @@ __all__ = [
     "gradcheck",
     "GradcheckError",
     "functional",
+    "set_kernels",
+    "kernels",
+    "get_kernels",
     "manual_seed",
     "default_generator",
     "resolve_generator",
