@@ -41,6 +41,9 @@ class ScaledDotProductAttention(Function):
         out: array (..., T_q, D), q's dtype. `backward(dout)` returns (dq, dk, dv) of the inputs'
         shapes, None for an input that needs no gradient.
 
+    Raises: nothing of its own: `autograd.functional.scaled_dot_product_attention` checks the
+    shapes, dtypes, dropout_p and rng.
+
     References: Vaswani et al. 2017, "Attention Is All You Need", eq. 1; Srivastava et al. 2014
     (dropout); Raschka, "Build a Large Language Model (From Scratch)", ch. 3.4 (scaled dot
     product), 3.5 (causal mask, 3.5.2 dropout on the weights), 3.6 (heads);

@@ -32,6 +32,8 @@ def dropout_keep_mask(rng: np.random.Generator, shape: tuple, p: float) -> tuple
     Returns:
         (keep, p_drawn): bool array of `shape`, and the effective drop probability (a float).
 
+    Raises: nothing of its own: the callers check p and that rng is a np.random.Generator.
+
     Example:
         >>> keep, p_drawn = dropout_keep_mask(np.random.default_rng(0), (2, 3), 0.5)
         >>> keep.shape, keep.dtype, p_drawn
@@ -57,6 +59,8 @@ class Dropout(Function):
 
     Returns:
         out: array (...), x's dtype. `backward(dout)` returns dx (...), x's dtype.
+
+    Raises: nothing of its own: `autograd.functional.dropout` checks p and rng.
 
     References: Srivastava et al. 2014, "Dropout: A Simple Way to Prevent Neural Networks from
     Overfitting", JMLR 15, section 10 (scaling at training time); Raschka, "Build a Large Language

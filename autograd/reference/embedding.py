@@ -28,6 +28,9 @@ class Embedding(Function):
     Returns:
         out: array (..., C), weight's dtype. `backward(dout)` returns dweight (V, C).
 
+    Raises: nothing of its own: `autograd.functional.embedding` checks that the ids are integers
+    in [0, V).
+
     References: Raschka, "Build a Large Language Model (From Scratch)", ch. 2.7 (token
     embeddings) and 2.8 (positional embeddings); torch.nn.functional.embedding.
     """

@@ -37,6 +37,8 @@ class Gelu(Function):
     Returns:
         out: array (...), x's dtype. `backward(dout)` returns dx (...), x's dtype.
 
+    Raises: nothing of its own: `autograd.functional.gelu` checks x's dtype and `approximate`.
+
     References: Hendrycks & Gimpel 2016, "Gaussian Error Linear Units", section 2 (the tanh
     approximation); Raschka, "Build a Large Language Model (From Scratch)", ch. 4.3;
     torch.nn.functional.gelu (approximate="tanh" / "none").

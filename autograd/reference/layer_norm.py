@@ -34,8 +34,11 @@ class LayerNorm(Function):
         out: array (..., C), x's dtype. `backward(dout)` returns (dx (..., C), dweight (C,),
         dbias (C,)), None for an input that needs no gradient.
 
-    References: Ba, Kiros & Hinton 2016, "Layer Normalization", eq. 4; Raschka, "Build a Large
-    Language Model (From Scratch)", ch. 4.2; torch.nn.functional.layer_norm.
+    Raises: nothing of its own: `autograd.functional.layer_norm` checks the shapes, dtypes and eps.
+
+    References: Ba, Kiros & Hinton 2016, "Layer Normalization", eqs. 3-4 (the statistics, the gain
+    and bias); Raschka, "Build a Large Language Model (From Scratch)", ch. 4.2;
+    torch.nn.functional.layer_norm.
     """
 
     def forward(self, x, weight, bias, eps):

@@ -26,6 +26,8 @@ class Linear(Function):
         out: array (..., out), x's dtype. `backward(dout)` returns (dx (..., in), dweight
         (out, in), dbias (out,) or None), None for an input that needs no gradient.
 
+    Raises: nothing of its own: `autograd.functional.linear` checks the shapes.
+
     References: Raschka, "Build a Large Language Model (From Scratch)", ch. 3.4 (the query, key
     and value projections) and appendix A; torch.nn.functional.linear.
     """
