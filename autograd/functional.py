@@ -24,7 +24,7 @@ import numbers
 import numpy as np
 
 from autograd import kernels
-from autograd.fast.dropout import dropout_keep_mask
+from autograd.reference.dropout import dropout_keep_mask
 from autograd.random import default_generator
 from autograd.tensor import Tensor, as_tensor
 

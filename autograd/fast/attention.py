@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from autograd.fast.dropout import dropout_keep_mask
+from autograd.reference.dropout import dropout_keep_mask
 from autograd.function import Function
 from autograd.parallel import GRAIN_SIZE, parallel_for
 

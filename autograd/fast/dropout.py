@@ -1,40 +1,17 @@
-"""Fast dropout: the keep mask drawn four elements per 64-bit word, the mask kept as bools.
+"""Fast dropout: the reference's mask draw, the scaling done in place.
 
-`dropout_keep_mask` is the one mask draw of the engine: the reference `Dropout` and both versions
-of attention dropout draw the same mask from the same generator state (tests/test_kernels.py).
+What is different from `autograd/reference/dropout.py` (the same values and the same mask, see
+tests/test_kernels.py): the output and the gradient are scaled in place (one temporary fewer).
+The mask comes from `dropout_keep_mask`, the one mask draw of the engine, which already draws four
+elements per 64-bit word (about 3x faster than comparing `rng.random` with p).
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 from autograd.function import Function
+from autograd.reference.dropout import dropout_keep_mask
 
 __all__ = ["Dropout", "dropout_keep_mask"]
-
-
-def dropout_keep_mask(rng: np.random.Generator, shape: tuple, p: float) -> tuple[np.ndarray, float]:
-    """Draw which elements dropout keeps: a bool array, True with probability 1 - p.
-
-    Each element compares 16 random bits with round(p * 65536), so the drop probability is p
-    rounded to a multiple of 1/65536 (at most 7.7e-6 away); the second return value is that
-    probability, p_drawn, and the caller scales by 1 / (1 - p_drawn) so that the expected output
-    equals the input exactly. Raw 64-bit words from the generator give four draws each: about
-    3x faster than `rng.random(shape, dtype=np.float32) >= p`, which matters for the
-    (B, H, T, T) attention weights.
-
-    Args:
-        rng: the generator to draw from (its state advances by ceil(size / 4) words).
-        shape: the mask's shape. p: drop probability in [0, 1].
-
-    Returns:
-        (keep, p_drawn): bool array of `shape`, and the effective drop probability.
-    """
-    size = int(np.prod(shape))
-    threshold = int(round(p * 65536))
-    words = rng.bit_generator.random_raw((size + 3) // 4)  # uint64, four 16-bit draws each
-    draws = words.view(np.uint16)[:size].reshape(shape)
-    return draws >= threshold, threshold / 65536
 
 
 class Dropout(Function):

@@ -1,9 +1,9 @@
 """Cross-entropy of logits against integer class targets, forward and backward (book ch. 5.1.2).
 
-The reference kernel: the gradient is computed in `backward`, from the logits and the log-sum-exp
-(max, sum of exponentials) that forward saved, in plain NumPy. `autograd/fast/cross_entropy.py` computes the same values in
-cache-sized blocks of rows, with threads, writing the gradient during forward; tests/test_kernels.py
-checks that the two agree.
+The reference kernel: the gradient is computed in `backward`, in plain NumPy, from the logits and
+the row max and sum of exponentials that forward saved. `autograd/fast/cross_entropy.py` computes
+the same values in cache-sized blocks of rows, with threads, writing the gradient during forward;
+tests/test_kernels.py checks that the two agree.
 
 Shapes: N rows (B*T flattened: `autograd.functional.cross_entropy` flattens (B, T, V) first),
 V classes (the vocabulary).
