@@ -64,7 +64,8 @@ class BackwardProfile:
 
     Attributes:
         backward_depths: op class name -> deepest frame count of its `backward` method.
-        deepest_engine_frame: (frames, "file:function") of the deepest frame in autograd/.
+        deepest_engine_frame: (frames, "file:function") of the deepest function of autograd/ (not
+            counting comprehensions, which add a frame of their own).
         closures: Counter of "file:qualname" -> calls of closures (see `_is_closure`).
         comprehension_closures: the same for comprehensions with free variables (a frame pdb's
             `s` steps into, and a closure in the strict sense: co_freevars).
@@ -104,7 +105,7 @@ class BackwardProfile:
         depth = _depth(frame, self._root)
         if depth is None:
             return
-        if in_engine and depth > self.deepest_engine_frame[0]:
+        if in_engine and code.co_name not in _COMPREHENSIONS and depth > self.deepest_engine_frame[0]:
             self.deepest_engine_frame = (depth, where)
         owner = frame.f_locals.get("self") if code.co_name == "backward" else None
         if isinstance(owner, Function):
