@@ -14,6 +14,8 @@ switch: `set_kernels`, `kernels(...)`, `get_kernels`, `MINIGPT_KERNELS` and thei
 
 from __future__ import annotations
 
+import ast
+import glob
 import inspect
 import os
 import subprocess
@@ -391,3 +393,32 @@ def test_a_bad_environment_variable_names_itself_the_values_and_what_came():
     result = _python("import autograd", "quick")
     assert result.returncode != 0
     assert "ValueError: the environment variable MINIGPT_KERNELS must be 'reference' or 'fast', got 'quick'" in result.stderr
+
+
+def _imported_modules(path: str) -> set[str]:
+    """Every module a file imports, anywhere in it (`from a import b` counts as a.b)."""
+    names = set()
+    for node in ast.walk(ast.parse(open(path, encoding="utf-8").read(), path)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+_KERNEL_IMPORTS = ("numpy", "math", "__future__.annotations", "autograd.function.Function", "autograd.reference.")
+
+
+@pytest.mark.parametrize("files, allowed", [
+    ("reference/*.py", _KERNEL_IMPORTS),
+    ("fast/*.py", _KERNEL_IMPORTS + ("autograd.fast.", "autograd.parallel.")),
+    ("kernels.py", _KERNEL_IMPORTS + ("autograd.fast.", "os")),
+])
+def test_kernels_import_only_numpy_math_function_and_each_other(files, allowed):
+    """No circle through the engine: the kernels never import tensor, ops, functional or autograd itself."""
+    paths = sorted(glob.glob(os.path.join(ROOT, "autograd", files)))
+    assert paths
+    offenders = {os.path.relpath(path, ROOT): sorted(name for name in _imported_modules(path)
+                                                     if not (name in allowed or name.startswith(allowed)))
+                 for path in paths}
+    assert not {path: names for path, names in offenders.items() if names}
