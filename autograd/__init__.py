@@ -9,11 +9,14 @@
 
 Files, in reading order (each imports only the ones before it): `function.py` (`Function`, one
 recorded operation, and `no_grad`), `backward.py` (the backward walk and `grad`), `ops.py`
-(primitive operations and their backward rules), `device.py` (`device("cpu")`), `tensor.py`
-(`Tensor`, whole, and `Gradient`, the type of `.grad`), `functional.py` (fused neural-network
-functions like softmax, cross-entropy, layer norm, attention), `gradcheck.py` (finite-difference
-checks), `testing.py` (hypothesis strategies to property-test your own ops; needs
-`pip install hypothesis`).
+(primitive operations and their backward rules), `device.py` (`device("cpu")`), `reference/`
+(the fused neural-network ops -- softmax, cross-entropy, layer norm, GELU, attention... -- in plain
+NumPy, one file each: what a learner steps into), `fast/` (the same ops blocked, in place and
+threaded: the default), `kernels.py` (the switch between the two: `set_kernels`, `kernels()`,
+MINIGPT_KERNELS), `tensor.py` (`Tensor`, whole, and `Gradient`, the type of `.grad`),
+`functional.py` (torch.nn.functional: checks the arguments, then runs the active kernel),
+`gradcheck.py` (finite-difference checks), `testing.py` (hypothesis strategies to property-test
+your own ops; needs `pip install hypothesis`).
 
 PyTorch's surface, so that the book's listings run with `import autograd as torch`: `random.py`
 (`manual_seed`, the default generator), `creation.py` (`zeros`, `rand`, `arange`, `tril`,
@@ -33,6 +36,7 @@ from autograd.ops import unbroadcast
 from autograd.tensor import Gradient, Tensor, as_tensor, set_printoptions, tensor
 from autograd.gradcheck import GradcheckError, gradcheck
 from autograd import functional
+from autograd.kernels import get_kernels, kernels, set_kernels  # NOTE: `autograd.kernels` is the context manager
 from autograd.random import default_generator, manual_seed, resolve_generator
 from autograd.creation import (
     arange, backends, cuda, device, double, empty, float16, float32, float64, from_numpy, full,
@@ -80,6 +84,9 @@ __all__ = [
     "gradcheck",
     "GradcheckError",
     "functional",
+    "set_kernels",
+    "kernels",
+    "get_kernels",
     "manual_seed",
     "default_generator",
     "resolve_generator",

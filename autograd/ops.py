@@ -45,11 +45,11 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     if grad.shape == shape:
         return grad
     leading = grad.ndim - len(shape)
-    stretched = tuple(
-        leading + i for i, size in enumerate(shape) if size == 1 and grad.shape[leading + i] != 1
-    )
-    axes = tuple(range(leading)) + stretched
-    return grad.sum(axis=axes).reshape(shape) if axes else grad.reshape(shape)
+    axes = list(range(leading))  # the dimensions broadcasting added in front
+    for i, size in enumerate(shape):  # and those it stretched from 1 (a loop: no closure to step through)
+        if size == 1 and grad.shape[leading + i] != 1:
+            axes.append(leading + i)
+    return grad.sum(axis=tuple(axes)).reshape(shape) if axes else grad.reshape(shape)
 
 
 def _broadcast_shape(a: np.ndarray, b: np.ndarray, op: str) -> None:

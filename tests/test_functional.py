@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import autograd
 from autograd import functional as F
 from autograd import gradcheck, tensor
+from autograd.fast import attention as fast_attention
 from autograd.testing import arrays, dims, shapes, tensors
 from helpers import leaf
 
@@ -589,18 +590,18 @@ def test_causal_attention_in_query_blocks_matches_primitives(dropout_p, qkv, que
         rng = np.random.default_rng(seed) if dropout_p else None
         return F.scaled_dot_product_attention(q, k, v, causal=True, dropout_p=dropout_p, rng=rng)
 
-    with mock.patch.object(F, "_QUERY_BLOCK", query_block):
+    with mock.patch.object(fast_attention, "_QUERY_BLOCK", query_block), autograd.kernels("fast"):
         assert gradcheck(fused, list(qkv))
         composed = lambda q, k, v: composed_attention(q, k, v, True, dropout_p, seed)  # noqa: E731
         assert_same_values_and_gradients(fused, composed, list(qkv), rtol=1e-9, atol=1e-12)
 
 
 def test_query_blocks_cover_the_queries_and_see_only_earlier_keys():
-    with mock.patch.object(F, "_QUERY_BLOCK", 128):
-        assert F._query_blocks(256, 256, True) == [(0, 128, 128), (128, 256, 256)]
-        assert F._query_blocks(300, 200, True) == [(0, 128, 128), (128, 256, 200), (256, 300, 200)]
-        assert F._query_blocks(256, 256, False) == [(0, 256, 256)]
-        assert F._query_blocks(100, 100, True) == [(0, 100, 100)]
+    with mock.patch.object(fast_attention, "_QUERY_BLOCK", 128):
+        assert fast_attention._query_blocks(256, 256, True) == [(0, 128, 128), (128, 256, 256)]
+        assert fast_attention._query_blocks(300, 200, True) == [(0, 128, 128), (128, 256, 200), (256, 300, 200)]
+        assert fast_attention._query_blocks(256, 256, False) == [(0, 256, 256)]
+        assert fast_attention._query_blocks(100, 100, True) == [(0, 100, 100)]
 
 
 @settings(max_examples=30, deadline=None)

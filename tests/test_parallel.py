@@ -2,7 +2,8 @@
 fused functions in any number of threads (their element-wise passes are split by rows).
 
 The fused functions only split arrays of at least two GRAIN_SIZE pieces; the tests lower
-`functional.GRAIN_SIZE` so that small arrays are split too.
+`GRAIN_SIZE` of the fast kernels (autograd/fast/) so that small arrays are split too. The fused
+functions run the fast kernels here, whatever MINIGPT_KERNELS says: only they use threads.
 """
 
 import os
@@ -16,6 +17,10 @@ from hypothesis import strategies as st
 import autograd
 from autograd import functional as F
 from autograd import parallel
+from autograd.fast import attention as fast_attention
+from autograd.fast import cross_entropy as fast_cross_entropy
+from autograd.fast import gelu as fast_gelu
+from autograd.fast import layer_norm as fast_layer_norm
 from autograd.gradcheck import gradcheck
 from helpers import leaf
 
@@ -28,10 +33,21 @@ def threads():
     parallel.set_num_threads(before)
 
 
+THREADED_KERNELS = (fast_gelu, fast_layer_norm, fast_cross_entropy, fast_attention)
+
+
+@pytest.fixture(autouse=True)
+def fast_kernels():
+    """The fast kernels, the ones that use parallel_for, for every test of this file."""
+    with autograd.kernels("fast"):
+        yield
+
+
 @pytest.fixture
 def small_grain(monkeypatch):
     """Split arrays of a few hundred elements, so that small test inputs take the threaded path."""
-    monkeypatch.setattr(F, "GRAIN_SIZE", 8)
+    for module in THREADED_KERNELS:
+        monkeypatch.setattr(module, "GRAIN_SIZE", 8)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -306,7 +322,8 @@ def test_the_threaded_paths_are_taken(threads, small_grain, monkeypatch):
         calls.append((end - begin) // grain_size)
         return original(begin, end, grain_size, function)
 
-    monkeypatch.setattr(F, "parallel_for", counting)
+    for module in THREADED_KERNELS:
+        monkeypatch.setattr(module, "parallel_for", counting)
     _forward_backward(F.gelu, [RNG.standard_normal((7, 33), dtype=np.float32)], np.ones((7, 33), np.float32))
     _forward_backward(lambda q, k, v: F.scaled_dot_product_attention(q, k, v),
                       [RNG.standard_normal((2, 3, 6, 4), dtype=np.float32) for _ in range(3)], np.ones((2, 3, 6, 4), np.float32))
