@@ -128,16 +128,6 @@ def test_finetune_data_errors_name_the_file_and_classify_takes_texts_or_data(tmp
         main(["classify", "--checkpoint", str(tmp_path), "--data", one_label, "extra text"])
 
 
-def test_bench_finetune_is_listed(capsys):
-    from minigpt.benchmarks.finetune import main as bench_main
-
-    with pytest.raises(SystemExit):
-        bench_main(["--help"])
-    assert "--torch-python" in capsys.readouterr().out
-    assert main(["bench", "--help"]) == 0
-    assert "finetune" in capsys.readouterr().out
-
-
 def test_a_run_of_the_wrong_kind_points_to_the_right_command_or_flag(tmp_path):
     from minigpt.checkpoint import save_checkpoint
 

@@ -257,17 +257,6 @@ def test_plain_minigpt_prints_help_and_version(capsys):
     assert stop.value.code == 0 and capsys.readouterr().out.startswith("minigpt 0.")
 
 
-def test_bench_help_lists_every_benchmark_and_its_options(capsys):
-    from minigpt.benchmarks import NAMES
-
-    assert main(["bench", "--help"]) == 0
-    text = capsys.readouterr().out
-    for name in NAMES:
-        assert f"\n  {name}: " in text
-    for option in ("--torch-python", "--repeats", "--steps"):
-        assert option in text
-
-
 def test_a_batch_larger_than_the_data_names_the_batch_size(tmp_path, story):
     with pytest.raises(SystemExit) as stop:
         main(["train", "--out", str(tmp_path / "r"), *CHAR, "--data", str(story), "--batch-size", "100000"])

@@ -10,7 +10,7 @@ Compares three ways of writing the same update (torch.optim.AdamW's algorithm):
 
 Parameters are plain arrays with the shapes of the chosen model (no model is built). Run:
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m minigpt.benchmarks.optim
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench.py optim
 
 Reference: PyTorch's default torch.optim.AdamW took about 0.8 s per step for the book's 124M
 model on the machine minigpt was developed on (issue 5).
