@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from fake_hub import FakeHub
+from support.fake_hub import FakeHub
 from minigpt.cli import main
 from minigpt.tokenizer import get_encoding
 

@@ -20,7 +20,7 @@ import autograd
 from autograd import functional as F
 from autograd import gradcheck, tensor
 from autograd.testing import arrays, dims, shapes, tensors
-from helpers import leaf
+from support.helpers import leaf
 
 
 

@@ -17,7 +17,7 @@ import autograd
 from autograd import functional as F
 from autograd import parallel
 from autograd.gradcheck import gradcheck
-from helpers import leaf
+from support.helpers import leaf
 
 
 @pytest.fixture
