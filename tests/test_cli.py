@@ -17,7 +17,7 @@ import pytest
 
 from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from minigpt.cli import bundled_corpus_path, main
-from minigpt.train import Trainer
+from minigpt.trainer import Trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHEAP = ["--batch-size", "2", "--eval-batches", "1", "--sample-tokens", "4"]

@@ -133,7 +133,7 @@ def test_fingerprint_sees_dtype_shape_and_every_byte():
 
 def test_a_resumed_run_keeps_its_global_batch_when_the_new_number_of_ranks_divides_it(capsys):
     from minigpt.cli.train import _keep_global_batch
-    from minigpt.train import TrainingConfig
+    from minigpt.trainer import TrainingConfig
 
     config = TrainingConfig(grad_accum_steps=3)
     assert _keep_global_batch(config, 2, 2) is config

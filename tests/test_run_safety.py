@@ -232,7 +232,7 @@ def test_a_damaged_sidecar_is_named(tmp_path, monkeypatch):
 
 # ---- interrupts outside training -----------------------------------------------------------------
 
-@pytest.mark.parametrize("where", ["minigpt.model.GPTModel.__init__", "minigpt.train.load_checkpoint"])
+@pytest.mark.parametrize("where", ["minigpt.model.GPTModel.__init__", "minigpt.trainer.load_checkpoint"])
 def test_ctrl_c_while_the_model_is_built_or_loaded_is_one_line(tmp_path, monkeypatch, capsys, story, where):
     out = str(tmp_path / "run")
     main(["train", "--out", out, *CHAR, "--data", str(story), "--max-steps", "2"])
@@ -288,7 +288,7 @@ def test_a_redirected_log_has_no_progress_bar_and_quiet_removes_it(tmp_path, sto
 
 
 def test_quiet_turns_the_progress_bar_off(tmp_path, story, monkeypatch):
-    from minigpt import train
+    from minigpt import trainer as train
 
     shown = []
 

@@ -114,7 +114,8 @@ def run_instruct(args) -> int:
                                               save_responses)
     from minigpt.finetune.metrics import score_responses
     from minigpt.optim import AdamW
-    from minigpt.train import Trainer, TrainingConfig, calc_loss_loader, plot_history
+    from minigpt.train import calc_loss_loader
+    from minigpt.trainer import Trainer, TrainingConfig, plot_history
 
     _check_arguments(args)
     data, train_data, test_data, val_data = _splits(args)

@@ -325,7 +325,7 @@ def _train(args, world) -> int:
     from minigpt.optim import AdamW
     from minigpt.generate import text_to_token_ids
     from minigpt.interrupts import exit_status
-    from minigpt.train import Trainer, TrainingConfig
+    from minigpt.trainer import Trainer, TrainingConfig
 
     if args.bucket_cap_mb is not None and not (math.isfinite(args.bucket_cap_mb) and args.bucket_cap_mb >= 0):
         fail("train", f"--bucket-cap-mb must be a number of megabytes >= 0 (0: one Allreduce after backward), got {args.bucket_cap_mb}")

@@ -67,7 +67,7 @@ def measure(name: str, warmup: int, steps: int, threads: int, bucket_cap_mb: flo
     from minigpt.distributed import init
     from minigpt.model import GPTModel
     from minigpt.optim import AdamW
-    from minigpt.train import Trainer, TrainingConfig
+    from minigpt.trainer import Trainer, TrainingConfig
 
     keep_freed_memory()  # as `minigpt train` does
     set_openblas_thread_timeout()

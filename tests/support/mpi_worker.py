@@ -23,7 +23,7 @@ import sys
 import time
 
 from minigpt.cli import main
-from minigpt.train import Trainer
+from minigpt.trainer import Trainer
 
 FAULT_STEP = 2  # the fault strikes when this many steps are done
 
