@@ -21,7 +21,8 @@ import time
 from minigpt.cli.common import fail, load_run_checkpoint, make_tokenizer, save_after_interrupt
 from minigpt.cli.finetune_dpo import add_dpo_parser, run_dpo
 from minigpt.cli.finetune_instruct import add_instruct_parser, run_instruct
-from minigpt.cli.finetune_options import add_output_arguments, add_training_arguments, check_training_arguments
+from minigpt.cli.finetune_options import (add_output_arguments, add_training_arguments, check_training_arguments,
+                                          load_base_model)
 from minigpt.cli.lora_options import add_lora_arguments, apply_lora
 from minigpt.interrupts import StopBetweenSteps
 
@@ -90,43 +91,6 @@ def _add_classify_parser(tasks) -> None:
                          contents="checkpoint, splits, history, plots")
 
 
-def _load_base_model(args, command: str = COMMAND, default_model: str = "gpt2-small"):
-    """(model, tokenizer, description) from --model (default `default_model`), --checkpoint or --init random.
-
-    Shared by the tasks (`finetune instruct` has no --init); errors are reported as `minigpt COMMAND`.
-    """
-    from minigpt.model import GPTModel, get_config
-
-    if args.checkpoint is not None:
-        _, model_state, _, metadata = load_run_checkpoint(command, "--checkpoint", args.checkpoint)
-        run_info = metadata["trainer"]["run_info"]
-        model = GPTModel(get_config(run_info["model_config"], drop_rate=args.drop_rate), rng=args.seed)
-        model.load_state_dict(model_state)
-        return model, make_tokenizer(run_info["tokenizer"]), f"checkpoint {args.checkpoint}"
-    tokenizer = make_tokenizer({"name": "gpt2"})
-    if getattr(args, "init", None) == "random":
-        sizes = {"emb_dim": args.emb_dim, "n_layers": args.n_layers, "n_heads": args.n_heads, "context_length": args.context_length}
-        overrides = {name: value for name, value in sizes.items() if value is not None}
-        try:
-            config = get_config(args.preset, drop_rate=args.drop_rate, **overrides)
-        except (KeyError, ValueError) as error:
-            fail(command, f"--preset {args.preset}: {error.args[0]}")
-        return GPTModel(config, rng=args.seed), tokenizer, f"random init ({args.preset})"
-    from minigpt.hub import DownloadError
-
-    name = args.model or default_model
-    from minigpt.checkpoint import CHECKPOINT_NAME
-
-    if os.path.isfile(os.path.join(name, CHECKPOINT_NAME)) or os.path.basename(name) == CHECKPOINT_NAME:
-        fail(command, f"--model {name}: this is a minigpt run (it holds {CHECKPOINT_NAME}); --model takes a GPT-2 name "
-                      f"or a folder of OpenAI's config.json and model.safetensors: use --checkpoint {name}")
-    try:
-        model = GPTModel.from_pretrained(name, drop_rate=args.drop_rate)
-    except (FileNotFoundError, DownloadError, ValueError) as error:
-        fail(command, f"--model {name}: {error}")
-    return model, tokenizer, f"pretrained {name}"
-
-
 def _check_arguments(args) -> None:
     check_training_arguments(COMMAND, args)
     if args.init is None and any(value is not None for value in (args.emb_dim, args.n_layers, args.n_heads, args.context_length)):
@@ -154,7 +118,7 @@ def _run_classify(args) -> int:
     if len(train) < args.batch_size or not validation:
         fail(COMMAND, f"the split gives {len(train)} training and {len(validation)} validation examples; need at "
              f"least --batch-size={args.batch_size} for training and one for validation")
-    model, tokenizer, source = _load_base_model(args)
+    model, tokenizer, source = load_base_model(args, COMMAND)
     pad_token_id = getattr(tokenizer, "eot_token", None) if args.pad_token_id is None else args.pad_token_id
     if pad_token_id is None:
         fail(COMMAND, "the model's tokenizer has no <|endoftext|> token to pad with: give --pad-token-id")

@@ -27,7 +27,8 @@ import os
 import time
 
 from minigpt.cli.common import fail, save_after_interrupt
-from minigpt.cli.finetune_options import add_output_arguments, add_training_arguments, check_training_arguments
+from minigpt.cli.finetune_options import (add_output_arguments, add_training_arguments, check_training_arguments,
+                                          load_base_model)
 from minigpt.cli.lora_options import add_lora_arguments, apply_lora
 
 COMMAND = "finetune instruct"
@@ -119,9 +120,8 @@ def run_instruct(args) -> int:
 
     _check_arguments(args)
     data, train_data, test_data, val_data = _splits(args)
-    from minigpt.cli.finetune import _load_base_model  # here: finetune.py imports this module
 
-    model, tokenizer, source = _load_base_model(args, COMMAND, default_model="gpt2-medium")
+    model, tokenizer, source = load_base_model(args, COMMAND, default_model="gpt2-medium")
     context_length, vocab_size = model.pos_emb.weight.shape[0], model.tok_emb.weight.shape[0]
     allowed_max_length = args.allowed_max_length or context_length
     if allowed_max_length > context_length:
