@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-from minigpt.cli.common import fail, load_run_checkpoint, make_tokenizer, save_after_interrupt
+from minigpt.cli.common import fail, kernels_note, load_run_checkpoint, make_tokenizer, save_after_interrupt
 from minigpt.cli.finetune_dpo import add_dpo_parser, run_dpo
 from minigpt.cli.finetune_instruct import add_instruct_parser, run_instruct
 from minigpt.cli.finetune_options import (add_output_arguments, add_training_arguments, check_training_arguments,
@@ -152,7 +152,7 @@ def _run_classify(args) -> int:
     for name, part in (("train", train), ("validation", validation), ("test", test)):
         cls.write_csv(part, os.path.join(args.out, f"{name}.csv"))  # the book writes the splits too
     print(f"model: {source}, {model.num_parameters():,} parameters, {model.num_parameters(trainable_only=True):,} "
-          f"trainable ({args.trainable}) | classes: {', '.join(train_set.label_names)} | pooling: {args.pooling}")
+          f"trainable ({args.trainable}) | classes: {', '.join(train_set.label_names)} | pooling: {args.pooling}{kernels_note(args)}")
     print(f"data: {args.data or cls.SPAM_DATA_NAME}: {len(records):,} examples, {len(data):,} used -> "
           f"{len(train)} train / {len(validation)} validation / {len(test)} test; {train_set.max_length} tokens per "
           f"example ({validation_set.num_truncated + (test_set.num_truncated if test_set else 0)} validation/test texts cut to it)")

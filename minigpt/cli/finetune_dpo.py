@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from minigpt.cli.common import fail, load_run_checkpoint, make_tokenizer, save_after_interrupt
+from minigpt.cli.common import fail, kernels_note, load_run_checkpoint, make_tokenizer, save_after_interrupt
 from minigpt.cli.finetune_options import add_output_arguments, add_training_arguments, check_training_arguments
 from minigpt.interrupts import StopBetweenSteps
 
@@ -130,7 +130,7 @@ def run_dpo(args) -> int:
     reference_model.requires_grad_(False)
     tokenizer = make_tokenizer(run_info["tokenizer"])
     context_length = policy_model.cfg.context_length
-    print(f"policy and reference: checkpoint {args.checkpoint} ({policy_model.num_parameters():,} parameters)")
+    print(f"policy and reference: checkpoint {args.checkpoint} ({policy_model.num_parameters():,} parameters){kernels_note(args)}")
     print(f"data: {len(train_data)} training, {len(val_data)} validation, {len(test_data)} test pairs | beta {args.beta} | "
           f"AdamW lr {args.lr} weight decay {args.weight_decay} | {args.epochs} epoch(s) of batch {args.batch_size}")
 

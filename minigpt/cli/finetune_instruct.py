@@ -26,7 +26,7 @@ import json
 import os
 import time
 
-from minigpt.cli.common import fail, save_after_interrupt
+from minigpt.cli.common import fail, kernels_note, save_after_interrupt
 from minigpt.cli.finetune_options import (add_output_arguments, add_training_arguments, check_training_arguments,
                                           load_base_model)
 from minigpt.cli.lora_options import add_lora_arguments, apply_lora
@@ -145,7 +145,8 @@ def run_instruct(args) -> int:
     lora = apply_lora(COMMAND, model, args, rng=args.seed)  # exercise 7.4: freeze, then wrap every Linear
     os.makedirs(args.out, exist_ok=True)
     print(f"model: {source}, {model.num_parameters():,} parameters, context {context_length}"
-          + (f", {model.num_parameters(trainable_only=True):,} trainable (LoRA rank {args.lora})" if lora else ""))
+          + (f", {model.num_parameters(trainable_only=True):,} trainable (LoRA rank {args.lora})" if lora else "")
+          + kernels_note(args))
     print(f"data: {args.data or 'instruction-data.json (bundled)'}: {len(data):,} entries -> {len(train_data)} train / "
           f"{len(test_data)} test / {len(val_data)} validation; {len(train_loader)} batches of {args.batch_size} per epoch"
           + (" (instruction targets masked)" if args.mask_instruction else ""))
