@@ -103,40 +103,9 @@ def _run_classify(args) -> int:
     from minigpt.optim import AdamW
 
     _check_arguments(args)
-    try:
-        records = cls.load_spam_data(args.data)
-    except (OSError, ValueError, UnicodeDecodeError) as error:
-        fail(COMMAND, f"--data {args.data}: {error}")
-    labels = sorted({label for label, _ in records})
-    if len(labels) < 2:  # a classifier needs classes to tell apart (replace_output_head would fail later)
-        fail(COMMAND, f"--data {args.data}: at least 2 labels are needed, found {len(labels)}: {', '.join(map(repr, labels))}")
-    data = records if args.no_balance else cls.create_balanced_dataset(records, seed=args.seed)
-    try:
-        train, validation, test = cls.random_split(data, args.train_frac, args.validation_frac, seed=args.seed)
-    except ValueError as error:
-        fail(COMMAND, str(error).replace("train_frac", "--train-frac").replace("validation_frac", "--validation-frac"))
-    if len(train) < args.batch_size or not validation:
-        fail(COMMAND, f"the split gives {len(train)} training and {len(validation)} validation examples; need at "
-             f"least --batch-size={args.batch_size} for training and one for validation")
+    records, data, (train, validation, test) = _split_data(args)
     model, tokenizer, source = load_base_model(args, COMMAND)
-    pad_token_id = getattr(tokenizer, "eot_token", None) if args.pad_token_id is None else args.pad_token_id
-    if pad_token_id is None:
-        fail(COMMAND, "the model's tokenizer has no <|endoftext|> token to pad with: give --pad-token-id")
-    context_length = model.pos_emb.weight.shape[0]  # positions: the table's first axis
-    try:
-        train_set = cls.SpamDataset(train, tokenizer, args.max_length, pad_token_id, context_length=context_length,
-                                    truncation=args.truncate)
-        options = dict(context_length=context_length, truncation=True, label_names=train_set.label_names)
-        validation_set = cls.SpamDataset(validation, tokenizer, train_set.max_length, pad_token_id, **options)
-        test_set = cls.SpamDataset(test, tokenizer, train_set.max_length, pad_token_id, **options) if test else None
-    except ValueError as error:
-        fail(COMMAND, f"{error} (flags --max-length / --truncate)")
-
-    vocab_size = model.tok_emb.weight.shape[0]
-    largest = max(int(part.get_batch(slice(None))[0].max()) for part in (train_set, validation_set, test_set) if part)
-    if largest >= vocab_size or pad_token_id < 0:
-        fail(COMMAND, f"token id {largest if largest >= vocab_size else pad_token_id} (of a text or the padding, "
-             f"--pad-token-id {pad_token_id}) is outside the model's vocabulary [0, {vocab_size})")
+    pad_token_id, train_set, validation_set, test_set = _datasets(args, model, tokenizer, train, validation, test)
 
     cls.replace_output_head(model, len(train_set.label_names), rng=args.seed)
     cls.set_trainable(model, args.trainable)
@@ -180,16 +149,73 @@ def _run_classify(args) -> int:
     minutes = (time.perf_counter() - started) / 60
     print(f"Training completed in {minutes:.2f} minutes.")
 
-    accuracy = {}
-    for name, loader in (("train", train_loader), ("validation", validation_loader), ("test", test_loader)):
-        if loader is not None:
-            accuracy[name] = cls.calc_accuracy_loader(loader, model, pooling=args.pooling, pad_token_id=pad_token_id)
-    print(" | ".join(f"{name.capitalize()} accuracy: {value * 100:.2f}%" for name, value in accuracy.items()))
+    accuracy = _accuracies(args, model, pad_token_id, train_loader, validation_loader, test_loader)
 
     history = {"train_losses": train_losses, "val_losses": val_losses, "train_accs": train_accs, "val_accs": val_accs,
                "examples_seen": examples_seen, "epochs": args.epochs, "minutes": minutes}
     _save(args.out, model, {**classifier, "accuracy": accuracy}, history, args.lora is not None)
     return 0
+
+
+def _split_data(args):
+    """(records, the examples used, (train, validation, test)) of --data: balanced unless
+    --no-balance, split by --train-frac / --validation-frac (the book's section 6.2)."""
+    from minigpt.finetune import classification as cls
+
+    try:
+        records = cls.load_spam_data(args.data)
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        fail(COMMAND, f"--data {args.data}: {error}")
+    labels = sorted({label for label, _ in records})
+    if len(labels) < 2:  # a classifier needs classes to tell apart (replace_output_head would fail later)
+        fail(COMMAND, f"--data {args.data}: at least 2 labels are needed, found {len(labels)}: {', '.join(map(repr, labels))}")
+    data = records if args.no_balance else cls.create_balanced_dataset(records, seed=args.seed)
+    try:
+        train, validation, test = cls.random_split(data, args.train_frac, args.validation_frac, seed=args.seed)
+    except ValueError as error:
+        fail(COMMAND, str(error).replace("train_frac", "--train-frac").replace("validation_frac", "--validation-frac"))
+    if len(train) < args.batch_size or not validation:
+        fail(COMMAND, f"the split gives {len(train)} training and {len(validation)} validation examples; need at "
+             f"least --batch-size={args.batch_size} for training and one for validation")
+    return records, data, (train, validation, test)
+
+
+def _datasets(args, model, tokenizer, train, validation, test):
+    """(pad_token_id, train_set, validation_set, test_set): the book's SpamDatasets (section 6.3),
+    padded to the training set's length; every token id checked against the model's vocabulary."""
+    from minigpt.finetune import classification as cls
+
+    pad_token_id = getattr(tokenizer, "eot_token", None) if args.pad_token_id is None else args.pad_token_id
+    if pad_token_id is None:
+        fail(COMMAND, "the model's tokenizer has no <|endoftext|> token to pad with: give --pad-token-id")
+    context_length = model.pos_emb.weight.shape[0]  # positions: the table's first axis
+    try:
+        train_set = cls.SpamDataset(train, tokenizer, args.max_length, pad_token_id, context_length=context_length,
+                                    truncation=args.truncate)
+        options = dict(context_length=context_length, truncation=True, label_names=train_set.label_names)
+        validation_set = cls.SpamDataset(validation, tokenizer, train_set.max_length, pad_token_id, **options)
+        test_set = cls.SpamDataset(test, tokenizer, train_set.max_length, pad_token_id, **options) if test else None
+    except ValueError as error:
+        fail(COMMAND, f"{error} (flags --max-length / --truncate)")
+
+    vocab_size = model.tok_emb.weight.shape[0]
+    largest = max(int(part.get_batch(slice(None))[0].max()) for part in (train_set, validation_set, test_set) if part)
+    if largest >= vocab_size or pad_token_id < 0:
+        fail(COMMAND, f"token id {largest if largest >= vocab_size else pad_token_id} (of a text or the padding, "
+             f"--pad-token-id {pad_token_id}) is outside the model's vocabulary [0, {vocab_size})")
+    return pad_token_id, train_set, validation_set, test_set
+
+
+def _accuracies(args, model, pad_token_id, train_loader, validation_loader, test_loader) -> dict:
+    """The accuracy on each split (the book's `calc_accuracy_loader`, section 6.6), printed on one line."""
+    from minigpt.finetune import classification as cls
+
+    accuracy = {}
+    for name, loader in (("train", train_loader), ("validation", validation_loader), ("test", test_loader)):
+        if loader is not None:
+            accuracy[name] = cls.calc_accuracy_loader(loader, model, pooling=args.pooling, pad_token_id=pad_token_id)
+    print(" | ".join(f"{name.capitalize()} accuracy: {value * 100:.2f}%" for name, value in accuracy.items()))
+    return accuracy
 
 
 def _save_weights(out: str, model, classifier: dict, lora: bool) -> str:
