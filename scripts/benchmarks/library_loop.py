@@ -70,7 +70,7 @@ def run_variant(variant: str, config: str, warmup: int, steps: int) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     """Alternate the two variants for `--rounds` rounds; print and return the step times."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python scripts/bench.py library_loop", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="book-124M", choices=list(CONFIGS), help="model and batch (see benchmarks.model)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds, each running both variants in fresh processes")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per process")

@@ -420,10 +420,14 @@ def _json_result(command: list[str], env: dict | None = None) -> dict:
 
 def measure_tcp(network: SimulatedNetwork, megabytes: float) -> float:
     """Goodput of one TCP connection from host 0 to host 1, bits per second (what the link really carries)."""
+    from benchmarks import child_python_path
+
     me = [sys.executable, "-m", "benchmarks.network"]
-    server = subprocess.Popen(network.in_host(1, [*me, "tcp-server", host_address(1), "5201"]))
+    environment = {**os.environ, "PYTHONPATH": child_python_path(os.environ)}  # `-m benchmarks.network` outside scripts/
+    server = subprocess.Popen(network.in_host(1, [*me, "tcp-server", host_address(1), "5201"]), env=environment)
     try:
-        result = _json_result(network.in_host(0, [*me, "tcp-client", host_address(1), "5201", str(megabytes)]))
+        result = _json_result(network.in_host(0, [*me, "tcp-client", host_address(1), "5201", str(megabytes)]),
+                              env=environment)
     finally:
         try:
             server.wait(timeout=60)

@@ -95,7 +95,7 @@ def _time(function, repeats: int) -> float:
 
 def main(argv=None) -> dict:
     """Time the AdamW variants and print milliseconds per step; return the figures as a dict."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python scripts/bench.py optim", description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=["gpt2-small", "book-124m"], default="gpt2-small",
                         help="parameter shapes to use (default: gpt2-small, 124M parameters)")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per variant; the best is reported")

@@ -225,7 +225,7 @@ def length_curve(libraries: list[str], lengths: list[int], train_text: str) -> d
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark and print a table; returns the figures as a dict (for tests/scripts)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python scripts/bench.py tokenizer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--text", type=Path, default=DEFAULT_TEXT, help="UTF-8 text file to encode and train on (default: tinyshakespeare.txt)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repetitions of warm encode and decode (median reported)")
     parser.add_argument("--cold-runs", type=int, default=3, help="fresh processes for the cold first encode (median reported)")
