@@ -3,8 +3,10 @@
 The engine is the sibling package `autograd` (Tensor, backward rules, fused functions); minigpt
 builds on it, following Raschka's "Build a Large Language Model (From Scratch)" with PyTorch's
 names. Files, in reading order: `nn/` (Module and layers, attention, the transformer block),
-`model.py` (GPTConfig, presets, GPTModel), `pretrained.py` (GPT-2 weights from safetensors),
-then the tokenizer, data, optimizer and generation modules.
+`config.py` (GPTConfig, presets), `model.py` (GPTModel), `hf_weights.py` and `pretrained.py`
+(GPT-2 weights from safetensors), then the tokenizers (`tokenizer_base.py`, `tokenizer.py`,
+`bpe.py`), data, optimizer, generation, `train.py` (the book's loop) and `trainer.py` (the
+loop a real run needs). Benchmarks live outside the package, in the repository's `scripts/`.
 
 Nothing is imported here eagerly, so `import minigpt.tokenizer` does not pay for the model:
 

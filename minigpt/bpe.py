@@ -51,22 +51,14 @@ import heapq
 import json
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Literal
 
 import regex
 from tqdm import tqdm
 
-from minigpt.tokenizer import (
-    GPT2_SPLIT_PATTERN,
-    HEAP_MERGE_MIN_BYTES,
-    check_ids,
-    check_text,
-    merge_by_rank,
-    resolve_special,
-    split_on_special,
-)
+from minigpt.tokenizer import GPT2_SPLIT_PATTERN
+from minigpt.tokenizer_base import HEAP_MERGE_MIN_BYTES, Tokenizer, check_text, merge_by_rank
 
 __all__ = ["BPETokenizer", "GPT4_SPLIT_PATTERN", "SPLIT_PATTERNS", "merge_pair"]
 
@@ -119,8 +111,12 @@ def merge_pair(ids: Sequence[int], pair: tuple[int, int], new_id: int) -> list[i
     return merged
 
 
-class BPETokenizer:
+class BPETokenizer(Tokenizer):
     """A byte-level BPE tokenizer that learns its merges from text.
+
+    ``encode`` (special tokens as tiktoken), ``decode``, ``decode_bytes`` and ``n_vocab`` come
+    from the base it shares with GPT-2's ``Encoding``, ``minigpt.tokenizer_base.Tokenizer``;
+    this class adds training, encoding with learnt merges, and ``save`` / ``load``.
 
     Example:
         >>> tokenizer = BPETokenizer(pattern="gpt2", special_tokens=["<|endoftext|>"])
@@ -167,6 +163,8 @@ class BPETokenizer:
         self.special_tokens = {text: len(vocab) + index for index, text in enumerate(self._special_token_texts)}
         vocab += [text.encode("utf-8") for text in self._special_token_texts]
         self.vocab = vocab
+        # The base class's tables (the same objects): id -> bytes, special text -> id.
+        self._decoder, self._special_tokens = self.vocab, self.special_tokens
         self._cache: dict[str, tuple[int, ...]] = {}
 
     def __repr__(self) -> str:
@@ -174,16 +172,6 @@ class BPETokenizer:
             f"BPETokenizer(vocab_size={self.n_vocab}, merges={len(self.merges)}, "
             f"special_tokens={self._special_token_texts!r})"
         )
-
-    @property
-    def n_vocab(self) -> int:
-        """Number of ids: 256 bytes + learnt merges + special tokens."""
-        return len(self.vocab)
-
-    @property
-    def special_tokens_set(self) -> set[str]:
-        """The text of every special token."""
-        return set(self.special_tokens)
 
     # ----- training ---------------------------------------------------------------------------
 
@@ -372,58 +360,6 @@ class BPETokenizer:
                 piece_ids = cache[piece] = self._encode_piece(piece)
             token_ids += piece_ids
         return token_ids
-
-    def encode(
-        self,
-        text: str,
-        *,
-        allowed_special: Literal["all"] | Collection[str] = frozenset(),
-        disallowed_special: Literal["all"] | Collection[str] = "all",
-    ) -> list[int]:
-        """Encode text; special tokens as in ``minigpt.tokenizer.Encoding.encode`` (tiktoken's rules).
-
-        Args:
-            text: any str.
-            allowed_special: ``"all"`` or the special tokens to encode as their ids.
-            disallowed_special: ``"all"`` (every special token not allowed) or the special
-                tokens whose text raises ValueError; the rest are encoded as ordinary text.
-
-        Returns:
-            list of int token ids.
-
-        Raises:
-            TypeError: if ``text`` is not a str.
-            ValueError: if ``text`` contains a disallowed special token.
-        """
-        check_text(text)
-        allowed, disallowed = resolve_special(self.special_tokens_set, allowed_special, disallowed_special)
-        token_ids: list[int] = []
-        for index, chunk in enumerate(split_on_special(text, allowed, disallowed)):
-            if index % 2:
-                token_ids.append(self.special_tokens[chunk])
-            elif chunk:
-                token_ids += self.encode_ordinary(chunk)
-        return token_ids
-
-    # ----- decoding ---------------------------------------------------------------------------
-
-    def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        """Join the bytes of the tokens.
-
-        Raises:
-            TypeError: if an id is not an int.
-            ValueError: if an id is not in ``[0, n_vocab)``; the message names it.
-        """
-        return b"".join(map(self.vocab.__getitem__, check_ids(ids, self.n_vocab)))
-
-    def decode(self, ids: Iterable[int], errors: str = "replace") -> str:
-        """Decode ids to text; bytes that are not valid UTF-8 become U+FFFD (``errors="replace"``).
-
-        Raises:
-            TypeError: if an id is not an int.
-            ValueError: if an id is not in ``[0, n_vocab)``; the message names it.
-        """
-        return self.decode_bytes(ids).decode("utf-8", errors=errors)
 
     # ----- saving and loading -----------------------------------------------------------------
 

@@ -171,7 +171,7 @@ def load_checkpoint(path: str, verify: bool = True) -> tuple[dict, tuple[dict, d
         path: the checkpoint file.
         verify: compare each tensor and the metadata with the checksums recorded at save (on by
             default; CRC-32 runs at about 2.5 GB/s: +0.6 s on the 1.7 s load of a 1.5 GB
-            gpt2-small training checkpoint, `minigpt bench checkpoint`).
+            gpt2-small training checkpoint, `python scripts/bench.py checkpoint`).
 
     Returns:
         (model_state, optimizer_state, metadata): model_state name -> np.ndarray (tied names

@@ -552,12 +552,7 @@ def prepare(
     sidecar = _sidecar_path(output_path)
     temporary = output_path.with_name(output_path.name + ".tmp")
     temporary_sidecar = sidecar.with_name(sidecar.name + ".tmp")
-    for written in (output_path, sidecar, temporary, temporary_sidecar):
-        # samefile sees through symbolic and hard links, relative paths and case-folding file systems.
-        if written.exists() and os.path.samefile(written, input_path):
-            what = "the output" if written == output_path else f"{written.name}, which prepare writes,"
-            raise ValueError(f"output_path: {what} is the input file {input_path} under another name; "
-                             "writing it would destroy the text: choose another output name")
+    _check_not_the_input(input_path, output_path, (output_path, sidecar, temporary, temporary_sidecar))
 
     from tqdm import tqdm  # imported here: only prepare shows a progress bar
 
@@ -616,10 +611,7 @@ def prepare(
             "source": str(input_path),
             "source_bytes": source_bytes,
         }
-        with open(temporary_sidecar, "w", encoding="utf-8") as out:
-            json.dump(info, out, indent=2)
-            out.flush()
-            os.fsync(out.fileno())
+        _write_json_synced(temporary_sidecar, info)
         # Order matters: without a sidecar the token file does not load, so remove the old
         # sidecar, put the new tokens in place, and only then the new sidecar.
         sidecar.unlink(missing_ok=True)
@@ -630,6 +622,25 @@ def prepare(
         temporary.unlink(missing_ok=True)
         temporary_sidecar.unlink(missing_ok=True)
     return info
+
+
+def _check_not_the_input(input_path: Path, output_path: Path, written: tuple) -> None:
+    """Raise ValueError if any path `prepare` writes is the input file under another name (checked
+    before anything is written: writing it would destroy the text)."""
+    for path in written:
+        # samefile sees through symbolic and hard links, relative paths and case-folding file systems.
+        if path.exists() and os.path.samefile(path, input_path):
+            what = "the output" if path == output_path else f"{path.name}, which prepare writes,"
+            raise ValueError(f"output_path: {what} is the input file {input_path} under another name; "
+                             "writing it would destroy the text: choose another output name")
+
+
+def _write_json_synced(path: Path, info: dict) -> None:
+    """Write `info` as indented JSON to `path` and fsync it (before it is renamed into place)."""
+    with open(path, "w", encoding="utf-8") as out:
+        json.dump(info, out, indent=2)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def token_file_info(path) -> dict:

@@ -17,7 +17,7 @@ import pytest
 
 from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from minigpt.cli import bundled_corpus_path, main
-from minigpt.train import Trainer
+from minigpt.trainer import Trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHEAP = ["--batch-size", "2", "--eval-batches", "1", "--sample-tokens", "4"]
@@ -225,7 +225,7 @@ def test_python_dash_m_minigpt_help():
     environment = {**os.environ, "PYTHONPATH": ROOT}
     result = subprocess.run([sys.executable, "-m", "minigpt", "--help"], capture_output=True, text=True, env=environment, cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    for command in ("train", "generate", "prepare", "bench"):
+    for command in ("train", "generate", "prepare", "finetune"):
         assert command in result.stdout
     result = subprocess.run([sys.executable, "-m", "minigpt", "train", "--help"], capture_output=True, text=True, env=environment, cwd=ROOT)
     assert result.returncode == 0 and "--grad-accum-steps" in result.stdout and "--resume" in result.stdout
@@ -344,11 +344,6 @@ def test_more_flag_errors(tmp_path, flags, message):
         main(["train", "--out", str(tmp_path / "r"), *flags])
 
 
-def test_bench_help(capsys):
-    assert main(["bench", "--help"]) == 0
-    assert "engine" in capsys.readouterr().out
-
-
 def test_threads_sets_the_engine_and_blas_threads(tmp_path):
     from threadpoolctl import threadpool_info, threadpool_limits
 
@@ -369,89 +364,6 @@ def test_threads_sets_the_engine_and_blas_threads(tmp_path):
 def test_every_commands_negative_seed_is_a_flag_error(tmp_path):
     with pytest.raises(SystemExit, match="minigpt finetune: error: --seed must be an integer >= 0, got -3"):
         main(["finetune", "classify", "--init", "random", "--preset", "tiny", "--seed", "-3", "--out", str(tmp_path / "r")])
-
-
-@pytest.mark.parametrize("flags, message", [
-    (["--batches", "0"], "--batches must be integers >= 1, got 0"),
-    (["--rounds", "0"], "--rounds must be an integer >= 1, got 0"),
-    (["--new-tokens", "-1"], "--new-tokens must be an integer >= 1, got -1"),
-])
-def test_bench_generate_flag_errors_come_before_any_measurement(flags, message, capsys):
-    with pytest.raises(SystemExit) as stopped:
-        main(["bench", "generate", *flags])
-    assert stopped.value.code == 2
-    assert message in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("benchmark, first_measurement", [
-    ("finetune", "_run"), ("instruct", "_run"), ("model", "run_minigpt"), ("generate", "run_minigpt"),
-])
-@pytest.mark.parametrize("torch_python, message", [
-    ("/nope", "--torch-python '/nope' cannot run"), ("NO_TORCH", "cannot import torch: ModuleNotFoundError"),
-])
-def test_bench_torch_python_is_checked_before_any_measurement(benchmark, first_measurement, torch_python, message,
-                                                              monkeypatch, capsys, tmp_path):
-    import importlib
-
-    module = importlib.import_module(f"minigpt.benchmarks.{benchmark}")
-
-    def measure(*args, **kwargs):
-        raise AssertionError(f"bench {benchmark} started measuring before checking --torch-python")
-
-    monkeypatch.setattr(module, first_measurement, measure)
-    no_torch = tmp_path / "python"  # a "python" that runs but has no torch
-    no_torch.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 1\n")
-    no_torch.chmod(0o755)
-    with pytest.raises(SystemExit) as stopped:
-        main(["bench", benchmark, "--torch-python", str(no_torch) if torch_python == "NO_TORCH" else torch_python])
-    assert stopped.value.code == 2
-    assert message in capsys.readouterr().err
-
-
-def test_the_step_benchmarks_time_every_phase_of_the_timed_steps():
-    """minigpt.benchmarks.model.time_training_steps, the loop of bench model/finetune/instruct/lora."""
-    from autograd import functional as F
-    from minigpt.benchmarks.model import time_training_steps
-    from minigpt.model import GPTModel
-    from minigpt.optim import AdamW
-
-    model = GPTModel(dict(vocab_size=16, context_length=8, emb_dim=8, n_heads=2, n_layers=1, drop_rate=0.0,
-                          qkv_bias=False), rng=0)
-    optimizer = AdamW(model.parameters(), lr=1e-2)
-    data = np.random.default_rng(0).integers(0, 16, (5, 2, 9))  # (steps, B, T + 1)
-    calls = []
-
-    def compute_loss(step):
-        calls.append(("loss", step))
-        return F.cross_entropy(model(data[step, :, :-1]).flatten(0, 1), data[step, :, 1:].reshape(-1))
-
-    times = time_training_steps(compute_loss, optimizer.zero_grad, optimizer.step, warmup=2, steps=3,
-                                after_step=lambda step: calls.append(("after", step)))
-    assert calls == [(kind, step) for step in range(5) for kind in ("loss", "after")]
-    for key in ("fwd_s", "bwd_s", "opt_s", "after_s", "other_cpu_s"):
-        assert len(times[key]) == 3, key  # the timed steps only
-    assert all(seconds > 0 for key in ("fwd_s", "bwd_s", "opt_s") for seconds in times[key])
-    assert len(times["losses"]) == 5 and times["losses"][-1] < times["losses"][0]  # the updates ran: it learns
-    assert time_training_steps(compute_loss, model.zero_grad, None, warmup=0, steps=1)["after_s"] == []
-
-
-def test_the_benchmarks_write_raw_records_as_json_lines(tmp_path):
-    import json
-
-    from minigpt.benchmarks.model import write_json_lines
-
-    records = [{"side": "minigpt", "fwd_s": [0.5]}, {"side": "torch", "fwd_s": [0.25]}]
-    write_json_lines(str(tmp_path / "raw.jsonl"), records)
-    assert [json.loads(line) for line in (tmp_path / "raw.jsonl").read_text().splitlines()] == records
-
-
-def test_main_help_lists_every_benchmark(capsys):
-    from minigpt.benchmarks import NAMES
-
-    with pytest.raises(SystemExit):
-        main(["--help"])
-    printed = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
-    assert f"run a benchmark ({', '.join(NAMES)})" in printed
 
 
 def test_resume_uses_the_runs_thread_count_and_accepts_threads(tmp_path, capsys):

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from fake_hub import FakeHub
-from fake_judge import FakeJudge
+from support.fake_hub import FakeHub
+from support.fake_judge import FakeJudge
 from minigpt.cli import main
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -66,7 +66,7 @@ def test_calc_loss_batch_and_loader():
 
 
 def test_trainer_step_loss():
-    from minigpt.train import Trainer, TrainingConfig
+    from minigpt.trainer import Trainer, TrainingConfig
 
     model = GPTModel(CFG, rng=0)
     loader = DataLoader(GPTDataset(TOKENS, None, SIZE, SIZE), batch_size=2, shuffle=False)

@@ -43,8 +43,8 @@ needs_mpi = pytest.mark.skipif(
     importlib.util.find_spec("mpi4py") is None or MPIRUN is None,
     reason='needs mpi4py and mpirun: pip install -e ".[test,mpi]"',
 )
-WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpi_worker.py")
-BUCKETS_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpi_buckets_worker.py")
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "support", "mpi_worker.py")
+BUCKETS_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "support", "mpi_buckets_worker.py")
 FLAGS = ["--preset", "char", "--tokenizer", "char", "--data", "the-verdict.txt", "--context-length", "16", "--batch-size", "2",
          "--warmup-steps", "1", "--eval-every", "2", "--eval-batches", "3", "--sample-tokens", "4", "--threads", "1"]
 TIMEOUT = 120  # seconds: a hang fails the test instead of blocking CI
@@ -133,7 +133,7 @@ def test_fingerprint_sees_dtype_shape_and_every_byte():
 
 def test_a_resumed_run_keeps_its_global_batch_when_the_new_number_of_ranks_divides_it(capsys):
     from minigpt.cli.train import _keep_global_batch
-    from minigpt.train import TrainingConfig
+    from minigpt.trainer import TrainingConfig
 
     config = TrainingConfig(grad_accum_steps=3)
     assert _keep_global_batch(config, 2, 2) is config
@@ -368,7 +368,7 @@ def test_the_wait_for_rank_0_after_a_stop_comes_from_the_environment(monkeypatch
 
 @needs_mpi
 def test_ctrl_c_while_rank_0_waits_in_the_allreduce_ends_the_run_after_the_timeout(single_process_runs, tmp_path):
-    # Rank 0 is left in step 3's Allreduce: rank 1 stops before it on Ctrl-C (tests/mpi_worker.py,
+    # Rank 0 is left in step 3's Allreduce: rank 1 stops before it on Ctrl-C (tests/support/mpi_worker.py,
     # fault "stall"). Rank 0 cannot save; rank 1 ends the run after $MINIGPT_ABORT_AFTER_SECONDS and
     # the periodic checkpoint of step 2 remains, valid and resumable.
     out, markers, seconds = str(tmp_path / "stalled"), tmp_path / "markers", 3

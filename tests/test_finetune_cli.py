@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from fake_hub import FakeHub
+from support.fake_hub import FakeHub
 from minigpt.cli import main
 from minigpt.tokenizer import get_encoding
 
@@ -126,16 +126,6 @@ def test_finetune_data_errors_name_the_file_and_classify_takes_texts_or_data(tmp
         main(["finetune", "classify", "--init", "random", "--preset", "tiny", "--data", str(bom), "--out", str(tmp_path / "r")])
     with pytest.raises(SystemExit, match="give texts or --data, not both"):
         main(["classify", "--checkpoint", str(tmp_path), "--data", one_label, "extra text"])
-
-
-def test_bench_finetune_is_listed(capsys):
-    from minigpt.benchmarks.finetune import main as bench_main
-
-    with pytest.raises(SystemExit):
-        bench_main(["--help"])
-    assert "--torch-python" in capsys.readouterr().out
-    assert main(["bench", "--help"]) == 0
-    assert "finetune" in capsys.readouterr().out
 
 
 def test_a_run_of_the_wrong_kind_points_to_the_right_command_or_flag(tmp_path):

@@ -1,6 +1,6 @@
 """Ctrl-C and SIGTERM during `minigpt finetune classify`, `instruct` and `dpo` (real signals).
 
-Each command runs through tests/signal_driver.py, which writes "@update" when AdamW's update starts
+Each command runs through tests/support/signal_driver.py, which writes "@update" when AdamW's update starts
 and then waits there (MINIGPT_TEST_UPDATE_LINGER): a signal sent on that marker arrives inside the
 update. The update must finish, the weights of that step must be saved in --out (a checkpoint
 that loads, checksums verified, and that `minigpt classify` / `minigpt chat` can use), no later
@@ -16,7 +16,7 @@ import pytest
 
 from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from minigpt.cli import main
-from signal_run import Run
+from support.signal_run import Run
 
 LINGER = 0.5  # seconds inside each update (and each save) for the signal to arrive there
 

@@ -21,7 +21,7 @@ from autograd import functional as F
 from autograd import gradcheck, tensor
 from autograd.fast import attention as fast_attention
 from autograd.testing import arrays, dims, shapes, tensors
-from helpers import leaf
+from support.helpers import leaf
 
 
 

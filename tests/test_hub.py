@@ -1,5 +1,5 @@
 """Downloading from the hub, against a local HTTP server on 127.0.0.1 that imitates it
-(tests/fake_hub.py): LFS redirects with X-Linked-Size / X-Linked-Etag, and injected faults (a body
+(tests/support/fake_hub.py): LFS redirects with X-Linked-Size / X-Linked-Etag, and injected faults (a body
 that breaks off mid-file, a wrong checksum, a server that ignores ranges). No test touches the
 real network.
 """
@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from fake_hub import FakeHub
+from support.fake_hub import FakeHub
 from minigpt import hub
 
 WEIGHTS = np.random.default_rng(0).bytes(300_000)  # stands in for model.safetensors

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_judge import FakeJudge
+from support.fake_judge import FakeJudge
 from minigpt.finetune.judge import (
     JudgeError,
     api_of,

@@ -272,19 +272,6 @@ def test_merge_lora_of_a_single_layer_and_bad_input():
         merge_lora(None)
 
 
-def test_lora_benchmark_summary_reports_ratios_to_full_fine_tuning():
-    from minigpt.benchmarks.lora import summarize
-
-    def record(mode, seconds, peak, trainable):
-        return {"mode": mode, "trainable": trainable, "fwd_s": [seconds / 2] * 3, "bwd_s": [seconds / 4] * 3,
-                "opt_s": [seconds / 4] * 3, "other_cpu_s": [0.0] * 3, "grads_mib": 1.0, "adamw_state_mib": 2.0,
-                "rss_peak_mib": peak}
-
-    lines = summarize({"full": [record("full", 2.0, 2000, 124_441_346)], "lora": [record("lora", 1.0, 1000, 2_666_528)]})
-    assert lines[0].startswith("full       trainable 124,441,346  step    2000 ms")
-    assert "vs full: time 0.50x, peak memory 0.50x" in lines[1]
-
-
 def test_cli_lora_options_freeze_and_wrap_or_fail_clearly():
     import argparse
 

@@ -25,7 +25,7 @@ from autograd.testing import (
     shapes,
     tensors,
 )
-from helpers import leaf
+from support.helpers import leaf
 
 
 

@@ -22,7 +22,7 @@ from autograd.fast import cross_entropy as fast_cross_entropy
 from autograd.fast import gelu as fast_gelu
 from autograd.fast import layer_norm as fast_layer_norm
 from autograd.gradcheck import gradcheck
-from helpers import leaf
+from support.helpers import leaf
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """GPT-2 weights by name (through a fake hub), the book's load_weights_into_gpt, and export.
 
 - `GPTModel.from_pretrained("gpt2-small")` downloads `config.json` and `model.safetensors` from
-  `$HF_ENDPOINT` (here a local server, tests/fake_hub.py, serving the tiny golden checkpoint as if
+  `$HF_ENDPOINT` (here a local server, tests/support/fake_hub.py, serving the tiny golden checkpoint as if
   it were openai-community/gpt2) into `$MINIGPT_HOME`, then loads them; the logits equal the
   golden ones as in test_pretrained.py (1e-4 in float32).
 - `load_weights_into_gpt` fills a model built from a config dict, as in the book's chapter 5.5.
@@ -18,7 +18,7 @@ import pytest
 from safetensors import safe_open
 from safetensors.numpy import load_file
 
-from fake_hub import FakeHub
+from support.fake_hub import FakeHub
 from minigpt.hub import DownloadError
 from minigpt.model import GPTModel
 from minigpt.pretrained import config_from_hf, load_weights_into_gpt

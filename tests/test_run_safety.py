@@ -232,7 +232,7 @@ def test_a_damaged_sidecar_is_named(tmp_path, monkeypatch):
 
 # ---- interrupts outside training -----------------------------------------------------------------
 
-@pytest.mark.parametrize("where", ["minigpt.model.GPTModel.__init__", "minigpt.train.load_checkpoint"])
+@pytest.mark.parametrize("where", ["minigpt.model.GPTModel.__init__", "minigpt.trainer.load_checkpoint"])
 def test_ctrl_c_while_the_model_is_built_or_loaded_is_one_line(tmp_path, monkeypatch, capsys, story, where):
     out = str(tmp_path / "run")
     main(["train", "--out", out, *CHAR, "--data", str(story), "--max-steps", "2"])
@@ -255,17 +255,6 @@ def test_plain_minigpt_prints_help_and_version(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["--version"])
     assert stop.value.code == 0 and capsys.readouterr().out.startswith("minigpt 0.")
-
-
-def test_bench_help_lists_every_benchmark_and_its_options(capsys):
-    from minigpt.benchmarks import NAMES
-
-    assert main(["bench", "--help"]) == 0
-    text = capsys.readouterr().out
-    for name in NAMES:
-        assert f"\n  {name}: " in text
-    for option in ("--torch-python", "--repeats", "--steps"):
-        assert option in text
 
 
 def test_a_batch_larger_than_the_data_names_the_batch_size(tmp_path, story):
@@ -299,7 +288,7 @@ def test_a_redirected_log_has_no_progress_bar_and_quiet_removes_it(tmp_path, sto
 
 
 def test_quiet_turns_the_progress_bar_off(tmp_path, story, monkeypatch):
-    from minigpt import train
+    from minigpt import trainer as train
 
     shown = []
 

@@ -1,7 +1,7 @@
 """Real signals sent to a real `minigpt train` process, at random moments (issue 11).
 
 A run is stopped again and again by Ctrl-C (SIGINT) or SIGTERM, at random times and exactly
-inside the parameter update or inside the checkpoint write (tests/signal_driver.py marks those
+inside the parameter update or inside the checkpoint write (tests/support/signal_driver.py marks those
 places), with second and third presses; after each stop the run is resumed. Every stop must
 leave a checkpoint that loads (checksums verified) and says the step the message says, or a
 message that nothing was saved, and the run pieced together must end with the weights,
@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from signal_run import Run
+from support.signal_run import Run
 
 MAX_STEPS = 150
 FLAGS = ["--preset", "char", "--tokenizer", "char", "--data", "the-verdict.txt", "--context-length", "16",

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import autograd
 from autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from autograd.testing import tensors
-from helpers import leaf
+from support.helpers import leaf
 
 
 

@@ -242,21 +242,6 @@ def test_unknown_encoding_name():
         get_encoding("cl100k_base")
 
 
-def test_benchmark_runs(tmp_path, capsys):
-    from minigpt.benchmarks.tokenizer import main
-
-    text_path = tmp_path / "small.txt"
-    text_path.write_text((FIXTURES / "the-verdict.txt").read_text(encoding="utf-8"), encoding="utf-8")
-    figures = main(["--text", str(text_path), "--repeats", "1", "--cold-runs", "1",
-                    "--vocab-sizes", "300", "--libraries", "minigpt"])
-    assert figures["minigpt"]["same_ids"] and figures["minigpt"]["num_tokens"] == 5145
-    assert figures["minigpt"]["warm_mb_per_s"] > 0 and figures["minigpt"]["train_seconds"][300] > 0
-    assert "cold MB/s" in capsys.readouterr().out
-    curve = main(["--text", str(text_path), "--length-curve", "--lengths", "100", "300", "--libraries", "minigpt"])
-    assert set(curve["length_curve"]["minigpt"]["emoji"]) == {100, 300}
-    assert "exponent" in capsys.readouterr().out
-
-
 def test_lone_surrogates_encode_as_the_replacement_character_as_tiktoken():
     encoding = get_encoding("gpt2")
     assert encoding.encode("a\udcffb") == encoding.encode("a\ufffdb")

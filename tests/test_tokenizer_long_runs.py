@@ -3,7 +3,7 @@ ideographic spaces is one piece, merged by `minigpt.tokenizer.merge_by_rank` in 
 
 The ids must stay exactly those of the simple merge (rescan the list for the lowest-ranked pair,
 O(n^2)), kept below as the reference, and those of tiktoken (golden fixtures). How fast is a
-benchmark's question (`minigpt bench tokenizer --length-curve`), not a test's.
+benchmark's question (`python scripts/bench.py tokenizer --length-curve`), not a test's.
 """
 
 import json

@@ -18,7 +18,7 @@ import autograd as torch
 from autograd import functional as F
 from autograd import gradcheck
 from autograd.testing import arrays, dims, shapes, tensors
-from helpers import leaf
+from support.helpers import leaf
 
 FEW = settings(max_examples=25, deadline=None)
 

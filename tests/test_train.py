@@ -1,4 +1,4 @@
-"""Tests of minigpt.train: the book's chapter-5 functions and the Trainer (appendix D).
+"""Tests of minigpt.train (the book's chapter-5 functions) and minigpt.trainer (the Trainer, appendix D).
 
 What is established here:
 - the loss functions are the mean cross-entropy (and NaN for an empty loader);
@@ -21,21 +21,15 @@ import numpy as np
 import pytest
 
 import minigpt.checkpoint as checkpoint
-import minigpt.train as train
+import minigpt.trainer as trainer_module
 from autograd import functional as F
 from minigpt.char_tokenizer import CharTokenizer
 from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from minigpt.data import DataLoader, GPTDataset
 from minigpt.model import GPTModel
 from minigpt.optim import AdamW, warmup_cosine_lr
-from minigpt.train import (
-    Trainer,
-    TrainingConfig,
-    calc_loss_batch,
-    calc_loss_loader,
-    evaluate_model,
-    train_model_simple,
-)
+from minigpt.train import calc_loss_batch, calc_loss_loader, evaluate_model, train_model_simple
+from minigpt.trainer import Trainer, TrainingConfig
 
 VOCAB, CONTEXT = 32, 8
 CFG = dict(vocab_size=VOCAB, context_length=CONTEXT, emb_dim=16, n_heads=2, n_layers=1, drop_rate=0.1, qkv_bias=False)
@@ -507,7 +501,7 @@ def test_schedule_and_clipping_follow_appendix_d(monkeypatch):
         return 0.0
 
     trainer.optimizer.step = recording_step
-    monkeypatch.setattr(train, "clip_grad_norm_", recording_clip)
+    monkeypatch.setattr(trainer_module, "clip_grad_norm_", recording_clip)
     trainer.fit()
     expected_lrs = [warmup_cosine_lr(s, total_steps=6, warmup_steps=2, peak_lr=1e-2, initial_lr=1e-3, min_lr=2e-3) for s in range(6)]
     assert [lr for kind, _, lr in seen if kind == "step"] == expected_lrs
@@ -594,7 +588,7 @@ def test_a_diverging_loss_stops_before_the_update(tmp_path):
     from minigpt.data import DataLoader, GPTDataset
     from minigpt.model import GPTModel
     from minigpt.optim import AdamW
-    from minigpt.train import Trainer, TrainingConfig
+    from minigpt.trainer import Trainer, TrainingConfig
 
     ids = np.random.default_rng(0).integers(0, 20, 200)
     loader = DataLoader(GPTDataset(ids, None, 8, 8), batch_size=2, shuffle=True, drop_last=True, seed=0)

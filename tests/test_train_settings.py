@@ -7,7 +7,7 @@ import pytest
 from minigpt.data import DataLoader, GPTDataset
 from minigpt.model import GPTModel
 from minigpt.optim import AdamW
-from minigpt.train import Trainer, TrainingConfig, weight_decay_groups
+from minigpt.trainer import Trainer, TrainingConfig, weight_decay_groups
 
 CFG = dict(vocab_size=20, context_length=8, emb_dim=16, n_heads=2, n_layers=1, drop_rate=0.0, qkv_bias=False)
 

@@ -1,4 +1,4 @@
-"""The `minigpt` command line, one module per command: train, generate, download, prepare, bench.
+"""The `minigpt` command line, one module per command: train, generate, prepare, download, finetune, ...
 
     minigpt train                                  # a small GPT on the bundled the-verdict.txt
     minigpt train --preset gpt2-small              # the book's chapter-5 run (GPT_CONFIG_124M, context 256)
@@ -9,7 +9,6 @@
     minigpt prepare big.txt big.bin                # tokenize once into a memory-mapped token file
     minigpt finetune classify --model gpt2-small   # the book's chapter 6: a spam classifier
     minigpt classify --checkpoint runs/classify "You won a prize!"
-    minigpt bench engine                           # benchmarks (engine, model, tokenizer, optim)
     minigpt evaluate runs/instruct/instruction-data-with-response.json   # ROUGE-L, exact match, LLM judge (ch. 7)
     minigpt chat --checkpoint runs/instruct        # talk to an instruction-tuned model (ch. 7)
 
@@ -18,7 +17,8 @@
 command with a one-line message and the shell's status (130, 143); `train` saves first.
 Each command module (`minigpt/cli/train.py`, ...) has `add_parser(subparsers)` and `run(args)`;
 a new command is a new module listed in `COMMANDS`. `main(argv=None)` takes a list of arguments,
-so tests call it directly.
+so tests call it directly. The benchmarks are not a command: they live outside the package,
+`python scripts/bench.py NAME` in a clone.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import sys
 from minigpt.cli.common import BUNDLED_CORPORA, bundled_corpus_path
 
 # Commands in the order `minigpt --help` lists them; each is the module minigpt.cli.<name>.
-COMMANDS = ("train", "generate", "prepare", "download", "finetune", "classify", "evaluate", "chat", "bench")
+COMMANDS = ("train", "generate", "prepare", "download", "finetune", "classify", "evaluate", "chat")
 # Commands that run a model for long: they get the process settings that make the engine fast.
 _COMPUTE_COMMANDS = ("train", "generate", "finetune", "classify", "chat")
 
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
 def _main(argv, started: list) -> int:
     from minigpt import __version__
 
-    parser = argparse.ArgumentParser(prog="minigpt", description="A GPT built from scratch on NumPy: train, generate, download, prepare, finetune, classify, evaluate, chat, bench.",
+    parser = argparse.ArgumentParser(prog="minigpt", description="A GPT built from scratch on NumPy: train, generate, download, prepare, finetune, classify, evaluate, chat.",
                                      epilog="`minigpt COMMAND --help` lists a command's flags.")
     parser.add_argument("--version", action="version", version=f"minigpt {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -74,9 +74,6 @@ def _main(argv, started: list) -> int:
     for module in modules.values():
         module.add_parser(subparsers)
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["bench"]:  # the benchmark parses its own options (including --help)
-        started.append("bench")
-        return modules["bench"].main(argv[1:])
     args = parser.parse_args(argv)
     if args.command is None:  # plain `minigpt`: what it can do, not an error
         parser.print_help()
@@ -85,8 +82,10 @@ def _main(argv, started: list) -> int:
         from autograd.memory import keep_freed_memory
         from autograd.parallel import set_openblas_thread_timeout
 
-        from minigpt.cli.common import set_threads
+        from minigpt.cli.common import set_kernels, set_threads
 
+        if args.kernels is not None:  # before the command builds its model
+            set_kernels(args.kernels)
         keep_freed_memory()  # reuse freed activation buffers across steps (about 10 % faster)
         set_openblas_thread_timeout()  # idle BLAS threads free their core for the engine's threads
         if args.threads is not None:

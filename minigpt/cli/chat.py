@@ -17,7 +17,8 @@ import sys
 
 import numpy as np
 
-from minigpt.cli.common import add_threads_argument, end_of_text_id, fail, flag_names, load_run_checkpoint, make_tokenizer
+from minigpt.cli.common import (add_threads_argument, end_of_text_id, fail, flag_names, kernels_note, load_run_checkpoint,
+                                make_tokenizer)
 
 
 def add_parser(subparsers) -> None:
@@ -91,7 +92,7 @@ def run(args) -> int:
     if run_info.get("task") != "instruct":
         print(f"note: {args.checkpoint} was not instruction-tuned (`minigpt finetune instruct`); its answers may ramble",
               file=sys.stderr)
-    print(f"minigpt chat: {args.checkpoint}, {model.num_parameters():,} parameters. Type an instruction; "
+    print(f"minigpt chat: {args.checkpoint}, {model.num_parameters():,} parameters{kernels_note(args)}. Type an instruction; "
           "Ctrl-D or Ctrl-C quits.", file=sys.stderr)
     try:
         while True:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from minigpt.cli.common import add_threads_argument, fail
+from minigpt.cli.common import add_threads_argument, fail, report_kernels
 
 COMMAND = "classify"
 
@@ -40,6 +40,7 @@ def run(args) -> int:
     if args.batch_size < 1:
         fail(COMMAND, f"--batch-size must be >= 1, got {args.batch_size}")
     model, tokenizer, classifier = load_classifier(COMMAND, "--checkpoint", args.checkpoint)
+    report_kernels(args)
     label_names = classifier["label_names"]
     texts, labels = list(args.texts), [None] * len(args.texts)
     if args.data is not None:

@@ -4,7 +4,11 @@ run checkpoints and tokenizers named in them."""
 from __future__ import annotations
 
 import os
+import sys
 from importlib import resources
+
+# --kernels: the two versions of autograd's fused ops (autograd.set_kernels).
+KERNELS = ("reference", "fast")
 
 BUNDLED_CORPORA = ("the-verdict.txt", "tinyshakespeare.txt")
 
@@ -63,10 +67,35 @@ def save_after_interrupt(command: str, signal_number, completed_steps: int, tota
 
 
 def add_threads_argument(parser) -> None:
-    """--threads, shared by train and generate (applied by `set_threads`)."""
+    """--threads and --kernels, the process settings of every command that runs a model (train,
+    generate, chat, classify, the finetune tasks); `minigpt.cli.main` applies them (`set_threads`,
+    `autograd.set_kernels`) before the command builds its model."""
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for matrix products (BLAS) and the engine's element-wise work "
                              "(default: every CPU this process may use)")
+    parser.add_argument("--kernels", choices=KERNELS, default=None,
+                        help="autograd kernels: 'reference' (plain NumPy, what a learner steps into) or 'fast' (default)")
+
+
+def kernels_note(args) -> str:
+    """" | kernels: NAME" for the resolved configuration a command prints at start, when --kernels was given."""
+    kernels = getattr(args, "kernels", None)
+    return "" if kernels is None else f" | kernels: {kernels}"
+
+
+def report_kernels(args) -> None:
+    """Print "kernels: NAME" on stderr when --kernels was given (for the commands whose standard
+    output is the model's text, so that it stays clean)."""
+    if getattr(args, "kernels", None) is not None:
+        print(f"kernels: {args.kernels}", file=sys.stderr)
+
+
+def set_kernels(kernels: str) -> None:
+    """--kernels: `autograd.set_kernels(kernels)`, the engine's switch between its reference and fast
+    versions of the fused ops (the same as MINIGPT_KERNELS=reference in the environment)."""
+    import autograd
+
+    autograd.set_kernels(kernels)
 
 
 def set_threads(command: str, threads: int) -> None:

@@ -18,10 +18,11 @@ import os
 import sys
 import time
 
-from minigpt.cli.common import fail, load_run_checkpoint, make_tokenizer, save_after_interrupt
+from minigpt.cli.common import fail, kernels_note, load_run_checkpoint, make_tokenizer, save_after_interrupt
 from minigpt.cli.finetune_dpo import add_dpo_parser, run_dpo
 from minigpt.cli.finetune_instruct import add_instruct_parser, run_instruct
-from minigpt.cli.finetune_options import add_output_arguments, add_training_arguments, check_training_arguments
+from minigpt.cli.finetune_options import (add_output_arguments, add_training_arguments, check_training_arguments,
+                                          load_base_model)
 from minigpt.cli.lora_options import add_lora_arguments, apply_lora
 from minigpt.interrupts import StopBetweenSteps
 
@@ -90,43 +91,6 @@ def _add_classify_parser(tasks) -> None:
                          contents="checkpoint, splits, history, plots")
 
 
-def _load_base_model(args, command: str = COMMAND, default_model: str = "gpt2-small"):
-    """(model, tokenizer, description) from --model (default `default_model`), --checkpoint or --init random.
-
-    Shared by the tasks (`finetune instruct` has no --init); errors are reported as `minigpt COMMAND`.
-    """
-    from minigpt.model import GPTModel, get_config
-
-    if args.checkpoint is not None:
-        _, model_state, _, metadata = load_run_checkpoint(command, "--checkpoint", args.checkpoint)
-        run_info = metadata["trainer"]["run_info"]
-        model = GPTModel(get_config(run_info["model_config"], drop_rate=args.drop_rate), rng=args.seed)
-        model.load_state_dict(model_state)
-        return model, make_tokenizer(run_info["tokenizer"]), f"checkpoint {args.checkpoint}"
-    tokenizer = make_tokenizer({"name": "gpt2"})
-    if getattr(args, "init", None) == "random":
-        sizes = {"emb_dim": args.emb_dim, "n_layers": args.n_layers, "n_heads": args.n_heads, "context_length": args.context_length}
-        overrides = {name: value for name, value in sizes.items() if value is not None}
-        try:
-            config = get_config(args.preset, drop_rate=args.drop_rate, **overrides)
-        except (KeyError, ValueError) as error:
-            fail(command, f"--preset {args.preset}: {error.args[0]}")
-        return GPTModel(config, rng=args.seed), tokenizer, f"random init ({args.preset})"
-    from minigpt.hub import DownloadError
-
-    name = args.model or default_model
-    from minigpt.checkpoint import CHECKPOINT_NAME
-
-    if os.path.isfile(os.path.join(name, CHECKPOINT_NAME)) or os.path.basename(name) == CHECKPOINT_NAME:
-        fail(command, f"--model {name}: this is a minigpt run (it holds {CHECKPOINT_NAME}); --model takes a GPT-2 name "
-                      f"or a folder of OpenAI's config.json and model.safetensors: use --checkpoint {name}")
-    try:
-        model = GPTModel.from_pretrained(name, drop_rate=args.drop_rate)
-    except (FileNotFoundError, DownloadError, ValueError) as error:
-        fail(command, f"--model {name}: {error}")
-    return model, tokenizer, f"pretrained {name}"
-
-
 def _check_arguments(args) -> None:
     check_training_arguments(COMMAND, args)
     if args.init is None and any(value is not None for value in (args.emb_dim, args.n_layers, args.n_heads, args.context_length)):
@@ -139,40 +103,9 @@ def _run_classify(args) -> int:
     from minigpt.optim import AdamW
 
     _check_arguments(args)
-    try:
-        records = cls.load_spam_data(args.data)
-    except (OSError, ValueError, UnicodeDecodeError) as error:
-        fail(COMMAND, f"--data {args.data}: {error}")
-    labels = sorted({label for label, _ in records})
-    if len(labels) < 2:  # a classifier needs classes to tell apart (replace_output_head would fail later)
-        fail(COMMAND, f"--data {args.data}: at least 2 labels are needed, found {len(labels)}: {', '.join(map(repr, labels))}")
-    data = records if args.no_balance else cls.create_balanced_dataset(records, seed=args.seed)
-    try:
-        train, validation, test = cls.random_split(data, args.train_frac, args.validation_frac, seed=args.seed)
-    except ValueError as error:
-        fail(COMMAND, str(error).replace("train_frac", "--train-frac").replace("validation_frac", "--validation-frac"))
-    if len(train) < args.batch_size or not validation:
-        fail(COMMAND, f"the split gives {len(train)} training and {len(validation)} validation examples; need at "
-             f"least --batch-size={args.batch_size} for training and one for validation")
-    model, tokenizer, source = _load_base_model(args)
-    pad_token_id = getattr(tokenizer, "eot_token", None) if args.pad_token_id is None else args.pad_token_id
-    if pad_token_id is None:
-        fail(COMMAND, "the model's tokenizer has no <|endoftext|> token to pad with: give --pad-token-id")
-    context_length = model.pos_emb.weight.shape[0]  # positions: the table's first axis
-    try:
-        train_set = cls.SpamDataset(train, tokenizer, args.max_length, pad_token_id, context_length=context_length,
-                                    truncation=args.truncate)
-        options = dict(context_length=context_length, truncation=True, label_names=train_set.label_names)
-        validation_set = cls.SpamDataset(validation, tokenizer, train_set.max_length, pad_token_id, **options)
-        test_set = cls.SpamDataset(test, tokenizer, train_set.max_length, pad_token_id, **options) if test else None
-    except ValueError as error:
-        fail(COMMAND, f"{error} (flags --max-length / --truncate)")
-
-    vocab_size = model.tok_emb.weight.shape[0]
-    largest = max(int(part.get_batch(slice(None))[0].max()) for part in (train_set, validation_set, test_set) if part)
-    if largest >= vocab_size or pad_token_id < 0:
-        fail(COMMAND, f"token id {largest if largest >= vocab_size else pad_token_id} (of a text or the padding, "
-             f"--pad-token-id {pad_token_id}) is outside the model's vocabulary [0, {vocab_size})")
+    records, data, (train, validation, test) = _split_data(args)
+    model, tokenizer, source = load_base_model(args, COMMAND)
+    pad_token_id, train_set, validation_set, test_set = _datasets(args, model, tokenizer, train, validation, test)
 
     cls.replace_output_head(model, len(train_set.label_names), rng=args.seed)
     cls.set_trainable(model, args.trainable)
@@ -188,7 +121,7 @@ def _run_classify(args) -> int:
     for name, part in (("train", train), ("validation", validation), ("test", test)):
         cls.write_csv(part, os.path.join(args.out, f"{name}.csv"))  # the book writes the splits too
     print(f"model: {source}, {model.num_parameters():,} parameters, {model.num_parameters(trainable_only=True):,} "
-          f"trainable ({args.trainable}) | classes: {', '.join(train_set.label_names)} | pooling: {args.pooling}")
+          f"trainable ({args.trainable}) | classes: {', '.join(train_set.label_names)} | pooling: {args.pooling}{kernels_note(args)}")
     print(f"data: {args.data or cls.SPAM_DATA_NAME}: {len(records):,} examples, {len(data):,} used -> "
           f"{len(train)} train / {len(validation)} validation / {len(test)} test; {train_set.max_length} tokens per "
           f"example ({validation_set.num_truncated + (test_set.num_truncated if test_set else 0)} validation/test texts cut to it)")
@@ -216,16 +149,73 @@ def _run_classify(args) -> int:
     minutes = (time.perf_counter() - started) / 60
     print(f"Training completed in {minutes:.2f} minutes.")
 
-    accuracy = {}
-    for name, loader in (("train", train_loader), ("validation", validation_loader), ("test", test_loader)):
-        if loader is not None:
-            accuracy[name] = cls.calc_accuracy_loader(loader, model, pooling=args.pooling, pad_token_id=pad_token_id)
-    print(" | ".join(f"{name.capitalize()} accuracy: {value * 100:.2f}%" for name, value in accuracy.items()))
+    accuracy = _accuracies(args, model, pad_token_id, train_loader, validation_loader, test_loader)
 
     history = {"train_losses": train_losses, "val_losses": val_losses, "train_accs": train_accs, "val_accs": val_accs,
                "examples_seen": examples_seen, "epochs": args.epochs, "minutes": minutes}
     _save(args.out, model, {**classifier, "accuracy": accuracy}, history, args.lora is not None)
     return 0
+
+
+def _split_data(args):
+    """(records, the examples used, (train, validation, test)) of --data: balanced unless
+    --no-balance, split by --train-frac / --validation-frac (the book's section 6.2)."""
+    from minigpt.finetune import classification as cls
+
+    try:
+        records = cls.load_spam_data(args.data)
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        fail(COMMAND, f"--data {args.data}: {error}")
+    labels = sorted({label for label, _ in records})
+    if len(labels) < 2:  # a classifier needs classes to tell apart (replace_output_head would fail later)
+        fail(COMMAND, f"--data {args.data}: at least 2 labels are needed, found {len(labels)}: {', '.join(map(repr, labels))}")
+    data = records if args.no_balance else cls.create_balanced_dataset(records, seed=args.seed)
+    try:
+        train, validation, test = cls.random_split(data, args.train_frac, args.validation_frac, seed=args.seed)
+    except ValueError as error:
+        fail(COMMAND, str(error).replace("train_frac", "--train-frac").replace("validation_frac", "--validation-frac"))
+    if len(train) < args.batch_size or not validation:
+        fail(COMMAND, f"the split gives {len(train)} training and {len(validation)} validation examples; need at "
+             f"least --batch-size={args.batch_size} for training and one for validation")
+    return records, data, (train, validation, test)
+
+
+def _datasets(args, model, tokenizer, train, validation, test):
+    """(pad_token_id, train_set, validation_set, test_set): the book's SpamDatasets (section 6.3),
+    padded to the training set's length; every token id checked against the model's vocabulary."""
+    from minigpt.finetune import classification as cls
+
+    pad_token_id = getattr(tokenizer, "eot_token", None) if args.pad_token_id is None else args.pad_token_id
+    if pad_token_id is None:
+        fail(COMMAND, "the model's tokenizer has no <|endoftext|> token to pad with: give --pad-token-id")
+    context_length = model.pos_emb.weight.shape[0]  # positions: the table's first axis
+    try:
+        train_set = cls.SpamDataset(train, tokenizer, args.max_length, pad_token_id, context_length=context_length,
+                                    truncation=args.truncate)
+        options = dict(context_length=context_length, truncation=True, label_names=train_set.label_names)
+        validation_set = cls.SpamDataset(validation, tokenizer, train_set.max_length, pad_token_id, **options)
+        test_set = cls.SpamDataset(test, tokenizer, train_set.max_length, pad_token_id, **options) if test else None
+    except ValueError as error:
+        fail(COMMAND, f"{error} (flags --max-length / --truncate)")
+
+    vocab_size = model.tok_emb.weight.shape[0]
+    largest = max(int(part.get_batch(slice(None))[0].max()) for part in (train_set, validation_set, test_set) if part)
+    if largest >= vocab_size or pad_token_id < 0:
+        fail(COMMAND, f"token id {largest if largest >= vocab_size else pad_token_id} (of a text or the padding, "
+             f"--pad-token-id {pad_token_id}) is outside the model's vocabulary [0, {vocab_size})")
+    return pad_token_id, train_set, validation_set, test_set
+
+
+def _accuracies(args, model, pad_token_id, train_loader, validation_loader, test_loader) -> dict:
+    """The accuracy on each split (the book's `calc_accuracy_loader`, section 6.6), printed on one line."""
+    from minigpt.finetune import classification as cls
+
+    accuracy = {}
+    for name, loader in (("train", train_loader), ("validation", validation_loader), ("test", test_loader)):
+        if loader is not None:
+            accuracy[name] = cls.calc_accuracy_loader(loader, model, pooling=args.pooling, pad_token_id=pad_token_id)
+    print(" | ".join(f"{name.capitalize()} accuracy: {value * 100:.2f}%" for name, value in accuracy.items()))
+    return accuracy
 
 
 def _save_weights(out: str, model, classifier: dict, lora: bool) -> str:

@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from minigpt.cli.common import fail, load_run_checkpoint, make_tokenizer, save_after_interrupt
+from minigpt.cli.common import fail, kernels_note, load_run_checkpoint, make_tokenizer, save_after_interrupt
 from minigpt.cli.finetune_options import add_output_arguments, add_training_arguments, check_training_arguments
 from minigpt.interrupts import StopBetweenSteps
 
@@ -99,18 +99,12 @@ def _save_weights(out: str, policy_model, metadata: dict, settings: dict) -> str
     return path
 
 
-def run_dpo(args) -> int:
-    """Run `minigpt finetune dpo` with parsed arguments."""
-    from functools import partial
-
-    from minigpt.data import DataLoader
+def _splits(args):
+    """(train, test, validation) pairs of --data: the notebook's 85 / 10 / 5 split (chapter 7's), cut
+    to --max-examples each; enough for one batch and one validation pair."""
     from minigpt.finetune import preference as dpo
     from minigpt.finetune.instruction import split_instruction_data
-    from minigpt.model import GPTModel, get_config
-    from minigpt.optim import AdamW
-    from minigpt.train import plot_losses, save_plot
 
-    _check_arguments(args)
     try:
         data = dpo.load_preference_data(args.data)
     except (OSError, ValueError) as error:
@@ -121,6 +115,35 @@ def run_dpo(args) -> int:
     if len(train_data) < args.batch_size or not val_data:
         fail(COMMAND, f"the split gives {len(train_data)} training and {len(val_data)} validation pairs; need at least "
              f"--batch-size={args.batch_size} for training and one for validation")
+    return train_data, test_data, val_data
+
+
+def _plot(args, tracking: dict) -> None:
+    """The notebook's two figures, losses and reward margins against epochs, when there were evaluations."""
+    from minigpt.train import plot_losses, save_plot
+
+    if not tracking["val_losses"]:
+        return
+    train_margins = [c - r for c, r in zip(tracking["train_chosen_rewards"], tracking["train_rejected_rewards"])]
+    val_margins = [c - r for c, r in zip(tracking["val_chosen_rewards"], tracking["val_rejected_rewards"])]
+    epochs_seen = np.linspace(0, args.epochs, len(tracking["train_losses"]))
+    for name, train_values, val_values, label in (("loss.png", tracking["train_losses"], tracking["val_losses"], "loss"),
+                                                   ("reward-margins.png", train_margins, val_margins, "reward margins")):
+        save_plot(os.path.join(args.out, name), lambda temporary: plot_losses(
+            epochs_seen, tracking["tokens_seen"], train_values, val_values, path=temporary, label=label))
+
+
+def run_dpo(args) -> int:
+    """Run `minigpt finetune dpo` with parsed arguments."""
+    from functools import partial
+
+    from minigpt.data import DataLoader
+    from minigpt.finetune import preference as dpo
+    from minigpt.model import GPTModel, get_config
+    from minigpt.optim import AdamW
+
+    _check_arguments(args)
+    train_data, test_data, val_data = _splits(args)
 
     _, model_state, _, metadata = load_run_checkpoint(COMMAND, "--checkpoint", args.checkpoint)
     run_info = metadata["trainer"]["run_info"]
@@ -130,7 +153,7 @@ def run_dpo(args) -> int:
     reference_model.requires_grad_(False)
     tokenizer = make_tokenizer(run_info["tokenizer"])
     context_length = policy_model.cfg.context_length
-    print(f"policy and reference: checkpoint {args.checkpoint} ({policy_model.num_parameters():,} parameters)")
+    print(f"policy and reference: checkpoint {args.checkpoint} ({policy_model.num_parameters():,} parameters){kernels_note(args)}")
     print(f"data: {len(train_data)} training, {len(val_data)} validation, {len(test_data)} test pairs | beta {args.beta} | "
           f"AdamW lr {args.lr} weight decay {args.weight_decay} | {args.epochs} epoch(s) of batch {args.batch_size}")
 
@@ -169,14 +192,7 @@ def run_dpo(args) -> int:
     checkpoint_path = _save_weights(args.out, policy_model, metadata, {**settings, "val_reward_margin_after": margin_after})
     with open(os.path.join(args.out, "history.json"), "w", encoding="utf-8") as file:
         json.dump({"before": before, "after": after, **tracking}, file, indent=1)
-    if tracking["val_losses"]:  # the notebook's two figures: losses and reward margins against epochs
-        train_margins = [c - r for c, r in zip(tracking["train_chosen_rewards"], tracking["train_rejected_rewards"])]
-        val_margins = [c - r for c, r in zip(tracking["val_chosen_rewards"], tracking["val_rejected_rewards"])]
-        epochs_seen = np.linspace(0, args.epochs, len(tracking["train_losses"]))
-        for name, train_values, val_values, label in (("loss.png", tracking["train_losses"], tracking["val_losses"], "loss"),
-                                                       ("reward-margins.png", train_margins, val_margins, "reward margins")):
-            save_plot(os.path.join(args.out, name), lambda temporary: plot_losses(
-                epochs_seen, tracking["tokens_seen"], train_values, val_values, path=temporary, label=label))
+    _plot(args, tracking)
     print(f"saved {checkpoint_path}, history.json and the plots in {args.out}\n")
 
     answers = _responses({"Reference model": reference_model, "Policy model": policy_model}, shown, tokenizer,

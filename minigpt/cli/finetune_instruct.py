@@ -26,8 +26,9 @@ import json
 import os
 import time
 
-from minigpt.cli.common import fail, save_after_interrupt
-from minigpt.cli.finetune_options import add_output_arguments, add_training_arguments, check_training_arguments
+from minigpt.cli.common import fail, kernels_note, save_after_interrupt
+from minigpt.cli.finetune_options import (add_output_arguments, add_training_arguments, check_training_arguments,
+                                          load_base_model)
 from minigpt.cli.lora_options import add_lora_arguments, apply_lora
 
 COMMAND = "finetune instruct"
@@ -105,22 +106,10 @@ def _save_weights(out: str, model, trainer, lora: bool) -> str:
     return path
 
 
-def run_instruct(args) -> int:
-    """Run `minigpt finetune instruct` with parsed arguments."""
-    from functools import partial
-
-    from minigpt.data import DataLoader
-    from minigpt.finetune.instruction import (InstructionDataset, custom_collate_fn, format_input, generate_responses,
-                                              save_responses)
-    from minigpt.finetune.metrics import score_responses
-    from minigpt.optim import AdamW
-    from minigpt.train import Trainer, TrainingConfig, calc_loss_loader, plot_history
-
-    _check_arguments(args)
-    data, train_data, test_data, val_data = _splits(args)
-    from minigpt.cli.finetune import _load_base_model  # here: finetune.py imports this module
-
-    model, tokenizer, source = _load_base_model(args, COMMAND, default_model="gpt2-medium")
+def _lengths(args, model, tokenizer):
+    """(context_length, allowed_max_length, eos_id): the model's context, the longest padded batch
+    (--allowed-max-length, the book's 1024 by default: the context), and <|endoftext|>, which pads
+    and ends the answers; each checked against the model."""
     context_length, vocab_size = model.pos_emb.weight.shape[0], model.tok_emb.weight.shape[0]
     allowed_max_length = args.allowed_max_length or context_length
     if allowed_max_length > context_length:
@@ -129,6 +118,17 @@ def run_instruct(args) -> int:
     if eos_id is None or eos_id >= vocab_size:
         fail(COMMAND, f"the model's vocabulary of {vocab_size:,} ids has no <|endoftext|> id "
              f"({eos_id}) to end the answers with: instruction tuning needs a GPT-2-vocabulary model")
+    return context_length, allowed_max_length, eos_id
+
+
+def _loaders(args, tokenizer, train_data, val_data, eos_id: int, allowed_max_length: int, vocab_size: int):
+    """(train_loader, val_loader, unshuffled_train_loader) of the book's InstructionDataset and
+    custom_collate_fn (sections 7.3-7.4); the unshuffled one estimates the training loss. Every
+    token id of the data is checked against the model's `vocab_size`."""
+    from functools import partial
+
+    from minigpt.data import DataLoader
+    from minigpt.finetune.instruction import InstructionDataset, custom_collate_fn
 
     datasets = {name: InstructionDataset(part, tokenizer) for name, part in (("train", train_data), ("val", val_data))}
     largest = max(max(max(ids) for ids in dataset.encoded_texts) for dataset in datasets.values())
@@ -140,11 +140,51 @@ def run_instruct(args) -> int:
                               collate_fn=collate, seed=args.seed)
     val_loader = DataLoader(datasets["val"], batch_size=args.batch_size, collate_fn=collate)
     unshuffled_train_loader = DataLoader(datasets["train"], batch_size=args.batch_size, collate_fn=collate)
+    return train_loader, val_loader, unshuffled_train_loader
+
+
+def _answer_the_test_set(args, model, tokenizer, test_data, eos_id: int) -> bool:
+    """Answer the test set, save the responses (section 7.6) and print their scores; True when
+    interrupted meanwhile."""
+    from minigpt.finetune.instruction import generate_responses, save_responses
+    from minigpt.finetune.metrics import score_responses
+
+    try:
+        responses = generate_responses(model, tokenizer, test_data, max_new_tokens=args.max_new_tokens, eos_id=eos_id,
+                                       batch_size=args.generate_batch_size)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted while answering the test set: the model is saved in {args.out}")
+        return True
+    responses_path = os.path.join(args.out, RESPONSES_NAME)
+    entries = save_responses(test_data, responses, responses_path)
+    scores = score_responses(entries)
+    print(f"Responses saved as {responses_path}")
+    print(f"test set: ROUGE-L F1 {scores['rouge_l_f1']:.3f}, exact match {100 * scores['exact_match']:.1f} % "
+          f"({len(entries)} entries); more: minigpt evaluate {responses_path}")
+    return False
+
+
+def run_instruct(args) -> int:
+    """Run `minigpt finetune instruct` with parsed arguments."""
+    from minigpt.finetune.instruction import format_input
+    from minigpt.optim import AdamW
+    from minigpt.train import calc_loss_loader
+    from minigpt.trainer import Trainer, TrainingConfig, plot_history
+
+    _check_arguments(args)
+    data, train_data, test_data, val_data = _splits(args)
+
+    model, tokenizer, source = load_base_model(args, COMMAND, default_model="gpt2-medium")
+    context_length, allowed_max_length, eos_id = _lengths(args, model, tokenizer)
+
+    train_loader, val_loader, unshuffled_train_loader = _loaders(args, tokenizer, train_data, val_data, eos_id,
+                                                                allowed_max_length, model.tok_emb.weight.shape[0])
 
     lora = apply_lora(COMMAND, model, args, rng=args.seed)  # exercise 7.4: freeze, then wrap every Linear
     os.makedirs(args.out, exist_ok=True)
     print(f"model: {source}, {model.num_parameters():,} parameters, context {context_length}"
-          + (f", {model.num_parameters(trainable_only=True):,} trainable (LoRA rank {args.lora})" if lora else ""))
+          + (f", {model.num_parameters(trainable_only=True):,} trainable (LoRA rank {args.lora})" if lora else "")
+          + kernels_note(args))
     print(f"data: {args.data or 'instruction-data.json (bundled)'}: {len(data):,} entries -> {len(train_data)} train / "
           f"{len(test_data)} test / {len(val_data)} validation; {len(train_loader)} batches of {args.batch_size} per epoch"
           + (" (instruction targets masked)" if args.mask_instruction else ""))
@@ -180,18 +220,7 @@ def run_instruct(args) -> int:
     plot_path = plot_history(history, os.path.join(args.out, "loss.png"))
     print(f"saved {checkpoint_path}" + (f" and {plot_path}" if plot_path else " (install matplotlib for loss.png)"))
 
-    if test_data:
-        try:
-            responses = generate_responses(model, tokenizer, test_data, max_new_tokens=args.max_new_tokens, eos_id=eos_id,
-                                           batch_size=args.generate_batch_size)
-        except KeyboardInterrupt:
-            print(f"\ninterrupted while answering the test set: the model is saved in {args.out}")
-            return 130
-        responses_path = os.path.join(args.out, RESPONSES_NAME)
-        entries = save_responses(test_data, responses, responses_path)
-        scores = score_responses(entries)
-        print(f"Responses saved as {responses_path}")
-        print(f"test set: ROUGE-L F1 {scores['rouge_l_f1']:.3f}, exact match {100 * scores['exact_match']:.1f} % "
-              f"({len(entries)} entries); more: minigpt evaluate {responses_path}")
+    if test_data and _answer_the_test_set(args, model, tokenizer, test_data, eos_id):
+        return 130  # interrupted while answering: the model is saved
     print(f"talk to it: minigpt chat --checkpoint {args.out}")
     return 0

@@ -4,14 +4,15 @@ Every task trains with AdamW over epochs of batches, estimates its losses every 
 writes into --out, refusing to replace a run there without --overwrite; only the defaults (the
 book's, or the DPO notebook's) and the words for what a batch holds differ. A task adds the flags
 with `add_training_arguments(parser, ...)` and `add_output_arguments(parser, ...)`, and checks
-them with `check_training_arguments(command, args, ...)` before loading anything.
+them with `check_training_arguments(command, args, ...)` before loading anything, then get the
+model to fine-tune from `load_base_model` (--model, --checkpoint or --init random).
 """
 
 from __future__ import annotations
 
 import os
 
-from minigpt.cli.common import add_threads_argument, fail
+from minigpt.cli.common import add_threads_argument, fail, load_run_checkpoint, make_tokenizer
 
 
 def add_training_arguments(parser, *, epochs: int, batch_size: int, lr: float, weight_decay: float, eval_every: int,
@@ -52,3 +53,41 @@ def check_training_arguments(command: str, args, **counts) -> None:
         fail(command, f"--lr must be > 0, got {args.lr}")
     if os.path.exists(os.path.join(args.out, "checkpoint.safetensors")) and not args.overwrite:
         fail(command, f"--out {args.out!r} already holds a run; pass --overwrite to replace it, or choose another --out")
+
+
+def load_base_model(args, command: str, default_model: str = "gpt2-small"):
+    """(model, tokenizer, description) from --model (default `default_model`), --checkpoint or --init random.
+
+    Shared by the tasks (`finetune instruct` has no --init); errors are reported as `command`
+    (e.g. "minigpt finetune"), with the flag at fault and what it held.
+    """
+    from minigpt.model import GPTModel, get_config
+
+    if args.checkpoint is not None:
+        _, model_state, _, metadata = load_run_checkpoint(command, "--checkpoint", args.checkpoint)
+        run_info = metadata["trainer"]["run_info"]
+        model = GPTModel(get_config(run_info["model_config"], drop_rate=args.drop_rate), rng=args.seed)
+        model.load_state_dict(model_state)
+        return model, make_tokenizer(run_info["tokenizer"]), f"checkpoint {args.checkpoint}"
+    tokenizer = make_tokenizer({"name": "gpt2"})
+    if getattr(args, "init", None) == "random":
+        sizes = {"emb_dim": args.emb_dim, "n_layers": args.n_layers, "n_heads": args.n_heads, "context_length": args.context_length}
+        overrides = {name: value for name, value in sizes.items() if value is not None}
+        try:
+            config = get_config(args.preset, drop_rate=args.drop_rate, **overrides)
+        except (KeyError, ValueError) as error:
+            fail(command, f"--preset {args.preset}: {error.args[0]}")
+        return GPTModel(config, rng=args.seed), tokenizer, f"random init ({args.preset})"
+    from minigpt.hub import DownloadError
+
+    name = args.model or default_model
+    from minigpt.checkpoint import CHECKPOINT_NAME
+
+    if os.path.isfile(os.path.join(name, CHECKPOINT_NAME)) or os.path.basename(name) == CHECKPOINT_NAME:
+        fail(command, f"--model {name}: this is a minigpt run (it holds {CHECKPOINT_NAME}); --model takes a GPT-2 name "
+                      f"or a folder of OpenAI's config.json and model.safetensors: use --checkpoint {name}")
+    try:
+        model = GPTModel.from_pretrained(name, drop_rate=args.drop_rate)
+    except (FileNotFoundError, DownloadError, ValueError) as error:
+        fail(command, f"--model {name}: {error}")
+    return model, tokenizer, f"pretrained {name}"

@@ -11,7 +11,8 @@ import sys
 
 import numpy as np
 
-from minigpt.cli.common import add_threads_argument, end_of_text_id, fail, flag_names, load_run_checkpoint, make_tokenizer
+from minigpt.cli.common import (add_threads_argument, end_of_text_id, fail, flag_names, load_run_checkpoint, make_tokenizer,
+                                report_kernels)
 
 
 class _DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -65,6 +66,7 @@ def run(args) -> int:
         model.load_state_dict(model_state)
         tokenizer = make_tokenizer(run_info["tokenizer"])
     model.eval()
+    report_kernels(args)
     eos_id = end_of_text_id(tokenizer, model)  # GPT-2's <|endoftext|> ends a text
     if args.temperature == 0 and (args.top_k is not None or args.top_p is not None):
         print("note: --top-k and --top-p only matter when sampling; at --temperature 0 (the default) the most "

@@ -12,10 +12,11 @@ import os
 import re
 import sys
 import time
+import types
 
 import numpy as np
 
-from minigpt.cli.common import (BUNDLED_CORPORA, add_threads_argument, bundled_corpus_path, fail,
+from minigpt.cli.common import (BUNDLED_CORPORA, add_threads_argument, bundled_corpus_path, fail, kernels_note,
                                 load_run_metadata, make_tokenizer, set_threads)
 
 # Training recipes: the defaults of `minigpt train` for each preset. Flags given on the command
@@ -316,105 +317,155 @@ def _interrupted_before_training() -> int:
 
 
 def _train(args, world) -> int:
-    from autograd.parallel import get_num_threads
-
-    from minigpt.checkpoint import CHECKPOINT_NAME
-    from minigpt.data import DataLoader, GPTDataset, train_val_split
-    from minigpt.distributed import RanksDisagreeError
-    from minigpt.model import PRESETS, GPTModel, get_config
-    from minigpt.optim import AdamW
-    from minigpt.generate import text_to_token_ids
+    """`minigpt train` step by step, as a training script reads: settings, data, model, fit, report."""
     from minigpt.interrupts import exit_status
-    from minigpt.train import Trainer, TrainingConfig
 
+    _check_process_flags(args)
+    run = _resumed_run(args, world) if args.resume else _new_run(args)
+    if run is None:  # a resumed run already past --max-steps
+        return 0
+    _check_out_dir(run.out_dir)
+    _load_data(args, run)
+    trainer = _build_trainer(args, run, world)
+    if args.resume and _resume(args, run, trainer):
+        return 0  # already complete
+    _check_sample_prompt(run.config, run.tokenizer)
+    _print_run(args, run, trainer, world)
+    trainer.quiet = args.quiet
+    try:
+        history = _fit(trainer)
+    except KeyboardInterrupt:
+        if trainer.stop_report is None:  # stopped before fit() could take over the signals
+            print("\nminigpt train: interrupted before training started; nothing was saved", file=sys.stderr)
+        return exit_status(trainer.stop_signal)
+    try:
+        trainer.sample()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted after training: checkpoint of step {trainer.step} saved in {run.out_dir}", file=sys.stderr)
+        return exit_status()
+    _print_result(run.out_dir, trainer, history)
+    return 0
+
+
+def _check_process_flags(args) -> None:
+    """--bucket-cap-mb must be a size; --checkpoint-every "500,10min" becomes its two TrainingConfig fields."""
     if args.bucket_cap_mb is not None and not (math.isfinite(args.bucket_cap_mb) and args.bucket_cap_mb >= 0):
         fail("train", f"--bucket-cap-mb must be a number of megabytes >= 0 (0: one Allreduce after backward), got {args.bucket_cap_mb}")
     if args.checkpoint_every is not None:  # "500,10min" -> the two TrainingConfig fields
         args.checkpoint_every, args.checkpoint_minutes = args.checkpoint_every
-    if args.resume:
-        checkpoint_path, metadata = load_run_metadata("train", "--resume", args.resume)
-        run_info = metadata["trainer"]["run_info"]
-        settings = dict(metadata["trainer"]["training_config"])
-        settings["betas"] = tuple(settings["betas"]) if settings.get("betas") is not None else None
-        if args.max_steps is not None:  # the one setting a resumed run may change: run longer
-            _check_resumed_max_steps(args.max_steps, metadata["trainer"]["step"], settings)
-            settings["max_steps"] = args.max_steps
-        if args.checkpoint_every is not None:  # how often to save does not change the results
-            settings["checkpoint_every"], settings["checkpoint_minutes"] = args.checkpoint_every, args.checkpoint_minutes
-        ignored = [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
-                   if value not in (None, False) and name not in ("command", "resume", "max_steps", "out", "preset", "seed", "train_ratio",
-                                                                  "data", "checkpoint_every", "checkpoint_minutes", "quiet", "threads",
-                                                                  "bucket_cap_mb")]
-        if ignored:
-            print(f"note: a resumed run keeps its saved settings; ignoring {', '.join(ignored)}")
-        config = _keep_global_batch(TrainingConfig(**settings), run_info.get("ranks", 1), world.size)
-        model_config = get_config(run_info["model_config"])
-        out_dir = args.out or os.path.dirname(os.path.abspath(checkpoint_path))
-        saved_step = metadata["trainer"]["step"]
-        if (args.max_steps is not None and args.max_steps < saved_step
-                and os.path.abspath(out_dir) == os.path.dirname(os.path.abspath(checkpoint_path))):
-            # Before the Trainer is built: a --max-steps below its warmup would be refused there.
-            # (Equal: the Trainer decides, as the step's evaluation may still be due.)
-            print(f"{checkpoint_path} is already at step {saved_step}, past --max-steps {args.max_steps}: "
-                  f"nothing to train (raise --max-steps above {saved_step} to train longer)")
-            return 0
-        data_path = _resolve_data_path(args.data) if args.data else run_info["data"]
-        tokenizer_spec = run_info["tokenizer"]
-        batch_size, stride, train_ratio = run_info["batch_size"], run_info["stride"], run_info["train_ratio"]
-        init = run_info.get("init", "gpt2")  # the checkpoint's weights replace it anyway
-        if args.threads is None and run_info.get("ranks", 1) == world.size:  # other ranks: their own CPU share
-            _use_the_runs_threads(run_info.get("threads"))
-    else:
-        if args.preset not in PRESETS:
-            fail("train", f"--preset {args.preset!r}: unknown preset; choose one of {', '.join(PRESETS)}")
-        recipe = dict(RECIPES.get(args.preset, RECIPES["book-124M"] if args.preset.startswith("gpt2") else {}))
-        flag_values = {key: value for key, value in vars(args).items() if value is not None}
 
-        def setting(name, default=None):
-            """A flag given on the command line, else the preset's recipe, else `default`."""
-            return flag_values.get(name, recipe.get(name, default))
 
-        data_path = _resolve_data_path(setting("data", "the-verdict.txt"))
-        model_overrides = {name: recipe[name] for name in ("qkv_bias", "tie_weights") if name in recipe}
-        context_length = setting("context_length")
-        if context_length is not None:
-            model_overrides["context_length"] = context_length
-        if setting("drop_rate") is not None:
-            model_overrides["drop_rate"] = setting("drop_rate")
-        tokenizer_name = setting("tokenizer", "gpt2")
-        field_names = {field.name for field in dataclasses.fields(TrainingConfig)}
-        config = TrainingConfig(**{name: setting(name) for name in field_names if setting(name) is not None})
-        try:
-            config.validate()
-        except ValueError as error:
-            # A command-line user cannot pass None: "must be >= 1 or None" -> "must be >= 1".
-            message = str(error).replace(" or None", "")
-            fail("train", f"{message} (flag --{message.split()[0].replace('_', '-')})")
-        if ("warmup_steps" not in flag_values and config.schedule == "cosine" and config.max_steps is not None
-                and config.warmup_steps >= config.max_steps):
-            # A short trial run of a recipe with a long warmup (char: 100 steps): shorten the warmup
-            # rather than refuse; an explicit --warmup-steps that does not fit is still an error.
-            shortened = config.max_steps // 10
-            print(f"note: the {args.preset} recipe's {config.warmup_steps} warmup steps do not fit in --max-steps "
-                  f"{config.max_steps}; warming up for {shortened} steps")
-            config = dataclasses.replace(config, warmup_steps=shortened)
-        for flag, name in (("--min-lr", "min_lr"), ("--warmup-steps", "warmup_steps")):
-            if name in flag_values and config.schedule != "cosine":
-                fail("train", f"{flag} applies to --schedule cosine only; the schedule is {config.schedule!r} "
-                               "(add --schedule cosine, or drop the flag)")
-        if config.schedule == "cosine" and config.min_lr is not None and config.min_lr > config.lr:
-            fail("train", f"--min-lr {config.min_lr} is above --lr {config.lr}: the cosine schedule decays from --lr down to --min-lr")
-        if args.stride is not None and args.stride < 1:
-            fail("train", f"--stride must be at least 1 token, got {args.stride}")
-        batch_size = setting("batch_size", 4)
-        init = setting("init", "gpt2")
-        train_ratio = args.train_ratio
-        tokenizer_spec = None
-        out_dir = args.out or os.path.join("runs", args.preset)
-        if os.path.isfile(os.path.join(out_dir, CHECKPOINT_NAME)) and not args.overwrite:
-            fail("train", f"{out_dir} already holds a run (checkpoint.safetensors): continue it with --resume {out_dir}, "
-                  "choose another --out, or pass --overwrite to replace it")
-    # Make sure the output folder can be written before any time is spent training.
+def _resumed_run(args, world):
+    """The settings of a `--resume` run, read from its checkpoint (a `types.SimpleNamespace`), or
+    None when the checkpoint is already past --max-steps (nothing to train)."""
+    from minigpt.model import get_config
+    from minigpt.trainer import TrainingConfig
+
+    checkpoint_path, metadata = load_run_metadata("train", "--resume", args.resume)
+    run_info = metadata["trainer"]["run_info"]
+    settings = dict(metadata["trainer"]["training_config"])
+    settings["betas"] = tuple(settings["betas"]) if settings.get("betas") is not None else None
+    if args.max_steps is not None:  # the one setting a resumed run may change: run longer
+        _check_resumed_max_steps(args.max_steps, metadata["trainer"]["step"], settings)
+        settings["max_steps"] = args.max_steps
+    if args.checkpoint_every is not None:  # how often to save does not change the results
+        settings["checkpoint_every"], settings["checkpoint_minutes"] = args.checkpoint_every, args.checkpoint_minutes
+    ignored = [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
+               if value not in (None, False) and name not in ("command", "resume", "max_steps", "out", "preset", "seed", "train_ratio",
+                                                              "data", "checkpoint_every", "checkpoint_minutes", "quiet", "threads",
+                                                              "bucket_cap_mb", "kernels")]
+    if ignored:
+        print(f"note: a resumed run keeps its saved settings; ignoring {', '.join(ignored)}")
+    config = _keep_global_batch(TrainingConfig(**settings), run_info.get("ranks", 1), world.size)
+    model_config = get_config(run_info["model_config"])
+    out_dir = args.out or os.path.dirname(os.path.abspath(checkpoint_path))
+    saved_step = metadata["trainer"]["step"]
+    if (args.max_steps is not None and args.max_steps < saved_step
+            and os.path.abspath(out_dir) == os.path.dirname(os.path.abspath(checkpoint_path))):
+        # Before the Trainer is built: a --max-steps below its warmup would be refused there.
+        # (Equal: the Trainer decides, as the step's evaluation may still be due.)
+        print(f"{checkpoint_path} is already at step {saved_step}, past --max-steps {args.max_steps}: "
+              f"nothing to train (raise --max-steps above {saved_step} to train longer)")
+        return None
+    data_path = _resolve_data_path(args.data) if args.data else run_info["data"]
+    if args.threads is None and run_info.get("ranks", 1) == world.size:  # other ranks: their own CPU share
+        _use_the_runs_threads(run_info.get("threads"))
+    return types.SimpleNamespace(
+        checkpoint_path=checkpoint_path, metadata=metadata, out_dir=out_dir,
+        config=config, model_config=model_config, data_path=data_path,
+        tokenizer_spec=run_info["tokenizer"], tokenizer_name=None,
+        batch_size=run_info["batch_size"], stride=run_info["stride"], train_ratio=run_info["train_ratio"],
+        init=run_info.get("init", "gpt2"),  # the checkpoint's weights replace it anyway
+    )
+
+
+def _new_run(args):
+    """The settings of a new run (a `types.SimpleNamespace`): each flag given, else the preset's
+    recipe, else the default; checked together before anything is loaded."""
+    from minigpt.checkpoint import CHECKPOINT_NAME
+    from minigpt.model import PRESETS
+
+    if args.preset not in PRESETS:
+        fail("train", f"--preset {args.preset!r}: unknown preset; choose one of {', '.join(PRESETS)}")
+    recipe = dict(RECIPES.get(args.preset, RECIPES["book-124M"] if args.preset.startswith("gpt2") else {}))
+    flag_values = {key: value for key, value in vars(args).items() if value is not None}
+
+    def setting(name, default=None):
+        """A flag given on the command line, else the preset's recipe, else `default`."""
+        return flag_values.get(name, recipe.get(name, default))
+
+    model_overrides = {name: recipe[name] for name in ("qkv_bias", "tie_weights") if name in recipe}
+    if setting("context_length") is not None:
+        model_overrides["context_length"] = setting("context_length")
+    if setting("drop_rate") is not None:
+        model_overrides["drop_rate"] = setting("drop_rate")
+    config = _new_training_config(args, setting, flag_values)
+    if args.stride is not None and args.stride < 1:
+        fail("train", f"--stride must be at least 1 token, got {args.stride}")
+    out_dir = args.out or os.path.join("runs", args.preset)
+    if os.path.isfile(os.path.join(out_dir, CHECKPOINT_NAME)) and not args.overwrite:
+        fail("train", f"{out_dir} already holds a run (checkpoint.safetensors): continue it with --resume {out_dir}, "
+              "choose another --out, or pass --overwrite to replace it")
+    return types.SimpleNamespace(
+        checkpoint_path=None, metadata=None, out_dir=out_dir, config=config, model_config=None,
+        model_overrides=model_overrides, stride_setting=setting("stride"),
+        data_path=_resolve_data_path(setting("data", "the-verdict.txt")),
+        tokenizer_spec=None, tokenizer_name=setting("tokenizer", "gpt2"),
+        batch_size=setting("batch_size", 4), stride=None, train_ratio=args.train_ratio, init=setting("init", "gpt2"),
+    )
+
+
+def _new_training_config(args, setting, flag_values: dict):
+    """The TrainingConfig of a new run from `setting(name)`, validated; flag errors name the flag."""
+    from minigpt.trainer import TrainingConfig
+
+    field_names = {field.name for field in dataclasses.fields(TrainingConfig)}
+    config = TrainingConfig(**{name: setting(name) for name in field_names if setting(name) is not None})
+    try:
+        config.validate()
+    except ValueError as error:
+        # A command-line user cannot pass None: "must be >= 1 or None" -> "must be >= 1".
+        message = str(error).replace(" or None", "")
+        fail("train", f"{message} (flag --{message.split()[0].replace('_', '-')})")
+    if ("warmup_steps" not in flag_values and config.schedule == "cosine" and config.max_steps is not None
+            and config.warmup_steps >= config.max_steps):
+        # A short trial run of a recipe with a long warmup (char: 100 steps): shorten the warmup
+        # rather than refuse; an explicit --warmup-steps that does not fit is still an error.
+        shortened = config.max_steps // 10
+        print(f"note: the {args.preset} recipe's {config.warmup_steps} warmup steps do not fit in --max-steps "
+              f"{config.max_steps}; warming up for {shortened} steps")
+        config = dataclasses.replace(config, warmup_steps=shortened)
+    for flag, name in (("--min-lr", "min_lr"), ("--warmup-steps", "warmup_steps")):
+        if name in flag_values and config.schedule != "cosine":
+            fail("train", f"{flag} applies to --schedule cosine only; the schedule is {config.schedule!r} "
+                           "(add --schedule cosine, or drop the flag)")
+    if config.schedule == "cosine" and config.min_lr is not None and config.min_lr > config.lr:
+        fail("train", f"--min-lr {config.min_lr} is above --lr {config.lr}: the cosine schedule decays from --lr down to --min-lr")
+    return config
+
+
+def _check_out_dir(out_dir: str) -> None:
+    """Make sure the output folder can be written before any time is spent training."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         fail("train", f"--out {out_dir!r} is a file; give a folder (it will hold checkpoint.safetensors, history.json and loss.png)")
     try:
@@ -426,93 +477,126 @@ def _train(args, world) -> int:
     except OSError as error:
         fail("train", f"--out {out_dir!r} cannot be written: {error.strerror or error}")
 
-    if not os.path.isfile(data_path):
-        fail("train", f"the run's data file {data_path!r} is missing" +
+
+def _load_data(args, run) -> None:
+    """Read the run's token ids (`run.token_ids`) and its tokenizer (`run.tokenizer`, `run.tokenizer_spec`)."""
+    if not os.path.isfile(run.data_path):
+        fail("train", f"the run's data file {run.data_path!r} is missing" +
              ("; if it moved, give its new path: --resume DIR --data NEW_PATH" if args.resume else ""))
-    data_sha256 = _file_sha256(data_path)
+    run.data_sha256 = _file_sha256(run.data_path)
     if args.resume:
-        _check_resumed_data(data_path, data_sha256, metadata["trainer"]["run_info"])
-    token_ids, spec_from_data = _load_token_ids(data_path, tokenizer_spec["name"] if tokenizer_spec else tokenizer_name)
-    tokenizer_spec = tokenizer_spec or spec_from_data
-    tokenizer = make_tokenizer(tokenizer_spec)
-    try:  # sizes that do not fit together (a context longer than the data, ...) are flag errors
+        _check_resumed_data(run.data_path, run.data_sha256, run.metadata["trainer"]["run_info"])
+    run.token_ids, spec_from_data = _load_token_ids(run.data_path, run.tokenizer_spec["name"] if run.tokenizer_spec else run.tokenizer_name)
+    run.tokenizer_spec = run.tokenizer_spec or spec_from_data
+    run.tokenizer = make_tokenizer(run.tokenizer_spec)
+
+
+def _build_trainer(args, run, world):
+    """The data loaders, the model, AdamW and the Trainer; sizes that do not fit together (a context
+    longer than the data, ...) are flag errors."""
+    from autograd.parallel import get_num_threads
+
+    from minigpt.data import DataLoader, GPTDataset, train_val_split
+    from minigpt.model import GPTModel, get_config
+    from minigpt.optim import AdamW
+    from minigpt.trainer import Trainer
+
+    config = run.config
+    try:
         if not args.resume:
-            model_overrides["vocab_size"] = tokenizer.n_vocab
-            model_config = get_config(args.preset, **model_overrides)
-            stride = setting("stride") or model_config.context_length
-        context_length = model_config.context_length
-        train_ids, val_ids = train_val_split(token_ids, train_ratio, max_length=context_length)
-        train_windows = GPTDataset(train_ids, None, context_length, stride)
-        if len(train_windows) < batch_size:
-            fail("train", f"--batch-size {batch_size} is larger than the {len(train_windows):,} training sequences of "
-                          f"{context_length} tokens (stride {stride}) in {data_path}: use --batch-size {len(train_windows)} "
+            run.model_config = get_config(args.preset, **run.model_overrides, vocab_size=run.tokenizer.n_vocab)
+            run.stride = run.stride_setting or run.model_config.context_length
+        context_length = run.context_length = run.model_config.context_length
+        run.train_ids, run.val_ids = train_val_split(run.token_ids, run.train_ratio, max_length=context_length)
+        train_windows = GPTDataset(run.train_ids, None, context_length, run.stride)
+        if len(train_windows) < run.batch_size:
+            fail("train", f"--batch-size {run.batch_size} is larger than the {len(train_windows):,} training sequences of "
+                          f"{context_length} tokens (stride {run.stride}) in {run.data_path}: use --batch-size {len(train_windows)} "
                           "or less, a shorter --context-length or --stride, or more data")
-        train_loader = DataLoader(train_windows, batch_size=batch_size, shuffle=True, drop_last=True, seed=config.seed)
-        val_loader = DataLoader(GPTDataset(val_ids, None, context_length, context_length), batch_size=batch_size, shuffle=False, drop_last=False)
-        model = GPTModel(model_config, rng=config.seed, init=init)
+        run.train_loader = DataLoader(train_windows, batch_size=run.batch_size, shuffle=True, drop_last=True, seed=config.seed)
+        val_loader = DataLoader(GPTDataset(run.val_ids, None, context_length, context_length), batch_size=run.batch_size,
+                                shuffle=False, drop_last=False)
+        run.model = GPTModel(run.model_config, rng=config.seed, init=run.init)
         # The recipe's settings go to the optimizer (AdamW's own default where a recipe has none, as
         # betas); the Trainer then reads them back from it (one source of truth).
-        optimizer = AdamW(model.parameters(), **{name: getattr(config, name) for name in ("lr", "betas", "weight_decay")
-                                                 if getattr(config, name) is not None})
+        optimizer = AdamW(run.model.parameters(), **{name: getattr(config, name) for name in ("lr", "betas", "weight_decay")
+                                                     if getattr(config, name) is not None})
         run_info = {
-            "model_config": model_config.to_dict(), "tokenizer": tokenizer_spec, "data": os.path.abspath(data_path),
-            "batch_size": batch_size, "stride": stride, "train_ratio": train_ratio, "init": init, "preset": getattr(args, "preset", None),
+            "model_config": run.model_config.to_dict(), "tokenizer": run.tokenizer_spec, "data": os.path.abspath(run.data_path),
+            "batch_size": run.batch_size, "stride": run.stride, "train_ratio": run.train_ratio, "init": run.init,
+            "preset": getattr(args, "preset", None),
             # A process setting, not a run setting, but the engine's sums split over threads: a
             # resume without --threads uses the same count to repeat the run's arithmetic.
             "threads": get_num_threads(),
         }
-        run_info["num_tokens"] = int(len(token_ids))
-        run_info["data_sha256"] = data_sha256  # recognises the data if it moves (--resume DIR --data NEW_PATH)
+        run_info["num_tokens"] = int(len(run.token_ids))
+        run_info["data_sha256"] = run.data_sha256  # recognises the data if it moves (--resume DIR --data NEW_PATH)
         run_info["ranks"] = world.size  # MPI ranks (1: one process); the global batch is per step over all of them
-        trainer = Trainer(model, optimizer, train_loader, val_loader, config, tokenizer=tokenizer, out_dir=out_dir,
-                          run_info=run_info, world=world, bucket_cap_mb=_bucket_cap_mb(args.bucket_cap_mb, world))
+        return Trainer(run.model, optimizer, run.train_loader, val_loader, config, tokenizer=run.tokenizer, out_dir=run.out_dir,
+                       run_info=run_info, world=world, bucket_cap_mb=_bucket_cap_mb(args.bucket_cap_mb, world))
     except (ValueError, KeyError) as error:
         fail("train", _name_the_flag(str(error.args[0]) if error.args else repr(error)))
-    if args.resume:
-        saved_tokens = metadata["trainer"]["run_info"].get("num_tokens")
-        if saved_tokens is not None and saved_tokens != len(token_ids):  # checkpoints from before data_sha256
-            fail("train", f"the run's data file {data_path} now has {len(token_ids):,} tokens, the run was trained on "
-                  f"{saved_tokens:,}: it changed, so the run cannot continue exactly")
-        try:
-            trainer.load(checkpoint_path)
-        except ValueError as error:
-            fail("train", f"--resume {args.resume!r}: {error}")
-        if trainer.is_complete:
-            print(f"{checkpoint_path} is already at step {trainer.step} of {trainer.total_steps}: nothing to train "
-                  "(raise --max-steps to train longer)")
-            if os.path.abspath(out_dir) != os.path.dirname(os.path.abspath(checkpoint_path)):
-                try:  # e.g. a run rescued from a full disk, moved back into its folder
-                    print(f"saved a copy in {trainer.save()}")
-                except OSError as error:
-                    fail("train", str(error))
-            return 0
-        print(f"resuming {checkpoint_path} at step {trainer.step} of {trainer.total_steps}")
-    # Encode the sample prompt now: a prompt the tokenizer cannot encode must fail before training.
+
+
+def _resume(args, run, trainer) -> bool:
+    """Load the checkpoint into `trainer`; True when the run is already complete (nothing to train)."""
+    checkpoint_path, out_dir = run.checkpoint_path, run.out_dir
+    saved_tokens = run.metadata["trainer"]["run_info"].get("num_tokens")
+    if saved_tokens is not None and saved_tokens != len(run.token_ids):  # checkpoints from before data_sha256
+        fail("train", f"the run's data file {run.data_path} now has {len(run.token_ids):,} tokens, the run was trained on "
+              f"{saved_tokens:,}: it changed, so the run cannot continue exactly")
+    try:
+        trainer.load(checkpoint_path)
+    except ValueError as error:
+        fail("train", f"--resume {args.resume!r}: {error}")
+    if trainer.is_complete:
+        print(f"{checkpoint_path} is already at step {trainer.step} of {trainer.total_steps}: nothing to train "
+              "(raise --max-steps to train longer)")
+        if os.path.abspath(out_dir) != os.path.dirname(os.path.abspath(checkpoint_path)):
+            try:  # e.g. a run rescued from a full disk, moved back into its folder
+                print(f"saved a copy in {trainer.save()}")
+            except OSError as error:
+                fail("train", str(error))
+        return True
+    print(f"resuming {checkpoint_path} at step {trainer.step} of {trainer.total_steps}")
+    return False
+
+
+def _check_sample_prompt(config, tokenizer) -> None:
+    """Encode the sample prompt now: a prompt the tokenizer cannot encode must fail before training."""
+    from minigpt.generate import text_to_token_ids
+
     try:
         if not text_to_token_ids(config.sample_prompt, tokenizer).size and (config.sample_every or config.sample_tokens):
             fail("train", "--sample-prompt is empty: give at least one character to continue")
     except KeyError as error:
         fail("train", f"--sample-prompt: {error.args[0]}")
 
-    print(f"model: {json.dumps(model_config.to_dict())}")
-    print(f"parameters: {model.num_parameters():,} (init {init}) | tokenizer: {tokenizer_spec['name']} (vocabulary {tokenizer.n_vocab:,})")
-    print(f"data: {data_path}: {len(token_ids):,} tokens, {len(train_ids):,} train / {len(val_ids):,} validation; "
-          f"{len(train_loader)} batches of {batch_size} x {context_length} per epoch")
+
+def _print_run(args, run, trainer, world) -> None:
+    """The resolved configuration and the seed, printed at start."""
+    config, batch_size, context_length = run.config, run.batch_size, run.context_length
+    print(f"model: {json.dumps(run.model_config.to_dict())}")
+    print(f"parameters: {run.model.num_parameters():,} (init {run.init}) | tokenizer: {run.tokenizer_spec['name']} "
+          f"(vocabulary {run.tokenizer.n_vocab:,})")
+    print(f"data: {run.data_path}: {len(run.token_ids):,} tokens, {len(run.train_ids):,} train / {len(run.val_ids):,} validation; "
+          f"{len(run.train_loader)} batches of {batch_size} x {context_length} per epoch")
     print(f"training: {json.dumps(dataclasses.asdict(trainer.config))}")
-    print(f"seed: {config.seed} | steps: {trainer.total_steps} | output: {out_dir}")
+    print(f"seed: {config.seed} | steps: {trainer.total_steps} | output: {run.out_dir}{kernels_note(args)}")
     if world.size > 1:
         print(f"data-parallel over {world.size} MPI ranks: global batch {batch_size} x {config.grad_accum_steps} (accumulation) "
               f"x {world.size} (ranks) = {trainer.batches_per_step * batch_size} sequences of {context_length} tokens per step; "
               + (f"gradients in {len(trainer.gradient_buckets.buckets)} bucket(s) of at most "
                  f"{_bucket_cap_mb(args.bucket_cap_mb, world):g} MB, started during backward"
                  if trainer.gradient_buckets is not None else "one Allreduce of all gradients per step"))
-    trainer.quiet = args.quiet
+
+
+def _fit(trainer) -> dict:
+    """`trainer.fit()`; its errors become one-line command errors (an interrupt goes up to `_train`)."""
+    from minigpt.distributed import RanksDisagreeError
+
     try:
-        history = trainer.fit()
-    except KeyboardInterrupt:
-        if trainer.stop_report is None:  # stopped before fit() could take over the signals
-            print("\nminigpt train: interrupted before training started; nothing was saved", file=sys.stderr)
-        return exit_status(trainer.stop_signal)
+        return trainer.fit()
     except FloatingPointError as error:
         flag = " (flag --lr)" if "lower the learning rate" in str(error) else ""  # not for NaN inputs or weights
         fail("train", f"{error}{flag}; the run's last checkpoint, if any, is untouched")
@@ -520,17 +604,17 @@ def _train(args, world) -> int:
         fail("train", str(error))
     except RanksDisagreeError as error:  # a command error on every rank (MPI_Abort), not a traceback
         fail("train", str(error))
-    try:
-        trainer.sample()
-    except KeyboardInterrupt:
-        print(f"\ninterrupted after training: checkpoint of step {trainer.step} saved in {out_dir}", file=sys.stderr)
-        return exit_status()
+
+
+def _print_result(out_dir: str, trainer, history: dict) -> None:
+    """The final losses and where the checkpoint and the plot were saved."""
+    from minigpt.checkpoint import CHECKPOINT_NAME
+
     if history["val_loss"]:
         print(f"final: train loss {history['train_loss'][-1]:.3f}, val loss {history['val_loss'][-1]:.3f}, "
               f"{trainer.elapsed_seconds:.1f} s of training in this run, {trainer.step} steps in all")
     print(f"saved {os.path.join(out_dir, CHECKPOINT_NAME)}" + (f" and {os.path.join(out_dir, 'loss.png')}" if os.path.exists(os.path.join(out_dir, 'loss.png')) else
           " (install matplotlib, `pip install -e .[plot]`, for loss.png)"))
-    return 0
 
 
 # Gradient buckets when the ranks span several machines: PyTorch DDP's default size. Measured

@@ -22,7 +22,7 @@ causal attention the logits of a position do not depend on what follows it, so w
 
 Frozen layers stay cheap: a parameter with `requires_grad=False` records no graph, so the frozen
 blocks below the last one run as plain NumPy (no activations kept, no backward), get no
-gradient buffer, and `AdamW` keeps no moments for them (see `minigpt bench finetune`).
+gradient buffer, and `AdamW` keeps no moments for them (see `python scripts/bench.py finetune`).
 
 Shape letters: B batch, T tokens, C channels (emb_dim), K classes.
 

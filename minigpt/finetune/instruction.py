@@ -10,7 +10,7 @@ What this file adds, in the chapter's order:
   keeps the first end-of-text target of each row (so that the model learns to stop) and replaces
   the rest of the padding targets by -100, which the cross-entropy ignores; exercise 7.2's
   `mask_instruction=True` also ignores the prompt's targets;
-- 7.5-7.7 training is the book's `train_model_simple` (or `minigpt.train.Trainer`), then
+- 7.5-7.7 training is the book's `train_model_simple` (or `minigpt.trainer.Trainer`), then
   `generate_responses` answers the test set with the KV cache, batched, stopping at end-of-text,
   `extract_response` keeps the text after the prompt without "### Response:", and
   `save_responses` writes the book's `instruction-data-with-response.json` (one `model_response`

@@ -20,7 +20,7 @@ and reports the median of each, the ratio minigpt / PyTorch per round, and
 
 Run (2 threads, as the machine has; the torch side needs a Python with torch):
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE minigpt bench instruct --torch-python /tmp/torchref/bin/python
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench.py instruct --torch-python /tmp/torchref/bin/python
 
 The PyTorch side is `torch_reference/instruct_step.py` (the book's model, `torch_reference/gpt.py`).
 """
@@ -38,8 +38,8 @@ import time
 
 import numpy as np
 
-from minigpt.benchmarks import check_torch_python
-from minigpt.benchmarks.model import _busy_seconds, _child_env, _last_json_line, _peak_rss_mib, time_training_steps
+from benchmarks import check_torch_python
+from benchmarks.model import _busy_seconds, _child_env, _last_json_line, _peak_rss_mib, time_training_steps
 
 BATCH_SIZE, EPOCHS, EVAL_FREQ, EVAL_ITER = 8, 2, 5, 5  # the book's chapter-7 settings
 _TORCH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_reference", "instruct_step.py")
@@ -127,7 +127,7 @@ def _report(side: str, records: list[dict], steps: int, forwards: int) -> tuple[
 
 def main(argv=None) -> None:
     """Command line: see the module docstring and `--help`."""
-    parser = argparse.ArgumentParser(prog="minigpt bench instruct", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python scripts/bench.py instruct", description=__doc__.split("\n\n")[0])
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per round; the median is used (default 3)")
     parser.add_argument("--rounds", type=int, default=2, help="alternate minigpt and torch this many times (default 2)")
@@ -154,7 +154,7 @@ def main(argv=None) -> None:
           f"evaluation forward passes; numpy {np.__version__}", flush=True)
     ours, theirs = [], []
     for _ in range(args.rounds):
-        ours.append(_run([sys.executable, "-m", "minigpt.benchmarks.instruct", "--worker", "--tokens", str(tokens),
+        ours.append(_run([sys.executable, "-m", "benchmarks.instruct", "--worker", "--tokens", str(tokens),
                           "--warmup", str(args.warmup), "--steps", str(args.steps), "--threads", str(args.threads)],
                          args.threads))
         if args.torch_python:

@@ -16,7 +16,7 @@ Tasks: `classify` (appendix E: a 2-class head on the last token, batch 8 x 120 t
 Modes alternate within each round (full, last-block, lora, full, ...) and the medians over rounds
 are reported, with the step time and peak memory relative to full fine-tuning. Run:
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m minigpt.benchmarks.lora --rounds 3
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench.py lora --rounds 3
 
 References: Hu et al. 2021, "LoRA", section 4.2 (memory: no optimizer state for frozen weights);
 Raschka, "Build a Large Language Model (From Scratch)", appendix E.5 and chapter 6.5.
@@ -32,7 +32,7 @@ import sys
 
 import numpy as np
 
-from minigpt.benchmarks.model import _child_env, _last_json_line, _peak_rss_mib, time_training_steps
+from benchmarks.model import _child_env, _last_json_line, _peak_rss_mib, time_training_steps
 
 MODES = ("full", "last-block", "lora")
 # task -> (batch size, tokens per sequence)
@@ -97,7 +97,7 @@ def measure(mode: str, task: str, warmup: int, steps: int, rank: int, alpha: flo
 
 def run_mode(mode: str, args) -> dict:
     """Measure one mode in a fresh Python process."""
-    command = [sys.executable, "-m", "minigpt.benchmarks.lora", "--worker", mode, "--task", args.task,
+    command = [sys.executable, "-m", "benchmarks.lora", "--worker", mode, "--task", args.task,
                "--warmup", str(args.warmup), "--steps", str(args.steps), "--rank", str(args.rank),
                "--alpha", str(args.alpha), "--threads", str(args.threads)]
     done = subprocess.run(command, capture_output=True, text=True, env=_child_env(args.threads), check=False)
@@ -134,7 +134,7 @@ def summarize(results: dict[str, list[dict]]) -> list[str]:
 
 def main(argv=None) -> None:
     """Command line: see the module docstring and `--help`."""
-    parser = argparse.ArgumentParser(prog="python -m minigpt.benchmarks.lora", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python scripts/bench.py lora", description=__doc__.split("\n\n")[0])
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="modes to run (default: all)")
     parser.add_argument("--task", choices=list(TASKS), default="classify",
                         help="classify: 2-class head, batch 8 x 120 (default); instruct: LM head, batch 8 x 128")

@@ -15,7 +15,7 @@ shape the output head sees (the last position only: one (B, C) x (C, V) BLAS pro
 
 Run (the OPENBLAS_* variables some machines set pick a slower kernel; subprocesses drop them):
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE minigpt bench generate --torch-python /tmp/torchref/bin/python
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench.py generate --torch-python /tmp/torchref/bin/python
 
 Shared machines are noisy: compare the ratios of one run, not absolute times.
 """
@@ -32,9 +32,9 @@ import time
 
 import numpy as np
 
-from minigpt.benchmarks import check_torch_python
-from minigpt.benchmarks.model import _child_env, _last_json_line, write_json_lines
-from minigpt.benchmarks.torch_reference import FOLDER as TORCH_FOLDER
+from benchmarks import check_torch_python
+from benchmarks.model import _child_env, _last_json_line, write_json_lines
+from benchmarks.torch_reference import FOLDER as TORCH_FOLDER
 
 # The book's GPT_CONFIG_124M at GPT-2's full context, as the reference's "gpt2-small" (no qkv bias).
 CONFIG = dict(vocab_size=50257, context_length=1024, emb_dim=768, n_heads=12, n_layers=12, drop_rate=0.0, qkv_bias=False)
@@ -125,7 +125,7 @@ def _run(command: list, threads: int, cwd=None) -> dict:
 
 
 def run_minigpt(batch: int, cache: bool, args) -> dict:
-    command = [sys.executable, "-m", "minigpt.benchmarks.generate", "--worker", "--batches", str(batch),
+    command = [sys.executable, "-m", "benchmarks.generate", "--worker", "--batches", str(batch),
                "--prompt-tokens", str(args.prompt_tokens), "--new-tokens", str(args.new_tokens),
                "--threads", str(args.threads), "--breakdown-steps", str(args.breakdown_steps)]
     return _run(command + ([] if cache else ["--no-cache-worker"]), args.threads)
@@ -185,7 +185,7 @@ def _check_arguments(parser, args) -> None:
 
 def main(argv=None) -> None:
     """Command line: see the module docstring and `--help`."""
-    parser = argparse.ArgumentParser(prog="minigpt bench generate", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python scripts/bench.py generate", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8], help="batch sizes (prompts generated together) with the cache")
     parser.add_argument("--no-cache-batches", type=int, nargs="*", default=[1],

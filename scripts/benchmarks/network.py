@@ -18,9 +18,9 @@ which the 1 / B scaling of the measured Allreduce confirms.
 
 Subcommands (all need root, `ip` and `tc` from iproute2, and the `mpi` extra):
 
-    minigpt bench network allreduce                 # 2a: Allreduce of the real gradient sizes, N = 2, 3, 4
-    minigpt bench network steps                     # 2b: whole training steps on 2 hosts vs the prediction
-    minigpt bench network run --hosts 2 --rate 1gbit -- minigpt train --preset char --max-steps 20
+    python scripts/bench.py network allreduce                 # 2a: Allreduce of the real gradient sizes, N = 2, 3, 4
+    python scripts/bench.py network steps                     # 2b: whole training steps on 2 hosts vs the prediction
+    python scripts/bench.py network run --hosts 2 --rate 1gbit -- minigpt train --preset char --max-steps 20
 
 The namespaces are created at the start (leftovers of an earlier run deleted first) and deleted
 at the end, also on an error, Ctrl-C or SIGTERM. All ranks share this machine's cores: the link
@@ -183,7 +183,7 @@ def launcher_script(hosts: int) -> str:
     _check_hosts(hosts)
     cases = "\n".join(f"  {host_address(index)}) namespace={host_namespace(index)} ;;" for index in range(hosts))
     return ("#!/bin/sh\n"
-            "# hydra's ssh launcher replaced by `ip netns exec` (minigpt.benchmarks.network)\n"
+            "# hydra's ssh launcher replaced by `ip netns exec` (scripts/benchmarks/network.py)\n"
             "while [ $# -gt 0 ]; do case \"$1\" in -*) shift ;; *) break ;; esac; done\n"
             "host=$1; shift\n"
             "case \"$host\" in\n"
@@ -243,7 +243,7 @@ def check_requirements(euid: int | None = None, which=shutil.which, mpiexec: str
     euid = os.geteuid() if euid is None else euid
     if euid != 0:
         raise SimulationUnavailable(f"the simulated network needs root (network namespaces, tc); this process runs as "
-                                    f"user id {euid}: run it as root (e.g. `sudo -E env PATH=$PATH minigpt bench network ...`)")
+                                    f"user id {euid}: run it as root (e.g. `sudo -E env PATH=$PATH python scripts/bench.py network ...`)")
     missing = [tool for tool in ("ip", "tc") if which(tool) is None]
     if missing:
         raise SimulationUnavailable(f"the simulated network needs {' and '.join(repr(tool) for tool in missing)} "
@@ -294,7 +294,7 @@ class SimulatedNetwork:
             self.lock.close()
             self.lock = None
             raise SimulationUnavailable(f"another simulated network is in use (lock {LOCK_FILE} held): "
-                                        f"wait for that `minigpt bench network` to finish") from None
+                                        f"wait for that `python scripts/bench.py network` to finish") from None
         try:
             self.delete_leftovers()
             for command in setup_commands(self.hosts, self.rate_bits):
@@ -402,15 +402,15 @@ def tcp_client(address: str, port: int, megabytes: float) -> float:
 # --- measurements ------------------------------------------------------------------------------
 
 def gradient_bytes(name: str) -> int:
-    """Bytes of the float32 gradients of configuration `name` of `minigpt.benchmarks.model` (as `bench distributed` sends)."""
-    from minigpt.benchmarks.model import CONFIGS
+    """Bytes of the float32 gradients of configuration `name` of `benchmarks.model` (as `bench distributed` sends)."""
+    from benchmarks.model import CONFIGS
     from minigpt.model import GPTModel
 
     return 4 * GPTModel(CONFIGS[name][0], rng=0).num_parameters()
 
 
 def _json_result(command: list[str], env: dict | None = None) -> dict:
-    from minigpt.benchmarks.model import _last_json_line
+    from benchmarks.model import _last_json_line
 
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
@@ -420,10 +420,14 @@ def _json_result(command: list[str], env: dict | None = None) -> dict:
 
 def measure_tcp(network: SimulatedNetwork, megabytes: float) -> float:
     """Goodput of one TCP connection from host 0 to host 1, bits per second (what the link really carries)."""
-    me = [sys.executable, "-m", "minigpt.benchmarks.network"]
-    server = subprocess.Popen(network.in_host(1, [*me, "tcp-server", host_address(1), "5201"]))
+    from benchmarks import child_python_path
+
+    me = [sys.executable, "-m", "benchmarks.network"]
+    environment = {**os.environ, "PYTHONPATH": child_python_path(os.environ)}  # `-m benchmarks.network` outside scripts/
+    server = subprocess.Popen(network.in_host(1, [*me, "tcp-server", host_address(1), "5201"]), env=environment)
     try:
-        result = _json_result(network.in_host(0, [*me, "tcp-client", host_address(1), "5201", str(megabytes)]))
+        result = _json_result(network.in_host(0, [*me, "tcp-client", host_address(1), "5201", str(megabytes)]),
+                              env=environment)
     finally:
         try:
             server.wait(timeout=60)
@@ -440,9 +444,9 @@ ALGORITHMS = ("auto", "ring", "recursive_doubling", "reduce_scatter_allgather")
 
 def measure_allreduce(network: SimulatedNetwork, ranks: int, sizes: list[int], repeats: int, algorithm: str = "auto") -> dict:
     """{size: median seconds} of `allreduce_worker` on the first `ranks` simulated hosts with MPICH's `algorithm`."""
-    from minigpt.benchmarks.model import _child_env
+    from benchmarks.model import _child_env
 
-    command = [sys.executable, "-m", "minigpt.benchmarks.network", "allreduce-worker", "--repeats", str(repeats),
+    command = [sys.executable, "-m", "benchmarks.network", "allreduce-worker", "--repeats", str(repeats),
                "--sizes", *map(str, sizes)]
 
     environment = {"MPIR_CVAR_ALLREDUCE_INTRA_ALGORITHM": algorithm}
@@ -523,8 +527,8 @@ def run_allreduce(args) -> None:
 
 def run_steps(args) -> None:
     """`steps`: global training steps on 2 simulated hosts against T_compute + the model's Allreduce time."""
-    from minigpt.benchmarks.distributed import _run_side
-    from minigpt.benchmarks.model import _child_env
+    from benchmarks.distributed import _run_side
+    from benchmarks.model import _child_env
 
     rates = [parse_rate(rate) for rate in args.rates]
     worker = argparse.Namespace(warmup=args.warmup, steps=args.steps)
@@ -535,7 +539,7 @@ def run_steps(args) -> None:
                 loopback.setdefault(name, []).append(_run_side(name, 2, worker, bucket_cap_mb=args.bucket_cap_mb))
                 for rate in rates:
                     network.set_rate(rate)
-                    command = [sys.executable, "-m", "minigpt.benchmarks.distributed", "--worker", name,
+                    command = [sys.executable, "-m", "benchmarks.distributed", "--worker", name,
                                "--warmup", str(args.warmup), "--steps", str(args.steps), "--threads", "1"]
                     if args.bucket_cap_mb is not None:
                         command += ["--bucket-cap-mb", str(args.bucket_cap_mb)]
@@ -605,10 +609,10 @@ EPILOG = """subcommands (root, `ip`, `tc` and the mpi extra needed):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of `minigpt bench network` (pure: parsing needs no root)."""
-    from minigpt.benchmarks.model import CONFIGS
+    """The command line of `python scripts/bench.py network` (pure: parsing needs no root)."""
+    from benchmarks.model import CONFIGS
 
-    parser = argparse.ArgumentParser(prog="minigpt bench network", description=__doc__.split("\n\n")[0], epilog=EPILOG,
+    parser = argparse.ArgumentParser(prog="python scripts/bench.py network", description=__doc__.split("\n\n")[0], epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="subcommand", metavar="{allreduce,steps,run}")
     commands.required = True
@@ -652,7 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> None:
-    """Command line: `minigpt bench network {allreduce,steps,run} ...` (see the module docstring)."""
+    """Command line: `python scripts/bench.py network {allreduce,steps,run} ...` (see the module docstring)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.subcommand == "allreduce-worker":

@@ -1,6 +1,6 @@
 """Time the book's chapter-7 training step in eager PyTorch: gpt2-medium, AdamW(5e-5, 0.1), batch 8.
 
-The PyTorch side of `minigpt bench instruct` (it runs this file with a Python that has torch):
+The PyTorch side of `python scripts/bench.py instruct` (it runs this file with a Python that has torch):
 the book's GPTModel (`gpt.py` next to this file) in gpt2-medium's sizes with the qkv bias and a
 separate output head, as the book's chapter 7 builds it (BASE_CONFIG, drop_rate 0.0), random
 weights; one step = zero_grad + forward + cross-entropy + backward + AdamW step, on random token
@@ -8,7 +8,7 @@ batches of `--batch` x `--tokens`, with the padding targets of the last position
 `custom_collate_fn` makes them. Also times a forward pass without gradients (the evaluations of
 `train_model_simple`). Prints one JSON line of seconds per phase.
 
-    /tmp/torchref/bin/python minigpt/benchmarks/torch_reference/instruct_step.py --tokens 72
+    /tmp/torchref/bin/python scripts/benchmarks/torch_reference/instruct_step.py --tokens 72
 """
 
 import argparse

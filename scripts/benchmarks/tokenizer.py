@@ -22,7 +22,7 @@ tiktoken's ``encode_ordinary`` is, and ``TOKENIZERS_PARALLELISM=false`` is set f
 tiktoken has no trainer. Neither library is a dependency of minigpt; install them elsewhere::
 
     python3 -m venv /tmp/tokref && /tmp/tokref/bin/pip install -e . tiktoken tokenizers
-    /tmp/tokref/bin/python -m minigpt.benchmarks.tokenizer
+    /tmp/tokref/bin/python scripts/bench.py tokenizer
 
 Throughput is MB/s of UTF-8 input (1 MB = 10^6 bytes) for encoding, and of UTF-8 output for
 decoding.
@@ -40,12 +40,13 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import child_python_path
 from minigpt.tokenizer import ENDOFTEXT, GPT2_SPLIT_PATTERN, VOCAB_DIR
 
 # Single-threaded Hugging Face tokenizers, for a like-for-like comparison; set before it loads.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-DEFAULT_TEXT = Path(__file__).resolve().parents[1] / "corpora" / "tinyshakespeare.txt"  # bundled with the package
+DEFAULT_TEXT = VOCAB_DIR.parents[1] / "corpora" / "tinyshakespeare.txt"  # bundled with the package (minigpt/corpora/)
 LIBRARIES = ("minigpt", "tiktoken", "tokenizers")
 # The runs of the length curve: one character each, every kind that GPT-2's pattern keeps in one piece.
 RUN_KINDS = {"letter": "a", "digit": "7", "punctuation": "!", "newline": "\n", "emoji": "\U0001F600", "U+3000": "\u3000"}
@@ -112,13 +113,12 @@ def cold_worker(library: str, text_path: str) -> None:
 
 def measure_cold(library: str, text_path: Path, runs: int) -> dict[str, float]:
     """Median load and cold-encode seconds over ``runs`` fresh processes."""
-    # The child must import this same minigpt, installed or not: put its folder on the path.
-    package_parent = str(Path(__file__).resolve().parents[2])
+    # The child must import this same minigpt, installed or not, and these benchmarks.
     environment = dict(os.environ)
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, environment.get("PYTHONPATH")]))
+    environment["PYTHONPATH"] = child_python_path(environment)
     results = []
     for _ in range(runs):
-        code = f"from minigpt.benchmarks.tokenizer import cold_worker; cold_worker({library!r}, {str(text_path)!r})"
+        code = f"from benchmarks.tokenizer import cold_worker; cold_worker({library!r}, {str(text_path)!r})"
         output = subprocess.run(
             [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=environment
         ).stdout
@@ -225,7 +225,7 @@ def length_curve(libraries: list[str], lengths: list[int], train_text: str) -> d
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark and print a table; returns the figures as a dict (for tests/scripts)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python scripts/bench.py tokenizer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--text", type=Path, default=DEFAULT_TEXT, help="UTF-8 text file to encode and train on (default: tinyshakespeare.txt)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repetitions of warm encode and decode (median reported)")
     parser.add_argument("--cold-runs", type=int, default=3, help="fresh processes for the cold first encode (median reported)")

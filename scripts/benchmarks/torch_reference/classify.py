@@ -1,8 +1,8 @@
-"""The book's chapter-6 fine-tuning step in plain eager PyTorch, timed: a reference for `minigpt bench finetune`.
+"""The book's chapter-6 fine-tuning step in plain eager PyTorch, timed: a reference for `python scripts/bench.py finetune`.
 
 Run only under a Python with torch (never imported by minigpt):
 
-    /tmp/torchref/bin/python minigpt/benchmarks/torch_reference/classify.py --trainable last-block
+    /tmp/torchref/bin/python scripts/benchmarks/torch_reference/classify.py --trainable last-block
 
 It builds the book's GPT (`gpt.py`, gpt2-small's shape with the qkv bias of OpenAI's weights, dropout
 0 as the chapter's BASE_CONFIG), then does what section 6.5 does: every parameter frozen, `out_head`

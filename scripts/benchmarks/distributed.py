@@ -12,10 +12,10 @@ with one flat buffer and with one call per parameter (what buckets of one tensor
 megabytes started during backward (`minigpt train --bucket-cap-mb`), against the one Allreduce
 after backward; "in allreduce" is then the time from the end of backward to the last bucket's end.
 
-Configurations: those of `minigpt.benchmarks.model` (book-124M: the book's GPT_CONFIG_124M,
+Configurations: those of `benchmarks.model` (book-124M: the book's GPT_CONFIG_124M,
 context 256, batch 2 per micro-batch; char: 128 wide, 4 layers, batch 12 x 64).
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m minigpt.benchmarks.distributed --rounds 2
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench.py distributed --rounds 2
 
 Needs the `mpi` extra (`pip install -e ".[mpi]"`). Rounds alternate the two sides; shared
 machines are noisy, so compare the medians of one run, not absolute times across runs.
@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from minigpt.benchmarks.model import CONFIGS, _child_env, _last_json_line
+from benchmarks.model import CONFIGS, _child_env, _last_json_line
 
 
 def _time_allreduce(world, parameters, repeats: int = 3) -> dict:
@@ -67,7 +67,7 @@ def measure(name: str, warmup: int, steps: int, threads: int, bucket_cap_mb: flo
     from minigpt.distributed import init
     from minigpt.model import GPTModel
     from minigpt.optim import AdamW
-    from minigpt.train import Trainer, TrainingConfig
+    from minigpt.trainer import Trainer, TrainingConfig
 
     keep_freed_memory()  # as `minigpt train` does
     set_openblas_thread_timeout()
@@ -118,7 +118,7 @@ def measure(name: str, warmup: int, steps: int, threads: int, bucket_cap_mb: flo
 def _run_side(name: str, ranks: int, args, threads: int | None = None, bucket_cap_mb: float | None = None) -> dict:
     """One measurement in fresh processes: `mpirun -n ranks` with 1 thread each, or one process with 2."""
     threads = 2 // ranks if threads is None else threads
-    command = [sys.executable, "-m", "minigpt.benchmarks.distributed", "--worker", name,
+    command = [sys.executable, "-m", "benchmarks.distributed", "--worker", name,
                "--warmup", str(args.warmup), "--steps", str(args.steps), "--threads", str(threads)]
     if bucket_cap_mb is not None:
         command += ["--bucket-cap-mb", str(bucket_cap_mb)]
@@ -163,8 +163,8 @@ def _bucketed_lines(bucketed: list[dict], flat_step: float) -> list[str]:
 
 
 def main(argv=None) -> None:
-    """Command line: `minigpt bench distributed [--configs ...] [--rounds R] [--steps S]`."""
-    parser = argparse.ArgumentParser(prog="python -m minigpt.benchmarks.distributed", description=__doc__.split("\n\n")[0])
+    """Command line: `python scripts/bench.py distributed [--configs ...] [--rounds R] [--steps S]`."""
+    parser = argparse.ArgumentParser(prog="python scripts/bench.py distributed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=["char", "book-124M"], choices=list(CONFIGS), help="configurations to measure")
     parser.add_argument("--warmup", type=int, default=1, help="untimed global steps first (default 1)")
     parser.add_argument("--steps", type=int, default=3, help="timed global steps per round (default 3)")

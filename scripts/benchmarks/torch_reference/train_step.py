@@ -1,4 +1,4 @@
-"""Time training steps of the book's GPT in eager PyTorch: the reference of `minigpt bench model`.
+"""Time training steps of the book's GPT in eager PyTorch: the reference of `python scripts/bench.py model`.
 
 Runs under a Python with torch (never imported by minigpt): builds `gpt.build(CONFIG)` (dropout
 0, float32), then runs warm-up and timed steps on random token batches: `zero_grad`, forward +
@@ -6,9 +6,9 @@ cross-entropy, `backward()`, `torch.optim.AdamW(lr=4e-4, weight_decay=0.1)` (the
 chapter-5 settings). Prints one JSON line with the seconds of each phase per timed step (`fwd_s`,
 `bwd_s`, `opt_s`), the CPU seconds other processes took during each step (`other_cpu_s`, from
 /proc/stat), the first and last loss and the peak resident memory (`rss_peak_mib`): the record
-`minigpt/benchmarks/model.py` reads.
+`scripts/benchmarks/model.py` reads.
 
-    /tmp/torchref/bin/python minigpt/benchmarks/torch_reference/train_step.py --config char --batch 12 --tokens 64
+    /tmp/torchref/bin/python scripts/benchmarks/torch_reference/train_step.py --config char --batch 12 --tokens 64
 """
 
 import argparse

@@ -10,7 +10,7 @@ Compares three ways of writing the same update (torch.optim.AdamW's algorithm):
 
 Parameters are plain arrays with the shapes of the chosen model (no model is built). Run:
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m minigpt.benchmarks.optim
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench.py optim
 
 Reference: PyTorch's default torch.optim.AdamW took about 0.8 s per step for the book's 124M
 model on the machine minigpt was developed on (issue 5).
@@ -95,7 +95,7 @@ def _time(function, repeats: int) -> float:
 
 def main(argv=None) -> dict:
     """Time the AdamW variants and print milliseconds per step; return the figures as a dict."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python scripts/bench.py optim", description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=["gpt2-small", "book-124m"], default="gpt2-small",
                         help="parameter shapes to use (default: gpt2-small, 124M parameters)")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per variant; the best is reported")

@@ -87,7 +87,7 @@ def matmul_stack(size: int, depth: int, batch: int, repeats: int = 5) -> tuple[f
 
 def main(argv=None) -> None:
     """Print the engine benchmark (see the module docstring)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python scripts/bench.py engine", description=__doc__.split("\n")[0])
     parser.add_argument("--ops", type=int, default=10_000, help="length of the small-op chain (ops)")
     parser.add_argument("--size", type=int, default=2048, help="matrix side for the matmul stack (elements)")
     parser.add_argument("--batch", type=int, default=2048, help="rows of the activations in the matmul stack")

@@ -1,6 +1,6 @@
 """Check GradientBuckets under `mpirun -n 2` (for tests/test_distributed.py); prints OK on rank 0.
 
-    mpirun -n 2 python tests/mpi_buckets_worker.py
+    mpirun -n 2 python tests/support/mpi_buckets_worker.py
 
 Each rank runs forward and backward of a small GPT on its own batch three times: twice with buckets
 armed (recording how far backward had got when each bucket was started; the second time regrouped

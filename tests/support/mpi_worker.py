@@ -1,6 +1,6 @@
 """Run `minigpt train` under mpirun with a fault injected on rank 1 (for tests/test_distributed.py).
 
-    mpirun -n 2 python tests/mpi_worker.py FAULT -- TRAIN ARGUMENTS...
+    mpirun -n 2 python tests/support/mpi_worker.py FAULT -- TRAIN ARGUMENTS...
 
 FAULT is one of:
     raise   rank 1 raises RuntimeError at the start of step 3 (steps 1-2 are done and saved)
@@ -23,7 +23,7 @@ import sys
 import time
 
 from minigpt.cli import main
-from minigpt.train import Trainer
+from minigpt.trainer import Trainer
 
 FAULT_STEP = 2  # the fault strikes when this many steps are done
 

@@ -1,6 +1,6 @@
 """Time greedy generation with the book's GPT in eager PyTorch, with and without its KV cache.
 
-Run under a Python that has torch (minigpt never imports this file); `minigpt bench generate`
+Run under a Python that has torch (minigpt never imports this file); `python scripts/bench.py generate`
 starts it as a subprocess and prints its figures next to minigpt's. The generation loop is the
 book's `generate_text_simple_cached` (ch. 4 bonus, `gpt_with_kv_cache.py`) and, without the cache,
 its `generate_text_simple` (listing 4.8): greedy decoding, the whole prompt first, then one token

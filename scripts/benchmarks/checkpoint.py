@@ -6,7 +6,7 @@ Writes a `minigpt train` checkpoint of a GPT-2 size with random weights and a fu
 the page cache after the first read, so both read from memory) and reports the medians and
 their ratio. Verification computes a CRC-32 of every tensor (zlib).
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE minigpt bench checkpoint --size gpt2-small --rounds 5
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench.py checkpoint --size gpt2-small --rounds 5
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def main(argv=None) -> None:
     """Command line: see the module docstring."""
     from minigpt.checkpoint import load_checkpoint
 
-    parser = argparse.ArgumentParser(prog="minigpt bench checkpoint", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python scripts/bench.py checkpoint", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="gpt2-small", choices=["gpt2-small", "gpt2-medium"],
                         help="GPT-2 size of the checkpoint (default gpt2-small, 124M parameters)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of each way; medians reported (default 5)")

@@ -17,7 +17,7 @@ Configurations (`torch_reference/gpt.py`'s CONFIGS of the same names; dropout 0)
 
 Run (the OPENBLAS_* variables some machines set pick a slower kernel; subprocesses drop them):
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m minigpt.benchmarks.model \\
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench.py model \\
         --torch-python /tmp/torchref/bin/python
 
 Shared machines are noisy: compare the ratios of one run (`--rounds` alternates the two sides and
@@ -37,7 +37,7 @@ import time
 
 import numpy as np
 
-from minigpt.benchmarks import check_torch_python
+from benchmarks import check_torch_python, child_python_path
 
 # name -> (model config, batch size, tokens per sequence, the reference's config name)
 CONFIGS = {
@@ -55,7 +55,6 @@ CONFIGS = {
     ),
 }
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _TORCH_STEP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_reference", "train_step.py")
 _NOISY_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
@@ -182,7 +181,7 @@ def _child_env(threads: int) -> dict:
     env = {key: value for key, value in os.environ.items() if key not in _NOISY_ENV}
     env["OPENBLAS_NUM_THREADS"] = str(threads)
     env["OMP_NUM_THREADS"] = str(threads)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_REPO_ROOT, env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = child_python_path(env)
     return env
 
 
@@ -201,7 +200,7 @@ def _maybe_wait(args) -> None:
 def run_minigpt(name: str, args) -> dict:
     """Measure one configuration in a fresh Python process (for an honest peak memory)."""
     _maybe_wait(args)
-    command = [sys.executable, "-m", "minigpt.benchmarks.model", "--worker", name, "--warmup", str(args.warmup),
+    command = [sys.executable, "-m", "benchmarks.model", "--worker", name, "--warmup", str(args.warmup),
                "--steps", str(args.steps), "--optimizer", args.optimizer, "--threads", str(args.threads)]
     command += (["--default-malloc"] if args.default_malloc else []) + (["--blas-spin"] if args.blas_spin else [])
     done = subprocess.run(command, capture_output=True, text=True, env=_child_env(args.threads), check=False)
@@ -271,7 +270,7 @@ def summarize(name: str, ours: list[dict], theirs: list[dict]) -> list[str]:
 
 def main(argv=None) -> None:
     """Command line: see the module docstring and `--help`."""
-    parser = argparse.ArgumentParser(prog="python -m minigpt.benchmarks.model", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python scripts/bench.py model", description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS),
                         help="configurations to run (default: all)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")

@@ -18,7 +18,7 @@ and its peak during the steps (VmHWM, reset before the first step, after `malloc
 
 Run (the OPENBLAS_* variables some machines set pick a slower kernel):
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE minigpt bench finetune --rounds 5 \\
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench.py finetune --rounds 5 \\
         --torch-python /tmp/torchref/bin/python
 """
 
@@ -34,9 +34,9 @@ import sys
 
 import numpy as np
 
-from minigpt.benchmarks import check_torch_python
-from minigpt.benchmarks.model import _child_env, _last_json_line, time_training_steps, write_json_lines
-from minigpt.benchmarks.torch_reference import script_path
+from benchmarks import check_torch_python
+from benchmarks.model import _child_env, _last_json_line, time_training_steps, write_json_lines
+from benchmarks.torch_reference import script_path
 
 TRAINABLE = ("last-block", "all")
 
@@ -95,7 +95,7 @@ def _run(side: str, trainable: str, args) -> dict:
     common = ["--batch", str(args.batch), "--tokens", str(args.tokens), "--warmup", str(args.warmup),
               "--steps", str(args.steps), "--threads", str(args.threads), "--trainable", trainable]
     if side == "minigpt":
-        command = [sys.executable, "-m", "minigpt.benchmarks.finetune", "--worker"] + common
+        command = [sys.executable, "-m", "benchmarks.finetune", "--worker"] + common
     else:
         command = [args.torch_python, script_path("classify.py")] + common
     done = subprocess.run(command, capture_output=True, text=True, env=_child_env(args.threads), check=False)
@@ -132,7 +132,7 @@ def _ratio(label: str, numerators: list[dict], denominators: list[dict], memory:
 
 def main(argv=None) -> None:
     """Command line: see the module docstring and `--help`."""
-    parser = argparse.ArgumentParser(prog="minigpt bench finetune", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python scripts/bench.py finetune", description=__doc__.split("\n\n")[0])
     parser.add_argument("--trainable", choices=list(TRAINABLE), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=8, help="examples per step (default 8, the book's)")
     parser.add_argument("--tokens", type=int, default=120, help="tokens per example (default 120, the book's longest text)")

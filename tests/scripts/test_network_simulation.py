@@ -1,4 +1,4 @@
-"""The pure parts of `minigpt bench network` (minigpt/benchmarks/network.py): rates, the cost model,
+"""The pure parts of `python scripts/bench.py network` (scripts/benchmarks/network.py): rates, the cost model,
 the `ip`/`tc` commands and the hydra launcher that would be used, and the errors when the machine
 cannot simulate hosts. No test creates a namespace or runs `ip`, `tc` or mpiexec: the autouse
 fixture below fails any test that tries.
@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minigpt.benchmarks import network
-from minigpt.benchmarks.network import (MPI_ENVIRONMENT, SimulationUnavailable, allreduce_table, build_parser,
-                                        check_requirements,
-                                        host_address, host_namespace, latency_from_small_messages, launcher_script,
-                                        mpiexec_command, parse_rate, predicted_allreduce_seconds, rate_commands,
-                                        setup_commands, tbf_burst_bytes, teardown_commands)
+from benchmarks import network
+from benchmarks.network import (MPI_ENVIRONMENT, SimulationUnavailable, allreduce_table, build_parser,
+                                check_requirements,
+                                host_address, host_namespace, latency_from_small_messages, launcher_script,
+                                mpiexec_command, parse_rate, predicted_allreduce_seconds, rate_commands,
+                                setup_commands, tbf_burst_bytes, teardown_commands)
 
 
 @pytest.fixture(autouse=True)
@@ -159,11 +159,11 @@ def test_requirements_name_what_is_missing():
 
 
 def test_the_command_fails_at_once_without_root(monkeypatch, capsys):
-    from minigpt.cli import main
+    from benchmarks import main
 
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(SystemExit) as stop:
-        main(["bench", "network", "run", "--hosts", "2", "--rate", "1gbit", "--", "true"])
+        main(["network", "run", "--hosts", "2", "--rate", "1gbit", "--", "true"])
     assert stop.value.code == 2
     assert "the simulated network needs root" in capsys.readouterr().err
 

@@ -1,4 +1,4 @@
-"""`Run`: a `minigpt` command started through tests/signal_driver.py, whose output lines the
+"""`Run`: a `minigpt` command started through tests/support/signal_driver.py, whose output lines the
 signal tests read as they come (tests/test_signals.py, tests/test_finetune_signals.py)."""
 
 import os

@@ -22,7 +22,8 @@ import time
 
 import numpy as np
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import child_python_path
+
 
 
 def write_synthetic_checkpoint(directory: str, size: str, seed: int = 0) -> int:
@@ -78,8 +79,8 @@ def main(argv=None) -> None:
         return
     with tempfile.TemporaryDirectory() as directory:
         count = write_synthetic_checkpoint(directory, args.size)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [_REPO_ROOT, os.environ.get("PYTHONPATH")])))
-        done = subprocess.run([sys.executable, "-m", "minigpt.benchmarks.load", "--worker", directory],
+        env = dict(os.environ, PYTHONPATH=child_python_path(os.environ))
+        done = subprocess.run([sys.executable, "-m", "benchmarks.load", "--worker", directory],
                               capture_output=True, text=True, env=env, check=True)
         result = json.loads(done.stdout.strip().splitlines()[-1])
     added = result["peak_mib"] - result["baseline_mib"]

@@ -10,7 +10,7 @@ round and the ratio, side by side.
 
 Run (the OPENBLAS_* variables some machines set pick a slower kernel; subprocesses drop them):
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m minigpt.benchmarks.library_loop --config book-124M
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench.py library_loop --config book-124M
 
 Shared machines are noisy: compare the ratios of one run, not absolute times.
 """
@@ -25,7 +25,8 @@ import subprocess
 import sys
 import time
 
-from minigpt.benchmarks.model import _NOISY_ENV, _REPO_ROOT, CONFIGS
+from benchmarks import child_python_path
+from benchmarks.model import _NOISY_ENV, CONFIGS
 
 VARIANTS = {"without": "0", "with": "1"}  # name -> MINIGPT_PROCESS_SETTINGS
 
@@ -60,8 +61,8 @@ def run_variant(variant: str, config: str, warmup: int, steps: int) -> dict:
     """`plain_loop` in a fresh process with MINIGPT_PROCESS_SETTINGS set for `variant`."""
     environment = {key: value for key, value in os.environ.items() if key not in _NOISY_ENV}
     environment["MINIGPT_PROCESS_SETTINGS"] = VARIANTS[variant]
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [_REPO_ROOT, environment.get("PYTHONPATH")]))
-    code = (f"import json; from minigpt.benchmarks.library_loop import plain_loop; "
+    environment["PYTHONPATH"] = child_python_path(environment)
+    code = (f"import json; from benchmarks.library_loop import plain_loop; "
             f"print(json.dumps(plain_loop({config!r}, {warmup}, {steps})))")
     output = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=environment).stdout
     return json.loads(output.strip().splitlines()[-1])
@@ -69,8 +70,8 @@ def run_variant(variant: str, config: str, warmup: int, steps: int) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     """Alternate the two variants for `--rounds` rounds; print and return the step times."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="book-124M", choices=list(CONFIGS), help="model and batch (see minigpt.benchmarks.model)")
+    parser = argparse.ArgumentParser(prog="python scripts/bench.py library_loop", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="book-124M", choices=list(CONFIGS), help="model and batch (see benchmarks.model)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds, each running both variants in fresh processes")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per process")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per process (median reported)")
