@@ -252,7 +252,7 @@ def set_openblas_thread_timeout(exponent: int = 16) -> bool:
     OPENBLAS_THREAD_TIMEOUT setting, applied to the already-loaded library: the environment
     variable is set, OpenBLAS re-reads its environment and restarts its threads, and the
     variable is restored. It changes the whole process, so the library never calls it on
-    import: `autograd.memory.apply_process_settings` calls it at the first backward (unless
+    import: `autograd.memory.apply_process_settings` calls it when an optimizer is built (unless
     MINIGPT_PROCESS_SETTINGS=0), and the `minigpt` command and the benchmarks call it directly.
 
     NOTE: call it before other threads use NumPy: OpenBLAS's threads are stopped and restarted.

@@ -15,7 +15,7 @@ parameter makes a dozen full-size temporaries per step and streams each one thro
 AdamW here copies every parameter of a group into one contiguous float32 buffer at construction and
 rebinds `p.data` as a view into it; the update then runs over chunks small enough to stay in the
 L2 cache, with in-place ufuncs (`out=`) and no temporaries, which is about 4x faster than the
-per-parameter expressions (`python -m minigpt.benchmarks.optim` measures it). The chunks of a
+per-parameter expressions (`python scripts/bench.py optim` measures it). The chunks of a
 large parameter are shared among the engine's threads (`autograd.parallel.parallel_for`, the one
 thread switch: after `autograd.parallel.set_num_threads(1)` the update runs in the calling thread
 only). The price is a

@@ -14,8 +14,8 @@ under `sys.setprofile` and `threading.setprofile`, it prints per mode:
 - closures: calls of functions with free variables or defined inside another function (nested
   functions, lambdas; comprehensions are not counted), with the three most called.
 
-A warm-up step runs first, unmeasured: the first backward of a process also applies the process
-settings (autograd.memory), which is not the walk. tests/test_learner_path.py asserts the
+A warm-up step runs first, unmeasured (the first step of a process pays for allocations and
+BLAS start-up, which are not the walk). tests/test_learner_path.py asserts the
 reference figures (every backward within 3 frames, no thread, no closure) on a tiny model.
 """
 

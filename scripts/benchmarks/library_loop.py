@@ -3,7 +3,8 @@
 The book's readers write their own loop (`train_model_simple`: zero_grad, `calc_loss_batch`,
 backward, step) instead of running `minigpt train`. Such a script gets the two process settings
 (`autograd.memory.keep_freed_memory`, `autograd.parallel.set_openblas_thread_timeout`) from its
-first backward (`autograd.memory.apply_process_settings`), unless MINIGPT_PROCESS_SETTINGS=0.
+optimizer's construction (`autograd.memory.apply_process_settings`, called by
+`minigpt.optim.Optimizer.__init__`), unless MINIGPT_PROCESS_SETTINGS=0.
 This benchmark runs that plain loop in fresh processes, alternating the opt-out ("without", the
 behaviour before issue 10) and the default ("with"), and reports the median step time of each
 round and the ratio, side by side.
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     for number in range(1, args.rounds + 1):
         order = list(VARIANTS) if number % 2 else list(reversed(VARIANTS))  # alternate which runs first
         result = {variant: run_variant(variant, args.config, args.warmup, args.steps) for variant in order}
-        assert not result["with"]["settings_pending"]  # the first backward applied them
+        assert not result["with"]["settings_pending"]  # building the optimizer applied them
         rounds.append({variant: result[variant]["step_seconds"] for variant in VARIANTS})
         row = rounds[-1]
         print(f"{number:>5} {row['without']:>15.3f} {row['with']:>12.3f} {row['with'] / row['without']:>15.3f}", flush=True)
