@@ -3,13 +3,14 @@
 The book's chapter-5 code under its names: `calc_loss_batch`, `calc_loss_loader`,
 `evaluate_model`, `generate_and_print_sample`, `train_model_simple`, `plot_losses`; what the
 later chapters share with it (`average_over_batches`, `save_plot`) sits beside them. Appendix D's
-pieces are `minigpt.optim.warmup_cosine_lr` and `clip_grad_norm_` (D.1-D.3) and
-`minigpt.teaching.find_highest_gradient`; the loop a real run needs, appendix D.4's with
-accumulation, checkpoints, exact resume, interrupts and MPI, is `minigpt.trainer.Trainer`.
+loop, `train_model` (D.4), is here too; its pieces are `minigpt.optim.warmup_cosine_lr` and
+`clip_grad_norm_` (D.1-D.3) and `minigpt.teaching.find_highest_gradient`. The loop a real run
+needs, appendix D's with accumulation, checkpoints, exact resume, interrupts and MPI, is
+`minigpt.trainer.Trainer`.
 
 Shape letters: B batch, T tokens (context), V vocabulary.
 
-References: Raschka, "Build a Large Language Model (From Scratch)", sections 5.1-5.2.
+References: Raschka, "Build a Large Language Model (From Scratch)", sections 5.1-5.2, appendix D.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from autograd import Tensor, no_grad
 from autograd import functional as F
 from autograd.device import check_device
 from minigpt.generate import generate, text_to_token_ids, token_ids_to_text
+from minigpt.optim import clip_grad_norm_, warmup_cosine_lr
 
 # --------------------------------------------------------------------------------------------
 # The book's chapter-5 functions
@@ -144,6 +146,71 @@ def train_model_simple(model, train_loader, val_loader, optimizer, device, num_e
                 print(f"Ep {epoch + 1} (Step {global_step:06d}): Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
         generate_and_print_sample(model, tokenizer, device, start_context)
     return train_losses, val_losses, track_tokens_seen
+
+
+# --------------------------------------------------------------------------------------------
+# Appendix D: the loop with warmup, cosine decay and gradient clipping
+# --------------------------------------------------------------------------------------------
+
+
+def train_model(model, train_loader, val_loader, optimizer, device, n_epochs: int, eval_freq: int, eval_iter: int,
+                start_context: str, tokenizer, warmup_steps: int, initial_lr: float = 3e-05, min_lr: float = 1e-6):
+    """The book's appendix-D loop (section D.4): `train_model_simple` plus warmup, cosine decay and clipping.
+
+    Before every step the learning rate of each `optimizer.param_groups` entry is set to
+    `warmup_cosine_lr(global_step, ...)` (linear from `initial_lr` to the optimizer's own lr,
+    the peak, over `warmup_steps`; then a cosine down to `min_lr` at the last step, D.1-D.2);
+    from step `warmup_steps` on, the gradients are clipped to a global norm of 1.0 (D.3; from
+    `warmup_steps` itself, as the book's corrected listing does, not one step later).
+
+    Args:
+        model, train_loader, val_loader, optimizer, device, eval_freq, eval_iter, start_context,
+            tokenizer: as `train_model_simple`.
+        n_epochs: passes over `train_loader` (>= 1); the run has len(train_loader) * n_epochs steps.
+        warmup_steps: steps of linear warmup, fewer than the run's steps (the book: 20 % of them).
+        initial_lr: learning rate at step 0 (the book: 3e-5).
+        min_lr: learning rate at the last step of the cosine decay (the book: 1e-6).
+
+    Returns:
+        (train_losses, val_losses, track_tokens_seen, track_lrs): one entry per evaluation for the
+        first three, one learning rate per step for the last.
+
+    Raises:
+        ValueError: from `warmup_cosine_lr`, naming the argument (warmup_steps not below the
+            number of steps, a negative rate, min_lr above the optimizer's lr).
+
+    References: Raschka, "Build a Large Language Model (From Scratch)", appendix D.1-D.4;
+    Goyal et al. 2017 (linear warmup); Loshchilov & Hutter 2017 (cosine annealing);
+    Pascanu et al. 2013 (gradient-norm clipping).
+    """
+    train_losses, val_losses, track_tokens_seen, track_lrs = [], [], [], []
+    tokens_seen, global_step = 0, -1
+    peak_lr = optimizer.param_groups[0]["lr"]
+    total_steps = len(train_loader) * n_epochs
+    for epoch in range(n_epochs):
+        model.train()
+        for input_batch, target_batch in train_loader:
+            optimizer.zero_grad()
+            global_step += 1
+            lr = warmup_cosine_lr(global_step, total_steps=total_steps, warmup_steps=warmup_steps,
+                                  peak_lr=peak_lr, initial_lr=initial_lr, min_lr=min_lr)
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = lr
+            track_lrs.append(lr)
+            loss = calc_loss_batch(input_batch, target_batch, model, device)
+            loss.backward()
+            if global_step >= warmup_steps:  # after warmup: clip the global gradient norm (D.3)
+                clip_grad_norm_(model.parameters(), max_norm=1.0)
+            optimizer.step()
+            tokens_seen += int(np.size(input_batch))
+            if global_step % eval_freq == 0:
+                train_loss, val_loss = evaluate_model(model, train_loader, val_loader, device, eval_iter)
+                train_losses.append(train_loss)
+                val_losses.append(val_loss)
+                track_tokens_seen.append(tokens_seen)
+                print(f"Ep {epoch + 1} (Iter {global_step:06d}): Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
+        generate_and_print_sample(model, tokenizer, device, start_context)
+    return train_losses, val_losses, track_tokens_seen, track_lrs
 
 
 def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses, path=None, x_label: str = "Epochs", *,

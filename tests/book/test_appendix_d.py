@@ -20,6 +20,7 @@ from minigpt.model import GPTModel
 from minigpt.optim import warmup_cosine_lr
 from minigpt.teaching import find_highest_gradient
 from minigpt.train import calc_loss_batch, evaluate_model, generate_and_print_sample
+from minigpt.train import train_model as minigpt_train_model
 from tests.book.test_ch05 import GPT_CONFIG, book_loaders
 
 n_epochs = 15
@@ -148,3 +149,23 @@ def test_d_4_the_books_train_model_runs(capsys):
     assert tokens_seen == [512, 1536]
     assert train_losses[-1] < train_losses[0]
     assert capsys.readouterr().out.startswith("Ep 1 (Iter 000000): Train loss ")
+
+
+def test_d_4_minigpt_train_model_is_the_books(capsys):
+    """minigpt.train.train_model (appendix D.4 in the library) gives the book-typed loop's numbers exactly."""
+    text = open(__file__.replace("test_appendix_d.py", "../../minigpt/corpora/the-verdict.txt"), encoding="utf-8").read()
+    results = []
+    for loop in (train_model, minigpt_train_model):
+        torch.manual_seed(123)
+        train_loader = create_dataloader(text[:5000], batch_size=2, max_length=256, stride=256, drop_last=True, shuffle=True)
+        val_loader = create_dataloader(text[18431:], batch_size=2, max_length=256, stride=256, drop_last=False, shuffle=False)
+        torch.manual_seed(123)
+        model = GPTModel(GPT_CONFIG)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.004, weight_decay=0.1)
+        results.append(loop(model, train_loader, val_loader, optimizer, "cpu", n_epochs=2, eval_freq=1, eval_iter=1,
+                            start_context="Every effort moves you", tokenizer=tiktoken.get_encoding("gpt2"),
+                            warmup_steps=2, initial_lr=1e-4, min_lr=1e-5))
+        results.append(capsys.readouterr().out)
+    book, book_out, ours, ours_out = results
+    assert ours == book and ours_out == book_out
+    assert len(ours[3]) == 4 and ours[3][0] == 1e-4 and ours[3][2] == 0.004 and ours[3][3] == pytest.approx((0.004 + 1e-5) / 2)  # halfway down the cosine
