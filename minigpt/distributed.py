@@ -163,7 +163,7 @@ class GradientBuckets:
     another order for another message size, so results agree to float32 rounding.
 
     MPICH moves a nonblocking collective forward only inside MPI calls: each hook therefore also
-    calls `Testall` on the buckets in flight. Measured (README, MPI section; book-124M, 2 ranks):
+    calls `Testall` on the buckets in flight. Measured (docs/mpi.md; book-124M, 2 ranks):
     on one machine, one rank per core, the copies and reductions compete with backward for the
     core and a step takes 1.04x as long as with one Allreduce after backward; over a 1 Gbit/s link
     the kernel sends while backward computes and a step is 1.19x faster. `minigpt train` therefore

@@ -3,7 +3,7 @@
     minigpt train                                  # a small GPT on the bundled the-verdict.txt
     minigpt train --preset gpt2-small              # the book's chapter-5 run (GPT_CONFIG_124M, context 256)
     minigpt train --preset char --data tinyshakespeare.txt --tokenizer char   # nanoGPT's Shakespeare-char
-    minigpt generate --checkpoint runs/verdict --prompt "Every effort moves you"
+    minigpt generate --checkpoint runs/tiny --prompt "Every effort moves you"
     minigpt generate --model gpt2-small --prompt "Every effort moves you" --temperature 1.4 --top-k 25
     minigpt download gpt2-medium                   # OpenAI's weights into ~/.cache/minigpt
     minigpt prepare big.txt big.bin                # tokenize once into a memory-mapped token file
@@ -100,7 +100,7 @@ def _main(argv, started: list) -> int:
 
 
 def _refuse_several_ranks(command: str) -> None:
-    """Only `minigpt train` is data-parallel (README: MPI). Any other command started by
+    """Only `minigpt train` is data-parallel (docs/mpi.md). Any other command started by
     `mpirun -n N` (N > 1) would run N times side by side, each rank printing everything and
     writing the same files: stop with a message instead."""
     from minigpt.distributed import launched_ranks

@@ -121,7 +121,7 @@ def add_parser(subparsers) -> None:
                         "backward as soon as it is complete (PyTorch DDP's bucket_cap_mb); 0: one Allreduce of all "
                         "gradients after backward. Default: 25 when the ranks span several machines (1.19x faster "
                         "steps over 1 Gbit/s), 0 when they share one (buckets were 4 %% slower there): see the "
-                        "README's MPI section")
+                        "docs/mpi.md")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (it is also left out when the output is "
                         "not a terminal); evaluation lines and messages are still printed")
     parser.epilog = ("Ctrl-C or SIGTERM: the current step finishes or is rolled back, a checkpoint is saved, and the "
@@ -618,7 +618,7 @@ def _print_result(out_dir: str, trainer, history: dict) -> None:
 
 
 # Gradient buckets when the ranks span several machines: PyTorch DDP's default size. Measured
-# (README, MPI section): over a simulated 1 Gbit/s link, book-124M steps took 7.08 s with buckets
+# (docs/mpi.md): over a simulated 1 Gbit/s link, book-124M steps took 7.08 s with buckets
 # against 8.40 s with one Allreduce after backward; on one machine (loopback, one rank per core)
 # buckets took 1.04x as long, their copies and reductions competing with backward for the core.
 MULTI_MACHINE_BUCKET_CAP_MB = 25.0

@@ -1,7 +1,6 @@
 """Benchmark: MPI data-parallel training over simulated hosts, each behind a throttled network link.
 
-Checks the README's cost model of data-parallel training (section "Training on several processes
-or machines (MPI)"; the ring Allreduce of Patarasuk & Yuan 2009),
+Checks the cost model of data-parallel training in docs/mpi.md (the ring Allreduce of Patarasuk & Yuan 2009),
 
     T_step(N) = T_compute + T_allreduce(N),   T_allreduce(N) = 2 (N - 1) / N x G / B + 2 (N - 1) x L,
 
@@ -214,7 +213,7 @@ def mpiexec_command(hosts: int, command: list[str], launcher: str, mpiexec: str 
 
 
 def predicted_allreduce_seconds(gradient_bytes: float, hosts: int, bandwidth_bits: float, latency_s: float) -> float:
-    """The README's ring-Allreduce time: 2 (N - 1) / N x G / B + 2 (N - 1) x L, seconds.
+    """docs/mpi.md's ring-Allreduce time: 2 (N - 1) / N x G / B + 2 (N - 1) x L, seconds.
 
     `gradient_bytes` G (bytes), `hosts` N, `bandwidth_bits` B (bits per second, as tc's rate),
     `latency_s` L (seconds per message). Patarasuk & Yuan 2009: a reduce-scatter and an all-gather,
