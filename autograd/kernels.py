@@ -16,7 +16,8 @@ active set, each time they are called, so a switch takes effect at the next oper
     >>> autograd.set_kernels("fast")
 
 Fast is the default; the environment variable MINIGPT_KERNELS ("reference" or "fast") is read
-once, when autograd is imported. A graph built under one set is differentiated by that set's
+once, when autograd is imported (any other value raises ValueError at the first fused op or
+`get_kernels()`, unless `set_kernels` chose a set first). A graph built under one set is differentiated by that set's
 backward rules, whatever is active when `backward()` runs.
 
 NOTE: `autograd.kernels` (the package's name) is the context manager below, which hides this
@@ -80,7 +81,18 @@ def _from_environment() -> str:
     return _checked(value, f"the environment variable {ENVIRONMENT_VARIABLE}") if value else "fast"
 
 
-_active = _from_environment()
+# A bad MINIGPT_KERNELS is kept, not raised, at import: `set_kernels` (or `minigpt ... --kernels`)
+# may still choose a set; the first fused op (or `get_kernels`) without one raises it.
+try:
+    _active, _environment_error = _from_environment(), None
+except ValueError as error:
+    _active, _environment_error = None, error
+
+
+def _active_set() -> str:
+    if _active is None:
+        raise ValueError(str(_environment_error))
+    return _active
 
 
 def set_kernels(name: str) -> None:
@@ -97,8 +109,12 @@ def set_kernels(name: str) -> None:
 
 
 def get_kernels() -> str:
-    """The active set of kernels: "reference" or "fast"."""
-    return _active
+    """The active set of kernels: "reference" or "fast".
+
+    Raises:
+        ValueError: MINIGPT_KERNELS held another value and no `set_kernels` chose a set since.
+    """
+    return _active_set()
 
 
 def get(name: str) -> type[Function]:
@@ -106,8 +122,9 @@ def get(name: str) -> type[Function]:
 
     Raises:
         KeyError: no fused op of that name (the message lists the names).
+        ValueError: MINIGPT_KERNELS held another value and no `set_kernels` chose a set since.
     """
-    classes = _CLASSES[_active]
+    classes = _CLASSES[_active_set()]
     if name not in classes:
         raise KeyError(f"kernels.get: no fused op named {name!r}; the ops are {', '.join(sorted(classes))}")
     return classes[name]
@@ -136,9 +153,11 @@ class kernels:  # noqa: N801 - a context manager named like torch's no_grad
         self.previous: list[str] = []
 
     def __enter__(self) -> kernels:
-        self.previous.append(get_kernels())
-        set_kernels(self.name)
+        global _active
+        self.previous.append(_active)  # None while a bad MINIGPT_KERNELS waits to be reported
+        _active = self.name
         return self
 
     def __exit__(self, *exc_info) -> None:
-        set_kernels(self.previous.pop())
+        global _active
+        _active = self.previous.pop()

@@ -8,6 +8,7 @@ its default (or MINIGPT_KERNELS). The resolved configuration a command prints sh
 
 import contextlib
 import io
+import sys
 
 import pytest
 
@@ -94,3 +95,21 @@ def test_kernels_reference_switches_the_engine(tmp_path):
         assert autograd.get_kernels() == "reference"
     finally:
         autograd.set_kernels(before)
+
+
+def test_a_bad_environment_variable_is_one_line_and_kernels_overrides_it(tmp_path, monkeypatch, capsys):
+    """MINIGPT_KERNELS=quick: `minigpt train` stops with one line naming the variable; with
+    --kernels the flag chooses the set and the run goes on (docs/cli.md: the flag overrides it)."""
+    kernels_module = sys.modules["autograd.kernels"]  # `autograd.kernels` is the context manager
+    monkeypatch.setattr(kernels_module, "_active", None)
+    monkeypatch.setattr(kernels_module, "_environment_error",
+                        ValueError("the environment variable MINIGPT_KERNELS must be 'reference' or 'fast', got 'quick'"))
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--out", str(tmp_path / "a"), *CHEAP])
+    assert str(stop.value.code) == ("minigpt train: error: the environment variable MINIGPT_KERNELS must be 'reference' "
+                                    "or 'fast', got 'quick' (or pass --kernels reference|fast)")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main(["train", "--out", str(tmp_path / "b"), "--kernels", "fast", *CHEAP]) == 0
+    finally:
+        autograd.set_kernels("fast")

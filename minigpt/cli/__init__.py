@@ -82,10 +82,12 @@ def _main(argv, started: list) -> int:
         from autograd.memory import keep_freed_memory
         from autograd.parallel import set_openblas_thread_timeout
 
-        from minigpt.cli.common import set_kernels, set_threads
+        from minigpt.cli.common import check_kernels_environment, set_kernels, set_threads
 
-        if args.kernels is not None:  # before the command builds its model
+        if args.kernels is not None:  # before the command builds its model; overrides MINIGPT_KERNELS
             set_kernels(args.kernels)
+        else:
+            check_kernels_environment(args.command)  # a bad MINIGPT_KERNELS: one line, not a traceback
         keep_freed_memory()  # reuse freed activation buffers across steps (about 10 % faster)
         set_openblas_thread_timeout()  # idle BLAS threads free their core for the engine's threads
         if args.threads is not None:

@@ -90,6 +90,17 @@ def report_kernels(args) -> None:
         print(f"kernels: {args.kernels}", file=sys.stderr)
 
 
+def check_kernels_environment(command: str) -> None:
+    """Stop with one line when MINIGPT_KERNELS holds neither "reference" nor "fast" (and no
+    --kernels chose a set): `autograd.get_kernels()` raises the ValueError that names the variable."""
+    import autograd
+
+    try:
+        autograd.get_kernels()
+    except ValueError as error:
+        fail(command, f"{error} (or pass --kernels reference|fast)")
+
+
 def set_kernels(kernels: str) -> None:
     """--kernels: `autograd.set_kernels(kernels)`, the engine's switch between its reference and fast
     versions of the fused ops (the same as MINIGPT_KERNELS=reference in the environment)."""
