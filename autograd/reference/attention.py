@@ -28,6 +28,8 @@ class ScaledDotProductAttention(Function):
         dq = dscores k * scale,  dk = dscores^T q * scale
     A masked score has weight exactly 0, so its dscores is exactly 0: nothing flows to the future.
     A row whose every key is masked (-inf) gets weights 0 (and output 0), not NaN.
+    Here p is the drop probability the 16-bit draw realises (`p_drawn` of `dropout_keep_mask`,
+    within 1/65536 of dropout_p), so that the expected output is exactly the undropped one.
 
     Args (of `forward`):
         q: float array (..., T_q, D), usually (B, H, T, D). k, v: (..., T_k, D), q's dtype.

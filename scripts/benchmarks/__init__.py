@@ -10,6 +10,7 @@ import contextlib
 import importlib
 import io
 import os
+import sys
 
 SCRIPTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # scripts/
 REPO_ROOT = os.path.dirname(SCRIPTS_DIR)
@@ -70,14 +71,16 @@ def benchmark_help() -> str:
 def main(argv: list[str]) -> int:
     """Run `scripts/bench.py ARGV`: a benchmark by name, or the help; return an exit status.
 
-    No argument prints the help and returns 2; `-h`/`--help` prints it and returns 0; an unknown
-    name prints an error naming the benchmarks and returns 2.
+    `-h`/`--help` prints the help and returns 0; no argument, or an unknown name, prints the usage
+    and an error naming the benchmarks on stderr and returns 2 (as argparse does).
     """
-    if not argv or argv[0] in ("-h", "--help"):
+    if argv and argv[0] in ("-h", "--help"):
         print(benchmark_help())
-        return 0 if argv else 2
-    if argv[0] not in NAMES:
-        print(f"bench.py: error: unknown benchmark {argv[0]!r}; expected one of: {', '.join(NAMES)}")
+        return 0
+    if not argv or argv[0] not in NAMES:
+        problem = f"unknown benchmark {argv[0]!r}" if argv else "name a benchmark"
+        print(f"usage: python scripts/bench.py NAME [options]\nbench.py: error: {problem}; expected one of: "
+              f"{', '.join(NAMES)} (`python scripts/bench.py --help` lists their options)", file=sys.stderr)
         return 2
     return run(argv)
 

@@ -1,4 +1,4 @@
-"""Benchmark: loading a training checkpoint with and without checksum verification (issue 11).
+"""Benchmark: loading a training checkpoint with and without checksum verification.
 
 Writes a `minigpt train` checkpoint of a GPT-2 size with random weights and a full AdamW state
 (two moments per parameter: three times the model's bytes in all), then times

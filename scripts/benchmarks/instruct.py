@@ -1,5 +1,6 @@
-"""Benchmark: the book's chapter-7 training step (gpt2-medium, batch 8) against PyTorch eager,
-and the wall time of the book's instruction fine-tuning run it implies.
+"""Benchmark: the book's chapter-7 training step (gpt2-medium, batch 8) against PyTorch eager.
+
+Also the wall time of the book's instruction fine-tuning run that the step implies.
 
 The book fine-tunes gpt2-medium (355M; 406M parameters with its separate output head) for 2
 epochs of the 935 training examples in batches of 8 (116 steps per epoch, 232 in all), AdamW with

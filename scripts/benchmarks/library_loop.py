@@ -1,4 +1,4 @@
-"""Benchmark: a reader's own training loop, with and without the process settings (issue 10).
+"""Benchmark: a reader's own training loop, with and without the process settings.
 
 The book's readers write their own loop (`train_model_simple`: zero_grad, `calc_loss_batch`,
 backward, step) instead of running `minigpt train`. Such a script gets the two process settings

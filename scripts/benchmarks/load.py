@@ -1,4 +1,4 @@
-"""Benchmark: loading a GPT-2 checkpoint, time and peak memory (issue: GPT-2 weights, ch. 5.5).
+"""Benchmark: loading a GPT-2 checkpoint, time and peak memory (book ch. 5.5).
 
 Writes a synthetic checkpoint of a real GPT-2 size in the hub's layout (bare `h.N...` names, the
 `attn.bias` mask buffers, a config.json; random float32 values), then loads it with

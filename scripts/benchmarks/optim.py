@@ -13,7 +13,7 @@ Parameters are plain arrays with the shapes of the chosen model (no model is bui
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench.py optim
 
 Reference: PyTorch's default torch.optim.AdamW took about 0.8 s per step for the book's 124M
-model on the machine minigpt was developed on (issue 5).
+model on the machine minigpt was developed on.
 """
 
 from __future__ import annotations

@@ -117,7 +117,10 @@ def test_bench_py_runs_from_the_repository_root():
     assert "usage: python scripts/bench.py NAME" in done.stdout and "\n  network: " in done.stdout
     done = subprocess.run([sys.executable, os.path.join("scripts", "bench.py"), "nope"], capture_output=True, text=True,
                           cwd=ROOT, check=False)
-    assert done.returncode == 2 and "unknown benchmark 'nope'" in done.stdout
+    assert done.returncode == 2 and "bench.py: error: unknown benchmark 'nope'; expected one of: engine" in done.stderr
+    done = subprocess.run([sys.executable, os.path.join("scripts", "bench.py")], capture_output=True, text=True,
+                          cwd=ROOT, check=False)
+    assert done.returncode == 2 and done.stdout == "" and "bench.py: error: name a benchmark" in done.stderr
 
 
 def test_a_benchmark_subprocess_imports_the_benchmarks_and_this_minigpt():
