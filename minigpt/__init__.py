@@ -2,11 +2,12 @@
 
 The engine is the sibling package `autograd` (Tensor, backward rules, fused functions); minigpt
 builds on it, following Raschka's "Build a Large Language Model (From Scratch)" with PyTorch's
-names. Files, in reading order: `nn/` (Module and layers, attention, the transformer block),
-`config.py` (GPTConfig, presets), `model.py` (GPTModel), `hf_weights.py` and `pretrained.py`
-(GPT-2 weights from safetensors), then the tokenizers (`tokenizer_base.py`, `tokenizer.py`,
-`bpe.py`), data, optimizer, generation, `train.py` (the book's loop) and `trainer.py` (the
-loop a real run needs). Benchmarks live outside the package, in the repository's `scripts/`.
+names, in the book's order: the tokenizers and data (ch. 2), `nn/` (ch. 3-4: layers, attention,
+the transformer block), the optimizer and generation, `config.py` and `model.py` (GPTModel),
+the GPT-2 weights (`hf_weights.py`, `pretrained.py`), `train.py` (ch. 5 and appendix D) and
+`trainer.py` (the loop a real run needs), `finetune/` (ch. 6-7), `cli/` (the commands). The
+README's "Files, in reading order" lists every file. Benchmarks live outside the package, in
+the repository's `scripts/`.
 
 Nothing is imported here eagerly, so `import minigpt.tokenizer` does not pay for the model:
 

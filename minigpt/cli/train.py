@@ -580,7 +580,7 @@ def _print_run(args, run, trainer, world) -> None:
     print(f"parameters: {run.model.num_parameters():,} (init {run.init}) | tokenizer: {run.tokenizer_spec['name']} "
           f"(vocabulary {run.tokenizer.n_vocab:,})")
     print(f"data: {run.data_path}: {len(run.token_ids):,} tokens, {len(run.train_ids):,} train / {len(run.val_ids):,} validation; "
-          f"{len(run.train_loader)} batches of {batch_size} x {context_length} per epoch")
+          f"{len(run.train_loader):,} batches of {batch_size} x {context_length} per epoch")
     print(f"training: {json.dumps(dataclasses.asdict(trainer.config))}")
     print(f"seed: {config.seed} | steps: {trainer.total_steps} | output: {run.out_dir}{kernels_note(args)}")
     if world.size > 1:
