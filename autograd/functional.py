@@ -26,7 +26,7 @@ import numpy as np
 from autograd import kernels
 from autograd.reference.dropout import dropout_keep_mask
 from autograd.random import default_generator
-from autograd.tensor import Tensor, as_tensor
+from autograd.tensor import Tensor, _softmax, as_tensor
 
 __all__ = [
     "softmax",
@@ -61,14 +61,16 @@ def softmax(x: Tensor, dim: int) -> Tensor:
         dim: the dimension that sums to 1 (negative counts from the end).
 
     Returns:
-        A tensor of x's shape and dtype.
+        A tensor of x's shape and dtype (a 0-d x gives 1.0, as PyTorch).
 
     Raises:
+        TypeError: x is not a float tensor ("softmax: input must be a float tensor, got int64"),
+            or `dim` is not an int.
         IndexError: `dim` out of range.
 
     References: torch.nn.functional.softmax; Bridle 1990.
     """
-    return kernels.get("Softmax").apply(as_tensor(x), dim=dim)
+    return _softmax("Softmax", "softmax", as_tensor(x), dim)
 
 
 def log_softmax(x: Tensor, dim: int) -> Tensor:
@@ -79,11 +81,14 @@ def log_softmax(x: Tensor, dim: int) -> Tensor:
 
     Returns:
         A tensor of x's shape and dtype; -inf entries stay -inf (log of probability 0) and get
-        zero gradient.
+        zero gradient. A 0-d x gives 0.0, as PyTorch.
+
+    Raises:
+        TypeError: x is not a float tensor, or `dim` is not an int. IndexError: `dim` out of range.
 
     References: torch.nn.functional.log_softmax.
     """
-    return kernels.get("LogSoftmax").apply(as_tensor(x), dim=dim)
+    return _softmax("LogSoftmax", "log_softmax", as_tensor(x), dim)
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,7 +224,8 @@ def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = No
         eps: added to the variance (not to the standard deviation) before the square root.
 
     Returns:
-        A tensor of x's shape and dtype: each row has mean `bias` and standard deviation ~`weight`.
+        A tensor of x's shape and dtype: each row (the last dimension) is normalised to mean 0 and
+        variance 1 (up to eps), then each channel c is scaled by weight[c] and shifted by bias[c].
 
     Raises:
         ValueError: x has no channels (0-d or C = 0); weight or bias is not of shape (C,); eps is
@@ -279,7 +285,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng: np.random.Gen
 
     Raises:
         ValueError: p outside [0, 1].
-        TypeError: rng is not a np.random.Generator.
+        TypeError: rng is not a np.random.Generator; x is not a float tensor when elements are
+            dropped (training and p > 0; as PyTorch, which returns x unchanged otherwise).
 
     References: Srivastava et al. 2014, "Dropout", JMLR 15; torch.nn.functional.dropout.
     """
@@ -287,6 +294,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng: np.random.Gen
     x = as_tensor(x)
     if not training or p == 0:
         return x
+    if x.dtype.kind != "f":
+        raise TypeError(f"dropout: x must be a float tensor (the kept values are scaled by 1/(1-p)), got dtype {x.dtype}")
     if rng is None:
         rng = default_generator()
     _check_generator(rng, "dropout")
@@ -309,10 +318,14 @@ def embedding(ids, weight: Tensor) -> Tensor:
         A tensor of shape ids.shape + (C,), weight's dtype.
 
     Raises:
-        TypeError: ids are not integers. ValueError: an id is outside [0, V) (naming it).
+        TypeError: ids are not integers; weight is not a Tensor or np.ndarray.
+        ValueError: weight is not 2-D; an id is outside [0, V) (naming it).
 
     References: Raschka, ch. 2.7; torch.nn.functional.embedding.
     """
+    weight = _weight_tensor(weight, "weight", "embedding")
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got shape {weight.shape}")
     ids = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
     if ids.dtype.kind not in "iu":
         raise TypeError(f"embedding: ids must be integers, got dtype {ids.dtype}")
@@ -320,7 +333,15 @@ def embedding(ids, weight: Tensor) -> Tensor:
     if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
         bad = ids.min() if ids.min() < 0 else ids.max()
         raise ValueError(f"embedding: id {int(bad)} is outside the table's range [0, {vocab_size})")
-    return kernels.get("Embedding").apply(as_tensor(weight), ids=ids)
+    return kernels.get("Embedding").apply(weight, ids=ids)
+
+
+def _weight_tensor(value, name: str, function: str) -> Tensor:
+    """A learned table or matrix (`weight`, `bias`) as a Tensor: a Tensor itself, an np.ndarray
+    wrapped by `as_tensor` (a constant); TypeError naming the argument for anything else."""
+    if not isinstance(value, (Tensor, np.ndarray)):
+        raise TypeError(f"{function}: {name} must be a Tensor (or np.ndarray), got {type(value).__name__}")
+    return as_tensor(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -332,17 +353,28 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """Affine map y = x W^T + b (torch.nn.functional.linear; book ch. 3.4).
 
     Args:
-        x: float tensor (..., in).
-        weight: (out, in).
-        bias: (out,) or None.
+        x: float tensor (..., in) (or anything `as_tensor` takes).
+        weight: Tensor (out, in) of x's dtype; an np.ndarray is wrapped as a constant.
+        bias: Tensor (out,) of x's dtype, or None; an np.ndarray is wrapped as a constant.
 
     Returns:
-        A tensor (..., out).
+        A tensor (..., out), x's dtype.
 
     Raises:
-        ValueError: x's last dimension is not `in`, or bias is not (out,).
+        ValueError: weight is not 2-D, x's last dimension is not `in`, or bias is not (out,).
+        TypeError: weight or bias is not a Tensor (or np.ndarray); x is not a float tensor; weight
+            or bias has another dtype than x (as PyTorch: "mat1 and mat2 must have the same dtype").
+
+    References: torch.nn.functional.linear.
     """
     x = as_tensor(x)
+    weight = _weight_tensor(weight, "weight", "linear")
+    bias = None if bias is None else _weight_tensor(bias, "bias", "linear")
+    if x.dtype.kind != "f":
+        raise TypeError(f"linear: x must be a float tensor, got dtype {x.dtype}")
+    for name, value in (("weight", weight), ("bias", bias)):
+        if value is not None and value.dtype != x.dtype:
+            raise TypeError(f"linear: {name} has dtype {value.dtype} but x has {x.dtype}; use one dtype (model.to(dtype) converts a model)")
     if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: x of shape {x.shape} needs a last dimension equal to weight's in-features; weight has shape {weight.shape} (out, in)")
     if bias is None:
@@ -382,7 +414,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
         raise TypeError(f"scaled_dot_product_attention: causal must be True or False, got {causal!r}")
     if q.dtype.kind != "f" or not q.dtype == k.dtype == v.dtype:
         raise TypeError(f"scaled_dot_product_attention: q, k, v must share one float dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
-    if q.ndim < 2 or k.shape != v.shape or q.shape[:-2] != k.shape[:-2] or q.shape[-1] != k.shape[-1]:
+    if q.ndim < 2 or k.ndim < 2 or k.shape != v.shape or q.shape[:-2] != k.shape[:-2] or q.shape[-1] != k.shape[-1]:
         raise ValueError(
             f"scaled_dot_product_attention: q {q.shape}, k {k.shape}, v {v.shape} must be (..., T, D) "
             "with equal batch dimensions and head size, and k, v of one shape"

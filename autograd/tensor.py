@@ -84,6 +84,7 @@ def set_printoptions(precision: int | None = None, threshold: int | None = None,
 # --------------------------------------------------------------------------------------------
 
 _VALID_KINDS = "biuf"  # bool, signed int, unsigned int, float: the dtypes a Tensor may hold
+_KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2}  # PyTorch's categories: an in-place result may not move up
 
 MaxMin = namedtuple("MaxMin", ["values", "indices"])
 MaxMin.__doc__ = "Result of `Tensor.max(dim)` / `Tensor.min(dim)`: values and their int64 indices."
@@ -601,15 +602,13 @@ class Tensor:
     def softmax(self, dim: int) -> "Tensor":
         """Softmax along `dim` (torch.Tensor.softmax): non-negative values that sum to 1, computed
         stably; -inf entries get probability 0. The fused `Softmax` of the kernels chosen by
-        `autograd.kernels` (see autograd.functional.softmax).
+        `autograd.kernels` (see autograd.functional.softmax). A 0-d tensor gives 1.0, as PyTorch.
 
         Raises:
+            TypeError: `dim` is not an int, or the tensor is not floating point.
             IndexError: `dim` out of range.
         """
-        ndim = self.ndim
-        if not -max(ndim, 1) <= dim < max(ndim, 1):
-            raise IndexError(f"softmax: dim={dim} is out of range for a tensor with {ndim} dimensions")
-        return kernels.get("Softmax").apply(self, dim=dim % max(ndim, 1))
+        return _softmax("Softmax", "softmax", self, dim)
 
     def clamp(self, min=None, max=None) -> "Tensor":  # noqa: A002 - PyTorch's argument names
         """Limit values to [min, max] (either may be None), as torch.clamp (`Clamp`).
@@ -854,7 +853,7 @@ class Tensor:
         return MaskedFill.apply(self, mask=mask, value=value)
 
     # ---- in-place changes (PyTorch's autograd rules; see _in_place) -------------------------
-    def _in_place(self, function: str, write, record) -> "Tensor":
+    def _in_place(self, function: str, write, record, value_requires_grad: bool = False) -> "Tensor":
         """Apply an in-place change: `write()` changes self.data directly; `record()` returns the
         out-of-place result (a Tensor with a grad_fn whose input is `self`) for a non-leaf.
 
@@ -875,8 +874,11 @@ class Tensor:
         graph tensor does not write through to the tensor it was sliced from (on tensors without
         gradient, slices are views and do), and changing a slice or a `detach()`ed alias of a
         tensor is not detected.
+
+        `value_requires_grad`: the value written in (the `y` of `x += y`) requires grad; then a
+        tensor without gradient is recorded too and so joins the graph, as in PyTorch.
         """
-        if not self.requires_grad or not is_grad_enabled():
+        if not is_grad_enabled() or not (self.requires_grad or value_requires_grad):
             if not self.is_leaf or not self.data.flags.writeable:
                 # A non-leaf changed under no_grad: its array may be saved by the op that made it, so
                 # write into a copy (PyTorch would raise at the next backward). A read-only array
@@ -885,17 +887,17 @@ class Tensor:
             write()  # a leaf is written in place: parameters stay views of the optimizer's buffer
             self._version += 1  # an operation that used the old values raises at backward
             return self
-        if self.is_leaf:
+        if self.is_leaf and self.requires_grad:
             raise RuntimeError(
                 f"{function}: a leaf Variable that requires grad is being used in an in-place operation "
                 "(change parameters under `with torch.no_grad():`)"
             )
-        previous = Tensor._make(self.data, True)  # the value before the change keeps the old history
+        previous = Tensor._make(self.data, self.requires_grad)  # the value before the change keeps the old history
         previous.grad_fn, previous._version = self.grad_fn, self._version
         result = record()
         function_object = result.grad_fn
         function_object.inputs = tuple(previous if item is self else item for item in function_object.inputs)
-        self.data, self.grad_fn = result.data, function_object
+        self.data, self.grad_fn, self.requires_grad = result.data, function_object, True
         # Operations that used self before now hold the wrong history: their backward raises.
         self._version += 1
         return self
@@ -920,6 +922,72 @@ class Tensor:
     def zero_(self) -> "Tensor":
         """Set every element to 0, in place (torch.Tensor.zero_)."""
         return self.fill_(0)
+
+    def _in_place_arithmetic(self, function: str, symbol: str, operator, ufunc, other) -> "Tensor":
+        """`self <symbol>= other` in place by `_in_place`'s rules: `ufunc(self.data, other, out=self.data)`
+        for a tensor that needs no gradient, the out-of-place `operator(self, other)` recorded for
+        a tensor of the graph.
+
+        `other` (a number, array or Tensor) is converted to self's dtype first, so the result keeps
+        self's dtype and shape, as PyTorch's in-place operators do. NOTE: PyTorch computes in the
+        promoted dtype and rounds once; a float64 `other` for a float32 tensor is rounded first
+        here (one rounding step apart).
+
+        Raises:
+            TypeError: the out-of-place result would be of a kind self cannot hold (a float for an
+                integer or bool tensor, as `int_tensor += 0.5` or `int_tensor /= 2`; an integer for
+                a bool tensor); PyTorch raises "result type Float can't be cast to the desired
+                output type Long".
+            ValueError: other does not broadcast to self's shape (an in-place result keeps it).
+            RuntimeError: self is a leaf that requires grad, outside `no_grad` (see `_in_place`).
+        """
+        other = as_tensor(other, like=self)
+        true_division = ufunc is np.true_divide
+        result_kind = max(_KIND_RANK[self.dtype.kind], _KIND_RANK[other.dtype.kind], 2 if true_division else 0)
+        if result_kind > _KIND_RANK[self.dtype.kind]:
+            if other.dtype.kind == "f":
+                result_dtype = other.dtype
+            else:
+                result_dtype = np.dtype(np.float32) if true_division else np.result_type(self.dtype, other.dtype)
+            raise TypeError(
+                f"{function}: x {symbol}= other gives dtype {result_dtype}, which cannot be stored in place in "
+                f"x of dtype {self.dtype} (other has dtype {other.dtype}); write x = x {symbol} other, or convert "
+                "x first (x = x.float())"
+            )
+        try:
+            broadcast_shape = np.broadcast_shapes(self.shape, other.shape)
+        except ValueError:
+            broadcast_shape = None
+        if broadcast_shape != self.shape:
+            raise ValueError(
+                f"{function}: other of shape {other.shape} does not broadcast to x's shape {self.shape} "
+                "(an in-place result keeps x's shape)"
+            )
+        other = _cast(other, self.dtype)  # recorded (gradients flow back converted) when other requires grad
+
+        def write():
+            ufunc(self.data, other.data, out=self.data)
+
+        return self._in_place(function, write, lambda: operator(self, other), value_requires_grad=other.requires_grad)
+
+    def __iadd__(self, other) -> "Tensor":
+        """self += other, in place (torch.Tensor.add_): the array is written, or on a tensor of the
+        graph the sum recorded; manual SGD `p -= lr * p.grad` under `no_grad()` (appendix A) thus
+        changes the parameter itself. See `_in_place_arithmetic` for dtypes, shapes and errors."""
+        return self._in_place_arithmetic("__iadd__", "+", Tensor.__add__, np.add, other)
+
+    def __isub__(self, other) -> "Tensor":
+        """self -= other, in place (torch.Tensor.sub_); see `__iadd__`."""
+        return self._in_place_arithmetic("__isub__", "-", Tensor.__sub__, np.subtract, other)
+
+    def __imul__(self, other) -> "Tensor":
+        """self *= other, in place (torch.Tensor.mul_); see `__iadd__`."""
+        return self._in_place_arithmetic("__imul__", "*", Tensor.__mul__, np.multiply, other)
+
+    def __itruediv__(self, other) -> "Tensor":
+        """self /= other, in place (torch.Tensor.div_); a float tensor only, as in PyTorch (true
+        division of integers gives a float); see `__iadd__`."""
+        return self._in_place_arithmetic("__itruediv__", "/", Tensor.__truediv__, np.true_divide, other)
 
     def __setitem__(self, index, value) -> None:
         """`t[index] = value` (a number, array or Tensor broadcast to the selection), as PyTorch;
@@ -1027,6 +1095,29 @@ class Tensor:
         """`np.asarray(t)`: the values (no copy unless a dtype change or copy=True asks for one)."""
         array = self.data if dtype is None else self.data.astype(dtype, copy=False)
         return array.copy() if copy else array
+
+
+def _softmax(name: str, function: str, x: Tensor, dim) -> Tensor:
+    """Check the arguments of softmax / log_softmax and run the fused kernel `name` (`Softmax` or
+    `LogSoftmax`) of the active set: the one place both `Tensor.softmax` and
+    `autograd.functional.softmax` / `log_softmax` validate, so both kernel sets raise alike.
+
+    A 0-d input is run as shape (1,) and given back 0-d: softmax 1.0 and log_softmax 0.0, as PyTorch.
+
+    Raises:
+        TypeError: `dim` is not an int (bool is not), or x is not a float tensor.
+        IndexError: `dim` out of range.
+    """
+    if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{function}: dim must be an int, got {dim!r}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{function}: input must be a float tensor, got {x.dtype}")
+    ndim = x.ndim
+    if not -max(ndim, 1) <= dim < max(ndim, 1):
+        raise IndexError(f"{function}: dim={dim} is out of range for a tensor with {ndim} dimensions")
+    if ndim == 0:  # one element along the only "dimension": the kernels work on (1,)
+        return kernels.get(name).apply(x.reshape(1), dim=0).reshape(())
+    return kernels.get(name).apply(x, dim=int(dim) % ndim)
 
 
 def _to_array(data, dtype, argument: str) -> np.ndarray:

@@ -748,3 +748,97 @@ def test_gelu_cross_entropy_dropout_and_layer_norm_reject_wrong_types():
         with pytest.raises(ValueError, match=f"layer_norm: eps must be a finite number >= 0, got {eps!r}"):
             F.layer_norm(x, eps=eps)
     np.testing.assert_allclose(F.layer_norm(x, [1.0] * 4, [0.5] * 4).data, 0.5)  # lists as weight and bias
+
+
+# --------------------------------------------------------------------------------------------
+# Both kernel sets check the same arguments in autograd/functional.py (and Tensor.softmax), so
+# they raise the same exception with the same message, before either kernel runs.
+# --------------------------------------------------------------------------------------------
+
+KERNEL_MODES = ["reference", "fast"]
+
+
+@pytest.mark.parametrize("mode", KERNEL_MODES)
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "Tensor.softmax"])
+def test_softmax_checks_dtype_and_dim_and_takes_a_0d_input_in_both_kernel_modes(mode, name):
+    function = {"softmax": F.softmax, "log_softmax": F.log_softmax, "Tensor.softmax": lambda x, dim: x.softmax(dim)}[name]
+    message_name = "log_softmax" if name == "log_softmax" else "softmax"
+    with autograd.kernels(mode):
+        with pytest.raises(TypeError, match=f"^{message_name}: input must be a float tensor, got int64$"):
+            function(tensor([1, 2, 3]), -1)
+        with pytest.raises(TypeError, match=f"^{message_name}: dim must be an int, got None$"):
+            function(tensor([1.0, 2.0]), None)
+        with pytest.raises(TypeError, match=f"^{message_name}: dim must be an int, got 'a'$"):
+            function(tensor([1.0, 2.0]), "a")
+        with pytest.raises(IndexError, match=f"^{message_name}: dim=2 is out of range for a tensor with 2 dimensions$"):
+            function(tensor(np.zeros((2, 3))), 2)
+        # A 0-d input: softmax 1.0 and log_softmax 0.0 (as PyTorch), 0-d, with gradient 0.
+        x = leaf(2.5)
+        out = function(x, -1)
+        assert out.shape == () and out.dtype == np.float64
+        assert out.item() == (0.0 if name == "log_softmax" else 1.0)
+        out.backward()
+        assert x.grad == 0.0
+        np.testing.assert_allclose(function(x, np.int64(0)).data, out.data)  # a NumPy int is an int
+
+
+@pytest.mark.parametrize("mode", KERNEL_MODES)
+def test_linear_requires_one_float_dtype_and_tensors_in_both_kernel_modes(mode):
+    x32, weight32, bias32 = (tensor(np.zeros(shape, np.float32)) for shape in [(2, 3), (4, 3), (4,)])
+    with autograd.kernels(mode):
+        with pytest.raises(TypeError, match="^linear: weight has dtype float32 but x has float64; use one dtype"):
+            F.linear(leaf(np.zeros((2, 3))), weight32)
+        with pytest.raises(TypeError, match="^linear: bias has dtype float64 but x has float32; use one dtype"):
+            F.linear(x32, weight32, leaf(np.zeros(4)))
+        with pytest.raises(TypeError, match="^linear: x must be a float tensor, got dtype int64$"):
+            F.linear(tensor(np.zeros((2, 3), np.int64)), weight32)
+        with pytest.raises(TypeError, match="^linear: weight must be a Tensor \\(or np.ndarray\\), got list$"):
+            F.linear(x32, [[0.0] * 3] * 4)
+        with pytest.raises(TypeError, match="^linear: bias must be a Tensor \\(or np.ndarray\\), got tuple$"):
+            F.linear(x32, weight32, (0.0,) * 4)
+        with pytest.raises(ValueError, match=r"^linear: x of shape \(2, 3\) .* weight has shape \(3,\) \(out, in\)$"):
+            F.linear(x32, tensor(np.zeros(3, np.float32)))
+        with pytest.raises(ValueError, match=r"^linear: bias must have shape \(4,\), got \(4, 1\)$"):
+            F.linear(x32, weight32, tensor(np.zeros((4, 1), np.float32)))
+        # An np.ndarray weight and bias are constants of the graph (as embedding's weight).
+        x = leaf(np.ones((2, 3)))
+        out = F.linear(x, np.full((4, 3), 0.5), np.arange(4.0))
+        np.testing.assert_allclose(out.data, 1.5 + np.arange(4.0)[None, :].repeat(2, 0))
+        out.sum().backward()
+        np.testing.assert_allclose(x.grad, np.full((2, 3), 2.0))
+        # nn.Linear meets the same check: float64 data into a float32 layer.
+        from minigpt import nn
+
+        with pytest.raises(TypeError, match="^linear: weight has dtype float32 but x has float64"):
+            nn.Linear(3, 4)(leaf(np.zeros((2, 3))))
+
+
+@pytest.mark.parametrize("mode", KERNEL_MODES)
+def test_embedding_requires_a_2d_tensor_weight_in_both_kernel_modes(mode):
+    with autograd.kernels(mode):
+        with pytest.raises(ValueError, match=r"^embedding: weight must be 2-D \(num_embeddings, embedding_dim\), got shape \(5,\)$"):
+            F.embedding(np.array([0, 1]), leaf(np.zeros(5)))
+        with pytest.raises(TypeError, match="^embedding: weight must be a Tensor \\(or np.ndarray\\), got list$"):
+            F.embedding(np.array([0, 1]), [[1.0, 2.0], [3.0, 4.0]])
+        out = F.embedding(np.array([1, 1]), np.arange(6.0).reshape(3, 2))  # an array weight: a constant
+        np.testing.assert_array_equal(out.data, [[2.0, 3.0], [2.0, 3.0]])
+
+
+@pytest.mark.parametrize("mode", KERNEL_MODES)
+def test_attention_with_a_1d_key_names_the_shapes_in_both_kernel_modes(mode):
+    q = leaf(np.zeros((2, 3)))
+    k = v = leaf(np.zeros(3))
+    with autograd.kernels(mode):
+        with pytest.raises(ValueError, match=r"^scaled_dot_product_attention: q \(2, 3\), k \(3,\), v \(3,\) must be \(\.\.\., T, D\)"):
+            F.scaled_dot_product_attention(q, k, v)
+
+
+@pytest.mark.parametrize("mode", KERNEL_MODES)
+def test_dropout_of_an_integer_tensor_raises_in_both_kernel_modes(mode):
+    counts = tensor([1, 2, 3, 4])
+    with autograd.kernels(mode):
+        with pytest.raises(TypeError, match=r"^dropout: x must be a float tensor \(.*\), got dtype int64$"):
+            F.dropout(counts, 0.5, rng=np.random.default_rng(0))
+        # As PyTorch: where nothing is dropped (eval, or p = 0), x comes back unchanged.
+        assert F.dropout(counts, 0.5, training=False) is counts
+        assert F.dropout(counts, 0.0) is counts

@@ -453,3 +453,104 @@ def test_a_backward_rule_runs_two_frames_below_tensor_backward():
     assert set(callers) == {"Mean.backward", "Sub.backward", "Mul.backward", "Log.backward", "Exp.backward",
                             "Matmul.backward", "Sum.backward"}
     assert set(callers.values()) == {("_run_backward", "Tensor.backward")}
+
+
+# --------------------------------------------------------------------------------------------
+# In-place arithmetic: x += y, x -= y, x *= y, x /= y (PyTorch's autograd rules)
+# --------------------------------------------------------------------------------------------
+
+
+def test_manual_sgd_under_no_grad_changes_the_parameters_in_place_as_appendix_a():
+    from minigpt import nn
+
+    autograd.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    features = tensor(np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32))
+    loss = autograd.functional.cross_entropy(model(features), np.array([0, 1, 1, 0, 1]))
+    loss.backward()
+    parameters = list(model.parameters())
+    expected = [p.data - 0.1 * p.grad for p in parameters]  # what `p.data -= lr * p.grad` gives
+    arrays_before = [p.data for p in parameters]
+    with no_grad():
+        for p in model.parameters():
+            p -= 0.1 * p.grad  # appendix A's training loop, written as in PyTorch
+    for p, array, want in zip(model.parameters(), arrays_before, expected):
+        assert p.data is array  # changed in place, not rebound to a new array
+        np.testing.assert_array_equal(p.data, want)
+        assert p.requires_grad and p.is_leaf and p._version == 1 and p.dtype == np.float32
+    assert [id(p) for p in model.parameters()] == [id(p) for p in parameters]
+
+
+@pytest.mark.parametrize("change", [
+    lambda w: w.__iadd__(1.0), lambda w: w.__isub__(1.0), lambda w: w.__imul__(2.0), lambda w: w.__itruediv__(2.0),
+], ids=["+=", "-=", "*=", "/="])
+def test_in_place_arithmetic_on_a_leaf_that_requires_grad_raises_outside_no_grad(change):
+    weight = leaf([1.0, 2.0])
+    with pytest.raises(RuntimeError, match=r"__i\w+__: a leaf Variable that requires grad is being used in an in-place operation"):
+        change(weight)
+    assert weight.data.tolist() == [1.0, 2.0] and weight._version == 0
+
+
+def test_in_place_arithmetic_on_a_non_leaf_is_recorded_and_backpropagates():
+    x = leaf([1.0, 2.0, -0.5])
+    y = x * 3.0
+    y += 1  # y = 3x + 1
+    y *= y  # y = (3x + 1)^2
+    y -= x  # y = (3x + 1)^2 - x
+    y /= 2.0  # y = ((3x + 1)^2 - x) / 2
+    np.testing.assert_allclose(y.data, ((3 * x.data + 1) ** 2 - x.data) / 2)
+    assert y.grad_fn.name == "Div" and y._version == 4 and not y.is_leaf
+    dout = np.array([0.5, -1.0, 2.0])
+    y.backward(dout)
+    np.testing.assert_allclose(x.grad, dout * (6 * (3 * x.data + 1) - 1) / 2)
+    assert autograd.gradcheck(_chained_in_place, [leaf([0.3, -1.2])])
+
+
+def _chained_in_place(a):
+    out = a * 1.0
+    out += a
+    out *= a
+    return out
+
+
+def test_in_place_arithmetic_adds_a_tensor_without_grad_to_the_graph_when_the_value_requires_grad():
+    weight = leaf([3.0, 4.0])
+    total = tensor(np.zeros(2))  # an accumulator: no gradient of its own
+    total += weight * 2.0
+    assert total.requires_grad and total.grad_fn.name == "Add"
+    total.sum().backward()
+    np.testing.assert_array_equal(weight.grad, [2.0, 2.0])
+
+
+def test_in_place_arithmetic_writes_the_array_of_a_tensor_without_grad():
+    array = np.array([1.0, 2.0, 3.0], dtype=np.float32)
+    x = autograd.from_numpy(array)
+    x *= 2
+    x += tensor([1.0, 1.0, 1.0])
+    x -= np.float32(0.5)
+    x /= 2
+    np.testing.assert_array_equal(array, [1.25, 2.25, 3.25])  # the array itself, as torch.from_numpy
+    assert x.data is array and x.dtype == np.float32 and x._version == 4
+    counts = tensor([1, 2])
+    counts *= 3
+    counts += np.int32(1)
+    assert counts.tolist() == [4, 7] and counts.dtype == np.int64
+    narrow = tensor([1.0], dtype=np.float32)
+    narrow += np.array([0.25])  # a float64 operand: the result stays float32, as PyTorch
+    assert narrow.dtype == np.float32 and narrow.tolist() == [1.25]
+
+
+def test_in_place_arithmetic_rejects_a_result_of_another_kind_or_shape():
+    counts = tensor([1, 2])
+    with pytest.raises(TypeError, match=r"__iadd__: x \+= other gives dtype float32, which cannot be stored in place in x of dtype int64"):
+        counts += 0.5
+    with pytest.raises(TypeError, match=r"__itruediv__: x /= other gives dtype float32, which cannot be stored in place in x of dtype int64"):
+        counts /= 2
+    with pytest.raises(TypeError, match=r"__imul__: x \*= other gives dtype float64, .* dtype int64 \(other has dtype float64\)"):
+        counts *= np.array([1.0, 2.0])
+    assert counts.tolist() == [1, 2] and counts._version == 0
+    x = tensor([1.0, 2.0])
+    with pytest.raises(ValueError, match=r"__isub__: other of shape \(3, 2\) does not broadcast to x's shape \(2,\)"):
+        x -= np.ones((3, 2), np.float32)
+    with pytest.raises(ValueError, match=r"__iadd__: other of shape \(3,\) does not broadcast to x's shape \(2,\)"):
+        x += tensor([1.0, 2.0, 3.0])
