@@ -104,5 +104,5 @@ class ScaledDotProductAttention(Function):
         if need_q:
             dq = (dscores @ k) * self.scale  # (..., T_q, T_k) @ (..., T_k, D) -> (..., T_q, D)
         if need_k:
-            dk = (np.swapaxes(dscores, -1, -2) @ q) * self.scale  # (..., T_k, T_q) @ (..., T_q, D)
+            dk = (np.swapaxes(dscores, -1, -2) @ q) * self.scale  # (..., T_k, T_q) @ (..., T_q, D) -> (..., T_k, D)
         return dq, dk, dv

@@ -43,19 +43,21 @@ class CrossEntropy(Function):
         safe_targets = np.where(counted, targets, 0)  # (N,): any valid index for ignored rows
         # An ignored row may hold inf or NaN (a banned token): its arithmetic is discarded below.
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            # 1. log_sum_exp = log(sum(exp(logits))) per row, shifted by the row max (logsumexp is
+            # shift invariant: max + log(sum(exp(logits - max))); exp cannot overflow).
             row_max = np.max(logits, axis=1, keepdims=True)  # (N, 1)
-            row_max = np.where(np.isfinite(row_max), row_max, 0)  # a row of only -inf: exp gives 0
+            row_max = np.where(np.isfinite(row_max), row_max, 0)  # (N, 1) a row of only -inf: exp gives 0
             total = np.sum(np.exp(logits - row_max), axis=1, keepdims=True)  # (N, 1)
-            log_sum_exp = row_max + np.log(total)  # (N, 1)                        [f1]
-            losses = log_sum_exp[:, 0] - logits[rows, safe_targets]  # (N,)        [f2]
-        losses = np.where(counted, losses, 0).astype(logits.dtype, copy=False)  # (N,) [f3]
+            log_sum_exp = row_max + np.log(total)  # 1. (N, 1)
+            losses = log_sum_exp[:, 0] - logits[rows, safe_targets]  # 2. (N,)
+        losses = np.where(counted, losses, 0).astype(logits.dtype, copy=False)  # 3. (N,)
         count = int(counted.sum())
-        if reduction == "mean":  # the mean of no rows is NaN, as in PyTorch    [f4]
-            result = np.divide(losses.sum(), count) if count else np.array(np.nan, dtype=logits.dtype)
+        if reduction == "mean":  # the mean of no rows is NaN, as in PyTorch
+            result = np.divide(losses.sum(), count) if count else np.array(np.nan, dtype=logits.dtype)  # 4. 0-d
         elif reduction == "sum":
-            result = losses.sum()
+            result = losses.sum()  # 4. 0-d
         else:
-            result = losses
+            result = losses  # 4. (N,)
         # Saved: backward recomputes softmax(logits) = exp(logits - row_max) / total from them.
         self.logits, self.row_max, self.total, self.safe_targets = logits, row_max, total, safe_targets
         self.counted, self.count, self.reduction = counted, count, reduction
@@ -64,15 +66,20 @@ class CrossEntropy(Function):
     def backward(self, dout):
         logits, counted = self.logits, self.counted  # (N, V), (N,)
         dtype = logits.dtype.type
-        # [f4] reversed: d result / d loss_i, per row (N,)
+        # 4. reverses result = the mean, the sum or losses itself: d result / d losses_i, per row.
         if self.reduction == "mean":
-            dlosses = np.full(counted.shape, dout / dtype(max(self.count, 1)), dtype=logits.dtype)
+            dlosses = np.full(counted.shape, dout / dtype(max(self.count, 1)), dtype=logits.dtype)  # (N,)
         else:  # "sum": dout for every row; "none": dout is already one value per row
-            dlosses = np.broadcast_to(dout, counted.shape).astype(logits.dtype)
-        dlosses = np.where(counted, dlosses, 0)  # [f3] reversed: an ignored row gets 0
+            dlosses = np.broadcast_to(dout, counted.shape).astype(logits.dtype)  # (N,)
+        # 3. reverses losses = where(counted, losses, 0): an ignored row gets 0.
+        dlosses = np.where(counted, dlosses, 0)  # (N,)
+        # 2. reverses losses = log_sum_exp[:, 0] - logits[rows, safe_targets]: log_sum_exp gets dlosses
+        #    (on through 1. below), the target's logit gets -dlosses (the last line).
+        # 1. reverses log_sum_exp = log(sum(exp(logits))): its derivative is softmax(logits), recomputed
+        #    from the saved row_max and total.
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            probs = np.exp(logits - self.row_max) / self.total  # softmax(logits): [f1] reversed (N, V)
+            probs = np.exp(logits - self.row_max) / self.total  # (N, V) softmax(logits)
         dlogits = probs * dlosses[:, None]  # (N, V)
-        dlogits[~counted] = 0  # 0 even where an ignored row's logits are inf or NaN
-        dlogits[np.arange(len(counted)), self.safe_targets] -= dlosses  # [f2] reversed: - onehot
+        dlogits[~counted] = 0  # (N, V) 0 even where an ignored row's logits are inf or NaN
+        dlogits[np.arange(len(counted)), self.safe_targets] -= dlosses  # 2., the target's term: - onehot
         return dlogits.astype(logits.dtype, copy=False), None

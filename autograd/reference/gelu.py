@@ -71,8 +71,8 @@ class Gelu(Function):
             # 1. reverses u = sqrt(2/pi) (x + 0.044715 x^3): add the path through u.
             dx = dx + SQRT_2_OVER_PI * (1 + 3 * GELU_CUBIC * x * x) * du  # (...)
             return dx
-        # 2. reverses out = x * Phi(x): d/dx = Phi(x) + x * dPhi/dx.
-        # 1. reverses Phi(x): dPhi/dx = phi(x), the standard normal density.
+        # 2. reverses out = x * cdf: d/dx = Phi(x) + x * dPhi/dx.
+        # 1. reverses cdf = Phi(x) = 0.5 (1 + erf(x / sqrt 2)): dPhi/dx = phi(x), the standard normal density.
         pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)  # (...) phi(x)
         dx = dout * (self.cdf + x * pdf)  # (...)
         return dx

@@ -55,15 +55,17 @@ class BinaryCrossEntropy(Function):
         self.p, self.y, self.reduction = p, y, reduction
         low = p.dtype.type(-100)
         with np.errstate(divide="ignore"):  # log(0) = -inf is clamped to -100 on the next line
-            log_p, log_not_p = np.log(p), np.log1p(-p)
-        loss = -(y * np.maximum(log_p, low) + (1 - y) * np.maximum(log_not_p, low))  # (...)  [f1]
-        return _reduce(loss, reduction)  #                                                   [f2]
+            log_p, log_not_p = np.log(p), np.log1p(-p)  # (...), (...)
+        loss = -(y * np.maximum(log_p, low) + (1 - y) * np.maximum(log_not_p, low))  # 1. (...)
+        return _reduce(loss, reduction)  # 2. 0-d, or (...) for "none"
 
     def backward(self, dout):
-        p, y = self.p, self.y
-        dloss = _unreduce(dout, self.reduction, p.shape)  # [f2] reversed: (...)
-        # [f1] reversed: d/dp -(y log p + (1 - y) log(1 - p)) = -y/p + (1 - y)/(1 - p) = (p - y) / (p (1 - p))
-        return (dloss * (p - y) / np.maximum(p * (1 - p), p.dtype.type(1e-12)), None)
+        p, y = self.p, self.y  # (...), (...)
+        # 2. reverses _reduce(loss, reduction): d(reduced) / d(loss) * dout.
+        dloss = _unreduce(dout, self.reduction, p.shape)  # (...)
+        # 1. reverses loss = -(y log p + (1 - y) log(1 - p)), the clamps left out (as PyTorch does):
+        #    d/dp = -y/p + (1 - y)/(1 - p) = (p - y) / (p (1 - p)), p (1 - p) floored at 1e-12.
+        return (dloss * (p - y) / np.maximum(p * (1 - p), p.dtype.type(1e-12)), None)  # (...)
 
 
 class BinaryCrossEntropyWithLogits(Function):
@@ -78,13 +80,16 @@ class BinaryCrossEntropyWithLogits(Function):
 
     def forward(self, x, y, reduction):
         self.x, self.y, self.reduction = x, y, reduction
-        loss = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))  # (...)  [f1]
-        return _reduce(loss, reduction)  #                                       [f2]
+        loss = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))  # 1. (...)
+        return _reduce(loss, reduction)  # 2. 0-d, or (...) for "none"
 
     def backward(self, dout):
-        dloss = _unreduce(dout, self.reduction, self.x.shape)  # [f2] reversed: (...)
-        x, y = self.x, self.y
-        return (dloss * ((1 - y) * _stable_sigmoid(x) - y * _stable_sigmoid(-x)), None)  # [f1] reversed
+        # 2. reverses _reduce(loss, reduction): d(reduced) / d(loss) * dout.
+        dloss = _unreduce(dout, self.reduction, self.x.shape)  # (...)
+        x, y = self.x, self.y  # (...), (...)
+        # 1. reverses loss = max(x, 0) - x y + log1p(exp(-|x|)): d/dx = sigmoid(x) - y,
+        #    written (1 - y) sigmoid(x) - y sigmoid(-x) (see the docstring).
+        return (dloss * ((1 - y) * _stable_sigmoid(x) - y * _stable_sigmoid(-x)), None)  # (...)
 
 
 class MSELoss(Function):
@@ -95,11 +100,11 @@ class MSELoss(Function):
     """
 
     def forward(self, x, y, reduction):
-        self.difference, self.reduction = x - y, reduction  # (...)           [f1]
-        return _reduce(self.difference * self.difference, reduction)  #      [f2]
+        self.difference, self.reduction = x - y, reduction  # 1. (...) difference = x - y; saved
+        return _reduce(self.difference * self.difference, reduction)  # 2. 0-d, or (...) for "none"
 
     def backward(self, dout):
-        # [f2] reversed: d(d^2)/dd = 2 d, times d(reduced)/d(elementwise)
-        dx = _unreduce(dout, self.reduction, self.difference.shape) * (2 * self.difference)
-        # [f1] reversed: d = x - y, so dy = -dx
+        # 2. reverses _reduce(difference * difference, reduction): d(d^2)/dd = 2 d, times d(reduced)/d(loss).
+        dx = _unreduce(dout, self.reduction, self.difference.shape) * (2 * self.difference)  # (...)
+        # 1. reverses difference = x - y: x gets the gradient as it is, y gets it negated (dy = -dx).
         return (dx if self.needs_input_grad[0] else None, -dx if self.needs_input_grad[1] else None)

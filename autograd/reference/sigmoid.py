@@ -24,9 +24,9 @@ def _stable_sigmoid(x: np.ndarray) -> np.ndarray:
     >>> _stable_sigmoid(np.array([-1000.0, 0.0, 1000.0]))
     array([0. , 0.5, 1. ])
     """
-    e = np.exp(-np.abs(x))  # in (0, 1]
+    e = np.exp(-np.abs(x))  # (...) in (0, 1]
     one = x.dtype.type(1)
-    return np.where(x >= 0, one / (one + e), e / (one + e))  # equal formulas, each safe on its side
+    return np.where(x >= 0, one / (one + e), e / (one + e))  # (...) equal formulas, each safe on its side
 
 
 class Sigmoid(Function):
@@ -38,13 +38,14 @@ class Sigmoid(Function):
     """
 
     def forward(self, x):
-        out = _stable_sigmoid(x)  # (...)            [f1]
-        self.out = out
+        out = _stable_sigmoid(x)  # 1. (...)
+        self.out = out  # saved: the derivative is a function of the output
         return out
 
     def backward(self, dout):
-        out = self.out
-        return dout * out * (1 - out)  # [f1] reversed: d sigmoid / dx = sigmoid (1 - sigmoid)
+        out = self.out  # (...)
+        # 1. reverses out = sigmoid(x): d sigmoid / dx = sigmoid (1 - sigmoid).
+        return dout * out * (1 - out)  # (...)
 
 
 class LogSigmoid(Function):
@@ -56,9 +57,10 @@ class LogSigmoid(Function):
     """
 
     def forward(self, x):
-        self.x = x
-        return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))  # (...)   [f1]
+        self.x = x  # saved: the derivative is sigmoid(-x)
+        return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))  # 1. (...) out = log(sigmoid(x))
 
     def backward(self, dout):
-        # [f1] reversed: d log(sigmoid(x)) / dx = sigmoid'(x) / sigmoid(x) = 1 - sigmoid(x) = sigmoid(-x)
-        return dout * _stable_sigmoid(-self.x)
+        # 1. reverses out = min(x, 0) - log1p(exp(-|x|)) = log(sigmoid(x)):
+        #    d log(sigmoid(x)) / dx = sigmoid'(x) / sigmoid(x) = 1 - sigmoid(x) = sigmoid(-x).
+        return dout * _stable_sigmoid(-self.x)  # (...)

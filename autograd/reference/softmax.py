@@ -45,17 +45,20 @@ class Softmax(Function):
     def forward(self, x, dim):
         self.axis = _axis(dim, x.ndim, "softmax")
         row_max = np.max(x, axis=self.axis, keepdims=True)  # (..., 1, ...)
-        row_max = np.where(np.isfinite(row_max), row_max, 0)  # a row of only -inf: exp(-inf) = 0, not NaN
-        exps = np.exp(x - row_max)  # (..., V, ...) in (0, 1]             [f1]
-        total = np.sum(exps, axis=self.axis, keepdims=True)  # (..., 1, ...) [f2]
-        total = np.where(total == 0, 1, total)  # a row of only -inf: 0 / 1 = 0 instead of 0 / 0
-        probs = exps / total  # (..., V, ...)                               [f3]
+        row_max = np.where(np.isfinite(row_max), row_max, 0)  # (..., 1, ...) a row of only -inf: exp(-inf) = 0
+        exps = np.exp(x - row_max)  # 1. (..., V, ...) in (0, 1]
+        total = np.sum(exps, axis=self.axis, keepdims=True)  # 2. (..., 1, ...)
+        total = np.where(total == 0, 1, total)  # (..., 1, ...) a row of only -inf: 0 / 1 = 0 instead of 0 / 0
+        probs = exps / total  # 3. (..., V, ...)
         self.probs = probs  # saved: the derivative is a function of p alone
         return probs
 
     def backward(self, dout):
         probs = self.probs  # (..., V, ...)
-        # [f3, f2, f1] together: dx_i = sum_j dout_j dp_j/dx_i = p_i (dout_i - sum_j dout_j p_j)
+        # 3. reverses probs = exps / total,
+        # 2. reverses total = sum(exps),
+        # 1. reverses exps = exp(x - row_max), all three at once (row_max cancels out of probs):
+        # dx_i = sum_j dout_j dp_j/dx_i = p_i (dout_i - sum_j dout_j p_j)
         row_dot = np.sum(dout * probs, axis=self.axis, keepdims=True)  # (..., 1, ...)
         dx = probs * (dout - row_dot)  # (..., V, ...)
         return dx
@@ -76,11 +79,11 @@ class LogSoftmax(Function):
     def forward(self, x, dim):
         self.axis = _axis(dim, x.ndim, "log_softmax")
         row_max = np.max(x, axis=self.axis, keepdims=True)  # (..., 1, ...)
-        row_max = np.where(np.isfinite(row_max), row_max, 0)  # a row of only -inf: exp gives 0, not NaN
-        shifted = x - row_max  # (..., V, ...), at most 0                   [f1]
-        total = np.sum(np.exp(shifted), axis=self.axis, keepdims=True)  # (..., 1, ...)
-        total = np.where(total == 0, 1, total)  # a row of only -inf: log(1) = 0 keeps its output -inf
-        out = shifted - np.log(total)  # (..., V, ...)                      [f2]
+        row_max = np.where(np.isfinite(row_max), row_max, 0)  # (..., 1, ...) a row of only -inf: exp gives 0
+        shifted = x - row_max  # 1. (..., V, ...), at most 0
+        total = np.sum(np.exp(shifted), axis=self.axis, keepdims=True)  # 2. (..., 1, ...)
+        total = np.where(total == 0, 1, total)  # (..., 1, ...) a row of only -inf: log(1) = 0 keeps it -inf
+        out = shifted - np.log(total)  # 3. (..., V, ...)
         # NOTE: x - (max + log(total)) would round the sum to x's precision first (float32 at
         # x = 1000 keeps 5 digits); subtracting the max first keeps every digit of the result.
         self.out = out  # saved: the derivative is a function of the output, softmax(x) = exp(out)
@@ -88,9 +91,11 @@ class LogSoftmax(Function):
 
     def backward(self, dout):
         out = self.out  # (..., V, ...)
-        probs = np.exp(out)  # softmax(x): [f2] and [f1] give out = log(softmax(x))
-        # [f2] out = shifted - log(sum(exp(shifted))): the first term passes dout on, the second's
-        # derivative is softmax(x), times the sum of dout over the row; [f1] shifts by a constant.
+        probs = np.exp(out)  # (..., V, ...) softmax(x): lines 1-3 give out = log(softmax(x))
+        # 3. reverses out = shifted - log(total): shifted gets dout; total, shared by the row, gets
+        #    dtotal = -sum(dout) / total (sum over the row).
+        # 2. reverses total = sum(exp(shifted)): shifted also gets exp(shifted) * dtotal = -probs * sum(dout).
+        # 1. reverses shifted = x - row_max: x passes through (row_max cancels out of out).
         dx = dout - probs * np.sum(dout, axis=self.axis, keepdims=True)  # (..., V, ...)
-        dx = np.where(np.isneginf(out), 0, dx)  # a -inf input's output is the constant -inf
+        dx = np.where(np.isneginf(out), 0, dx)  # (..., V, ...) a -inf input's output is the constant -inf
         return dx.astype(out.dtype, copy=False)
