@@ -45,6 +45,9 @@ __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "mse_loss",
+    "rms_norm",
+    "silu",
+    "apply_rope",
 ]
 
 
@@ -565,3 +568,143 @@ def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:  # noqa:
     elif target.dtype != input.dtype:
         raise TypeError(f"mse_loss: input is {input.dtype} but target is {target.dtype}; use one dtype")
     return kernels.get("MSELoss").apply(input, target, reduction=reduction)
+
+
+# --------------------------------------------------------------------------------------------
+# Llama 3 and Qwen3 (issue 23): rms_norm, silu, apply_rope
+# --------------------------------------------------------------------------------------------
+
+
+def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None) -> Tensor:  # noqa: A002
+    """Root-mean-square normalisation over the last dimensions (Llama's and Qwen3's norm).
+
+        out = x / sqrt(mean(x^2) + eps) * weight,   the mean over the `normalized_shape` dimensions
+
+    Args:
+        input: float tensor (..., *normalized_shape).
+        normalized_shape: an int or a tuple of the trailing dimensions normalised together (C,).
+        weight: the learned scale, of shape normalized_shape and input's dtype, or None for 1.
+        eps: added to the mean square before the square root; None: the machine epsilon of
+            input's dtype (torch.finfo(dtype).eps), as PyTorch.
+
+    Returns:
+        A tensor of input's shape and dtype.
+
+    Raises:
+        ValueError: input's trailing dimensions are not normalized_shape; weight's shape is not
+            normalized_shape; eps not a finite number >= 0.
+        TypeError: input is not a float tensor, or weight has another dtype.
+
+    References: Zhang & Sennrich 2019, "Root Mean Square Layer Normalization", eq. 4;
+    torch.nn.functional.rms_norm.
+    """
+    x = as_tensor(input)
+    if x.dtype.kind != "f":
+        raise TypeError(f"rms_norm: input must be a float tensor, got dtype {x.dtype}")
+    shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else tuple(normalized_shape)
+    if not shape or x.ndim < len(shape) or tuple(x.shape[x.ndim - len(shape):]) != shape or 0 in shape:
+        raise ValueError(f"rms_norm: input's last dimensions must be normalized_shape {shape} (none 0), got input of shape {x.shape}")
+    if eps is None:
+        eps = float(np.finfo(x.dtype).eps)
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (math.isfinite(eps) and eps >= 0):
+        raise ValueError(f"rms_norm: eps must be a finite number >= 0 or None, got {eps!r}")
+    channels = math.prod(shape)
+    if weight is not None:
+        weight = as_tensor(weight)
+        if tuple(weight.shape) != shape:
+            raise ValueError(f"rms_norm: weight must have shape {shape} (normalized_shape), got {tuple(weight.shape)}")
+        if weight.dtype != x.dtype:
+            raise TypeError(f"rms_norm: weight has dtype {weight.dtype} but input has {x.dtype}; use one dtype")
+        weight = weight.reshape(channels) if len(shape) > 1 else weight
+    else:  # an omitted weight is a constant 1 (no gradient), so one op covers both cases
+        weight = Tensor._make(np.ones(channels, dtype=x.dtype), False)
+    if len(shape) == 1:
+        return kernels.get("RMSNorm").apply(x, weight, eps=eps)
+    rows = x.reshape(*x.shape[:x.ndim - len(shape)], channels)  # several dims normalised as one
+    return kernels.get("RMSNorm").apply(rows, weight, eps=eps).reshape(*x.shape)
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
+    """SiLU (swish), x * sigmoid(x), elementwise: the activation of Llama's and Qwen3's SwiGLU.
+
+    Args:
+        input: float tensor of any shape.
+        inplace: must be False (accepted for PyTorch's signature; a new tensor is returned).
+
+    Returns:
+        A tensor of input's shape and dtype.
+
+    Raises:
+        TypeError: input is not a float tensor. ValueError: inplace=True.
+
+    References: Elfwing et al. 2018 (SiLU); Shazeer 2020 (SwiGLU); torch.nn.functional.silu.
+    """
+    if inplace:
+        raise ValueError("silu: inplace=True is not supported (it would break the gradient of input); use inplace=False")
+    x = as_tensor(input)
+    if x.dtype.kind != "f":
+        raise TypeError(f"silu: input must be a float tensor, got dtype {x.dtype}")
+    return kernels.get("Silu").apply(x)
+
+
+def apply_rope(x: Tensor, cos, sin, offset=0) -> Tensor:
+    """Rotate queries or keys by their positions' angles: rotary position embeddings, one fused op.
+
+        out = x * cos[p] + rotate_half(x) * sin[p],   rotate_half(x) = concat(-x2, x1)
+
+    for each token at position p (the split-halves layout of Hugging Face and the book).
+
+    Args:
+        x: float tensor (B, H, T, D) (any (..., T, D)), D even.
+        cos, sin: the tables of `minigpt.nn.rope.compute_rope_params`, (context_length, D), Tensors
+            or arrays; constants (no gradient).
+        offset: the position of x's first token: an int (the tokens are at offset ... offset+T-1,
+            the book's KV-cache `offset`/`start_pos`), or an int array of positions, (T,) or
+            (B, T) (one row of positions per batch row, for left-padded batches).
+
+    Returns:
+        A tensor of x's shape and dtype; the tables are cast to x's dtype.
+
+    Raises:
+        ValueError: x not at least 2-D or D odd; cos/sin not (L, D) of the same shape; positions
+            outside [0, L) (offset + T > L: the context is exceeded); a (B, T) offset with x not
+            4-D or another B or T.
+        TypeError: x not a float tensor; offset neither an int nor an integer array.
+
+    References: Su et al. 2021, "RoFormer", eq. 34; Raschka, LLMs-from-scratch
+    pkg/llms_from_scratch/llama3.py and kv_cache/qwen3.py (`apply_rope(x, cos, sin, offset)`);
+    Hugging Face `apply_rotary_pos_emb`.
+    """
+    x = as_tensor(x)
+    if x.dtype.kind != "f":
+        raise TypeError(f"apply_rope: x must be a float tensor, got dtype {x.dtype}")
+    if x.ndim < 2 or x.shape[-1] % 2:
+        raise ValueError(f"apply_rope: x must be (..., num_tokens, head_dim) with an even head_dim, got shape {x.shape}")
+    cos = np.asarray(cos.data if isinstance(cos, Tensor) else cos)
+    sin = np.asarray(sin.data if isinstance(sin, Tensor) else sin)
+    num_tokens, head_dim = x.shape[-2], x.shape[-1]
+    if cos.ndim != 2 or cos.shape != sin.shape or cos.shape[1] != head_dim:
+        raise ValueError(f"apply_rope: cos and sin must both be (context_length, {head_dim}), got {cos.shape} and {sin.shape}")
+    positions = _rope_positions(offset, num_tokens, x.shape, cos.shape[0])
+    cos, sin = cos[positions].astype(x.dtype, copy=False), sin[positions].astype(x.dtype, copy=False)  # (T, D) or (B, T, D)
+    if cos.ndim == 3:
+        cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, D): the same rotation for every head
+    return kernels.get("Rope").apply(x, cos=cos, sin=sin)
+
+
+def _rope_positions(offset, num_tokens: int, shape: tuple, context_length: int):
+    """The positions of x's tokens: a slice for an int offset, else the checked int array."""
+    if isinstance(offset, numbers.Integral) and not isinstance(offset, bool):
+        if offset < 0 or offset + num_tokens > context_length:
+            raise ValueError(f"apply_rope: positions {offset} ... {offset + num_tokens - 1} are outside the "
+                             f"tables' context_length {context_length}")
+        return slice(int(offset), int(offset) + num_tokens)
+    positions = np.asarray(offset.data if isinstance(offset, Tensor) else offset)
+    if positions.dtype.kind not in "iu":
+        raise TypeError(f"apply_rope: offset must be an int or an integer array of positions, got {offset!r}")
+    if positions.shape != (num_tokens,) and not (positions.ndim == 2 and len(shape) == 4 and positions.shape == (shape[0], num_tokens)):
+        raise ValueError(f"apply_rope: positions must be ({num_tokens},) or (batch, {num_tokens}) for x of shape {shape}, "
+                         f"got {positions.shape}")
+    if positions.size and (positions.min() < 0 or positions.max() >= context_length):
+        raise ValueError(f"apply_rope: positions must be in [0, {context_length}), got {positions.min()} ... {positions.max()}")
+    return positions

@@ -39,11 +39,15 @@ from autograd.fast import embedding as fast_embedding
 from autograd.fast import gelu as fast_gelu
 from autograd.fast import layer_norm as fast_layer_norm
 from autograd.fast import linear as fast_linear
+from autograd.fast import rms_norm as fast_rms_norm
+from autograd.fast import rope as fast_rope
 from autograd.fast import losses as fast_losses
 from autograd.fast import sigmoid as fast_sigmoid
+from autograd.fast import silu as fast_silu
 from autograd.fast import softmax as fast_softmax
 from autograd.function import Function
 from autograd.reference import attention, cross_entropy, dropout, embedding, gelu, layer_norm, linear, losses, sigmoid, softmax
+from autograd.reference import rms_norm, rope, silu  # Llama 3 / Qwen3 (issue 23)
 
 __all__ = ["KERNEL_SETS", "ENVIRONMENT_VARIABLE", "set_kernels", "get_kernels", "kernels", "get"]
 
@@ -63,9 +67,10 @@ def _table(*modules) -> dict[str, type[Function]]:
 
 
 _CLASSES = {
-    "reference": _table(softmax, cross_entropy, gelu, layer_norm, dropout, embedding, linear, attention, sigmoid, losses),
+    "reference": _table(softmax, cross_entropy, gelu, layer_norm, dropout, embedding, linear, attention, sigmoid, losses,
+                        rms_norm, silu, rope),
     "fast": _table(fast_softmax, fast_cross_entropy, fast_gelu, fast_layer_norm, fast_dropout, fast_embedding,
-                   fast_linear, fast_attention, fast_sigmoid, fast_losses),
+                   fast_linear, fast_attention, fast_sigmoid, fast_losses, fast_rms_norm, fast_silu, fast_rope),
 }
 
 
