@@ -16,3 +16,15 @@ Nothing is imported here eagerly, so `import minigpt.tokenizer` does not pay for
 """
 
 __version__ = "0.1.0"
+
+# The models beyond GPT-2 load on first use (PEP 562), so `from minigpt import Llama3Model` works
+# without making `import minigpt` pay for them.
+_LAZY = {"Llama3Model": "minigpt.llama3", "Qwen3Model": "minigpt.qwen3"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'minigpt' has no attribute {name!r}")

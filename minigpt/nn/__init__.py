@@ -4,7 +4,9 @@ Files, in reading order: `module.py` (Parameter, Module with buffers, Sequential
 `layers.py` (Linear, Embedding, LayerNorm, GELU, ReLU, Sigmoid, Dropout, FeedForward), `loss.py`
 (MSELoss, CrossEntropyLoss, BCELoss, BCEWithLogitsLoss), `attention.py` (the book's chapter-3
 attention classes and MultiHeadAttention), `transformer.py` (TransformerBlock), `lora.py`
-(LoRALayer, LinearWithLoRA, replace_linear_with_lora, merge_lora: appendix E).
+(LoRALayer, LinearWithLoRA, replace_linear_with_lora, merge_lora: appendix E); then Llama 3's and
+Qwen3's layers (book ch. 5 bonus): `rms_norm.py` (RMSNorm, Qwen3RMSNorm), `swiglu.py` (SiLU,
+SwiGLUFeedForward), `rope.py` (compute_rope_params, apply_rope), `gqa.py` (GroupedQueryAttention).
 
 As torch.nn: `nn.functional` is the engine's `autograd.functional` (torch.nn.functional) and
 `nn.utils.clip_grad_norm_` the optimizers' gradient clipping (appendix D). Importing this package
@@ -39,6 +41,11 @@ from minigpt.nn.attention import (
 )
 from minigpt.nn.transformer import TransformerBlock
 from minigpt.nn.lora import LinearWithLoRA, LoRALayer, merge_lora, replace_linear_with_lora
+# Llama 3 and Qwen3 (issue 23): RMSNorm, SiLU, the SwiGLU feed-forward, RoPE, grouped-query attention
+from minigpt.nn.rms_norm import Qwen3RMSNorm, RMSNorm
+from minigpt.nn.swiglu import SiLU, SwiGLUFeedForward
+from minigpt.nn.rope import apply_rope, compute_rope_params
+from minigpt.nn.gqa import GroupedQueryAttention
 
 __all__ = [
     "Parameter",
@@ -74,6 +81,13 @@ __all__ = [
     "LinearWithLoRA",
     "replace_linear_with_lora",
     "merge_lora",
+    "RMSNorm",
+    "Qwen3RMSNorm",
+    "SiLU",
+    "SwiGLUFeedForward",
+    "compute_rope_params",
+    "apply_rope",
+    "GroupedQueryAttention",
 ]
 
 register_torch_names()  # autograd.nn, .optim, .utils.data for the book's torch.nn.X (torch_names.py)
