@@ -227,7 +227,7 @@ class Llama3Model(Module):
         if cfg["tie_weights"]:
             self.out_head.weight = self.tok_emb.weight  # one matrix embeds and scores tokens (Press & Wolf 2017)
         head_dim = cfg["head_dim"] or cfg["emb_dim"] // cfg["n_heads"]
-        cos, sin = compute_rope_params(head_dim, cfg["rope_base"], cfg["context_length"], cfg["rope_freq"], dtype=np.float64)
+        cos, sin = compute_rope_params(head_dim, cfg["rope_base"], cfg["context_length"], cfg["rope_freq"])
         self.register_buffer("cos", cos, persistent=False)  # (context_length, head_dim)
         self.register_buffer("sin", sin, persistent=False)
         self.to(_parameter_dtype(cfg["dtype"]))

@@ -53,8 +53,8 @@ def compute_rope_params(head_dim: int, theta_base: float = 10_000, context_lengt
         freq_config: None, or Llama 3's frequency scaling, a dict with "factor",
             "low_freq_factor", "high_freq_factor" and "original_context_length" (the book's
             "rope_freq"; see the module docstring).
-        dtype: the tables' dtype (float32; float64 for exact comparisons). The angles are
-            computed in float64 and rounded once.
+        dtype: the dtype the angles are computed in and the tables returned in: float32 (the
+            book's and Hugging Face's, also for float64 models), or float64.
 
     Returns:
         (cos, sin): Tensors (L, D) without gradient; columns i and i + D/2 hold the same angle.
@@ -73,13 +73,16 @@ def compute_rope_params(head_dim: int, theta_base: float = 10_000, context_lengt
         raise ValueError(f"compute_rope_params: head_dim must be even (channels rotate in pairs), got {head_dim}")
     if not isinstance(theta_base, numbers.Real) or not theta_base > 0:
         raise ValueError(f"compute_rope_params: theta_base must be a number > 0, got {theta_base!r}")
-    inv_freq = 1.0 / float(theta_base) ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)  # (D/2,)
+    # In `dtype` throughout, as the book and Hugging Face compute in float32: then a float64
+    # model gets exactly their (float32) angles, and the logits agree to rounding.
+    exponents = np.arange(0, head_dim, 2, dtype=dtype) / dtype(head_dim)  # (D/2,) 2i / D
+    inv_freq = dtype(1.0) / np.power(dtype(theta_base), exponents)  # (D/2,) theta_base^(-2i/D)
     if freq_config is not None:
         inv_freq = _llama3_scaled(inv_freq, freq_config)
-    positions = np.arange(context_length, dtype=np.float64)  # (L,)
+    positions = np.arange(context_length, dtype=dtype)  # (L,)
     angles = np.outer(positions, inv_freq)  # (L, D/2): angle p * inv_freq[i]
     angles = np.concatenate([angles, angles], axis=1)  # (L, D): channel i and i + D/2 share an angle
-    return Tensor(np.cos(angles).astype(dtype)), Tensor(np.sin(angles).astype(dtype))
+    return Tensor(np.cos(angles)), Tensor(np.sin(angles))
 
 
 def _llama3_scaled(inv_freq: np.ndarray, freq_config) -> np.ndarray:
@@ -87,12 +90,13 @@ def _llama3_scaled(inv_freq: np.ndarray, freq_config) -> np.ndarray:
     missing = [key for key in _FREQ_KEYS if key not in freq_config]
     if missing:
         raise ValueError(f"compute_rope_params: freq_config lacks {missing}; it needs {list(_FREQ_KEYS)}")
-    factor, low, high = (float(freq_config[key]) for key in _FREQ_KEYS[:3])
-    original = float(freq_config["original_context_length"])
+    dtype = inv_freq.dtype.type
+    factor, low, high = (dtype(freq_config[key]) for key in _FREQ_KEYS[:3])
+    original = dtype(freq_config["original_context_length"])
     if not high > low > 0 or not factor > 0:
         raise ValueError(f"compute_rope_params: freq_config needs factor > 0 and high_freq_factor > low_freq_factor > 0, "
                          f"got {dict(freq_config)}")
-    wavelength = 2 * math.pi / inv_freq  # (D/2,) tokens per full turn
+    wavelength = dtype(2 * math.pi) / inv_freq  # (D/2,) tokens per full turn
     low_freq_wavelength, high_freq_wavelength = original / low, original / high
     scaled = np.where(wavelength > low_freq_wavelength, inv_freq / factor, inv_freq)  # long waves slowed
     smooth = (original / wavelength - low) / (high - low)
