@@ -47,7 +47,7 @@ from minigpt.nn.rms_norm import RMSNorm
 from minigpt.nn.rope import compute_rope_params
 from minigpt.nn.swiglu import SwiGLUFeedForward as FeedForward
 
-__all__ = ["LLAMA32_CONFIG_1B", "LLAMA32_CONFIG_3B", "PRESETS", "Llama3Model", "TransformerBlock", "FeedForward",
+__all__ = ["LLAMA32_CONFIG_1B", "LLAMA32_CONFIG_3B", "PRESETS", "Llama3Config", "Llama3Model", "TransformerBlock", "FeedForward",
            "GroupedQueryAttention", "get_llama3_config"]
 
 # bfloat16 arrives with the tokenizer branch (autograd.bfloat16); until then the name is a string.
@@ -88,7 +88,23 @@ _OPTIONAL = {"rope_freq": None, "dtype": np.float32, "head_dim": None, "qk_norm"
              "drop_rate": 0.0, "qkv_bias": False}
 
 
-def get_llama3_config(cfg, presets: Mapping = PRESETS, required=_REQUIRED, model: str = "Llama3Model", **overrides) -> dict:
+class Llama3Config(dict):
+    """The book's config dict, also readable by attribute (`cfg.emb_dim`, as a GPTConfig), so that
+    code written for GPTModel (generation, the CLI) reads either model's config."""
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"the config has no key {name!r}; keys: {', '.join(self)}") from None
+
+    def to_dict(self) -> dict:
+        """A JSON-ready copy: the dtype by its name ("float32", "bfloat16")."""
+        dtype = self.get("dtype")
+        return dict(self, dtype=getattr(dtype, "__name__", None if dtype is None else str(dtype)))
+
+
+def get_llama3_config(cfg, presets: Mapping = PRESETS, required=_REQUIRED, model: str = "Llama3Model", **overrides) -> Llama3Config:
     """The validated config dict of a preset name or the book's config dict, with every optional key.
 
     Optional keys (their defaults): rope_freq (None), dtype (float32), head_dim (None:
@@ -113,7 +129,7 @@ def get_llama3_config(cfg, presets: Mapping = PRESETS, required=_REQUIRED, model
     if missing or unknown:
         raise KeyError(f"{model} config: missing keys {missing}, unknown keys {unknown}; expected {list(required)} "
                        f"and optionally {list(_OPTIONAL)}")
-    cfg = {**_OPTIONAL, **cfg}
+    cfg = Llama3Config({**_OPTIONAL, **cfg})
     for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "hidden_dim", "n_kv_groups"):
         _check_positive(cfg[key], key, model)
     if cfg["head_dim"] is None:

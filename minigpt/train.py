@@ -110,7 +110,7 @@ def generate_and_print_sample(model, tokenizer, device, start_context: str, max_
     `device` as `calc_loss_batch` ("cpu" or None).
     """
     check_device(device, "generate_and_print_sample")
-    context_size = model.pos_emb.weight.shape[0]
+    context_size = model.pos_emb.weight.shape[0] if hasattr(model, "pos_emb") else model.cfg["context_length"]  # RoPE models: the config's
     encoded = text_to_token_ids(start_context, tokenizer)
     token_ids = generate(model, encoded, max_new_tokens=max_new_tokens, context_size=context_size)
     decoded = token_ids_to_text(token_ids, tokenizer)

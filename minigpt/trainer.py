@@ -528,7 +528,8 @@ class Trainer:
         """Print and return a greedy sample of `sample_tokens` tokens after the sample prompt."""
         if self.tokenizer is None or self.config.sample_tokens == 0 or not self.world.is_main:
             return None
-        context_size = self.model.pos_emb.weight.shape[0]
+        # GPT-2's learned positions fix its context; Llama 3 / Qwen3 (RoPE) say it in their config.
+        context_size = self.model.pos_emb.weight.shape[0] if hasattr(self.model, "pos_emb") else self.model.cfg["context_length"]
         prompt = text_to_token_ids(self.config.sample_prompt, self.tokenizer)
         ids = generate(self.model, prompt, max_new_tokens=self.config.sample_tokens, context_size=context_size)
         text = token_ids_to_text(ids, self.tokenizer)

@@ -71,14 +71,13 @@ def _answer(model, tokenizer, message: str, args, rng) -> None:
 
 def run(args) -> int:
     """Run `minigpt chat`: read instructions from stdin until end of input or Ctrl-C."""
-    from minigpt.model import GPTModel, get_config
+    from minigpt.architectures import model_from_run_info
 
     if args.max_new_tokens < 1:
         fail("chat", f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     _, model_state, _, metadata = load_run_checkpoint("chat", "--checkpoint", args.checkpoint)
     run_info = metadata["trainer"]["run_info"]
-    model = GPTModel(get_config(run_info["model_config"]), rng=0)
-    model.load_state_dict(model_state)
+    model = model_from_run_info(run_info, model_state)  # GPTModel, Llama3Model or Qwen3Model (its "arch")
     model.eval()
     tokenizer = make_tokenizer(run_info["tokenizer"])
     if end_of_text_id(tokenizer, model) is None:

@@ -32,8 +32,8 @@ def add_parser(subparsers) -> None:
                                    "OpenAI's GPT-2 weights (downloaded once into $MINIGPT_HOME, default ~/.cache/minigpt).")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="a run directory or its checkpoint.safetensors")
-    source.add_argument("--model", help="gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, or a Hugging Face GPT-2 "
-                        "directory / .safetensors file")
+    source.add_argument("--model", help="gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, a Hugging Face GPT-2 "
+                        "directory / .safetensors file, or a Hugging Face Llama 3 / Qwen3 folder (config.json, safetensors, tokenizer)")
     parser.add_argument("--prompt", default="Every effort moves you", help="the text to continue")
     parser.add_argument("--max-new-tokens", type=int, default=50, help="tokens to generate")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; above 0 samples (1.0 = the model's distribution)")
@@ -48,22 +48,21 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     """Run `minigpt generate` with parsed arguments."""
+    from minigpt.architectures import hf_folder_tokenizer, load_hf_folder, model_from_run_info
     from minigpt.generate import decode_stream, stream_generate, text_to_token_ids
-    from minigpt.model import GPTModel, get_config
 
     if args.model is not None:
         from minigpt.hub import DownloadError
 
         try:
-            model = GPTModel.from_pretrained(args.model)
-        except (FileNotFoundError, DownloadError, ValueError) as error:
+            model, arch = load_hf_folder(args.model)  # GPT-2, Llama 3 or Qwen3, as its config.json says
+            tokenizer = make_tokenizer({"name": "gpt2"}) if arch == "gpt2" else hf_folder_tokenizer(args.model, arch)
+        except (FileNotFoundError, DownloadError, ValueError, ImportError) as error:
             fail("generate", f"--model {args.model}: {error}")
-        tokenizer = make_tokenizer({"name": "gpt2"})
     else:
         _, model_state, _, metadata = load_run_checkpoint("generate", "--checkpoint", args.checkpoint)
         run_info = metadata["trainer"]["run_info"]
-        model = GPTModel(get_config(run_info["model_config"]), rng=0)
-        model.load_state_dict(model_state)
+        model = model_from_run_info(run_info, model_state)  # GPTModel, Llama3Model or Qwen3Model (its "arch")
         tokenizer = make_tokenizer(run_info["tokenizer"])
     model.eval()
     report_kernels(args)
@@ -74,7 +73,8 @@ def run(args) -> int:
     if args.prompt == "":
         fail("generate", "--prompt is empty: give the text to continue (at least one character)")
     try:
-        ids = text_to_token_ids(args.prompt, tokenizer)
+        ids = text_to_token_ids(args.prompt, tokenizer) if args.model is None or arch == "gpt2" else \
+            np.asarray(tokenizer.encode(args.prompt), dtype=np.int64)[None, :]  # a Llama 3 / Qwen3 tokenizer
     except KeyError as error:  # a character outside a char tokenizer's alphabet
         fail("generate", f"--prompt: {error.args[0]}")
     context_length = model.cfg.context_length

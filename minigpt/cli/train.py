@@ -80,6 +80,9 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--preset", default="tiny", help="model preset and training recipe: tiny (default, about a minute), "
                         "gpt2-small (the book's ch. 5 run), book-124M, char (Shakespeare-char), gpt2-medium, ...")
+    parser.add_argument("--arch", choices=("gpt2", "llama3", "qwen3"), default="gpt2",
+                        help="model architecture: gpt2 (GPTModel, the book's), llama3 or qwen3 (Llama3Model / Qwen3Model, the "
+                        "book's chapter-5 bonus; presets llama3-tiny, llama3-char, qwen3-tiny, qwen3-char, or tiny / char)")
     parser.add_argument("--data", default=None, help="training text (UTF-8) or a prepared .bin token file (default: the preset's, the-verdict.txt for most); "
                         "the bundled the-verdict.txt and tinyshakespeare.txt can be named without a path")
     parser.add_argument("--tokenizer", choices=("gpt2", "char"), help="gpt2 (byte-level BPE, 50,257 ids) or char (one id per distinct character of --data)")
@@ -358,7 +361,7 @@ def _check_process_flags(args) -> None:
 def _resumed_run(args, world):
     """The settings of a `--resume` run, read from its checkpoint (a `types.SimpleNamespace`), or
     None when the checkpoint is already past --max-steps (nothing to train)."""
-    from minigpt.model import get_config
+    from minigpt.architectures import config_from_run_info
     from minigpt.trainer import TrainingConfig
 
     checkpoint_path, metadata = load_run_metadata("train", "--resume", args.resume)
@@ -377,7 +380,7 @@ def _resumed_run(args, world):
     if ignored:
         print(f"note: a resumed run keeps its saved settings; ignoring {', '.join(ignored)}")
     config = _keep_global_batch(TrainingConfig(**settings), run_info.get("ranks", 1), world.size)
-    model_config = get_config(run_info["model_config"])
+    model_config = config_from_run_info(run_info)
     out_dir = args.out or os.path.dirname(os.path.abspath(checkpoint_path))
     saved_step = metadata["trainer"]["step"]
     if (args.max_steps is not None and args.max_steps < saved_step
@@ -396,6 +399,7 @@ def _resumed_run(args, world):
         tokenizer_spec=run_info["tokenizer"], tokenizer_name=None,
         batch_size=run_info["batch_size"], stride=run_info["stride"], train_ratio=run_info["train_ratio"],
         init=run_info.get("init", "gpt2"),  # the checkpoint's weights replace it anyway
+        arch=run_info.get("arch", "gpt2"), preset=run_info.get("preset"),
     )
 
 
@@ -405,9 +409,17 @@ def _new_run(args):
     from minigpt.checkpoint import CHECKPOINT_NAME
     from minigpt.model import PRESETS
 
-    if args.preset not in PRESETS:
+    arch, preset = getattr(args, "arch", "gpt2"), args.preset
+    if arch != "gpt2":
+        preset = _llama_qwen_preset(arch, preset)
+    elif args.preset not in PRESETS:
         fail("train", f"--preset {args.preset!r}: unknown preset; choose one of {', '.join(PRESETS)}")
-    recipe = dict(RECIPES.get(args.preset, RECIPES["book-124M"] if args.preset.startswith("gpt2") else {}))
+    recipe_name = preset.split("-", 1)[1] if arch != "gpt2" and preset.startswith(arch + "-") else preset
+    recipe = dict(RECIPES.get(recipe_name, RECIPES["book-124M"] if preset.startswith("gpt2") else {}))
+    if arch != "gpt2":  # Llama 3 and Qwen3 have no dropout, no qkv bias, and their own tying
+        recipe = {key: value for key, value in recipe.items() if key not in ("drop_rate", "qkv_bias", "tie_weights", "init")}
+        if args.drop_rate:
+            fail("train", f"--drop-rate {args.drop_rate}: --arch {arch} has no dropout")
     flag_values = {key: value for key, value in vars(args).items() if value is not None}
 
     def setting(name, default=None):
@@ -417,12 +429,12 @@ def _new_run(args):
     model_overrides = {name: recipe[name] for name in ("qkv_bias", "tie_weights") if name in recipe}
     if setting("context_length") is not None:
         model_overrides["context_length"] = setting("context_length")
-    if setting("drop_rate") is not None:
+    if setting("drop_rate") is not None and arch == "gpt2":
         model_overrides["drop_rate"] = setting("drop_rate")
     config = _new_training_config(args, setting, flag_values)
     if args.stride is not None and args.stride < 1:
         fail("train", f"--stride must be at least 1 token, got {args.stride}")
-    out_dir = args.out or os.path.join("runs", args.preset)
+    out_dir = args.out or os.path.join("runs", preset)
     if os.path.isfile(os.path.join(out_dir, CHECKPOINT_NAME)) and not args.overwrite:
         fail("train", f"{out_dir} already holds a run (checkpoint.safetensors): continue it with --resume {out_dir}, "
               "choose another --out, or pass --overwrite to replace it")
@@ -432,7 +444,18 @@ def _new_run(args):
         data_path=_resolve_data_path(setting("data", "the-verdict.txt")),
         tokenizer_spec=None, tokenizer_name=setting("tokenizer", "gpt2"),
         batch_size=setting("batch_size", 4), stride=None, train_ratio=args.train_ratio, init=setting("init", "gpt2"),
+        arch=arch, preset=preset,
     )
+
+
+def _llama_qwen_preset(arch: str, preset: str) -> str:
+    """The Llama 3 / Qwen3 preset `--preset` names ("tiny" with --arch qwen3: "qwen3-tiny"), or a flag error."""
+    from minigpt.architectures import resolve_preset
+
+    try:
+        return resolve_preset(arch, preset)
+    except KeyError as error:
+        fail("train", f"--preset {preset!r}: {error.args[0]}")
 
 
 def _new_training_config(args, setting, flag_values: dict):
@@ -497,14 +520,14 @@ def _build_trainer(args, run, world):
     from autograd.parallel import get_num_threads
 
     from minigpt.data import DataLoader, GPTDataset, train_val_split
-    from minigpt.model import GPTModel, get_config
+    from minigpt.architectures import model_class, new_model_config
     from minigpt.optim import AdamW
     from minigpt.trainer import Trainer
 
     config = run.config
     try:
         if not args.resume:
-            run.model_config = get_config(args.preset, **run.model_overrides, vocab_size=run.tokenizer.n_vocab)
+            run.model_config = new_model_config(run.arch, run.preset, **run.model_overrides, vocab_size=run.tokenizer.n_vocab)
             run.stride = run.stride_setting or run.model_config.context_length
         context_length = run.context_length = run.model_config.context_length
         run.train_ids, run.val_ids = train_val_split(run.token_ids, run.train_ratio, max_length=context_length)
@@ -516,7 +539,7 @@ def _build_trainer(args, run, world):
         run.train_loader = DataLoader(train_windows, batch_size=run.batch_size, shuffle=True, drop_last=True, seed=config.seed)
         val_loader = DataLoader(GPTDataset(run.val_ids, None, context_length, context_length), batch_size=run.batch_size,
                                 shuffle=False, drop_last=False)
-        run.model = GPTModel(run.model_config, rng=config.seed, init=run.init)
+        run.model = model_class(run.arch)(run.model_config, rng=config.seed, init=run.init)
         # The recipe's settings go to the optimizer (AdamW's own default where a recipe has none, as
         # betas); the Trainer then reads them back from it (one source of truth).
         optimizer = AdamW(run.model.parameters(), **{name: getattr(config, name) for name in ("lr", "betas", "weight_decay")
@@ -524,7 +547,7 @@ def _build_trainer(args, run, world):
         run_info = {
             "model_config": run.model_config.to_dict(), "tokenizer": run.tokenizer_spec, "data": os.path.abspath(run.data_path),
             "batch_size": run.batch_size, "stride": run.stride, "train_ratio": run.train_ratio, "init": run.init,
-            "preset": getattr(args, "preset", None),
+            "preset": getattr(args, "preset", None), "arch": run.arch,
             # A process setting, not a run setting, but the engine's sums split over threads: a
             # resume without --threads uses the same count to repeat the run's arithmetic.
             "threads": get_num_threads(),
