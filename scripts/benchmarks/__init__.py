@@ -22,7 +22,7 @@ def child_python_path(environment: dict) -> str:
     return os.pathsep.join(filter(None, [SCRIPTS_DIR, REPO_ROOT, environment.get("PYTHONPATH")]))
 
 NAMES = ("engine", "model", "tokenizer", "optim", "load", "library_loop", "finetune", "generate", "checkpoint", "lora", "instruct",
-         "distributed", "network")
+         "distributed", "network", "qwen3")
 
 
 def check_torch_python(parser, torch_python: str | None) -> None:
