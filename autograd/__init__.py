@@ -47,6 +47,7 @@ from autograd.torch_api import (
     argmax, bincount, cat, clone, dot, exp, flatten, gather, log, matmul, maximum, mean, minimum,
     multinomial, nonzero, pow, sigmoid, softmax, sqrt, stack, tanh, topk, where,
 )
+from autograd.torch_api import cos, outer, rsqrt, sin  # the book's Llama 3 / Qwen3 code (RoPE, RMSNorm)
 from autograd.torch_api import abs, sum  # noqa: A004,F401 - torch's names; shadow the builtins here only
 from autograd.serialization import load, save
 from autograd import autograd  # torch.autograd.grad(...) under `import autograd as torch`
@@ -103,7 +104,7 @@ __all__ = [
     "short", "int8", "uint8", "device", "cuda", "backends", "inf", "nan", "pi",
     # PyTorch-compatible functions (autograd/torch_api.py); abs, sum, float, int and bool are
     # left out so that `from autograd import *` does not shadow the builtins.
-    "exp", "log", "sqrt", "tanh", "pow", "sigmoid", "softmax", "mean", "argmax", "topk",
+    "exp", "log", "sqrt", "tanh", "pow", "sigmoid", "softmax", "mean", "argmax", "topk", "cos", "sin", "rsqrt", "outer",
     "gather", "dot", "clone", "flatten", "nonzero", "bincount", "multinomial",
 ]
 

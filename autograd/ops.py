@@ -326,6 +326,28 @@ class Sqrt(Function):
         return dout / (2 * self.out)
 
 
+class Cos(Function):
+    """out = cos(a).   da = -dout * sin(a) (RoPE's tables, the book's Llama 3 / Qwen3 code)."""
+
+    def forward(self, a):
+        self.a = a
+        return np.cos(a)
+
+    def backward(self, dout):
+        return -dout * np.sin(self.a)
+
+
+class Sin(Function):
+    """out = sin(a).   da = dout * cos(a)."""
+
+    def forward(self, a):
+        self.a = a
+        return np.sin(a)
+
+    def backward(self, dout):
+        return dout * np.cos(self.a)
+
+
 class Tanh(Function):
     """out = tanh(a).   da = dout * (1 - out^2)."""
 
@@ -693,7 +715,7 @@ class SetItem(Function):
 
 __all__ = [
     "Add", "Sub", "Mul", "Div", "Pow", "PowScalar", "Maximum", "Where", "Neg", "Exp", "Log",
-    "Sqrt", "Tanh", "Abs", "Relu", "Clamp", "Cast", "Sum", "Mean", "Var", "Max", "Matmul",
+    "Sqrt", "Cos", "Sin", "Tanh", "Abs", "Relu", "Clamp", "Cast", "Sum", "Mean", "Var", "Max", "Matmul",
     "Reshape", "Permute", "Expand", "GetItem", "Cat", "MaskedFill", "Gather", "Clone", "SetItem",
     "unbroadcast",
 ]

@@ -35,8 +35,8 @@ from autograd.backward import _initial_gradient, _run_backward
 from autograd.device import CPU, check_device, device
 from autograd.function import is_grad_enabled
 from autograd.ops import (
-    Abs, Add, Clamp, Clone, Div, Exp, Expand, Gather, GetItem, Log, MaskedFill, Matmul, Max,
-    Maximum, Mean, Mul, Neg, Permute, Pow, PowScalar, Relu, Reshape, SetItem, Sqrt, Sub, Sum, Tanh,
+    Abs, Add, Clamp, Clone, Cos, Div, Exp, Expand, Gather, GetItem, Log, MaskedFill, Matmul, Max,
+    Maximum, Mean, Mul, Neg, Permute, Pow, PowScalar, Relu, Reshape, SetItem, Sin, Sqrt, Sub, Sum, Tanh,
     Var, _cast, _normalize_dim, _promote,
 )
 
@@ -593,6 +593,47 @@ class Tensor:
     def relu(self) -> "Tensor":
         """max(self, 0) (`Relu`): da = dout where a > 0, else 0."""
         return Relu.apply(self)
+
+    # ---- the book's Llama 3 / Qwen3 code (ch. 5 bonus): RoPE tables, RMSNorm, GQA ----------
+    def cos(self) -> "Tensor":
+        """Cosine (`Cos`): da = -dout * sin(a)."""
+        return Cos.apply(self)
+
+    def sin(self) -> "Tensor":
+        """Sine (`Sin`): da = dout * cos(a)."""
+        return Sin.apply(self)
+
+    def rsqrt(self) -> "Tensor":
+        """1 / sqrt(self) (torch.Tensor.rsqrt; the book's Qwen3 RMSNorm), from `Sqrt` and a division."""
+        return 1.0 / self.sqrt()
+
+    def pow(self, exponent) -> "Tensor":
+        """self ** exponent (torch.Tensor.pow; `x.pow(2)` in the book's Qwen3 RMSNorm)."""
+        return self ** exponent
+
+    def repeat_interleave(self, repeats: int, dim: int) -> "Tensor":
+        """Repeat each slice along `dim` `repeats` times in a row: [K1, K2] -> [K1, K1, K2, K2]
+        (torch.Tensor.repeat_interleave with an int; the book's GQA expands its kv heads so). The
+        gradient of every copy adds up (`GetItem` with an index array).
+
+        Raises: ValueError for repeats < 1 or an out-of-range dim."""
+        if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
+            raise ValueError(f"repeat_interleave: repeats must be an int >= 1, got {repeats!r}")
+        axis = _normalize_dim(dim, self.ndim)[0]
+        index = np.repeat(np.arange(self.shape[axis]), repeats)  # 0, 0, 1, 1, ... for repeats 2
+        return self[(slice(None),) * axis + (index,)]
+
+    def __and__(self, other) -> "Tensor":
+        """Element-wise logical and of bool tensors (`mask_a & mask_b`), no gradient."""
+        return Tensor._make(np.logical_and(self.data, other.data if isinstance(other, Tensor) else other), False)
+
+    def __or__(self, other) -> "Tensor":
+        """Element-wise logical or of bool tensors (`mask_a | mask_b`), no gradient."""
+        return Tensor._make(np.logical_or(self.data, other.data if isinstance(other, Tensor) else other), False)
+
+    def __invert__(self) -> "Tensor":
+        """Element-wise logical not of a bool tensor (`~mask`), no gradient."""
+        return Tensor._make(np.logical_not(self.data), False)
 
     def sigmoid(self) -> "Tensor":
         """1 / (1 + exp(-x)), elementwise (torch.Tensor.sigmoid; appendix A.3), stable for large

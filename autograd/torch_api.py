@@ -140,6 +140,31 @@ def sqrt(input: Tensor) -> Tensor:  # noqa: A002
     return as_tensor(input).sqrt()
 
 
+def cos(input: Tensor) -> Tensor:  # noqa: A002
+    """Cosine, elementwise (torch.cos; the RoPE tables of the book's Llama 3 / Qwen3)."""
+    return as_tensor(input).cos()
+
+
+def sin(input: Tensor) -> Tensor:  # noqa: A002
+    """Sine, elementwise (torch.sin)."""
+    return as_tensor(input).sin()
+
+
+def rsqrt(input: Tensor) -> Tensor:  # noqa: A002
+    """1 / sqrt(x), elementwise (torch.rsqrt; the book's Qwen3 RMSNorm)."""
+    return as_tensor(input).rsqrt()
+
+
+def outer(input: Tensor, vec2: Tensor) -> Tensor:  # noqa: A002
+    """The outer product of two 1-D tensors, (n,) x (m,) -> (n, m) (torch.outer; RoPE's angles).
+
+    Raises: ValueError for inputs that are not 1-D."""
+    a, b = as_tensor(input), as_tensor(vec2)
+    if a.ndim != 1 or b.ndim != 1:
+        raise ValueError(f"outer: input and vec2 must be 1-D, got shapes {a.shape} and {b.shape}")
+    return a.unsqueeze(1) * b.unsqueeze(0)
+
+
 def tanh(input: Tensor) -> Tensor:  # noqa: A002
     """Hyperbolic tangent, elementwise (torch.tanh)."""
     return as_tensor(input).tanh()
@@ -265,6 +290,7 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False, gene
 
 
 __all__ = [
+    "cos", "sin", "rsqrt", "outer",
     "TopK", "cat", "stack", "where", "maximum", "minimum", "matmul", "exp", "log", "sqrt", "tanh",
     "abs", "pow", "sigmoid", "softmax", "sum", "mean", "argmax", "topk", "gather", "dot", "clone",
     "flatten", "nonzero", "bincount", "multinomial",

@@ -174,3 +174,30 @@ def test_bad_arguments_are_named():
         F.apply_rope(x, np.ones((5, 6)), np.ones((5, 6)))
     with pytest.raises(ValueError, match="positions must be"):
         F.apply_rope(x, cos, sin, offset=np.arange(2))
+
+
+# ------------------------------------------------------------------------------------------------
+# The torch names the book's Llama 3 / Qwen3 code calls
+# ------------------------------------------------------------------------------------------------
+
+
+@FEW
+@given(data=st.data(), shape=shapes(min_dims=1, max_dims=3), repeats=st.integers(1, 3))
+def test_cos_sin_rsqrt_pow_and_repeat_interleave_gradients(data, shape, repeats):
+    x = Tensor(data.draw(arrays(shape, low=0.5, high=3.0)), requires_grad=True)
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+    assert gradcheck(lambda t: autograd.cos(t) * autograd.sin(t) + autograd.rsqrt(t) + t.pow(3), [x])
+    assert gradcheck(lambda t: t.repeat_interleave(repeats, dim=dim), [x])
+    np.testing.assert_array_equal(x.repeat_interleave(repeats, dim=dim).data, np.repeat(x.data, repeats, axis=dim))
+
+
+def test_outer_and_boolean_masks():
+    a, b = autograd.arange(3.0), autograd.tensor([1.0, 10.0])
+    np.testing.assert_array_equal(autograd.outer(a, b).data, np.outer(a.data, b.data))
+    low, high = autograd.tensor([1, 5, 9]) > 2, autograd.tensor([1, 5, 9]) < 8
+    assert (low & high).tolist() == [False, True, False] and (low | high).tolist() == [True, True, True]
+    assert (~low).tolist() == [True, False, False]
+    with pytest.raises(ValueError, match="1-D"):
+        autograd.outer(autograd.ones(2, 2), b)
+    with pytest.raises(ValueError, match="repeats"):
+        a.repeat_interleave(0, dim=0)
