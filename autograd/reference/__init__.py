@@ -20,6 +20,9 @@ Reading order, the book's (chapters 2-5, then appendix A and chapter 7):
     cross_entropy.py   CrossEntropy                   the training loss (ch. 5.1.2)
     sigmoid.py         Sigmoid, LogSigmoid            logistic regression (app. A.3), DPO (ch. 7)
     losses.py          BinaryCrossEntropy, BinaryCrossEntropyWithLogits, MSELoss (app. A, ch. 4.4)
+    rms_norm.py        RMSNorm                        Llama's and Qwen3's norm (ch. 5 bonus)
+    silu.py            Silu                           the SwiGLU feed-forward's activation (ch. 5 bonus)
+    rope.py            Rope                           rotary position embeddings (ch. 5 bonus)
 
 Nothing is imported here: import the module you need (`from autograd.reference.softmax import
 Softmax`), or ask `autograd.kernels.get("Softmax")` for the active set's class.
