@@ -80,8 +80,8 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--preset", default="tiny", help="model preset and training recipe: tiny (default, about a minute), "
                         "gpt2-small (the book's ch. 5 run), book-124M, char (Shakespeare-char), gpt2-medium, ...")
-    parser.add_argument("--arch", choices=("gpt2", "llama3", "qwen3"), default="gpt2",
-                        help="model architecture: gpt2 (GPTModel, the book's), llama3 or qwen3 (Llama3Model / Qwen3Model, the "
+    parser.add_argument("--arch", choices=("gpt2", "llama3", "qwen3"), default=None,
+                        help="model architecture: gpt2 (the default: GPTModel, the book's), llama3 or qwen3 (Llama3Model / Qwen3Model, the "
                         "book's chapter-5 bonus; presets llama3-tiny, llama3-char, qwen3-tiny, qwen3-char, or tiny / char)")
     parser.add_argument("--data", default=None, help="training text (UTF-8) or a prepared .bin token file (default: the preset's, the-verdict.txt for most); "
                         "the bundled the-verdict.txt and tinyshakespeare.txt can be named without a path")
@@ -409,7 +409,7 @@ def _new_run(args):
     from minigpt.checkpoint import CHECKPOINT_NAME
     from minigpt.model import PRESETS
 
-    arch, preset = getattr(args, "arch", "gpt2"), args.preset
+    arch, preset = getattr(args, "arch", None) or "gpt2", args.preset
     if arch != "gpt2":
         preset = _llama_qwen_preset(arch, preset)
     elif args.preset not in PRESETS:
