@@ -51,17 +51,35 @@ def test_a_batch_of_prompts_of_different_lengths_equals_generating_each_alone():
     prompts = [TOKENIZER.encode(text) for text in ("Every effort moves you", "Hi", "The quick brown fox jumps over the dog")]
     engine = BatchEngine(model, TOKENIZER, eos_id=None)
     requests = [collect(prompt, 12, temperature=0.0) for prompt in prompts]
-    engine.generate_batch([engine_row(engine, request) for request, _ in requests])
+    engine.run_together([request for request, _ in requests])
     for prompt, (_, events) in zip(prompts, requests):
         alone = generate(model, np.array([prompt]), 12, 64, temperature=0.0)[0, len(prompt):]
         assert text_of(events) == TOKENIZER.decode(alone.tolist())
         assert events[-1] == ("done", "length", 12)
 
 
-def engine_row(engine, request):
-    from minigpt.serve.engine import _Row
-
-    return _Row(request, engine.tokenizer, engine.eos_id)
+def test_requests_that_join_and_leave_between_steps_get_what_they_get_alone():
+    model = tiny_model(seed=6)
+    engine = BatchEngine(model, TOKENIZER, eos_id=None)
+    texts = ["Hi there", "It was a bright cold day in April, and the clocks were striking thirteen", "Yes",
+             "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen"]
+    prompts = [TOKENIZER.encode(text) for text in texts]
+    wanted = [6, 40, 30, 200]  # the second joins with a longer prompt (the others move right), the last fills the context
+    requests = [collect(prompt, count, temperature=0.0) for prompt, count in zip(prompts, wanted)]
+    engine.admit([requests[0][0]])
+    for joining, steps in ((1, 3), (2, 2), (3, 1)):
+        for _ in range(steps):
+            engine.step()
+        engine.admit([requests[joining][0]])
+    assert len(engine.rows) == 3  # the first one finished after its 6 tokens and left
+    while engine.rows:
+        engine.step()
+    assert engine.largest_batch == 3
+    for prompt, count, (_, events) in zip(prompts, wanted, requests):
+        made = min(count, 64 - len(prompt) + 1)  # the context's end (64) ends a row that fills it
+        assert events[-1] == ("done", "length", made)
+        alone = generate(model, np.array([prompt]), made, 64, temperature=0.0)[0, len(prompt):]
+        assert text_of(events) == TOKENIZER.decode(alone.tolist())
 
 
 def test_each_row_keeps_its_own_sampling_settings_seed_and_stop():
@@ -69,17 +87,17 @@ def test_each_row_keeps_its_own_sampling_settings_seed_and_stop():
     engine = BatchEngine(model, TOKENIZER, eos_id=None)
     prompt = TOKENIZER.encode("Every effort moves you")
     sampled_alone, events_alone = collect(prompt, 10, temperature=1.5, top_k=40, seed=7)
-    engine.generate_batch([engine_row(engine, sampled_alone)])
+    engine.run_together([sampled_alone])
     sampled, events = collect(prompt, 10, temperature=1.5, top_k=40, seed=7)
     greedy, greedy_events = collect(TOKENIZER.encode("Hello there"), 5, temperature=0.0)
-    engine.generate_batch([engine_row(engine, greedy), engine_row(engine, sampled)])
+    engine.run_together([greedy, sampled])
     assert text_of(events) == text_of(events_alone)  # the same seed draws the same tokens beside another row
     assert greedy_events[-1] == ("done", "length", 5)  # its own max_tokens, not the batch's
     # A stop string cuts the text before it and ends the row.
     whole = text_of(events)
     stop = whole[len(whole) // 2:len(whole) // 2 + 2]
     cut, cut_events = collect(prompt, 10, temperature=1.5, top_k=40, seed=7, stop=[stop])
-    engine.generate_batch([engine_row(engine, cut)])
+    engine.run_together([cut])
     assert text_of(cut_events) == whole[:whole.find(stop)] and cut_events[-1][1] == "stop"
 
 
@@ -87,11 +105,11 @@ def test_the_end_of_text_token_ends_a_row_and_the_context_end_ends_the_batch():
     eos = TOKENIZER.eot_token
     engine = BatchEngine(always_says(eos), TOKENIZER, eos_id=eos)
     request, events = collect(TOKENIZER.encode("Hi"), 20, temperature=0.0)
-    engine.generate_batch([engine_row(engine, request)])
+    engine.run_together([request])
     assert events == [("done", "stop", 0)]
     engine = BatchEngine(always_says(TOKENIZER.encode(" a")[0]), TOKENIZER, eos_id=eos)
     request, events = collect(TOKENIZER.encode("one two three"), 500, temperature=0.0)
-    engine.generate_batch([engine_row(engine, request)])
+    engine.run_together([request])
     assert events[-1] == ("done", "length", 64 - 3 + 1)  # context 64: the last token is predicted, never fed
 
 
@@ -198,7 +216,7 @@ def test_requests_sent_together_share_a_batch_and_get_their_own_answers(base_ser
     prompts = ["Every effort moves you", "Hi", "The sun", "A long time ago in a land", "Yes", "One two three"]
     alone = {prompt: post(url, "/v1/completions", {"model": "tiny", "prompt": prompt, "max_tokens": 6, "temperature": 0}).json()
              for prompt in prompts}
-    before = app.state.engine.batches
+    before = app.state.engine.admissions
     results, barrier = {}, threading.Barrier(len(prompts))
 
     def ask(prompt):
@@ -210,7 +228,7 @@ def test_requests_sent_together_share_a_batch_and_get_their_own_answers(base_ser
         thread.start()
     for thread in threads:
         thread.join()
-    assert app.state.engine.largest_batch > 1 and app.state.engine.batches - before < len(prompts)
+    assert app.state.engine.largest_batch > 1 and app.state.engine.admissions - before < len(prompts)
     for prompt in prompts:
         assert results[prompt]["choices"][0]["text"] == alone[prompt]["choices"][0]["text"]
 

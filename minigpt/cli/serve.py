@@ -106,6 +106,6 @@ def run(args) -> int:
         fail(COMMAND, f"could not listen on {args.host}:{args.port} (is the port in use? try another --port)")
     except KeyboardInterrupt:  # uvicorn finished the responses in flight, then passed the signal on
         print(f"minigpt {COMMAND}: stopped; {app.state.engine.generated_tokens:,} tokens generated in "
-              f"{app.state.engine.batches:,} batches", file=sys.stderr)
+              f"{app.state.engine.steps:,} batched steps", file=sys.stderr)
         return exit_status()
     return 0

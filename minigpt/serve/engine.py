@@ -1,17 +1,20 @@
-"""The batching engine: requests that arrive together are generated as one batch with the KV cache.
+"""The batching engine: requests are generated together, as one batch over the KV cache.
 
-One worker thread owns the model. It waits for a request, then `batch_window` seconds more for
-others, takes up to `max_batch_size` of them, and generates them as one batch:
+One worker thread owns the model and runs one batch, step after step:
 
-    prompts of different lengths -> right-aligned, left-padded ids (B, T_max)
-    -> reset_kv_cache(capacity, left_padding): padding slots hidden, positions counted per row
-    -> one forward pass over the prompts, then one (B, 1) step per token for every row at once
+    waiting requests -> right-aligned, left-padded prompts, prefilled into the cache beside the
+    rows already running (minigpt/serve/kv_rows.py: padding hidden, positions counted per row)
+    -> one (B, 1) step per token for every row at once -> finished rows leave the cache
+
+Requests join between steps: a request that arrives while others are being generated is
+prefilled and generates from the next step on (up to `max_batch_size` rows; the rest wait for
+rows to finish). The first request after an idle time waits `batch_window` seconds for others
+sent with it, so that they are prefilled together.
 
 Every row has its own sampling settings and generator (`seed`), its own stop conditions (the
 end-of-text token, `stop` strings, `max_tokens`, the context's end) and its own consumer: each
-new piece of text is handed to `request.emit` as it is made. A row that is finished (or whose
-client went away: `request.cancel()`) sends nothing more; when every row is finished the batch
-ends. Requests join at batch boundaries: what arrives while a batch runs waits for the next one.
+new piece of text is handed to `request.emit` as it is made. A row that is finished, or whose
+client went away (`request.cancel()`), leaves the batch at the next step.
 
 A row whose logits are not finite (NaN weights, say) ends with an error event; the other rows
 and the server go on. Any other failure of a batch ends its requests with an error event, and
@@ -19,9 +22,8 @@ the worker takes the next batch.
 
 Shape letters: B rows of the batch, T tokens, V vocabulary.
 
-References: the book's ch. 4 bonus KV cache (`gpt_with_kv_cache_optimized.py`, batched with
-left padding); Yu et al. 2022, "Orca" (iteration-level scheduling, which this engine does not do:
-requests join between batches, not between steps).
+References: the book's ch. 4 bonus KV cache (ch04/03_kv-cache); Yu et al. 2022, "Orca: A
+Distributed Serving System for Transformer-Based Generative Models" (iteration-level scheduling).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import numpy as np
 
 from autograd import no_grad
 from minigpt.generate import next_token_ids
+from minigpt.serve.kv_rows import cache_capacity, rebuild
 
 
 @dataclass
@@ -123,6 +126,11 @@ class _Row:
         self._send(len(self.text))
         self.request.emit(("done", reason, self.tokens))
 
+    @property
+    def remaining(self) -> int:
+        """Tokens this row may still make."""
+        return self.request.max_tokens - self.tokens
+
     def fail(self, message: str) -> None:
         if not self.done:
             self.done = True
@@ -130,17 +138,18 @@ class _Row:
 
 
 class BatchEngine:
-    """A worker thread that generates queued requests in batches over one model's KV cache.
+    """A worker thread that generates requests together, joining and leaving one KV-cache batch.
 
     Args:
         model: a GPTModel (with `reset_kv_cache` and `forward(ids, use_cache=True, last_only=True)`).
         tokenizer: its tokenizer (`decode_bytes` or `decode`).
         eos_id: the end-of-text id, or None.
-        max_batch_size: rows per batch at most (>= 1).
-        batch_window: seconds to wait, after the first request, for others to join its batch.
+        max_batch_size: rows generated together at most (>= 1).
+        batch_window: seconds that the first request after an idle time waits for others.
 
     Attributes:
-        batches: how many batches ran. largest_batch: the most rows a batch had.
+        admissions: how many times requests were prefilled into the batch (a group at a time).
+        largest_batch: the most rows generated together. steps: batched decoding steps.
         generated_tokens: new tokens made in all.
 
     Raises:
@@ -159,7 +168,9 @@ class BatchEngine:
         self.wakeup = threading.Condition()
         self.running = False
         self.thread: threading.Thread | None = None
-        self.batches = self.largest_batch = self.generated_tokens = 0
+        self.rows: list = []  # the batch: running rows, in the cache's row order
+        self.logits = None  # (B, V): each row's next-token logits
+        self.admissions = self.largest_batch = self.steps = self.generated_tokens = 0
 
     def start(self) -> None:
         """Start the worker thread (once)."""
@@ -169,7 +180,7 @@ class BatchEngine:
             self.thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Let the batch in progress finish (up to `timeout` seconds), then end the worker.
+        """Take no more requests; let the rows in progress finish (up to `timeout` seconds).
 
         Requests still waiting get an error event.
         """
@@ -193,59 +204,101 @@ class BatchEngine:
             self.pending.append(request)
             self.wakeup.notify_all()
 
-    def _take_batch(self) -> list:
+    def _take(self, room: int) -> list:
         with self.wakeup:
-            while self.running and not self.pending:
-                self.wakeup.wait()
-            if not self.running:
-                return []
-        time.sleep(self.batch_window)  # let requests sent together arrive
-        with self.wakeup:
-            batch = []
-            while self.pending and len(batch) < self.max_batch_size:
+            taken = []
+            while self.pending and len(taken) < room:
                 request = self.pending.popleft()
                 if not request.cancelled:
-                    batch.append(request)
-            return batch
+                    taken.append(request)
+            return taken
 
     def _work(self) -> None:
-        while self.running:
-            requests = self._take_batch()
-            if not requests:
-                continue
-            rows = [_Row(request, self.tokenizer, self.eos_id) for request in requests]
-            self.batches += 1
-            self.largest_batch = max(self.largest_batch, len(rows))
+        while True:
+            with self.wakeup:
+                while self.running and not self.rows and not self.pending:
+                    self.wakeup.wait()
+                if not self.running and not self.rows:
+                    return
+                joining = self.running and bool(self.pending) and len(self.rows) < self.max_batch_size
+            if joining and not self.rows:
+                time.sleep(self.batch_window)  # let requests sent together arrive
             try:
-                self.generate_batch(rows)
-            except Exception as error:  # noqa: BLE001 (any failure ends this batch's requests, not the server)
-                for row in rows:
+                if joining:
+                    self.admit(self._take(self.max_batch_size - len(self.rows)))
+                self.step()
+            except Exception as error:  # noqa: BLE001 (any failure ends the batch's requests, not the server)
+                for row in self.rows:
                     row.fail(f"generation failed: {type(error).__name__}: {error}")
+                self.rows, self.logits = [], None
 
-    def generate_batch(self, rows: list) -> None:
-        """Generate every row of a batch to its end (see the module docstring)."""
-        prompts = [np.asarray(row.request.prompt_ids, np.int64) for row in rows]
-        lengths = np.array([len(prompt) for prompt in prompts])
-        longest = int(lengths.max())
-        ids = np.zeros((len(rows), longest), np.int64)  # (B, T): padding id 0, hidden by the mask
+    def admit(self, requests: list) -> None:
+        """Prefill new requests into the batch, beside the rows already running."""
+        if not requests:
+            return
+        new_rows = [_Row(request, self.tokenizer, self.eos_id) for request in requests]
+        prompts = [np.asarray(row.request.prompt_ids, np.int64) for row in new_rows]
+        longest = max(len(prompt) for prompt in prompts)
+        ids = np.zeros((len(prompts), longest), np.int64)  # (N, T): padding id 0, hidden by the mask
         for b, prompt in enumerate(prompts):
             ids[b, longest - len(prompt):] = prompt  # right-aligned: new tokens share columns
-        most_new = max(row.request.max_tokens for row in rows)
-        # The last token is never fed back, so the cache holds the prompt and most_new - 1 more.
-        capacity = min(self.context_length, longest + most_new - 1)
+        padding = np.array([longest - len(prompt) for prompt in prompts])
+        slots = max(longest, self.model.current_pos if self.rows else 0)
         with no_grad():
-            self.model.reset_kv_cache(max(capacity, longest), longest - lengths)
-            logits = self.model(ids, use_cache=True, last_only=True).data[:, -1, :]  # (B, T) -> (B, V)
-            while True:
-                self._choose(rows, logits)
-                if all(row.done for row in rows):
-                    return
-                if self.model.current_pos >= capacity:  # the context is full: no row can go on
-                    for row in rows:
-                        row.finish("length")
-                    return
-                step = np.array([[row.last_token] for row in rows], np.int64)  # (B, 1)
-                logits = self.model(step, use_cache=True, last_only=True).data[:, -1, :]  # (B, 1) -> (B, V)
+            logits = rebuild(self.model, np.arange(len(self.rows)), ids, padding, self._capacity(self.rows + new_rows, slots))
+        self.logits = logits if not self.rows else np.concatenate([self.logits, logits])
+        self.rows = self.rows + new_rows
+        self.admissions += 1
+        self.largest_batch = max(self.largest_batch, len(self.rows))
+
+    def _capacity(self, rows: list, slots: int) -> int:
+        # Each token a row may still make needs at most one slot (its last one none).
+        return min(self.context_length, slots + max(row.remaining for row in rows))
+
+    def step(self) -> None:
+        """Choose every row's next token; drop finished rows; feed the new tokens (one (B, 1) pass)."""
+        if not self.rows:
+            return
+        self._choose(self.rows, self.logits)
+        with no_grad():
+            self._drop_finished()
+            if self.rows and self.model.current_pos >= cache_capacity(self.model):
+                self._make_room()
+            if not self.rows:
+                return
+            ids = np.array([[row.last_token] for row in self.rows], np.int64)  # (B, 1)
+            self.logits = self.model(ids, use_cache=True, last_only=True).data[:, -1, :]  # (B, 1) -> (B, V)
+        self.steps += 1
+
+    def _drop_finished(self) -> None:
+        alive = [b for b, row in enumerate(self.rows) if not row.done]
+        if len(alive) == len(self.rows):
+            return
+        self.rows = [self.rows[b] for b in alive]
+        if not self.rows:
+            self.model.reset_kv_cache(1)
+            self.logits = None
+            return
+        slots = self.model.current_pos
+        rebuild(self.model, np.array(alive), None, None, self._capacity(self.rows, slots))  # also frees unused front slots
+        self.logits = self.logits[alive]
+
+    def _make_room(self) -> None:
+        """The cache is full: grow it, or at the context's end finish the rows that fill the whole context."""
+        padding = self.model.left_padding if self.model.left_padding is not None else np.zeros(len(self.rows), np.int64)
+        if self.model.current_pos >= self.context_length:
+            for row, pad in zip(self.rows, padding):
+                if pad == 0:  # its prompt and answer fill the context: nothing more can follow
+                    row.finish("length")
+            self._drop_finished()
+        if self.rows:
+            rebuild(self.model, np.arange(len(self.rows)), None, None, self._capacity(self.rows, self.model.current_pos + 1))
+
+    def run_together(self, requests: list) -> None:
+        """Generate `requests` to their ends in this thread, as one batch (for tests and scripts)."""
+        self.admit(list(requests))
+        while self.rows:
+            self.step()
 
     def _choose(self, rows: list, logits: np.ndarray) -> None:
         """Each running row's next token from its logits (B, V), with its own settings."""
