@@ -147,3 +147,6 @@ def test_a_classifier_gets_a_text_box_with_label_and_probabilities(browser, tmp_
         assert [bar.find_element("css selector", ".name").text for bar in bars] == ["ham", "spam"]
         percents = [float(bar.find_element("css selector", ".value").text.rstrip(" %")) for bar in bars]
         assert abs(sum(percents) - 100) < 0.2 and max(percents) == percents[["ham", "spam"].index(label.text)]
+        for bar, percent in zip(bars, percents):  # each bar drawn as long as its probability
+            track, fill = (bar.find_element("css selector", part).rect["width"] for part in (".track", ".fill"))
+            assert abs(fill - track * percent / 100) < 2
