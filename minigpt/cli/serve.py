@@ -105,7 +105,13 @@ def run(args) -> int:
     except SystemExit:  # uvicorn could not start (it logged why, e.g. the address is in use)
         fail(COMMAND, f"could not listen on {args.host}:{args.port} (is the port in use? try another --port)")
     except KeyboardInterrupt:  # uvicorn finished the responses in flight, then passed the signal on
-        print(f"minigpt {COMMAND}: stopped; {app.state.engine.generated_tokens:,} tokens generated in "
-              f"{app.state.engine.steps:,} batched steps", file=sys.stderr)
+        _report_stop(app)
         return exit_status()
+    _report_stop(app)  # stopped by a signal this process ignores otherwise (SIGINT in a background job)
     return 0
+
+
+def _report_stop(app) -> None:
+    engine = app.state.engine
+    print(f"minigpt {COMMAND}: stopped; {engine.generated_tokens:,} tokens generated in {engine.steps:,} batched steps",
+          file=sys.stderr)
