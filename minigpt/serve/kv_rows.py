@@ -51,50 +51,60 @@ def rebuild(model, keep: np.ndarray, new_ids: np.ndarray | None, new_padding: np
 
     Returns:
         The new rows' next-token logits, float (N, V), or None without new rows. Afterwards the
-        cache holds K + N rows (the kept ones first) over max(kept slots, T) slots.
+        cache holds K + N rows (the kept ones first) over S = max(kept rows' slots, T) slots.
     """
     layers = _layers(model)
-    old_slots = model.current_pos if cached_rows(model) else 0
-    old_padding = model.left_padding if model.left_padding is not None else np.zeros(cached_rows(model), np.int64)
-    old_k = [layer.cache_k for layer in layers] if old_slots else None
-    old_v = [layer.cache_v for layer in layers] if old_slots else None
+    old_rows = cached_rows(model)
+    old_slots = model.current_pos if old_rows else 0
+    old_padding = model.left_padding if model.left_padding is not None else np.zeros(old_rows, np.int64)
+    old_caches = [(layer.cache_k, layer.cache_v) for layer in layers]
     keep = np.asarray(keep, np.int64)
-    kept_padding = old_padding[keep] if old_slots else np.zeros(0, np.int64)
-    trim = int(kept_padding.min()) if keep.size else old_slots  # slots in front that no kept row uses
-    kept_slots = old_slots - trim
-    new_logits = None
-    slots = kept_slots
+    trim = int(old_padding[keep].min()) if keep.size else old_slots  # front slots no kept row uses
+    slots = old_slots - trim
+    padding = old_padding[keep] - trim
+    new_logits = new_caches = None
     if new_ids is not None:
-        slots = max(kept_slots, new_ids.shape[1])
-        front = slots - new_ids.shape[1]  # more padding in front of new prompts shorter than the kept rows
-        model.reset_kv_cache(slots, np.asarray(new_padding, np.int64) + front)
-        ids = np.concatenate([np.zeros((new_ids.shape[0], front), np.int64), new_ids], axis=1)  # (N, slots)
-        new_logits = model(ids, use_cache=True, last_only=True).data[:, -1, :]  # (N, slots) -> (N, V)
-        new_k = [layer.cache_k for layer in layers]
-        new_v = [layer.cache_v for layer in layers]
-        new_padding = model.left_padding if model.left_padding is not None else np.zeros(len(new_ids), np.int64)
+        slots = max(slots, new_ids.shape[1])
+        new_logits, new_caches, new_padding = _prefill(model, new_ids, new_padding, slots)
+    shift = slots - (old_slots - trim)  # kept rows move right when a new prompt is longer than they are
+    padding = np.concatenate([padding + shift] + ([new_padding] if new_ids is not None else [])).astype(np.int64)
     capacity = max(min(capacity, model.cfg.context_length), slots)
-    shift = slots - kept_slots  # kept rows move right when a new prompt is longer than they are
-    padding = [kept_padding - trim + shift]
     for number, layer in enumerate(layers):
-        stacks = []
-        for cache_old, cache_new in ((old_k, new_k if new_ids is not None else None), (old_v, new_v if new_ids is not None else None)):
-            reference = cache_new[number] if cache_new is not None else cache_old[number]
-            rows = keep.size + (0 if new_ids is None else len(new_ids))
-            cache = np.zeros((rows, reference.shape[1], capacity, reference.shape[3]), reference.dtype)  # (B, H, S, D)
-            if keep.size:
-                cache[:keep.size, :, shift:slots] = cache_old[number][keep, :, trim:old_slots]
-            if new_ids is not None:
-                cache[keep.size:, :, :slots] = cache_new[number][:, :, :slots]
-            stacks.append(cache)
-        layer.cache_k, layer.cache_v = stacks
+        merged = []
+        for which in (0, 1):  # keys, then values: (B, H, S, D) each
+            kept = old_caches[number][which][keep, :, trim:old_slots] if keep.size else None
+            new = new_caches[number][which][:, :, :slots] if new_caches is not None else None
+            merged.append(_stack(kept, shift, new, capacity))
+        layer.cache_k, layer.cache_v = merged
         layer.ptr_current_pos, layer.max_seq_len = slots, capacity
-    if new_ids is not None:
-        padding.append(new_padding)
-    padding = np.concatenate(padding).astype(np.int64)
     model.current_pos = slots
     model.left_padding = padding if padding.any() else None
     return new_logits
+
+
+def _prefill(model, new_ids: np.ndarray, new_padding, slots: int):
+    """Run new prompts, padded in front to `slots` columns, into a fresh cache: (logits (N, V),
+    [(keys, values) per layer], padding (N,))."""
+    front = slots - new_ids.shape[1]  # more padding in front of prompts shorter than the kept rows
+    padding = np.asarray(new_padding, np.int64) + front
+    model.reset_kv_cache(slots, padding)
+    ids = np.concatenate([np.zeros((new_ids.shape[0], front), np.int64), new_ids], axis=1)  # (N, T) -> (N, slots)
+    logits = model(ids, use_cache=True, last_only=True).data[:, -1, :]  # (N, slots) -> (N, V)
+    return logits, [(layer.cache_k, layer.cache_v) for layer in _layers(model)], padding
+
+
+def _stack(kept: np.ndarray | None, shift: int, new: np.ndarray | None, capacity: int) -> np.ndarray:
+    """Kept rows (K, H, S_k, D) placed at slots [shift, shift + S_k), over new rows (N, H, S, D),
+    in an array of `capacity` slots. Unused slots are zeros, not garbage: a hidden slot gets
+    attention weight 0, and 0 * NaN would still be NaN."""
+    reference = kept if kept is not None else new
+    rows = (0 if kept is None else len(kept)) + (0 if new is None else len(new))
+    cache = np.zeros((rows, reference.shape[1], capacity, reference.shape[3]), reference.dtype)  # (B, H, S, D)
+    if kept is not None:
+        cache[:len(kept), :, shift:shift + kept.shape[2]] = kept
+    if new is not None:
+        cache[rows - len(new):, :, :new.shape[2]] = new
+    return cache
 
 
 def cache_capacity(model) -> int:

@@ -187,18 +187,14 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
 
 
-def completion_object(chat: bool, response_id: str, model: str, text: str, finish_reason: str, token_usage: dict,
-                      note: str | None = None) -> dict:
+def completion_object(chat: bool, response_id: str, model: str, text: str, finish_reason: str, token_usage: dict) -> dict:
     """A whole (not streamed) "chat.completion" or "text_completion" object."""
     if chat:
         choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": finish_reason}
     else:
         choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
-    body = {"id": response_id, "object": "chat.completion" if chat else "text_completion", "created": int(time.time()),
+    return {"id": response_id, "object": "chat.completion" if chat else "text_completion", "created": int(time.time()),
             "model": model, "choices": [choice], "usage": token_usage}
-    if note:
-        body["note"] = note
-    return body
 
 
 def chunk_object(chat: bool, response_id: str, model: str, text: str | None, finish_reason: str | None,
