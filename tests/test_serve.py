@@ -113,6 +113,42 @@ def test_the_end_of_text_token_ends_a_row_and_the_context_end_ends_the_batch():
     assert events[-1] == ("done", "length", 64 - 3 + 1)  # context 64: the last token is predicted, never fed
 
 
+class FailsOnce:
+    """A model whose first prefill of more than one row raises, as an unexpected bug would."""
+
+    def __init__(self, model):
+        self._model, self.failed = model, False
+
+    def __call__(self, ids, **options):
+        if ids.shape[0] > 1 and ids.shape[1] > 1 and not self.failed:
+            self.failed = True
+            raise RuntimeError("boom")
+        return self._model(ids, **options)
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+def test_a_failing_batch_ends_its_requests_with_errors_and_the_engine_goes_on():
+    engine = BatchEngine(FailsOnce(tiny_model(seed=7)), TOKENIZER, batch_window=0.05)
+    engine.start()
+    try:
+        requests = [collect(TOKENIZER.encode(text), 5, temperature=0.0) for text in ("Hello", "Good morning")]
+        for request, _ in requests:
+            engine.submit(request)
+        wait = time.monotonic() + 10
+        while not all(events for _, events in requests) and time.monotonic() < wait:
+            time.sleep(0.01)
+        assert [events for _, events in requests] == [[("error", "generation failed: RuntimeError: boom")]] * 2
+        later, events = collect(TOKENIZER.encode("Hello"), 3, temperature=0.0)
+        engine.submit(later)
+        while not (events and events[-1][0] == "done") and time.monotonic() < wait:
+            time.sleep(0.01)
+        assert events[-1] == ("done", "length", 3)
+    finally:
+        engine.stop()
+
+
 # --------------------------------------------------------------------------------------------
 # The HTTP API on a tiny base model
 # --------------------------------------------------------------------------------------------

@@ -244,8 +244,13 @@ class BatchEngine:
             ids[b, longest - len(prompt):] = prompt  # right-aligned: new tokens share columns
         padding = np.array([longest - len(prompt) for prompt in prompts])
         slots = max(longest, self.model.current_pos if self.rows else 0)
-        with no_grad():
-            logits = rebuild(self.model, np.arange(len(self.rows)), ids, padding, self._capacity(self.rows + new_rows, slots))
+        try:
+            with no_grad():
+                logits = rebuild(self.model, np.arange(len(self.rows)), ids, padding, self._capacity(self.rows + new_rows, slots))
+        except Exception as error:  # noqa: BLE001 (the caller fails the running rows; these are not in the batch yet)
+            for row in new_rows:
+                row.fail(f"generation failed: {type(error).__name__}: {error}")
+            raise
         self.logits = logits if not self.rows else np.concatenate([self.logits, logits])
         self.rows = self.rows + new_rows
         self.admissions += 1
