@@ -343,6 +343,26 @@ def test_a_classifier_labels_texts_and_generates_none(tmp_path):
         assert post(url, "/v1/classify", {"model": "spam", "input": ""}).status_code == 400
 
 
+def test_a_hugging_face_folder_and_gpt2_by_name(tmp_path, monkeypatch):
+    from support.fake_hub import FakeHub
+
+    folder = ROOT / "tests" / "fixtures" / "gpt2-tiny"  # 2 layers, a vocabulary of 512 ids, 32 positions
+    served_folder = load_served_model(model=str(folder))
+    assert (served_folder.kind, served_folder.name, served_folder.context_length) == ("base", "gpt2-tiny", 32)
+    with running(create_app(served_folder, max_tokens=5)) as url:
+        small_ids = TOKENIZER.decode([40, 300, 257])  # ids inside the 512
+        answer = post(url, "/v1/completions", {"model": "gpt2-tiny", "prompt": small_ids, "temperature": 0}).json()
+        assert answer["usage"]["prompt_tokens"] == 3 and answer["usage"]["completion_tokens"] == 5
+        outside = post(url, "/v1/completions", {"model": "gpt2-tiny", "prompt": " hello"})
+        assert outside.status_code == 400 and "outside this model's vocabulary of 512 ids" in outside.json()["error"]["message"]
+    files = {"openai-community/gpt2": {name: (folder / name).read_bytes() for name in ("config.json", "model.safetensors")}}
+    with FakeHub(files) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("MINIGPT_HOME", str(tmp_path / "cache"))
+        by_name = load_served_model(model="gpt2-small")
+    assert (by_name.kind, by_name.name, by_name.model.cfg.vocab_size) == ("base", "gpt2-small", 512)
+
+
 # --------------------------------------------------------------------------------------------
 # Clients people use: the openai package, and minigpt evaluate's judge
 # --------------------------------------------------------------------------------------------

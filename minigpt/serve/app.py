@@ -159,7 +159,10 @@ class _Server:
             ids = (tokenizer.encode_ordinary if hasattr(tokenizer, "encode_ordinary") else tokenizer.encode)(text)
         except (KeyError, ValueError) as error:  # a character outside a char tokenizer's alphabet
             raise ApiError(400, f"the prompt cannot be tokenised: {error}", "prompt") from None
-        context = self.served.context_length
+        context, vocab_size = self.served.context_length, self.served.model.cfg.vocab_size
+        if ids and max(ids) >= vocab_size:  # a checkpoint with a smaller vocabulary than its tokenizer's
+            raise ApiError(400, f"the prompt holds token id {max(ids)}, outside this model's vocabulary of {vocab_size} ids",
+                           "prompt", "token_outside_vocabulary")
         if not ids:
             raise ApiError(400, "the prompt is empty: give at least one character", "prompt")
         if len(ids) >= context:
