@@ -82,6 +82,20 @@ def test_requests_that_join_and_leave_between_steps_get_what_they_get_alone():
         assert text_of(events) == TOKENIZER.decode(alone.tolist())
 
 
+def test_next_token_ids_is_one_step_of_generate():
+    from minigpt.generate import next_token_ids
+
+    logits = np.array([[0.0, 3.0, 1.0], [2.0, 0.0, 2.0]], np.float32)
+    assert next_token_ids(logits).tolist() == [1, 0]  # greedy: argmax, the lowest id of a tie
+    assert next_token_ids(logits, 1.0, top_k=1, rng=np.random.default_rng(0)).tolist() == [1, 0]
+    with pytest.raises(ValueError, match="rng"):
+        next_token_ids(logits, temperature=1.0)
+    with pytest.raises(ValueError, match="shape"):
+        next_token_ids(logits[0])
+    with pytest.raises(FloatingPointError, match="not finite"):
+        next_token_ids(np.array([[np.nan, 1.0, 0.0]]))
+
+
 def test_each_row_keeps_its_own_sampling_settings_seed_and_stop():
     model = tiny_model(seed=2)
     engine = BatchEngine(model, TOKENIZER, eos_id=None)
