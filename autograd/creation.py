@@ -28,6 +28,7 @@ import types
 
 import numpy as np
 
+from autograd.bf16 import bfloat16, is_bfloat16  # noqa: F401 - torch.bfloat16, exported here too
 from autograd.device import check_device, device  # noqa: F401 - device is torch.device, exported here too
 from autograd.random import resolve_generator
 from autograd.tensor import Tensor
@@ -53,6 +54,8 @@ def _dtype(dtype, default, function: str) -> np.dtype:
     """`dtype` as an np.dtype (None gives `default`), refusing non-numeric dtypes."""
     if dtype is None:
         return np.dtype(default)
+    if is_bfloat16(dtype):
+        return np.dtype(np.float32)  # bfloat16 values live in float32 arrays (autograd/bf16.py)
     try:
         resolved = np.dtype(dtype)
     except TypeError:
@@ -292,7 +295,7 @@ def from_numpy(array: np.ndarray) -> Tensor:
 
 
 __all__ = [
-    "float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8", "long", "double",
+    "float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "long", "double",
     "half", "short", "device", "check_device", "cuda", "backends", "empty", "zeros", "ones",
     "full", "zeros_like", "ones_like", "full_like", "rand", "randn", "rand_like", "randn_like",
     "randint", "arange", "linspace", "tril", "triu", "from_numpy",
