@@ -42,7 +42,7 @@ import regex
 from minigpt.tokenizer import GPT2_SPLIT_PATTERN, bytes_to_unicode
 from minigpt.tokenizer_base import Tokenizer, check_text, merge_by_rank
 
-__all__ = ["HFTokenizer", "load_tokenizer_json"]
+__all__ = ["HFTokenizer", "HFEncoding", "load_tokenizer_json"]
 
 # The pattern `ByteLevel(use_regex=true)` splits with (GPT-2's, as the tokenizers library writes it).
 _BYTE_LEVEL_PATTERN = GPT2_SPLIT_PATTERN
@@ -137,13 +137,37 @@ def load_tokenizer_json(path) -> dict:
     }
 
 
+class HFEncoding:
+    """What ``HFTokenizer.encode`` returns, as ``tokenizers.Encoding``: ``ids`` and ``tokens``.
+
+    Attributes:
+        ids: list of int token ids.
+    """
+
+    def __init__(self, ids: list[int], tokenizer: "HFTokenizer"):
+        self.ids = ids
+        self._tokenizer = tokenizer
+
+    @property
+    def tokens(self) -> list[str]:
+        """Each id's token string (byte-level characters: ``"Ġworld"``; added tokens as text)."""
+        return [self._tokenizer.id_to_token(token_id) for token_id in self.ids]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return f"HFEncoding(num_tokens={len(self.ids)}, ids={self.ids[:8]}{'...' if len(self.ids) > 8 else ''})"
+
+
 class HFTokenizer(Tokenizer):
     """A byte-level BPE tokenizer read from a Hugging Face ``tokenizer.json`` (the module's steps).
 
-    Build it with ``HFTokenizer.from_file(path)``. ``encode`` gives the ids of the ``tokenizers``
-    library's ``Tokenizer.from_file(path).encode(text).ids`` (for files whose post-processor adds
-    no tokens, as Qwen's and Llama 3's ``ByteLevel``); ``decode(ids, skip_special_tokens=False)``
-    its ``decode``. ``decode_bytes``, ``n_vocab`` and friends come from
+    Build it with ``HFTokenizer.from_file(path)``; it has the ``tokenizers`` library's
+    ``Tokenizer`` API, so the book's notebooks run with ``from minigpt.hf_tokenizer import
+    HFTokenizer as Tokenizer``. ``encode(text).ids`` equals the library's (for files whose
+    post-processor adds no tokens, as Qwen's and Llama 3's ``ByteLevel``);
+    ``decode(ids, skip_special_tokens=False)`` its ``decode``. ``decode_bytes``, ``n_vocab`` and friends come from
     ``minigpt.tokenizer_base.Tokenizer``.
 
     Args:
@@ -291,15 +315,22 @@ class HFTokenizer(Tokenizer):
             ids += piece_ids
         return ids
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of ``text``, every added token's text becoming its id (step 0), as
-        ``tokenizers.Tokenizer.encode(text).ids``.
+    def encode(self, text: str) -> HFEncoding:
+        """Tokens of ``text``, every added token's text becoming its id (step 0), as
+        ``tokenizers.Tokenizer.encode(text)``: the ids are ``.ids``.
 
-        Example (Qwen3's file): ``encode("<|im_start|>user")`` -> ``[151644, 872]``.
+        Example (Qwen3's file): ``encode("<|im_start|>user").ids`` -> ``[151644, 872]``.
+
+        Returns:
+            an ``HFEncoding`` (``.ids``: list of int; ``.tokens``: the tokens' strings).
 
         Raises:
             TypeError: ``text`` is not a str.
         """
+        return HFEncoding(self.encode_ids(text), self)
+
+    def encode_ids(self, text: str) -> list[int]:
+        """The ids of ``encode(text)`` as a plain list (no ``HFEncoding`` made)."""
         check_text(text)
         if self._added_pattern is None:
             return self.encode_ordinary(text)
