@@ -24,11 +24,12 @@ torch.tril, torch.triu, torch.from_numpy), torch.dtype, torch.device; book ch. 3
 
 from __future__ import annotations
 
+import functools
 import types
 
 import numpy as np
 
-from autograd.bf16 import bfloat16, is_bfloat16  # noqa: F401 - torch.bfloat16, exported here too
+from autograd.bf16 import bfloat16, is_bfloat16, round_to_bfloat16  # noqa: F401 - torch.bfloat16, exported here too
 from autograd.device import check_device, device  # noqa: F401 - device is torch.device, exported here too
 from autograd.random import resolve_generator
 from autograd.tensor import Tensor
@@ -100,6 +101,18 @@ def _size(size: tuple, function: str) -> tuple:
     return tuple(int(number) for number in size)
 
 
+def _rounds_to_bfloat16(function):
+    """Make `function(..., dtype=torch.bfloat16)` round its float32 values to bfloat16 (the rule
+    of autograd/bf16.py: bfloat16 values in float32 arrays)."""
+    @functools.wraps(function)
+    def with_bfloat16(*args, **kwargs):
+        result = function(*args, **kwargs)
+        if is_bfloat16(kwargs.get("dtype")):
+            result.data = round_to_bfloat16(result.data)
+        return result
+    return with_bfloat16
+
+
 def _leaf(array: np.ndarray, requires_grad: bool, device_, function: str) -> Tensor:
     check_device(device_, function)
     return Tensor(array, requires_grad=requires_grad)
@@ -131,6 +144,7 @@ def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     return _leaf(np.ones(_size(size, "ones"), _dtype(dtype, DEFAULT_FLOAT, "ones")), requires_grad, device, "ones")
 
 
+@_rounds_to_bfloat16
 def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """A tensor of `size` (tuple) filled with `fill_value` (torch.full); float32 for a float value."""
     default = np.int64 if isinstance(fill_value, (int, np.integer)) and not isinstance(fill_value, bool) else (
@@ -157,6 +171,7 @@ def ones_like(input: Tensor, dtype=None, device=None, requires_grad: bool = Fals
     return _leaf(np.ones(shape, dtype), requires_grad, device, "ones_like")
 
 
+@_rounds_to_bfloat16
 def full_like(input: Tensor, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:  # noqa: A002
     """`fill_value` in `input`'s shape and dtype (torch.full_like), e.g. -inf logits (ch. 5.3.2)."""
     shape, dtype = _like(input, dtype, "full_like")
@@ -170,6 +185,7 @@ def _random_float_dtype(dtype, function: str) -> np.dtype:
     return resolved
 
 
+@_rounds_to_bfloat16
 def rand(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1) (torch.rand), float32 by default.
 
@@ -186,6 +202,7 @@ def rand(*size, generator=None, dtype=None, device=None, requires_grad: bool = F
     return _leaf(array, requires_grad, device, "rand")
 
 
+@_rounds_to_bfloat16
 def randn(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Standard normal samples N(0, 1) (torch.randn), float32 by default. Raises as `rand`."""
     dtype = _random_float_dtype(dtype, "randn")
@@ -213,6 +230,7 @@ def randint(low: int, high: int | None = None, size: tuple = (), generator=None,
     return _leaf(array.astype(_dtype(dtype, np.int64, "randint")), False, device, "randint")
 
 
+@_rounds_to_bfloat16
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Values start, start + step, ... below `end` (torch.arange; `arange(end)` starts at 0).
 
@@ -235,6 +253,7 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool
     return _leaf(array, requires_grad, device, "arange")
 
 
+@_rounds_to_bfloat16
 def linspace(start, end, steps: int, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """`steps` evenly spaced values from start to end, both included (torch.linspace), float32.
 

@@ -111,6 +111,10 @@ def test_layers_and_modules_take_bfloat16():
     plain.to(torch.bfloat16)
     assert np.array_equal(plain.weight.data, linear.weight.data)
     assert torch.zeros(2, 3, dtype=torch.bfloat16).dtype == torch.float32
+    for made in (torch.randn(50, dtype=torch.bfloat16), torch.rand(50, dtype=torch.bfloat16),
+                 torch.arange(0.0, 5.0, 0.01, dtype=torch.bfloat16), torch.full((3,), 0.1, dtype=torch.bfloat16),
+                 torch.linspace(0, 1, 30, dtype=torch.bfloat16)):
+        assert made.dtype == np.float32 and not np.any(made.data.view(np.uint32) & 0xFFFF)
     assert torch.tensor([1.001], dtype=torch.bfloat16).item() == 1.0
     # A bfloat16 array (as read from a file) makes a float32 parameter and tensor.
     stored = to_bfloat16_array(np.array([1.5, -2.25], np.float32))
