@@ -36,6 +36,7 @@ from __future__ import annotations
 import gc
 import json
 import unicodedata
+from itertools import chain
 
 import regex
 
@@ -137,6 +138,19 @@ def load_tokenizer_json(path) -> dict:
     }
 
 
+class _PieceCache(dict):
+    """dict from a piece to its ids, merging a piece on first use (``__missing__``), so that
+    encoding is one ``map(cache.__getitem__, pieces)`` (as ``minigpt.tokenizer``'s cache)."""
+
+    def __init__(self, encode_piece):
+        super().__init__()
+        self.encode_piece = encode_piece
+
+    def __missing__(self, piece: str) -> tuple[int, ...]:
+        ids = self[piece] = self.encode_piece(piece)
+        return ids
+
+
 class HFEncoding:
     """What ``HFTokenizer.encode`` returns, as ``tokenizers.Encoding``: ``ids`` and ``tokens``.
 
@@ -228,7 +242,7 @@ class HFTokenizer(Tokenizer):
             if pair not in self._merge_rank:  # a repeated merge keeps its first (higher) priority
                 self._merge_rank[pair] = len(self._merge_result)
                 self._merge_result.append(merged)
-        self._cache: dict[str, tuple[int, ...]] = {}
+        self._cache = _PieceCache(self._encode_piece)
 
     @classmethod
     def from_file(cls, path) -> "HFTokenizer":
@@ -269,6 +283,9 @@ class HFTokenizer(Tokenizer):
 
     def _pieces(self, text: str) -> list[str]:
         """Pre-tokenization (``Split``, behavior ``Isolated``): the matches and the text between them."""
+        pieces = self._pattern.findall(text)
+        if sum(map(len, pieces)) == len(text):  # the usual case: the pattern matches every character
+            return pieces
         pieces, end = [], 0
         for match in self._pattern.finditer(text):
             if match.start() > end:
@@ -305,15 +322,8 @@ class HFTokenizer(Tokenizer):
                 gc.enable()
 
     def _encode_pieces(self, pieces: list[str]) -> list[int]:
-        """The ids of the pieces, each merged once and kept in the cache."""
-        cache, encode_piece = self._cache, self._encode_piece
-        ids: list[int] = []
-        for piece in pieces:
-            piece_ids = cache.get(piece)
-            if piece_ids is None:
-                piece_ids = cache[piece] = encode_piece(piece)
-            ids += piece_ids
-        return ids
+        """The ids of the pieces, each merged once and kept in the cache (one C-level map)."""
+        return list(chain.from_iterable(map(self._cache.__getitem__, pieces)))
 
     def encode(self, text: str) -> HFEncoding:
         """Tokens of ``text``, every added token's text becoming its id (step 0), as

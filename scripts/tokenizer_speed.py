@@ -6,6 +6,8 @@ Times `encode` of the whole 1.1 MB text, first call (empty piece cache: every di
 merged) and second call (cached), best of `--repeats`, each tokenizer built fresh. The Llama 3 and
 Qwen3 tokenizers read the test fixtures' small generated vocabularies (1,500 tokens, so more
 merges per piece than with the real 128k / 151k ones); GPT-2's is its real 50k vocabulary.
+`--tokenizer-json PATH` adds any other tokenizer.json (e.g. a larger vocabulary trained with
+scripts/make_tokenizer_fixtures.py's `train`).
 """
 
 import argparse
@@ -32,6 +34,7 @@ def _time(make, text, repeats):
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs per tokenizer (best is reported)")
+    parser.add_argument("--tokenizer-json", default=None, help="another tokenizer.json to time (path)")
     args = parser.parse_args(argv)
     from minigpt.hf_tokenizer import HFTokenizer
     from minigpt.llama3_tokenizer import Llama3Tokenizer
@@ -48,8 +51,10 @@ def main(argv=None) -> None:
     makers = {
         "gpt2 (Encoding, 50k)": gpt2,
         "llama3 (Llama3Tokenizer, rank file)": lambda: Llama3Tokenizer(FIXTURES / "llama3-style.tiktoken").encode,
-        "qwen3 (HFTokenizer, tokenizer.json)": lambda: HFTokenizer.from_file(FIXTURES / "qwen3-style.tokenizer.json").encode,
+        "qwen3 (HFTokenizer, tokenizer.json)": lambda: HFTokenizer.from_file(FIXTURES / "qwen3-style.tokenizer.json").encode_ids,
     }
+    if args.tokenizer_json:
+        makers[f"HFTokenizer ({Path(args.tokenizer_json).name})"] = lambda: HFTokenizer.from_file(args.tokenizer_json).encode_ids
     print(f"{len(text):,} characters")
     for name, make in makers.items():
         first, second, count = _time(make, text, args.repeats)
