@@ -21,6 +21,9 @@ describes the same three steps as GPT-2's tokenizer (``minigpt.tokenizer``), plu
 4. **Decoding** (``decoder``: ``ByteLevel``): the tokens' characters back to bytes, then UTF-8
    (invalid sequences become U+FFFD).
 
+5. **Post-processing** (``post_processor``): ``TemplateProcessing`` adds fixed tokens around a
+   text (Llama 3's file: ``<|begin_of_text|>`` first) when ``encode`` adds special tokens.
+
 Only what byte-level BPE files use is supported; any other component (a WordPiece model, a
 Metaspace pre-tokenizer, ``add_prefix_space``, an added token with ``lstrip``...) raises a
 ValueError that names the field, rather than encoding differently from the ``tokenizers`` library.
@@ -97,13 +100,35 @@ def _normalizer(path, normalizer) -> bool:
     raise _unsupported(path, "normalizer", normalizer)
 
 
+def _template(path, post_processor) -> tuple[list[int], list[int]]:
+    """The ids a post-processor puts before and after a single text (``TemplateProcessing``'s
+    ``single``, e.g. Llama 3's ``<|begin_of_text|> $A``); ``ByteLevel`` adds none."""
+    if post_processor is None:
+        return [], []
+    steps = post_processor["processors"] if post_processor.get("type") == "Sequence" else [post_processor]
+    before, after, seen_text = [], [], False
+    for step in steps:
+        if step.get("type") == "ByteLevel":
+            continue
+        if step.get("type") != "TemplateProcessing":
+            raise _unsupported(path, "post_processor", step)
+        for item in step["single"]:
+            if "Sequence" in item:
+                seen_text = True
+            else:
+                ids = step["special_tokens"][item["SpecialToken"]["id"]]["ids"]
+                (after if seen_text else before).extend(ids)
+    return before, after
+
+
 def load_tokenizer_json(path) -> dict:
     """Read and check a byte-level BPE ``tokenizer.json``; returns its parts in plain form.
 
     Returns:
         dict with ``vocab`` (token str -> id), ``merges`` (list of (str, str) in priority
         order), ``pattern`` (the split regex), ``nfc`` (bool), ``ignore_merges`` (bool) and
-        ``added_tokens`` (list of dicts with ``id``, ``content``, ``special``).
+        ``added_tokens`` (list of dicts with ``id``, ``content``, ``special``), ``template`` (the
+        ids the post-processor adds before and after a text).
 
     Raises:
         FileNotFoundError: no file. ValueError: not JSON, not a BPE model, or a component this
@@ -135,6 +160,7 @@ def load_tokenizer_json(path) -> dict:
         "nfc": _normalizer(path, document.get("normalizer")),
         "ignore_merges": bool(model.get("ignore_merges", False)),
         "added_tokens": document.get("added_tokens", []),
+        "template": _template(path, document.get("post_processor")),
     }
 
 
@@ -191,6 +217,8 @@ class HFTokenizer(Tokenizer):
         added_tokens: dicts with ``id``, ``content`` and ``special`` (bool).
         nfc: normalize text to NFC before pre-tokenizing (not added tokens).
         ignore_merges: a piece that is a whole token of the vocabulary is taken as is.
+        template: (ids before, ids after) a text when ``encode`` adds special tokens (the
+            post-processor's: ``<|begin_of_text|>`` before, for Llama 3's file; none for Qwen's).
 
     Raises:
         ValueError: a byte character missing from ``vocab``, a merge whose parts or result are
@@ -198,13 +226,14 @@ class HFTokenizer(Tokenizer):
     """
 
     def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]], pattern: str, added_tokens=(),
-                 nfc: bool = False, ignore_merges: bool = False):
+                 nfc: bool = False, ignore_merges: bool = False, template: tuple[list, list] = ([], [])):
         byte_of_character = {character: byte for byte, character in bytes_to_unicode().items()}
         missing = [character for character in byte_of_character if character not in vocab]
         if missing:
             raise ValueError(f"vocab lacks the byte-level characters {missing[:10]} (of {len(missing)})")
         self._pattern = regex.compile(pattern)
         self.pattern, self.nfc, self.ignore_merges = pattern, nfc, ignore_merges
+        self._before, self._after = list(template[0]), list(template[1])
 
         # id -> the token's bytes (what the ByteLevel decoder makes of it).
         size = max([*vocab.values(), *(token["id"] for token in added_tokens)]) + 1
@@ -249,7 +278,7 @@ class HFTokenizer(Tokenizer):
         """Read ``tokenizer.json`` (see ``load_tokenizer_json`` for what raises)."""
         parts = load_tokenizer_json(path)
         return cls(parts["vocab"], parts["merges"], parts["pattern"], parts["added_tokens"],
-                   nfc=parts["nfc"], ignore_merges=parts["ignore_merges"])
+                   nfc=parts["nfc"], ignore_merges=parts["ignore_merges"], template=parts["template"])
 
     def __repr__(self) -> str:
         return f"HFTokenizer(n_vocab={self.n_vocab}, merges={len(self._merge_result)}, added_tokens={len(self._added)})"
@@ -325,9 +354,11 @@ class HFTokenizer(Tokenizer):
         """The ids of the pieces, each merged once and kept in the cache (one C-level map)."""
         return list(chain.from_iterable(map(self._cache.__getitem__, pieces)))
 
-    def encode(self, text: str) -> HFEncoding:
+    def encode(self, text: str, add_special_tokens: bool = True) -> HFEncoding:
         """Tokens of ``text``, every added token's text becoming its id (step 0), as
-        ``tokenizers.Tokenizer.encode(text)``: the ids are ``.ids``.
+        ``tokenizers.Tokenizer.encode(text)``: the ids are ``.ids``. With ``add_special_tokens``
+        the post-processor's template is applied (Llama 3's file puts ``<|begin_of_text|>``
+        first; Qwen's adds nothing).
 
         Example (Qwen3's file): ``encode("<|im_start|>user").ids`` -> ``[151644, 872]``.
 
@@ -337,10 +368,13 @@ class HFTokenizer(Tokenizer):
         Raises:
             TypeError: ``text`` is not a str.
         """
-        return HFEncoding(self.encode_ids(text), self)
+        ids = self.encode_ids(text)
+        if add_special_tokens and (self._before or self._after):
+            ids = self._before + ids + self._after
+        return HFEncoding(ids, self)
 
     def encode_ids(self, text: str) -> list[int]:
-        """The ids of ``encode(text)`` as a plain list (no ``HFEncoding`` made)."""
+        """The ids of ``encode(text, add_special_tokens=False)`` as a plain list."""
         check_text(text)
         if self._added_pattern is None:
             return self.encode_ordinary(text)

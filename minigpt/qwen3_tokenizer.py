@@ -120,7 +120,7 @@ class Qwen3Tokenizer:
             if part in self._special_to_id:
                 ids.append(self._special_to_id[part])
             else:
-                ids.extend(self._tok.encode_ids(part))
+                ids.extend(self._tok.encode(part).ids)
         return ids
 
     def decode(self, ids) -> str:

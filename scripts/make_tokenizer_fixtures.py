@@ -7,8 +7,8 @@ with the Hugging Face `tokenizers` library and writes it in both formats minigpt
 * `qwen3-style.tokenizer.json`: Qwen3's layout (NFC normalizer; Split with Qwen's regex, then
   ByteLevel; BPE with vocab/merges; Qwen's added tokens, special and not);
 * `llama3-style.tokenizer.json`: the same vocabulary as Hugging Face writes Llama 3 (Llama 3's
-  regex, no normalizer, `ignore_merges: true`, Llama's added tokens), with shuffled merges so
-  that `ignore_merges` matters;
+  regex, no normalizer, `ignore_merges: true`, Llama's added tokens, its post-processor that
+  puts `<|begin_of_text|>` first), with shuffled merges so that `ignore_merges` matters;
 * `shuffled-merges.tokenizer.json`: the Qwen-style file with its merges in a random order, so a
   merge's priority and its token's id disagree (what ranks the merges must be the merge list);
 * `llama3-style.tiktoken`: the vocabulary as a tiktoken rank file (`base64(token bytes) rank`),
@@ -127,6 +127,8 @@ def variant(document: dict, **changes) -> dict:
             document["model"]["ignore_merges"] = value
         elif key == "added_tokens":
             document["added_tokens"] = value
+        elif key == "post_processor":
+            document["post_processor"] = value
     return document
 
 
@@ -160,7 +162,7 @@ def main(argv=None) -> None:
         "qwen3-style": qwen,
         # Shuffled merges here too, so that ignore_merges changes results (a whole-piece token wins).
         "llama3-style": variant(qwen, pattern=LLAMA3_PATTERN, normalizer=None, ignore_merges=True, added_tokens=llama_added,
-                                merges=shuffled),
+                                merges=shuffled, post_processor=_llama_template(vocab_size)),
         "shuffled-merges": variant(qwen, merges=shuffled),
     }
     cases = {"strings": HELD_BACK, "tokenizer_json": {}}
@@ -169,9 +171,11 @@ def main(argv=None) -> None:
         path.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
         reference = Tokenizer.from_file(str(path))
         ids = [reference.encode(text).ids for text in HELD_BACK]
+        without = [reference.encode(text, add_special_tokens=False).ids for text in HELD_BACK]
         decode_cases = DECODE_CASES + [ids_[:k] for ids_ in ids for k in (1, 2) if len(ids_) > k][:40]
         cases["tokenizer_json"][name] = {
             "ids": ids,
+            "ids_without_special": without,
             "decode_ids": decode_cases,
             "decoded": [reference.decode(d, skip_special_tokens=False) for d in decode_cases],
             "decoded_skip_special": [reference.decode(d, skip_special_tokens=True) for d in ids],
@@ -211,6 +215,18 @@ def main(argv=None) -> None:
     (OUT / "cases.json").write_text(json.dumps(cases, ensure_ascii=False), encoding="utf-8")
     print(f"wrote {OUT}: vocab {vocab_size} + {len(QWEN3_ADDED)} added; tokenizers {tokenizers.__version__}, "
           f"tiktoken {tiktoken.__version__}")
+
+
+def _llama_template(bos_id: int) -> dict:
+    """Llama 3's post-processor as Hugging Face writes it: ByteLevel, then <|begin_of_text|> $A."""
+    return {"type": "Sequence", "processors": [
+        {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True},
+        {"type": "TemplateProcessing",
+         "single": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+         "pair": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                  {"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+         "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [bos_id], "tokens": ["<|begin_of_text|>"]}}},
+    ]}
 
 
 def _has_special(text, llama) -> bool:

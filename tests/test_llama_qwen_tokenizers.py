@@ -37,8 +37,10 @@ def test_tokenizer_json_encode_equals_hf_tokenizers(name):
     tokenizer = HFTokenizer.from_file(FIXTURES / f"{name}.tokenizer.json")
     expected = CASES["tokenizer_json"][name]
     _check_all([tokenizer.encode(text).ids for text in STRINGS], expected["ids"], name)
-    # The cache gives the same answers the second time.
-    _check_all([tokenizer.encode_ids(text) for text in STRINGS], expected["ids"], name + " (cached)")
+    # Without the post-processor's tokens (Llama 3's <|begin_of_text|>); and the cache agrees.
+    _check_all([tokenizer.encode(text, add_special_tokens=False).ids for text in STRINGS],
+               expected["ids_without_special"], name + " add_special_tokens=False")
+    _check_all([tokenizer.encode_ids(text) for text in STRINGS], expected["ids_without_special"], name + " (cached)")
     assert tokenizer.get_vocab_size() == expected["vocab_size"]
 
 
@@ -49,6 +51,13 @@ def test_tokenizer_json_decode_equals_hf_tokenizers(name):
     assert [tokenizer.decode(ids) for ids in expected["decode_ids"]] == expected["decoded"]
     skipped = [tokenizer.decode(ids, skip_special_tokens=True) for ids in expected["ids"]]
     _check_all(skipped, expected["decoded_skip_special"], name + " skip_special_tokens")
+
+
+def test_llama_style_file_puts_begin_of_text_first():
+    tokenizer = HFTokenizer.from_file(FIXTURES / "llama3-style.tokenizer.json")
+    bos = tokenizer.token_to_id("<|begin_of_text|>")
+    assert tokenizer.encode("Hi").ids[0] == bos and tokenizer.encode("Hi", add_special_tokens=False).ids[0] != bos
+    assert tokenizer.encode("Hi").tokens[0] == "<|begin_of_text|>"
 
 
 def test_shuffled_merges_rank_by_merge_not_by_id():
