@@ -119,6 +119,9 @@ def test_layers_and_modules_take_bfloat16():
     # A bfloat16 array (as read from a file) makes a float32 parameter and tensor.
     stored = to_bfloat16_array(np.array([1.5, -2.25], np.float32))
     assert nn.Parameter(stored).dtype == np.float32 and torch.tensor(stored).dtype == np.float32
+    # A state dict of bfloat16 arrays (safetensors' load_file of a BF16 file) loads exactly.
+    plain.load_state_dict({"weight": to_bfloat16_array(linear.weight.data), "bias": to_bfloat16_array(linear.bias.data)})
+    assert np.array_equal(plain.weight.data, linear.weight.data) and plain.weight.dtype == np.float32
 
 
 def test_is_bfloat16_names():

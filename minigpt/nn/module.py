@@ -415,6 +415,8 @@ class Module:
                 continue
             value = state_dict[name]
             array = value.data if isinstance(value, Tensor) else np.asarray(value)
+            if is_bfloat16(array.dtype):  # read from a BF16 file: exact in float32
+                array = array.astype(np.float32)
             if array.dtype.kind not in "biuf":
                 raise ValueError(f"load_state_dict: {name} must be numeric, got dtype {array.dtype}")
             if array.shape != parameter.data.shape:
