@@ -205,10 +205,9 @@ class HFTokenizer(Tokenizer):
 
     Build it with ``HFTokenizer.from_file(path)``; it has the ``tokenizers`` library's
     ``Tokenizer`` API, so the book's notebooks run with ``from minigpt.hf_tokenizer import
-    HFTokenizer as Tokenizer``. ``encode(text).ids`` equals the library's (for files whose
-    post-processor adds no tokens, as Qwen's and Llama 3's ``ByteLevel``);
-    ``decode(ids, skip_special_tokens=False)`` its ``decode``. ``decode_bytes``, ``n_vocab`` and friends come from
-    ``minigpt.tokenizer_base.Tokenizer``.
+    HFTokenizer as Tokenizer``. ``encode(text).ids`` equals the library's, and
+    ``decode(ids, skip_special_tokens=False)`` its ``decode``; ``n_vocab`` and
+    ``decode_tokens_bytes`` come from ``minigpt.tokenizer_base.Tokenizer``.
 
     Args:
         vocab: token (byte-level characters) -> id; all 256 byte characters must be in it.
@@ -235,14 +234,20 @@ class HFTokenizer(Tokenizer):
         self.pattern, self.nfc, self.ignore_merges = pattern, nfc, ignore_merges
         self._before, self._after = list(template[0]), list(template[1])
 
-        # id -> the token's bytes (what the ByteLevel decoder makes of it).
+        def token_bytes(token: str) -> bytes:
+            # The ByteLevel decoder's rule, for added tokens too: each character back to its byte
+            # when all of them are byte-level characters ("ĠQ" -> b" Q"), else the token's UTF-8.
+            if all(character in byte_of_character for character in token):
+                return bytes(byte_of_character[character] for character in token)
+            return token.encode("utf-8")
+
+        # id -> the token's bytes (what the ByteLevel decoder makes of it); None: no such id.
         size = max([*vocab.values(), *(token["id"] for token in added_tokens)]) + 1
         decoder: list[bytes | None] = [None] * size
         for token, token_id in vocab.items():
             if decoder[token_id] is not None:
                 raise ValueError(f"tokens {decoder[token_id]!r} and {token!r} both have id {token_id}")
-            decoder[token_id] = bytes(byte_of_character[character] for character in token) \
-                if all(character in byte_of_character for character in token) else token.encode("utf-8")
+            decoder[token_id] = token_bytes(token)
         self._token_to_id = dict(vocab)
         self._id_to_token: dict[int, str] = {token_id: token for token, token_id in vocab.items()}
         self._added = {token["content"]: token["id"] for token in added_tokens}
@@ -251,8 +256,8 @@ class HFTokenizer(Tokenizer):
             # An added token may also be in the vocabulary under the same id (Qwen's are not).
             self._token_to_id[content] = token_id
             self._id_to_token[token_id] = content
-            decoder[token_id] = content.encode("utf-8")
-        self._decoder = [token if token is not None else b"" for token in decoder]
+            decoder[token_id] = token_bytes(content)
+        self._decoder = decoder
         self._special_tokens = self._added  # the base class's name: text -> id of tokens cut out first
         # Longest first, so a token that is a prefix of another never wins (leftmost-longest match).
         alternatives = "|".join(regex.escape(text) for text in sorted(self._added, key=len, reverse=True))
@@ -260,7 +265,7 @@ class HFTokenizer(Tokenizer):
 
         # BPE tables: the id of each byte; (left id, right id) -> merge priority; priority -> new id.
         self._byte_ids = [vocab[bytes_to_unicode()[byte]] for byte in range(256)]
-        self._bytes_to_id = {token: token_id for token_id, token in enumerate(self._decoder) if token_id in self._id_to_token}
+        self._bytes_to_id = {token_bytes(token): token_id for token, token_id in vocab.items()}  # the model's vocabulary only
         self._merge_rank: dict[tuple[int, int], int] = {}
         self._merge_result: list[int] = []
         for left, right in merges:
@@ -394,9 +399,15 @@ class HFTokenizer(Tokenizer):
         marked special.
 
         Raises:
-            TypeError / ValueError: an id that is not an int / not in ``[0, n_vocab)``.
+            TypeError: an id that is not an int.
+            ValueError: an id outside ``[0, n_vocab)`` or that no token has (the ``tokenizers``
+                library skips such ids silently; minigpt names them).
         """
         if skip_special_tokens:
             ids = [token_id for token_id in ids if token_id not in self._special_ids]
-        return self.decode_bytes(ids).decode("utf-8", errors=errors)
+        tokens = self.decode_tokens_bytes(ids)
+        if None in tokens:  # an id inside the range that no token has (the tokenizers library skips it)
+            unused = next(token_id for token_id, token in zip(ids, tokens) if token is None)
+            raise ValueError(f"token id {unused} is not a token of this tokenizer.json")
+        return b"".join(tokens).decode("utf-8", errors=errors)
 

@@ -10,7 +10,8 @@ with the Hugging Face `tokenizers` library and writes it in both formats minigpt
   regex, no normalizer, `ignore_merges: true`, Llama's added tokens, its post-processor that
   puts `<|begin_of_text|>` first), with shuffled merges so that `ignore_merges` matters;
 * `shuffled-merges.tokenizer.json`: the Qwen-style file with its merges in a random order, so a
-  merge's priority and its token's id disagree (what ranks the merges must be the merge list);
+  merge's priority and its token's id disagree (what ranks the merges must be the merge list),
+  and three odd added tokens for the decoder's rules;
 * `llama3-style.tiktoken`: the vocabulary as a tiktoken rank file (`base64(token bytes) rank`),
   the format of Meta's `original/tokenizer.model`.
 
@@ -82,7 +83,7 @@ HELD_BACK = [
     "<|begin_of_text|>", "a<|eot_id|>b", "<|start_header_id|>user<|end_header_id|>",
     "https://example.com/path?query=1&b=2#frag", "user@example.com",
     "The Verdict, a short story, was never in the training text of this tokenizer: 42 times!",
-    "x" * 300, "9" * 100, " " * 50 + "y", "!!!???...;;;", "a\n\nb\n \nc",
+    "x" * 300, "9" * 100, " " * 50 + "y", "!!!???...;;;", "a\n\nb\n \nc", "x y z", "ĠQuestion",
 ]
 
 CHAT_MESSAGES = ["What is 1+1?", "Tell me a joke.\nIn two lines.", "naïve 😀 <|im_end|> text"]
@@ -163,7 +164,7 @@ def main(argv=None) -> None:
         # Shuffled merges here too, so that ignore_merges changes results (a whole-piece token wins).
         "llama3-style": variant(qwen, pattern=LLAMA3_PATTERN, normalizer=None, ignore_merges=True, added_tokens=llama_added,
                                 merges=shuffled, post_processor=_llama_template(vocab_size)),
-        "shuffled-merges": variant(qwen, merges=shuffled),
+        "shuffled-merges": _with_odd_added_tokens(variant(qwen, merges=shuffled)),
     }
     cases = {"strings": HELD_BACK, "tokenizer_json": {}}
     for name, document in documents.items():
@@ -215,6 +216,16 @@ def main(argv=None) -> None:
     (OUT / "cases.json").write_text(json.dumps(cases, ensure_ascii=False), encoding="utf-8")
     print(f"wrote {OUT}: vocab {vocab_size} + {len(QWEN3_ADDED)} added; tokenizers {tokenizers.__version__}, "
           f"tiktoken {tiktoken.__version__}")
+
+
+def _with_odd_added_tokens(document: dict) -> dict:
+    """Added tokens that test the decoder's rules: one already in the vocabulary ("é", byte 0xE9's
+    character), one with a space (not a byte-level character: decoded as UTF-8), one spelled in
+    byte-level characters ("ĠQ": decoded as " Q")."""
+    from tokenizers import AddedToken, Tokenizer
+    tokenizer = Tokenizer.from_str(json.dumps(document))
+    tokenizer.add_tokens([AddedToken(text, normalized=False) for text in ("é", "x y", "ĠQ")])
+    return json.loads(tokenizer.to_str())
 
 
 def _llama_template(bos_id: int) -> dict:

@@ -65,6 +65,10 @@ def test_shuffled_merges_rank_by_merge_not_by_id():
     shuffled = HFTokenizer.from_file(FIXTURES / "shuffled-merges.tokenizer.json")
     plain = HFTokenizer.from_file(FIXTURES / "qwen3-style.tokenizer.json")
     assert shuffled.encode("The Verdict").ids != plain.encode("The Verdict").ids
+    # Its odd added tokens decode by the ByteLevel decoder's rule, as the library: "ĠQ" -> " Q".
+    assert shuffled.decode(shuffled.encode("ĠQ").ids) == " Q" and shuffled.decode(shuffled.encode("x y").ids) == "x y"
+    with pytest.raises(ValueError, match="out of range"):
+        shuffled.decode([shuffled.n_vocab])
 
 
 def test_llama3_ordinary_and_specials_equal_tiktoken(llama):
