@@ -12,6 +12,8 @@ with the Hugging Face `tokenizers` library and writes it in both formats minigpt
 * `shuffled-merges.tokenizer.json`: the Qwen-style file with its merges in a random order, so a
   merge's priority and its token's id disagree (what ranks the merges must be the merge list),
   and three odd added tokens for the decoder's rules;
+* `gpt2-style.tokenizer.json`: the vocabulary as GPT-2's tokenizer.json is laid out (a lone
+  ByteLevel pre-tokenizer with `use_regex: true`, no normalizer);
 * `llama3-style.tiktoken`: the vocabulary as a tiktoken rank file (`base64(token bytes) rank`),
   the format of Meta's `original/tokenizer.model`.
 
@@ -130,6 +132,8 @@ def variant(document: dict, **changes) -> dict:
             document["added_tokens"] = value
         elif key == "post_processor":
             document["post_processor"] = value
+        elif key == "pre_tokenizer":
+            document["pre_tokenizer"] = value
     return document
 
 
@@ -165,6 +169,9 @@ def main(argv=None) -> None:
         "llama3-style": variant(qwen, pattern=LLAMA3_PATTERN, normalizer=None, ignore_merges=True, added_tokens=llama_added,
                                 merges=shuffled, post_processor=_llama_template(vocab_size)),
         "shuffled-merges": _with_odd_added_tokens(variant(qwen, merges=shuffled)),
+        # GPT-2's layout: one ByteLevel pre-tokenizer that splits with its own (GPT-2's) regex.
+        "gpt2-style": variant(qwen, normalizer=None, pre_tokenizer={
+            "type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}),
     }
     cases = {"strings": HELD_BACK, "tokenizer_json": {}}
     for name, document in documents.items():
