@@ -24,8 +24,9 @@ back to the input's dtype), and an optimizer step updates the float32 values, wh
 longer bfloat16 exact ("master weights" in float32).
 
 `ml_dtypes` is an optional extra (`pip install "minigpt[bfloat16]"`): GPT-2 in float32 needs
-none of this. Without it, `torch.bfloat16` still exists (the book's config dicts import fine)
-and using it raises an ImportError that says what to install.
+none of this, and it is imported only when bfloat16 is used. Without it, `torch.bfloat16` still
+exists (the book's config dicts import fine) and using it raises an ImportError that says what
+to install.
 
 References: ml_dtypes (github.com/jax-ml/ml_dtypes), `ml_dtypes.bfloat16`; PyTorch's
 `torch.bfloat16` and `c10/util/BFloat16.h` (round to nearest even); Kalamkar et al. 2019,
@@ -34,48 +35,54 @@ References: ml_dtypes (github.com/jax-ml/ml_dtypes), `ml_dtypes.bfloat16`; PyTor
 
 from __future__ import annotations
 
-import numpy as np
+import sys
 
-try:
-    import ml_dtypes
-except ImportError:  # optional extra: see `require_ml_dtypes`
-    ml_dtypes = None
+import numpy as np
 
 __all__ = ["bfloat16", "is_bfloat16", "require_ml_dtypes", "round_to_bfloat16", "to_bfloat16_array"]
 
 INSTALL_HINT = 'pip install "minigpt[bfloat16]"  (or: pip install ml_dtypes)'
 
 
-class _MissingBfloat16:
-    """Stands for `torch.bfloat16` when ml_dtypes is not installed: config dicts can name it,
-    and any use raises the ImportError of `require_ml_dtypes`."""
+class _Bfloat16:
+    """The object `torch.bfloat16` names: a marker that every dtype argument of minigpt accepts.
+
+    NOTE: not ml_dtypes' type itself, because importing ml_dtypes takes about a second (its C
+    extension registers a dozen NumPy dtypes); it is imported only when bfloat16 is used.
+    """
+
+    name = "bfloat16"
 
     def __repr__(self) -> str:
-        return "torch.bfloat16 (needs ml_dtypes)"
+        return "torch.bfloat16"
 
 
-# torch.bfloat16: ml_dtypes' NumPy scalar type (np.dtype(bfloat16) is the dtype), or the stand-in.
-bfloat16 = ml_dtypes.bfloat16 if ml_dtypes is not None else _MissingBfloat16()
+bfloat16 = _Bfloat16()
 
 
 def require_ml_dtypes():
-    """The `ml_dtypes` module.
+    """The `ml_dtypes` module, imported on first use.
 
     Raises:
         ImportError: it is not installed; the message names the extra to install.
     """
-    if ml_dtypes is None:
-        raise ImportError(f"bfloat16 needs the ml_dtypes package, an optional extra of minigpt: {INSTALL_HINT}")
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise ImportError(f"bfloat16 needs the ml_dtypes package, an optional extra of minigpt: {INSTALL_HINT}") from None
     return ml_dtypes
 
 
 def is_bfloat16(dtype) -> bool:
     """True if `dtype` is bfloat16: `torch.bfloat16`, `ml_dtypes.bfloat16`, its np.dtype, or the
     string "bfloat16" (how Hugging Face's config.json names it: `"torch_dtype": "bfloat16"`)."""
-    if isinstance(dtype, _MissingBfloat16) or (isinstance(dtype, str) and dtype == "bfloat16"):
+    if dtype is bfloat16 or (isinstance(dtype, str) and dtype == "bfloat16"):
         return True
+    if isinstance(dtype, np.dtype) and dtype.kind != "V":
+        return False  # the common case, kept cheap: every Tensor made from an array asks
+    ml_dtypes = sys.modules.get("ml_dtypes")
     if ml_dtypes is None or isinstance(dtype, str) or dtype is None:
-        return False
+        return False  # no bfloat16 NumPy dtype exists before ml_dtypes is imported
     try:
         return np.dtype(dtype) == np.dtype(ml_dtypes.bfloat16)
     except TypeError:

@@ -2,6 +2,8 @@
 scripts/make_bfloat16_fixture.py with torch 2.13), and the engine's rule: bfloat16 values in
 float32 arrays, gradients straight through (autograd/bf16.py)."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -131,7 +133,16 @@ def test_is_bfloat16_names():
 
 def test_missing_ml_dtypes_names_the_extra(monkeypatch):
     import autograd.bf16 as module
-    monkeypatch.setattr(module, "ml_dtypes", None)
+    monkeypatch.setitem(sys.modules, "ml_dtypes", None)  # makes `import ml_dtypes` raise ImportError
     with pytest.raises(ImportError, match=r'pip install "minigpt\[bfloat16\]"'):
         module.round_to_bfloat16(np.ones(2, np.float32))
-    assert module.is_bfloat16(module._MissingBfloat16())
+    with pytest.raises(ImportError, match="ml_dtypes"):
+        torch.tensor([1.0]).to(torch.bfloat16)
+    assert module.is_bfloat16(torch.bfloat16) and repr(torch.bfloat16) == "torch.bfloat16"
+
+
+def test_autograd_does_not_import_ml_dtypes():
+    # ml_dtypes' C extension takes about a second to import: only bfloat16 work pays for it.
+    code = "import sys, autograd, minigpt.nn; print('ml_dtypes' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
