@@ -15,7 +15,8 @@ Random draws use `generator=` when given (an `np.random.Generator` or an int see
 process-wide default generator that `manual_seed` re-seeds (see `autograd/random.py`).
 
 dtypes are NumPy's scalar types (`torch.float32` is `np.float32`, `torch.long` is `np.int64`), so
-`t.dtype == torch.float32` compares as in PyTorch. minigpt runs on the CPU only: `device("cpu")`
+`t.dtype == torch.float32` compares as in PyTorch. `torch.bfloat16` is the exception: a marker
+that rounds values to bfloat16 and keeps float32 arrays (autograd/bf16.py). minigpt runs on the CPU only: `device("cpu")`
 is accepted everywhere a device is; moving a tensor to another device raises a RuntimeError.
 
 References: PyTorch docs, "Creation Ops" (torch.zeros, torch.rand, torch.arange, torch.linspace,
