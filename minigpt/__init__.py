@@ -16,3 +16,18 @@ Nothing is imported here eagerly, so `import minigpt.tokenizer` does not pay for
 """
 
 __version__ = "0.1.0"
+
+# The book's imports `from minigpt import Llama3Tokenizer, ChatFormat, Qwen3Tokenizer` (its
+# llama3.py / qwen3.py with only the imports changed), loaded on first use as everything else.
+_LAZY = {
+    "Llama3Tokenizer": "minigpt.llama3_tokenizer",
+    "ChatFormat": "minigpt.llama3_tokenizer",
+    "Qwen3Tokenizer": "minigpt.qwen3_tokenizer",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'minigpt' has no attribute {name!r}")

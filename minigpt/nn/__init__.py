@@ -1,7 +1,8 @@
 """minigpt.nn: the layers of a GPT, with PyTorch's torch.nn names and the book's attribute names.
 
 Files, in reading order: `module.py` (Parameter, Module with buffers, Sequential, ModuleList),
-`layers.py` (Linear, Embedding, LayerNorm, GELU, ReLU, Sigmoid, Dropout, FeedForward), `loss.py`
+`layers.py` (Linear, Embedding, LayerNorm, GELU, ReLU, Sigmoid, Dropout, FeedForward), `moe.py`
+(MoEFeedForward, the mixture of experts of ch04/07_moe and Qwen3), `loss.py`
 (MSELoss, CrossEntropyLoss, BCELoss, BCEWithLogitsLoss), `attention.py` (the book's chapter-3
 attention classes and MultiHeadAttention), `transformer.py` (TransformerBlock), `lora.py`
 (LoRALayer, LinearWithLoRA, replace_linear_with_lora, merge_lora: appendix E).
@@ -38,6 +39,7 @@ from minigpt.nn.attention import (
     simplified_self_attention,
 )
 from minigpt.nn.transformer import TransformerBlock
+from minigpt.nn.moe import MoEFeedForward
 from minigpt.nn.lora import LinearWithLoRA, LoRALayer, merge_lora, replace_linear_with_lora
 
 __all__ = [
@@ -70,6 +72,7 @@ __all__ = [
     "MultiHeadAttentionWrapper",
     "MultiHeadAttention",
     "TransformerBlock",
+    "MoEFeedForward",
     "LoRALayer",
     "LinearWithLoRA",
     "replace_linear_with_lora",
