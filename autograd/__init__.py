@@ -39,7 +39,7 @@ from autograd import functional
 from autograd.kernels import get_kernels, kernels, set_kernels  # NOTE: `autograd.kernels` is the context manager
 from autograd.random import default_generator, manual_seed, resolve_generator
 from autograd.creation import (
-    arange, backends, cuda, device, double, empty, float16, float32, float64, from_numpy, full,
+    arange, backends, bfloat16, cuda, device, double, empty, float16, float32, float64, from_numpy, full,
     full_like, half, int8, int16, int32, int64, linspace, long, ones, ones_like, rand, rand_like,
     randint, randn, randn_like, short, tril, triu, uint8, zeros, zeros_like,
 )
@@ -100,7 +100,7 @@ __all__ = [
     # PyTorch-compatible creation functions, dtypes and devices (autograd/creation.py)
     "empty", "zeros", "ones", "full", "zeros_like", "ones_like", "full_like", "rand", "randn",
     "rand_like", "randn_like", "randint", "arange", "linspace", "tril", "triu", "from_numpy",
-    "float32", "float64", "float16", "double", "half", "int64", "long", "int32", "int16",
+    "float32", "float64", "float16", "bfloat16", "double", "half", "int64", "long", "int32", "int16",
     "short", "int8", "uint8", "device", "cuda", "backends", "inf", "nan", "pi",
     # PyTorch-compatible functions (autograd/torch_api.py); abs, sum, float, int and bool are
     # left out so that `from autograd import *` does not shadow the builtins.

@@ -15,7 +15,8 @@ Random draws use `generator=` when given (an `np.random.Generator` or an int see
 process-wide default generator that `manual_seed` re-seeds (see `autograd/random.py`).
 
 dtypes are NumPy's scalar types (`torch.float32` is `np.float32`, `torch.long` is `np.int64`), so
-`t.dtype == torch.float32` compares as in PyTorch. minigpt runs on the CPU only: `device("cpu")`
+`t.dtype == torch.float32` compares as in PyTorch. `torch.bfloat16` is the exception: a marker
+that rounds values to bfloat16 and keeps float32 arrays (autograd/bf16.py). minigpt runs on the CPU only: `device("cpu")`
 is accepted everywhere a device is; moving a tensor to another device raises a RuntimeError.
 
 References: PyTorch docs, "Creation Ops" (torch.zeros, torch.rand, torch.arange, torch.linspace,
@@ -24,10 +25,12 @@ torch.tril, torch.triu, torch.from_numpy), torch.dtype, torch.device; book ch. 3
 
 from __future__ import annotations
 
+import functools
 import types
 
 import numpy as np
 
+from autograd.bf16 import bfloat16, is_bfloat16, round_to_bfloat16  # noqa: F401 - torch.bfloat16, exported here too
 from autograd.device import check_device, device  # noqa: F401 - device is torch.device, exported here too
 from autograd.random import resolve_generator
 from autograd.tensor import Tensor
@@ -53,6 +56,8 @@ def _dtype(dtype, default, function: str) -> np.dtype:
     """`dtype` as an np.dtype (None gives `default`), refusing non-numeric dtypes."""
     if dtype is None:
         return np.dtype(default)
+    if is_bfloat16(dtype):
+        return np.dtype(np.float32)  # bfloat16 values live in float32 arrays (autograd/bf16.py)
     try:
         resolved = np.dtype(dtype)
     except TypeError:
@@ -97,6 +102,18 @@ def _size(size: tuple, function: str) -> tuple:
     return tuple(int(number) for number in size)
 
 
+def _rounds_to_bfloat16(function):
+    """Make `function(..., dtype=torch.bfloat16)` round its float32 values to bfloat16 (the rule
+    of autograd/bf16.py: bfloat16 values in float32 arrays)."""
+    @functools.wraps(function)
+    def with_bfloat16(*args, **kwargs):
+        result = function(*args, **kwargs)
+        if is_bfloat16(kwargs.get("dtype")):
+            result.data = round_to_bfloat16(result.data)
+        return result
+    return with_bfloat16
+
+
 def _leaf(array: np.ndarray, requires_grad: bool, device_, function: str) -> Tensor:
     check_device(device_, function)
     return Tensor(array, requires_grad=requires_grad)
@@ -128,6 +145,7 @@ def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     return _leaf(np.ones(_size(size, "ones"), _dtype(dtype, DEFAULT_FLOAT, "ones")), requires_grad, device, "ones")
 
 
+@_rounds_to_bfloat16
 def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """A tensor of `size` (tuple) filled with `fill_value` (torch.full); float32 for a float value."""
     default = np.int64 if isinstance(fill_value, (int, np.integer)) and not isinstance(fill_value, bool) else (
@@ -154,6 +172,7 @@ def ones_like(input: Tensor, dtype=None, device=None, requires_grad: bool = Fals
     return _leaf(np.ones(shape, dtype), requires_grad, device, "ones_like")
 
 
+@_rounds_to_bfloat16
 def full_like(input: Tensor, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:  # noqa: A002
     """`fill_value` in `input`'s shape and dtype (torch.full_like), e.g. -inf logits (ch. 5.3.2)."""
     shape, dtype = _like(input, dtype, "full_like")
@@ -167,6 +186,7 @@ def _random_float_dtype(dtype, function: str) -> np.dtype:
     return resolved
 
 
+@_rounds_to_bfloat16
 def rand(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1) (torch.rand), float32 by default.
 
@@ -183,6 +203,7 @@ def rand(*size, generator=None, dtype=None, device=None, requires_grad: bool = F
     return _leaf(array, requires_grad, device, "rand")
 
 
+@_rounds_to_bfloat16
 def randn(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Standard normal samples N(0, 1) (torch.randn), float32 by default. Raises as `rand`."""
     dtype = _random_float_dtype(dtype, "randn")
@@ -210,6 +231,7 @@ def randint(low: int, high: int | None = None, size: tuple = (), generator=None,
     return _leaf(array.astype(_dtype(dtype, np.int64, "randint")), False, device, "randint")
 
 
+@_rounds_to_bfloat16
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Values start, start + step, ... below `end` (torch.arange; `arange(end)` starts at 0).
 
@@ -232,6 +254,7 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool
     return _leaf(array, requires_grad, device, "arange")
 
 
+@_rounds_to_bfloat16
 def linspace(start, end, steps: int, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """`steps` evenly spaced values from start to end, both included (torch.linspace), float32.
 
@@ -292,7 +315,7 @@ def from_numpy(array: np.ndarray) -> Tensor:
 
 
 __all__ = [
-    "float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8", "long", "double",
+    "float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "long", "double",
     "half", "short", "device", "check_device", "cuda", "backends", "empty", "zeros", "ones",
     "full", "zeros_like", "ones_like", "full_like", "rand", "randn", "rand_like", "randn_like",
     "randint", "arange", "linspace", "tril", "triu", "from_numpy",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from autograd.bf16 import is_bfloat16, round_to_bfloat16
 from autograd.function import Function
 
 # --------------------------------------------------------------------------------------------
@@ -116,7 +117,10 @@ def _promote(a, b, true_division: bool = False) -> tuple:
 
 def _cast(tensor, dtype):
     """`tensor` converted to `dtype` by a recorded `Cast` (gradients flow back converted), or
-    `tensor` itself when it has that dtype already (`Tensor.to(dtype)` and `_promote` use it)."""
+    `tensor` itself when it has that dtype already (`Tensor.to(dtype)` and `_promote` use it).
+    bfloat16 rounds the values and keeps float32 (`RoundToBfloat16`, autograd/bf16.py)."""
+    if is_bfloat16(dtype):
+        return RoundToBfloat16.apply(tensor)
     if np.dtype(dtype) == tensor.dtype:
         return tensor
     return Cast.apply(tensor, dtype=np.dtype(dtype))
@@ -402,6 +406,22 @@ class Cast(Function):
     def forward(self, a, dtype):
         self.a_dtype = a.dtype
         return a.astype(dtype)
+
+    def backward(self, dout):
+        return dout.astype(self.a_dtype)
+
+
+class RoundToBfloat16(Function):
+    """out = a rounded to the nearest bfloat16 (ties to even), held in float32: `a.to(torch.bfloat16)`.
+
+    da = dout converted back to a's dtype: the rounding passes gradients straight through, as a
+    cast does in PyTorch (autograd/bf16.py gives the rule). Integer and bool tensors are
+    rounded too and become float32 (they carry no gradient).
+    """
+
+    def forward(self, a):
+        self.a_dtype = a.dtype
+        return round_to_bfloat16(a)
 
     def backward(self, dout):
         return dout.astype(self.a_dtype)

@@ -32,6 +32,7 @@ import numpy as np
 
 from autograd import kernels
 from autograd.backward import _initial_gradient, _run_backward
+from autograd.bf16 import is_bfloat16, round_to_bfloat16
 from autograd.device import CPU, check_device, device
 from autograd.function import is_grad_enabled
 from autograd.ops import (
@@ -1090,6 +1091,10 @@ class Tensor:
         """Convert to float16 (torch.Tensor.half); gradients flow back converted."""
         return _cast(self, np.float16)
 
+    def bfloat16(self) -> "Tensor":
+        """Round to bfloat16, kept in float32 (torch.Tensor.bfloat16; rule in autograd/bf16.py)."""
+        return _cast(self, "bfloat16")
+
     def bool(self) -> "Tensor":
         """Convert to bool (torch.Tensor.bool; `mask.bool()` in ch. 3), no gradient."""
         return Tensor._make(self.data.astype(np.bool_), False)
@@ -1165,6 +1170,10 @@ def _to_array(data, dtype, argument: str) -> np.ndarray:
     """Convert user data to an ndarray; Python floats become float32 (as torch.tensor does)."""
     if isinstance(data, Tensor):
         data = data.data
+    if is_bfloat16(dtype):  # bfloat16 values in a float32 array (autograd/bf16.py)
+        return round_to_bfloat16(_to_array(data, None, argument))
+    if isinstance(data, np.ndarray) and dtype is None and is_bfloat16(data.dtype):
+        data = data.astype(np.float32)  # an ml_dtypes bfloat16 array, e.g. read from a file
     if isinstance(data, np.ndarray):
         array = data if dtype is None else data.astype(dtype, copy=False)
     else:
@@ -1252,6 +1261,8 @@ def _is_dtype(value) -> bool:
     """True for something `np.dtype` accepts that is not a device name (`Tensor.to`'s arguments)."""
     if isinstance(value, (str, device)) or value is None:
         return False
+    if is_bfloat16(value):
+        return True
     try:
         np.dtype(value)
     except TypeError:

@@ -17,9 +17,16 @@ Nothing is imported here eagerly, so `import minigpt.tokenizer` does not pay for
 
 __version__ = "0.1.0"
 
-# The models beyond GPT-2 load on first use (PEP 562), so `from minigpt import Llama3Model` works
-# without making `import minigpt` pay for them.
-_LAZY = {"Llama3Model": "minigpt.llama3", "Qwen3Model": "minigpt.qwen3"}
+# Loaded on first use (PEP 562), so that `import minigpt` pays for none of them: the models beyond
+# GPT-2 (`from minigpt import Llama3Model, Qwen3Model`) and the book's imports `from minigpt import
+# Llama3Tokenizer, ChatFormat, Qwen3Tokenizer` (its llama3.py / qwen3.py with only the imports changed).
+_LAZY = {
+    "Llama3Model": "minigpt.llama3",
+    "Qwen3Model": "minigpt.qwen3",
+    "Llama3Tokenizer": "minigpt.llama3_tokenizer",
+    "ChatFormat": "minigpt.llama3_tokenizer",
+    "Qwen3Tokenizer": "minigpt.qwen3_tokenizer",
+}
 
 
 def __getattr__(name: str):

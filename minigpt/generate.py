@@ -498,3 +498,34 @@ def decode_stream(token_ids, tokenizer):
         tail = decoder.decode(b"", final=True)  # bytes of an unfinished character: U+FFFD
         if tail:
             yield tail
+
+
+def next_token_ids(logits, temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
+                   rng: np.random.Generator | None = None) -> np.ndarray:
+    """Choose the next token of each row from its last-position logits, as one step of `generate`.
+
+    The step of `generate` on its own, for callers that run the model themselves (the server's
+    batches, where every row has its own settings and generator: call it per row on
+    `logits[b:b + 1]`). Greedy at temperature 0; otherwise top-k, temperature, top-p, one draw
+    per row from `rng`.
+
+    Args:
+        logits: float (B, V), the logits of the last position of each row.
+        temperature, top_k, top_p: as `generate`. rng: needed when temperature > 0.
+
+    Returns:
+        int64 (B,) token ids.
+
+    Raises:
+        ValueError: settings out of range (as `generate`), logits not 2-D, or temperature > 0
+            without rng.
+        FloatingPointError: NaN or +inf logits, or a row all -inf (no token can be chosen).
+    """
+    logits = _as_array(logits)
+    _check_sampling(1, 1, temperature, top_k, None, top_p)
+    if logits.ndim != 2:
+        raise ValueError(f"logits must have shape (batch, vocab_size), got shape {logits.shape}")
+    if temperature > 0 and rng is None:
+        raise ValueError("rng: a np.random.Generator is needed to sample at temperature > 0")
+    _check_finite_logits(logits, 0)
+    return _next_tokens(logits, temperature, top_k, top_p, rng).astype(np.int64)

@@ -43,6 +43,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from autograd.bf16 import is_bfloat16, require_ml_dtypes, to_bfloat16_array
 from minigpt.checkpoint import atomic_save_safetensors
 from minigpt.config import GPTConfig
 from minigpt.nn import skip_init
@@ -57,6 +58,7 @@ __all__ = [
     "gpt2_to_minigpt",
     "minigpt_to_gpt2",
     "SafetensorsReader",
+    "cast_for_file",
 ]
 
 _BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal masks stored as buffers, not weights
@@ -330,8 +332,13 @@ class SafetensorsReader:
     uint64 header length, a JSON header of names, dtypes, shapes and byte offsets, then the
     data) is the safetensors specification; files are written with the safetensors library.
 
+    BF16 tensors (how Llama 3 and Qwen3 ship) are read as `ml_dtypes.bfloat16` arrays, bit for
+    bit; assigning one into a float32 parameter (`param.data[...] = reader.read(name)`) widens it
+    exactly. This needs the optional ml_dtypes package (autograd/bf16.py).
+
     Raises:
-        ValueError: not a safetensors file, or a dtype NumPy cannot hold (bfloat16).
+        ValueError: not a safetensors file, or a dtype NumPy cannot hold (F8_E4M3, ...).
+        ImportError: a BF16 tensor without ml_dtypes (`pip install "minigpt[bfloat16]"`).
     """
 
     _DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
@@ -368,8 +375,10 @@ class SafetensorsReader:
         return tuple(self._header[name]["shape"])
 
     def dtype(self, name: str) -> np.dtype:
-        """The NumPy dtype of tensor `name`."""
+        """The NumPy dtype of tensor `name` (`ml_dtypes.bfloat16` for BF16)."""
         code = self._header[name]["dtype"]
+        if code == "BF16":
+            return np.dtype(require_ml_dtypes().bfloat16)
         if code not in self._DTYPES:
             raise ValueError(f"{self.path}: tensor {name} has dtype {code}, which NumPy cannot represent")
         return np.dtype(self._DTYPES[code])
@@ -470,7 +479,29 @@ def config_to_hf(cfg: GPTConfig) -> dict:
     return hf_config
 
 
-def save_pretrained(model, directory) -> str:
+def cast_for_file(tensors: Mapping[str, np.ndarray], dtype=None) -> dict[str, np.ndarray]:
+    """The floating tensors converted to the file dtype `dtype` (None keeps each array's own).
+
+    `dtype` may be `torch.bfloat16` / "bfloat16": each float32 value is rounded to the nearest
+    bfloat16 (ties to even, as PyTorch's `.to(torch.bfloat16)`) and stored as an ml_dtypes
+    bfloat16 array, which the safetensors library writes as BF16 (2 bytes per value). Integer
+    tensors keep their dtype.
+
+    Raises:
+        ImportError: bfloat16 without ml_dtypes. TypeError: a dtype NumPy does not know.
+    """
+    if dtype is None:
+        return dict(tensors)
+    if is_bfloat16(dtype):
+        convert = to_bfloat16_array
+    else:
+        file_dtype = np.dtype(dtype)
+        def convert(array):
+            return array.astype(file_dtype)
+    return {name: convert(array) if array.dtype.kind == "f" else array for name, array in tensors.items()}
+
+
+def save_pretrained(model, directory, dtype=None) -> str:
     """Write `model.safetensors` and `config.json` in the Hugging Face GPT-2 layout (`model.save_pretrained`).
 
     transformers' `GPT2LMHeadModel.from_pretrained(directory)` loads the result, and so does
@@ -483,6 +514,9 @@ def save_pretrained(model, directory) -> str:
     Args:
         model: the GPTModel to export.
         directory: created if missing.
+        dtype: the tensors' dtype in the file: None (the model's), np.float32, or
+            `torch.bfloat16` (half the size; see `cast_for_file`; config.json then says
+            `"torch_dtype": "bfloat16"`).
 
     Returns:
         The directory.
@@ -499,11 +533,14 @@ def save_pretrained(model, directory) -> str:
             for projection in ("W_query", "W_key", "W_value"):
                 state[f"trf_blocks.{n}.att.{projection}.bias"] = np.zeros(cfg.emb_dim, dtype=state["tok_emb.weight"].dtype)
     export_cfg = cfg.replace(qkv_bias=True)
-    tensors = minigpt_to_gpt2(state, export_cfg)
+    tensors = cast_for_file(minigpt_to_gpt2(state, export_cfg), dtype)
     # transformers only loads safetensors files whose metadata names the PyTorch format.
     atomic_save_safetensors(os.path.join(directory, "model.safetensors"), tensors, {"format": "pt"})
     config_path = os.path.join(directory, "config.json")
+    hf_config = config_to_hf(export_cfg)
+    if dtype is not None:
+        hf_config["torch_dtype"] = "bfloat16" if is_bfloat16(dtype) else np.dtype(dtype).name
     with open(config_path + ".tmp", "w", encoding="utf-8") as file:
-        json.dump(config_to_hf(export_cfg), file, indent=2)
+        json.dump(hf_config, file, indent=2)
     os.replace(config_path + ".tmp", config_path)
     return directory

@@ -11,6 +11,7 @@
     minigpt classify --checkpoint runs/classify "You won a prize!"
     minigpt evaluate runs/instruct/instruction-data-with-response.json   # ROUGE-L, exact match, LLM judge (ch. 7)
     minigpt chat --checkpoint runs/instruct        # talk to an instruction-tuned model (ch. 7)
+    minigpt serve --checkpoint runs/tiny           # a chat page and an OpenAI-compatible API (extra: serve)
 
 `python -m minigpt ...` is the same. Every subcommand's `--help` lists its flags with units;
 `minigpt` alone prints the help, `minigpt --version` the version. Ctrl-C or SIGTERM stops any
@@ -31,9 +32,9 @@ import sys
 from minigpt.cli.common import BUNDLED_CORPORA, bundled_corpus_path
 
 # Commands in the order `minigpt --help` lists them; each is the module minigpt.cli.<name>.
-COMMANDS = ("train", "generate", "prepare", "download", "finetune", "classify", "evaluate", "chat")
+COMMANDS = ("train", "generate", "prepare", "download", "finetune", "classify", "evaluate", "chat", "serve")
 # Commands that run a model for long: they get the process settings that make the engine fast.
-_COMPUTE_COMMANDS = ("train", "generate", "finetune", "classify", "chat")
+_COMPUTE_COMMANDS = ("train", "generate", "finetune", "classify", "chat", "serve")
 
 __all__ = ["main", "COMMANDS", "BUNDLED_CORPORA", "bundled_corpus_path"]
 
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
 def _main(argv, started: list) -> int:
     from minigpt import __version__
 
-    parser = argparse.ArgumentParser(prog="minigpt", description="A GPT built from scratch on NumPy: train, generate, download, prepare, finetune, classify, evaluate, chat.",
+    parser = argparse.ArgumentParser(prog="minigpt", description="A GPT built from scratch on NumPy: train, generate, download, prepare, finetune, classify, evaluate, chat, serve.",
                                      epilog="`minigpt COMMAND --help` lists a command's flags.")
     parser.add_argument("--version", action="version", version=f"minigpt {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

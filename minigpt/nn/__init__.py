@@ -1,7 +1,8 @@
 """minigpt.nn: the layers of a GPT, with PyTorch's torch.nn names and the book's attribute names.
 
 Files, in reading order: `module.py` (Parameter, Module with buffers, Sequential, ModuleList),
-`layers.py` (Linear, Embedding, LayerNorm, GELU, ReLU, Sigmoid, Dropout, FeedForward), `loss.py`
+`layers.py` (Linear, Embedding, LayerNorm, GELU, ReLU, Sigmoid, Dropout, FeedForward), `moe.py`
+(MoEFeedForward, the mixture of experts of ch04/07_moe and Qwen3), `loss.py`
 (MSELoss, CrossEntropyLoss, BCELoss, BCEWithLogitsLoss), `attention.py` (the book's chapter-3
 attention classes and MultiHeadAttention), `transformer.py` (TransformerBlock), `lora.py`
 (LoRALayer, LinearWithLoRA, replace_linear_with_lora, merge_lora: appendix E); then Llama 3's and
@@ -40,6 +41,7 @@ from minigpt.nn.attention import (
     simplified_self_attention,
 )
 from minigpt.nn.transformer import TransformerBlock
+from minigpt.nn.moe import MoEFeedForward
 from minigpt.nn.lora import LinearWithLoRA, LoRALayer, merge_lora, replace_linear_with_lora
 # Llama 3 and Qwen3 (issue 23): RMSNorm, SiLU, the SwiGLU feed-forward, RoPE, grouped-query attention
 from minigpt.nn.rms_norm import Qwen3RMSNorm, RMSNorm
@@ -77,6 +79,7 @@ __all__ = [
     "MultiHeadAttentionWrapper",
     "MultiHeadAttention",
     "TransformerBlock",
+    "MoEFeedForward",
     "LoRALayer",
     "LinearWithLoRA",
     "replace_linear_with_lora",

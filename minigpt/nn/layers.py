@@ -114,6 +114,9 @@ class Linear(Module):
             default generator (`autograd.manual_seed`).
         init: "pytorch" (default): weight and bias ~ U(-1/sqrt(in_features), 1/sqrt(in_features)),
             as torch.nn.Linear; "gpt2": weight ~ N(0, 0.02^2), bias 0.
+        dtype: None (float32), a floating dtype, or `torch.bfloat16` (the values drawn in
+            float32, rounded to bfloat16, kept in float32: autograd/bf16.py), as the book's
+            Llama/Qwen configs pass it.
 
     Attributes:
         weight: Parameter (out_features, in_features), float32.
@@ -128,7 +131,8 @@ class Linear(Module):
     Raschka ch. 3.4.2 (nn.Linear for the attention weights).
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, rng=None, init: str = "pytorch"):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, rng=None, init: str = "pytorch",
+                 dtype=None):
         super().__init__()
         self.in_features = _check_size(in_features, "in_features", "Linear")
         self.out_features = _check_size(out_features, "out_features", "Linear")
@@ -139,6 +143,8 @@ class Linear(Module):
         self.bias = Parameter(np.zeros(self.out_features, dtype=np.float32)) if bias else None
         if not _skipping_init:
             self.reset_parameters(rng, init)
+        if dtype is not None:
+            self.to(dtype)
 
     def reset_parameters(self, rng=None, init: str = "pytorch") -> None:
         """Draw the weight (then the bias) again, in place, by the `init` scheme (see the class)."""
@@ -168,6 +174,7 @@ class Embedding(Module):
         embedding_dim: size of each row (C).
         rng: generator or int seed for the initial values; None draws from the default generator.
         init: "pytorch" (default): N(0, 1), as torch.nn.Embedding; "gpt2": N(0, 0.02^2).
+        dtype: None (float32), a floating dtype, or `torch.bfloat16` (as `Linear`).
 
     Attributes:
         weight: Parameter (num_embeddings, embedding_dim), float32.
@@ -180,7 +187,7 @@ class Embedding(Module):
     References: torch.nn.Embedding.
     """
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, rng=None, init: str = "pytorch"):
+    def __init__(self, num_embeddings: int, embedding_dim: int, rng=None, init: str = "pytorch", dtype=None):
         super().__init__()
         self.num_embeddings = _check_size(num_embeddings, "num_embeddings", "Embedding")
         self.embedding_dim = _check_size(embedding_dim, "embedding_dim", "Embedding")
@@ -188,6 +195,8 @@ class Embedding(Module):
         self.weight = Parameter(np.zeros((self.num_embeddings, self.embedding_dim), dtype=np.float32))
         if not _skipping_init:
             self.reset_parameters(rng, init)
+        if dtype is not None:
+            self.to(dtype)
 
     def reset_parameters(self, rng=None, init: str = "pytorch") -> None:
         """Draw the table again, in place: N(0, 1) ("pytorch") or N(0, 0.02^2) ("gpt2")."""

@@ -24,6 +24,7 @@ from typing import Iterator
 import numpy as np
 
 from autograd import Tensor
+from autograd.bf16 import is_bfloat16, round_to_bfloat16
 from autograd.device import check_device
 from autograd.device import device as autograd_device
 
@@ -54,6 +55,8 @@ class Parameter(Tensor):
         array = data.data if isinstance(data, Tensor) else data
         if not isinstance(array, np.ndarray):
             array = np.asarray(array, dtype=np.float32)
+        if is_bfloat16(array.dtype):  # an ml_dtypes bfloat16 array: computed in float32
+            array = array.astype(np.float32)
         if array.dtype.kind != "f":
             raise TypeError(f"Parameter needs floating-point data, got dtype {array.dtype}")
         super().__init__(array, requires_grad=requires_grad)
@@ -302,6 +305,10 @@ class Module:
             RuntimeError: a device other than the CPU (the message says that minigpt runs on the
                 CPU), as `autograd.Tensor.to`.
             TypeError: a dtype that is not floating point, or an argument that is neither.
+            ImportError: `torch.bfloat16` without the ml_dtypes package.
+
+        `torch.bfloat16` rounds every value to bfloat16 and keeps float32 arrays: stored
+        precision bfloat16, computed in float32 (autograd/bf16.py).
 
         References: torch.nn.Module.to.
         """
@@ -314,6 +321,8 @@ class Module:
             check_device(device, f"{type(self).__name__}.to")
         if dtype is None:
             return self
+        if is_bfloat16(dtype):
+            return self._round_to_bfloat16()
         try:
             dtype = np.dtype(dtype)
         except TypeError:
@@ -329,6 +338,19 @@ class Module:
                 buffer = getattr(module, name, None)
                 if buffer is not None and buffer.data.dtype.kind == "f" and buffer.data.dtype != dtype:
                     buffer.data = buffer.data.astype(dtype)  # torch converts floating buffers only
+        return self
+
+    def _round_to_bfloat16(self) -> "Module":
+        """`to(torch.bfloat16)`: round every parameter and floating buffer to bfloat16, kept in
+        float32 arrays (the rule of autograd/bf16.py); gradients are dropped."""
+        for parameter in self.parameters():
+            parameter.data = round_to_bfloat16(parameter.data)
+            parameter.grad = None
+        for module in self.modules():
+            for name in module._buffers:
+                buffer = getattr(module, name, None)
+                if buffer is not None and buffer.data.dtype.kind == "f":
+                    buffer.data = round_to_bfloat16(buffer.data)
         return self
 
     def apply(self, function) -> "Module":
@@ -393,6 +415,8 @@ class Module:
                 continue
             value = state_dict[name]
             array = value.data if isinstance(value, Tensor) else np.asarray(value)
+            if is_bfloat16(array.dtype):  # read from a BF16 file: exact in float32
+                array = array.astype(np.float32)
             if array.dtype.kind not in "biuf":
                 raise ValueError(f"load_state_dict: {name} must be numeric, got dtype {array.dtype}")
             if array.shape != parameter.data.shape:
