@@ -101,7 +101,8 @@ class Llama3Config(dict):
     def to_dict(self) -> dict:
         """A JSON-ready copy: the dtype by its name ("float32", "bfloat16")."""
         dtype = self.get("dtype")
-        return dict(self, dtype=getattr(dtype, "__name__", None if dtype is None else str(dtype)))
+        name = getattr(dtype, "__name__", None) or (None if dtype is None else str(dtype).replace("torch.", ""))
+        return dict(self, dtype=name)
 
 
 def get_llama3_config(cfg, presets: Mapping = PRESETS, required=_REQUIRED, model: str = "Llama3Model", **overrides) -> Llama3Config:

@@ -59,3 +59,33 @@ def test_generate_model_reads_a_hugging_face_folder_and_its_tokenizer(tmp_path, 
     assert main(["generate", "--model", str(folder), "--prompt", "hi", "--max-new-tokens", "3"]) == 0
     text = capsys.readouterr().out.strip()
     assert text.startswith("hi") and len(text) == 5
+
+
+def test_generate_model_with_a_qwen3_folder_written_here_and_its_tokenizer_json(tmp_path, capsys):
+    """A Hugging Face-layout Qwen3 folder (config.json, model.safetensors under HF names,
+    tokenizer.json) made from a random Qwen3Model; `generate --model` reads all three."""
+    import json
+
+    import autograd
+    from minigpt import Qwen3Model
+    from minigpt.hf_llama import hf_to_minigpt_name
+
+    folder = tmp_path / "qwen3-folder"
+    folder.mkdir()
+    shutil.copy(os.path.join(FIXTURES, "llama_qwen_tokenizers", "qwen3-style.tokenizer.json"), folder / "tokenizer.json")
+    config = json.loads(open(os.path.join(FIXTURES, "qwen3-tiny-sharded", "config.json")).read())
+    config["vocab_size"] = 1510  # the tokenizer's 1,500 ids and its special tokens
+    (folder / "config.json").write_text(json.dumps(config))
+    model = Qwen3Model(dict(vocab_size=1510, context_length=64, emb_dim=32, n_heads=4, n_layers=2, hidden_dim=80, head_dim=16,
+                            qk_norm=True, n_kv_groups=2, rope_base=1e6, tie_weights=True), rng=0)
+    names = [f"model.layers.{i}.{part}" for i in range(2) for part in (
+        "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight",
+        "self_attn.q_norm.weight", "self_attn.k_norm.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight",
+        "mlp.down_proj.weight", "input_layernorm.weight", "post_attention_layernorm.weight")] + [
+        "model.embed_tokens.weight", "model.norm.weight"]
+    state = model.state_dict()
+    autograd.save({name: state[hf_to_minigpt_name(name, "scale")] for name in names}, str(folder / "model.safetensors"))
+    assert main(["generate", "--model", str(folder), "--prompt", "Every effort moves you", "--max-new-tokens", "4"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("Every effort moves you") and len(text.strip()) > len("Every effort moves you")
+    np.testing.assert_array_equal(Qwen3Model.from_pretrained(folder).tok_emb.weight.data, model.tok_emb.weight.data)
