@@ -148,3 +148,13 @@ def test_the_command_names_a_port_it_cannot_take_and_refuses_odd_keys(tmp_path, 
     parser = argparse.ArgumentParser()
     serve_command.add_parser(parser.add_subparsers())
     assert parser.parse_args(["serve", "--checkpoint", run]).api_key is None
+
+
+def test_a_character_outside_a_char_models_alphabet_is_named_plainly():
+    from minigpt.char_tokenizer import CharTokenizer
+
+    model = ServedModel(tiny_model(seed=1, vocab_size=6), CharTokenizer("abc de"), "base", "char", "test", None)
+    with running(create_app(model, max_tokens=3)) as url:
+        assert post(url, "/v1/completions", {"model": "char", "prompt": "bad cab"}).json()["usage"]["completion_tokens"] == 3
+        error = post(url, "/v1/completions", {"model": "char", "prompt": "héllo"}).json()["error"]
+        assert error["message"] == "the prompt cannot be tokenised: character 'h' is not in this tokenizer's alphabet of 6 characters"

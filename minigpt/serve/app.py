@@ -162,7 +162,8 @@ class _Server:
         try:
             ids = (tokenizer.encode_ordinary if hasattr(tokenizer, "encode_ordinary") else tokenizer.encode)(text)
         except (KeyError, ValueError) as error:  # a character outside a char tokenizer's alphabet
-            raise ApiError(400, f"the prompt cannot be tokenised: {error}", param) from None
+            detail = error.args[0] if isinstance(error, KeyError) and error.args else error  # str(KeyError) adds quotes
+            raise ApiError(400, f"the prompt cannot be tokenised: {detail}", param) from None
         context, vocab_size = self.served.context_length, self.served.model.cfg.vocab_size
         if ids and max(ids) >= vocab_size:  # a checkpoint with a smaller vocabulary than its tokenizer's
             raise ApiError(400, f"the prompt holds token id {max(ids)}, outside this model's vocabulary of {vocab_size} ids",
