@@ -47,6 +47,13 @@ def test_a_deeply_nested_body_is_a_400_not_a_500(server):
     assert "nested too deeply" in response.json()["error"]["message"]
 
 
+def test_chat_logprobs_are_refused_as_on_completions(server):
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "Hi"}], "logprobs": True}
+    response = post(server, "/v1/chat/completions", body)
+    assert response.status_code == 400 and response.json()["error"]["param"] == "logprobs"
+    assert post(server, "/v1/chat/completions", {**body, "logprobs": False, "max_tokens": 1}).status_code == 200
+
+
 def test_an_empty_chat_message_names_messages_not_prompt(server):
     response = post(server, "/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": ""}]})
     assert response.status_code == 400 and response.json()["error"]["param"] == "messages"

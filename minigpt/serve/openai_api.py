@@ -146,6 +146,9 @@ def parse_chat_request(body, served_name: str, max_tokens_cap: int) -> tuple[lis
         if not isinstance(content, str):
             raise ApiError(400, f"'{where}.content' must be a string, got {type(content).__name__}", where)
         checked.append({"role": message["role"], "content": content})
+    for name in ("logprobs", "top_logprobs"):  # a client that asks for them would index a null
+        if body.get(name):
+            raise ApiError(400, f"'{name}' is not supported by this server", name)
     return checked, _settings(body, max_tokens_cap)
 
 
