@@ -165,3 +165,22 @@ def test_a_character_outside_a_char_models_alphabet_is_named_plainly():
         assert post(url, "/v1/completions", {"model": "char", "prompt": "bad cab"}).json()["usage"]["completion_tokens"] == 3
         error = post(url, "/v1/completions", {"model": "char", "prompt": "héllo"}).json()["error"]
         assert error["message"] == "the prompt cannot be tokenised: character 'h' is not in this tokenizer's alphabet of 6 characters"
+
+
+def test_a_tiny_temperature_samples_the_top_token_not_token_0():
+    """"temperature": 1e-320 is in range: logits / T overflowed to inf, inf - inf gave NaN
+    probabilities and the sampler silently picked token 0 ("!!!!!" from the quickstart model)."""
+    import warnings
+
+    import numpy as np
+
+    from minigpt.generate import next_token_ids
+
+    logits = np.array([[0.0, 3.0, 1.0], [2.0, 0.0, 2.0]], np.float32)
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warnings in the server's log either
+        for temperature in (1e-320, 5e-324):
+            for top_k in (None, 2):
+                chosen = [next_token_ids(logits, temperature, top_k, rng=rng).tolist() for _ in range(20)]
+                assert {row[0] for row in chosen} == {1} and {row[1] for row in chosen} == {0, 2}  # a tie: either
