@@ -77,6 +77,7 @@ def test_the_openai_client_retrieves_the_model(server):
     assert model.id == "tiny" and model.object == "model"
     with pytest.raises(openai.NotFoundError, match="does not exist"):
         client.models.retrieve("gpt-4")
+    assert httpx.get(server + "/v1/models/").json()["data"][0]["id"] == "tiny"  # a trailing slash: still the list
 
 
 def test_a_classifier_says_which_texts_it_cropped_and_checks_the_model_type(tmp_path):

@@ -188,6 +188,8 @@ class _Server:
 
     async def model(self, request) -> JSONResponse:
         """GET /v1/models/{model} (the openai client's `models.retrieve`): the card, or 404."""
+        if not request.path_params["model"]:  # /v1/models/: the list, as /v1/models
+            return await self.models(request)
         self.authorize(request)
         check_model({"model": request.path_params["model"]}, self.served.name)
         return JSONResponse(self.card())
