@@ -107,15 +107,20 @@ def test_drain_ends_what_is_still_generating_with_a_shutdown_event():
         engine.stop()
 
 
-def test_a_shutdown_timeout_ends_every_response_in_order(monkeypatch):
-    """uvicorn cancels what is left at --shutdown-timeout: without the engine's drain, streams were
-    cut without [DONE], a whole answer got a plain-text 500, and the log a traceback per request."""
+@pytest.mark.parametrize("how", ["timeout", "second signal"])
+def test_a_shutdown_ends_every_response_in_order(how):
+    """uvicorn cancels what is left at --shutdown-timeout, or at a second Ctrl-C: without the
+    engine's drain, streams were cut without [DONE], a whole answer got a plain-text 500, and the
+    log a traceback per request."""
+    import signal
+
     import uvicorn
 
     from minigpt.cli import serve as serve_command
 
     app = create_app(served(SlowModel(tiny_model(seed=2, context_length=512), delay=0.01)), max_tokens=400, batch_window=0)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", timeout_graceful_shutdown=0.5)
+    timeout = 0.5 if how == "timeout" else 60
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", timeout_graceful_shutdown=timeout)
     server = serve_command._draining_server(uvicorn, config, app.state.engine)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -126,13 +131,17 @@ def test_a_shutdown_timeout_ends_every_response_in_order(monkeypatch):
     results = {}
     whole = threading.Thread(target=lambda: results.setdefault("whole", post(url, "/v1/completions", body)))
     whole.start()
+    started = time.monotonic()
     with httpx.stream("POST", url + "/v1/completions", json={**body, "stream": True}, timeout=30) as response:
         lines = response.iter_lines()
         next(line for line in lines if '"text"' in line)
-        server.should_exit = True
+        server.handle_exit(signal.SIGINT, None)  # what Ctrl-C calls
+        if how == "second signal":
+            server.handle_exit(signal.SIGINT, None)
         rest = [line for line in lines if line]
     whole.join(10)
     thread.join(10)
+    assert not thread.is_alive() and time.monotonic() - started < 4  # 400 tokens take 4 s or more
     assert rest[-1] == "data: [DONE]" and json.loads(rest[-2][6:])["error"]["code"] == "shutting_down"
     assert results["whole"].status_code == 503 and results["whole"].json()["error"]["code"] == "shutting_down"
 

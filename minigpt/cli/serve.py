@@ -132,12 +132,24 @@ def _listen(host: str, port: int) -> socket.socket:
 def _draining_server(uvicorn, config, engine):
     """uvicorn's Server, which at Ctrl-C / SIGTERM first tells the engine to end what is still
     generating a little before --shutdown-timeout, so that every response ends in order (an error
-    event and [DONE], or a 503) rather than being cut mid-stream when uvicorn closes the connections."""
+    event and [DONE], or a 503) rather than being cut mid-stream when uvicorn closes the connections;
+    a second Ctrl-C / SIGTERM ends them at once, a third exits at once."""
 
     class DrainingServer(uvicorn.Server):
+        hurried = False
+
         async def shutdown(self, sockets=None):
             engine.drain(self.config.timeout_graceful_shutdown - 0.25)  # uvicorn waits 0.1 s + the timeout
             await super().shutdown(sockets=sockets)
+
+        def handle_exit(self, sig, frame):
+            # A second Ctrl-C: uvicorn would cancel every response mid-way (a traceback each); end
+            # them now instead, in order, at the engine's next step. A third one forces the exit.
+            if self.should_exit and not self.hurried:
+                self.hurried = True
+                engine.drain(0)
+                return
+            super().handle_exit(sig, frame)
 
     return DrainingServer(config)
 
