@@ -199,9 +199,11 @@ class BatchEngine:
     def drain(self, seconds: float) -> None:
         """The server is shutting down: rows and waiting requests that are not finished `seconds`
         from now end then, with a ("shutdown", message) event (so that every response ends in
-        order before the web server's own shutdown timeout closes the connections)."""
+        order before the web server's own shutdown timeout closes the connections). A later call
+        can only bring the deadline nearer."""
         with self.wakeup:
-            self.deadline = time.monotonic() + max(0.0, seconds)
+            deadline = time.monotonic() + max(0.0, seconds)
+            self.deadline = deadline if self.deadline is None else min(self.deadline, deadline)
             self.wakeup.notify_all()
 
     def _cut(self) -> None:
