@@ -187,7 +187,12 @@ def _next_tokens(logits: np.ndarray, temperature: float, top_k, top_p, rng) -> n
         logits = _filter_top_k(logits, top_k)
     if temperature == 0:
         return np.argmax(logits, axis=-1)  # (B,)
-    scaled = logits.astype(np.float64) / temperature  # float64: exact sampling
+    with np.errstate(over="ignore"):  # -inf from an overflow is a probability of 0, as it should be
+        scaled = logits.astype(np.float64) / temperature  # float64: exact sampling
+        if np.isposinf(scaled).any():
+            # NOTE: a temperature so small (say 1e-320) that logits / T overflow to +inf, and
+            # inf - inf below would be NaN: shift first, so the largest logits stay 0 (greedy's limit).
+            scaled = (logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)) / temperature
     scaled -= scaled.max(axis=-1, keepdims=True)  # softmax is shift invariant
     probs = np.exp(scaled)
     probs /= probs.sum(axis=-1, keepdims=True)

@@ -5,7 +5,6 @@ a minigpt server as its judge, and the command itself (a missing extra, SIGTERM 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -236,9 +235,11 @@ def test_chat_streamed_with_usage_and_seeded_sampling(base_server):
     ("/v1/completions", {"model": "tiny", "prompt": "Hi", "temperature": 3}, 400, "temperature", "between 0 and 2"),
     ("/v1/completions", {"model": "tiny", "prompt": "Hi", "n": 2}, 400, "n", "'n' must be 1"),
     ("/v1/completions", {"model": "tiny", "prompt": "Hi", "stop": ["a", "b", "c", "d", "e"]}, 400, "stop", "up to 4"),
-    ("/v1/completions", {"model": "tiny", "prompt": "Hi", "seed": -1}, 400, "seed", "between 0 and"),
+    ("/v1/completions", {"model": "tiny", "prompt": "Hi", "seed": 2**64}, 400, "seed", "between -9223372036854775808 and"),
     ("/v1/completions", {"model": "tiny", "prompt": "Hi", "stream": "yes"}, 400, "stream", "true or false"),
-    ("/v1/completions", {"model": "tiny", "prompt": "word " * 70}, 400, "messages", "context is 64 tokens"),
+    ("/v1/completions", {"model": "tiny", "prompt": "word " * 70}, 400, "prompt", "context is 64 tokens"),
+    ("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": "word " * 70}]}, 400, "messages",
+     "context is 64 tokens"),
     ("/v1/chat/completions", {"model": "tiny", "messages": "Hi"}, 400, "messages", "non-empty list"),
     ("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "king", "content": "Hi"}]}, 400, "messages[0]", "'role' in"),
     ("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": 5}]}, 400, "messages[0]", "must be a string"),
@@ -431,21 +432,16 @@ def test_serve_flag_errors(tmp_path):
         main(["serve", "--checkpoint", str(tmp_path)])
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_sigterm_lets_the_answer_in_flight_finish_then_exits(tmp_path):
     run = save_run(tmp_path / "run", tiny_model(seed=6, context_length=1024, emb_dim=64, n_layers=2))
-    port = free_port()
     environment = {**os.environ, "PYTHONPATH": str(ROOT)}
-    server = subprocess.Popen([sys.executable, "-m", "minigpt", "serve", "--checkpoint", run, "--port", str(port),
+    server = subprocess.Popen([sys.executable, "-m", "minigpt", "serve", "--checkpoint", run, "--port", "0",
                                "--max-tokens", "1000", "--threads", "1"],
                               stderr=subprocess.PIPE, text=True, env=environment)
     try:
-        url = f"http://127.0.0.1:{port}"
+        opened = next(line for line in server.stderr if line.startswith("open ") or server.poll() is not None)
+        url = opened.split()[1].rstrip("/")  # --port 0: the line names the port the system chose, not 0
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0"), opened
         deadline = time.monotonic() + 60
         while True:
             try:

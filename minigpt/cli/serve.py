@@ -14,6 +14,7 @@ connections, lets the responses in flight finish (up to --shutdown-timeout secon
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 from minigpt.cli.common import add_threads_argument, fail, kernels_note
@@ -34,7 +35,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--name", default=None, help="the model's id in the API (default: the run directory's name, or --model)")
     parser.add_argument("--host", default="127.0.0.1", help="the interface to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="the TCP port (default 8000; 0 picks a free one)")
-    parser.add_argument("--api-key", default=os.environ.get("MINIGPT_API_KEY"),
+    parser.add_argument("--api-key", default=os.environ.get("MINIGPT_API_KEY") or None,
                         help="require 'Authorization: Bearer KEY' on every /v1 request (default: $MINIGPT_API_KEY, else none)")
     parser.add_argument("--max-tokens", type=int, default=512,
                         help="new tokens per request at most, and the default when a request gives none (default 512)")
@@ -60,6 +61,8 @@ def _check(args) -> None:
         fail(COMMAND, f"--shutdown-timeout must be >= 0 seconds, got {args.shutdown_timeout}")
     if args.api_key is not None and not args.api_key.strip():
         fail(COMMAND, "--api-key is empty: give a key, or leave the flag out to serve without one")
+    if args.api_key is not None and not (args.api_key.isascii() and args.api_key.isprintable()):
+        fail(COMMAND, "--api-key must be printable ASCII (HTTP clients send it in a header), got other characters")
 
 
 def _import_stack():
@@ -92,23 +95,63 @@ def run(args) -> int:
     info = served.describe()
     print(f"minigpt serve: {served.name} ({served.kind}, {info['parameters']:,} parameters, context {info['context_length']}) "
           f"from {served.source}{kernels_note(args)}", file=sys.stderr)
+    listener = _listen(args.host, args.port)
+    port = listener.getsockname()[1]  # the one the system chose for --port 0
     if args.host not in LOCAL_HOSTS:
         print(f"warning: listening on {args.host}, not only this machine: anyone who can reach it can use the model"
               + ("" if args.api_key else " (no --api-key is set)"), file=sys.stderr)
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"open http://{host}:{args.port}/ (API: http://{host}:{args.port}/v1); Ctrl-C stops", file=sys.stderr)
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False,
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(args.host, args.host)  # every interface: this machine's among them
+    host = f"[{host}]" if ":" in host else host
+    print(f"open http://{host}:{port}/ (API: http://{host}:{port}/v1); Ctrl-C stops", file=sys.stderr)
+    config = uvicorn.Config(app, host=args.host, port=port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=args.shutdown_timeout, lifespan="on")
-    server = uvicorn.Server(config)
+    server = _draining_server(uvicorn, config, app.state.engine)
     try:
-        server.run()
-    except SystemExit:  # uvicorn could not start (it logged why, e.g. the address is in use)
-        fail(COMMAND, f"could not listen on {args.host}:{args.port} (is the port in use? try another --port)")
+        server.run(sockets=[listener])
+    except SystemExit:  # uvicorn could not start (it logged why)
+        fail(COMMAND, f"the web server could not start on {args.host}:{port}")
     except KeyboardInterrupt:  # uvicorn finished the responses in flight, then passed the signal on
         _report_stop(app)
         return exit_status()
     _report_stop(app)  # stopped by a signal this process ignores otherwise (SIGINT in a background job)
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port), or a one-line error naming both (in use, not this machine's...)."""
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a restart need not wait for TIME_WAIT
+    try:
+        listener.bind((host, port))
+    except OSError as error:  # in use, a privileged port, or an address/name this machine does not have
+        listener.close()
+        fail(COMMAND, f"cannot listen on {host}:{port}: {error.strerror or error} (another --port, or --host 127.0.0.1?)")
+    return listener
+
+
+def _draining_server(uvicorn, config, engine):
+    """uvicorn's Server, which at Ctrl-C / SIGTERM first tells the engine to end what is still
+    generating a little before --shutdown-timeout, so that every response ends in order (an error
+    event and [DONE], or a 503) rather than being cut mid-stream when uvicorn closes the connections;
+    a second Ctrl-C / SIGTERM ends them at once, a third exits at once."""
+
+    class DrainingServer(uvicorn.Server):
+        hurried = False
+
+        async def shutdown(self, sockets=None):
+            engine.drain(self.config.timeout_graceful_shutdown - 0.25)  # uvicorn waits 0.1 s + the timeout
+            await super().shutdown(sockets=sockets)
+
+        def handle_exit(self, sig, frame):
+            # A second Ctrl-C: uvicorn would cancel every response mid-way (a traceback each); end
+            # them now instead, in order, at the engine's next step. A third one forces the exit.
+            if self.should_exit and not self.hurried:
+                self.hurried = True
+                engine.drain(0)
+                return
+            super().handle_exit(sig, frame)
+
+    return DrainingServer(config)
 
 
 def _report_stop(app) -> None:

@@ -3,6 +3,7 @@
     GET  /                      the chat page (minigpt/serve/static/index.html, app.js, style.css)
     GET  /health                {"status": "ok"}: the page polls it to notice a server that is gone
     GET  /v1/models             the served model, with its kind and size under "minigpt"
+    GET  /v1/models/{model}     that model alone (404 for another)
     POST /v1/chat/completions   chat (streamed with "stream": true: server-sent events, then data: [DONE])
     POST /v1/completions        plain completion of a prompt (streamed or not)
     POST /v1/classify           {"input": text or [texts]} -> label and probabilities (classifier checkpoints)
@@ -34,8 +35,8 @@ from starlette.routing import Route
 
 from minigpt.serve.engine import BatchEngine, GenerationRequest
 from minigpt.serve.models import ServedModel, chat_prompt
-from minigpt.serve.openai_api import (ApiError, chunk_object, completion_object, error_body, new_id, parse_chat_request,
-                                      parse_classify_request, parse_completion_request, usage)
+from minigpt.serve.openai_api import (ApiError, check_model, chunk_object, completion_object, error_body, new_id,
+                                      parse_chat_request, parse_classify_request, parse_completion_request, usage)
 
 STATIC_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
                 "style.css": "text/css; charset=utf-8"}
@@ -71,7 +72,7 @@ def create_app(served: ServedModel, api_key: str | None = None, max_tokens: int 
         await run_in_threadpool(engine.stop)  # the batch in flight ends first (uvicorn waited for its responses)
 
     routes = [Route("/", server.page), Route("/static/{name}", server.static), Route("/health", server.health),
-              Route("/v1/models", server.models), Route("/v1/chat/completions", server.chat, methods=["POST"]),
+              Route("/v1/models", server.models), Route("/v1/models/{model:path}", server.model), Route("/v1/chat/completions", server.chat, methods=["POST"]),
               Route("/v1/completions", server.completions, methods=["POST"]),
               Route("/v1/classify", server.classify, methods=["POST"])]
     handlers = {ApiError: _api_error, HTTPException: _http_error, Exception: _server_error}
@@ -151,32 +152,47 @@ class _Server:
             return json.loads(data)
         except (ValueError, UnicodeDecodeError) as error:
             raise ApiError(400, f"the request body is not valid JSON: {error}", code="invalid_json") from None
+        except RecursionError:  # [[[[...]]]] nested deeper than Python's parser goes
+            raise ApiError(400, "the request body is not valid JSON: nested too deeply", code="invalid_json") from None
 
-    def prompt_ids(self, text: str) -> list:
-        """The prompt's token ids; ApiError 400 when it is empty or does not fit the context."""
+    def prompt_ids(self, text: str, param: str = "prompt") -> list:
+        """The prompt's token ids; ApiError 400 (naming `param`, the request field the prompt came
+        from: "prompt" or "messages") when it is empty or does not fit the context."""
         tokenizer = self.served.tokenizer
         try:
             ids = (tokenizer.encode_ordinary if hasattr(tokenizer, "encode_ordinary") else tokenizer.encode)(text)
         except (KeyError, ValueError) as error:  # a character outside a char tokenizer's alphabet
-            raise ApiError(400, f"the prompt cannot be tokenised: {error}", "prompt") from None
+            detail = error.args[0] if isinstance(error, KeyError) and error.args else error  # str(KeyError) adds quotes
+            raise ApiError(400, f"the prompt cannot be tokenised: {detail}", param) from None
         context, vocab_size = self.served.context_length, self.served.model.cfg.vocab_size
         if ids and max(ids) >= vocab_size:  # a checkpoint with a smaller vocabulary than its tokenizer's
             raise ApiError(400, f"the prompt holds token id {max(ids)}, outside this model's vocabulary of {vocab_size} ids",
-                           "prompt", "token_outside_vocabulary")
+                           param, "token_outside_vocabulary")
         if not ids:
-            raise ApiError(400, "the prompt is empty: give at least one character", "prompt")
+            raise ApiError(400, "the prompt is empty: give at least one character", param)
         if len(ids) >= context:
             raise ApiError(400, f"the prompt has {len(ids)} tokens, but this model's context is {context} tokens, and at least "
-                           "one must be left for the answer; shorten the prompt", "messages", "context_length_exceeded")
+                           "one must be left for the answer; shorten the prompt", param, "context_length_exceeded")
         return list(ids)
 
     # ---- the API -------------------------------------------------------------------------
+    def card(self) -> dict:
+        """The served model as OpenAI's model object, with minigpt's details under "minigpt"."""
+        served = self.served
+        return {"id": served.name, "object": "model", "created": 0, "owned_by": "minigpt",
+                "minigpt": {**served.describe(), "max_tokens": self.max_tokens}}
+
     async def models(self, request) -> JSONResponse:
         self.authorize(request)
-        served = self.served
-        card = {"id": served.name, "object": "model", "created": 0, "owned_by": "minigpt",
-                "minigpt": {**served.describe(), "max_tokens": self.max_tokens}}
-        return JSONResponse({"object": "list", "data": [card]})
+        return JSONResponse({"object": "list", "data": [self.card()]})
+
+    async def model(self, request) -> JSONResponse:
+        """GET /v1/models/{model} (the openai client's `models.retrieve`): the card, or 404."""
+        if not request.path_params["model"]:  # /v1/models/: the list, as /v1/models
+            return await self.models(request)
+        self.authorize(request)
+        check_model({"model": request.path_params["model"]}, self.served.name)
+        return JSONResponse(self.card())
 
     async def chat(self, request) -> Response:
         body = await self.read_json(request)
@@ -200,34 +216,46 @@ class _Server:
     async def classify(self, request) -> JSONResponse:
         body = await self.read_json(request)
         texts = parse_classify_request(body)
-        if body.get("model") is not None and body.get("model") != self.served.name:
-            raise ApiError(404, f"The model {body.get('model')!r} does not exist: this server serves {self.served.name!r}",
-                           "model", "model_not_found")
+        if body.get("model") is not None:
+            check_model(body, self.served.name)
         if self.served.kind != "classifier":
             raise ApiError(400, f"{self.served.name!r} is a {self.served.kind} model, not a classifier: it generates text "
                            "(/v1/chat/completions, /v1/completions)", "model", "model_cannot_classify")
-        probabilities = await self._classify_texts(texts)
+        probabilities, lengths = await self._classify_texts(texts)
         labels = self.served.classifier["label_names"]
-        results = [{"label": labels[int(row.argmax())], "probabilities": {name: float(p) for name, p in zip(labels, row)}}
-                   for row in probabilities]
+        limit = self._classify_max_length() or self.served.context_length
+        # A text longer than the context is classified by its first `limit` tokens (as `minigpt
+        # classify --truncate`), and says so: "truncated" and the tokens read.
+        results = [{"label": labels[int(row.argmax())], "probabilities": {name: float(p) for name, p in zip(labels, row)},
+                    "tokens": min(length, limit), "truncated": length > limit}
+                   for row, length in zip(probabilities, lengths)]
         return JSONResponse({"object": "list", "model": self.served.name, "data": results})
+
+    def _classify_max_length(self) -> int | None:
+        """The classifier's padded length ("last" pooling reads position max_length - 1), else None."""
+        settings = self.served.classifier
+        return settings["max_length"] if settings["pooling"] == "last" else None  # as `minigpt classify`
 
     async def _classify_texts(self, texts):
         from minigpt.finetune.classification import classify_texts
 
-        settings = self.served.classifier
-        pooling = settings["pooling"]
-        max_length = settings["max_length"] if pooling == "last" else None  # as `minigpt classify`
+        settings, tokenizer = self.served.classifier, self.served.tokenizer
+        pooling, max_length = settings["pooling"], self._classify_max_length()
+
+        def run():  # (probabilities (N, K), each text's length in tokens), off the event loop
+            probabilities = classify_texts(texts, self.served.model, tokenizer, max_length, settings["pad_token_id"],
+                                           pooling=pooling, truncation=True)
+            return probabilities, [len(tokenizer.encode(text)) for text in texts]
+
         async with self.classify_lock:  # one forward pass at a time over the one model
             try:
-                return await run_in_threadpool(classify_texts, texts, self.served.model, self.served.tokenizer, max_length,
-                                               settings["pad_token_id"], pooling=pooling, truncation=True)
+                return await run_in_threadpool(run)
             except (KeyError, ValueError) as error:
                 raise ApiError(400, f"cannot classify: {error}", "input") from None
 
     async def generate(self, request, prompt: str, settings: dict, chat: bool) -> Response:
         """Queue the request on the engine; answer with a stream of chunks or one object."""
-        ids = self.prompt_ids(prompt)
+        ids = self.prompt_ids(prompt, "messages" if chat else "prompt")
         loop, events = asyncio.get_running_loop(), asyncio.Queue()
 
         def emit(event) -> None:  # called from the engine's thread
@@ -262,6 +290,8 @@ class _Server:
                     pieces.append(event[1])
                 elif event[0] == "error":
                     raise ApiError(500, event[1], code="generation_failed")
+                elif event[0] == "shutdown":
+                    raise ApiError(503, event[1], code="shutting_down")
                 else:
                     _, reason, tokens = event
                     return JSONResponse(completion_object(chat, response_id, self.served.name, "".join(pieces), reason,
@@ -278,8 +308,9 @@ class _Server:
                 event = await events.get()
                 if event[0] == "text":
                     yield _sse(chunk_object(chat, response_id, name, event[1], None))
-                elif event[0] == "error":
-                    yield _sse(error_body(event[1], "server_error", code="generation_failed"))
+                elif event[0] in ("error", "shutdown"):
+                    code = "generation_failed" if event[0] == "error" else "shutting_down"
+                    yield _sse(error_body(event[1], "server_error", code=code))
                     break
                 else:
                     _, reason, tokens = event

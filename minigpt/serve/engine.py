@@ -55,7 +55,9 @@ class GenerationRequest:
             as `minigpt chat` and the book's `extract_response`).
         emit: called from the engine's thread with each event: ("text", str),
             ("done", finish_reason, completion_tokens) with finish_reason "stop" or "length",
-            or ("error", message). Exactly one "done" or "error" ends every request.
+            ("error", message), or ("shutdown", message) when the server stopped before the answer
+            was complete (see BatchEngine.drain). Exactly one "done", "error" or "shutdown" ends
+            every request.
     """
 
     prompt_ids: list
@@ -131,10 +133,11 @@ class _Row:
         """Tokens this row may still make."""
         return self.request.max_tokens - self.tokens
 
-    def fail(self, message: str) -> None:
+    def fail(self, message: str, kind: str = "error") -> None:
+        """End the row with an ("error", message) event, or ("shutdown", message)."""
         if not self.done:
             self.done = True
-            self.request.emit(("error", message))
+            self.request.emit((kind, message))
 
 
 class BatchEngine:
@@ -170,6 +173,7 @@ class BatchEngine:
         self.thread: threading.Thread | None = None
         self.rows: list = []  # the batch: running rows, in the cache's row order
         self.logits = None  # (B, V): each row's next-token logits
+        self.deadline: float | None = None  # time.monotonic() at which drain() ends what is left
         self.admissions = self.largest_batch = self.steps = self.generated_tokens = 0
 
     def start(self) -> None:
@@ -190,7 +194,27 @@ class BatchEngine:
         if self.thread is not None:
             self.thread.join(timeout)
         while self.pending:
-            self.pending.popleft().emit(("error", "the server is shutting down"))
+            self.pending.popleft().emit(("shutdown", "the server is shutting down"))
+
+    def drain(self, seconds: float) -> None:
+        """The server is shutting down: rows and waiting requests that are not finished `seconds`
+        from now end then, with a ("shutdown", message) event (so that every response ends in
+        order before the web server's own shutdown timeout closes the connections). A later call
+        can only bring the deadline nearer."""
+        with self.wakeup:
+            deadline = time.monotonic() + max(0.0, seconds)
+            self.deadline = deadline if self.deadline is None else min(self.deadline, deadline)
+            self.wakeup.notify_all()
+
+    def _cut(self) -> None:
+        """drain()'s deadline passed: end every row and waiting request."""
+        message = "the server is shutting down: this answer was cut short (minigpt serve --shutdown-timeout)"
+        for row in self.rows:
+            row.fail(message + f" after {row.tokens} token{'' if row.tokens == 1 else 's'}", "shutdown")
+        self.rows, self.logits = [], None
+        with self.wakeup:
+            while self.pending:
+                self.pending.popleft().emit(("shutdown", message))
 
     def submit(self, request: GenerationRequest) -> None:
         """Queue a request; its events come from the worker thread.
@@ -221,6 +245,9 @@ class BatchEngine:
                 if not self.running and not self.rows:
                     return
                 joining = self.running and bool(self.pending) and len(self.rows) < self.max_batch_size
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                self._cut()
+                continue
             if joining and not self.rows:
                 time.sleep(self.batch_window)  # let requests sent together arrive
             try:

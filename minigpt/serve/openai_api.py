@@ -57,21 +57,25 @@ def _number(body: dict, name: str, default, low: float, high: float, integer: bo
     if isinstance(value, bool) or not isinstance(value, kinds):
         raise ApiError(400, f"'{name}' must be {'an integer' if integer else 'a number'}, got {type(value).__name__} {value!r}", name)
     if not low <= value <= high:
-        raise ApiError(400, f"'{name}' must be between {low} and {high}, got {value!r}", name)
+        limits = f"at least {low}" if high == float("inf") else f"between {low} and {high}"
+        raise ApiError(400, f"'{name}' must be {limits}, got {value!r}", name)
     return value
 
 
 def _settings(body: dict, max_tokens_cap: int) -> dict:
-    """The sampling settings and stop conditions shared by both endpoints."""
-    if body.get("n", 1) != 1 or isinstance(body.get("n"), bool):
+    """The sampling settings and stop conditions shared by both endpoints.
+
+    As OpenAI's API, a field given as null takes its default (`"n": null` is n = 1), and `seed`
+    is any 64-bit integer, negative too (it seeds the generator modulo 2**64). `top_p` 0 keeps
+    the most probable token only (top-k 1), the limit of a shrinking nucleus.
+    """
+    if body.get("n") is not None and (isinstance(body["n"], bool) or body["n"] != 1):
         raise ApiError(400, f"'n' must be 1 (this server makes one choice per request), got {body.get('n')!r}", "n")
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    name = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-    if max_tokens is not None:
-        max_tokens = _number(body, name, None, 1, 2**63, integer=True)
-        if max_tokens > max_tokens_cap:
-            raise ApiError(400, f"'{name}' is {max_tokens}, more than this server's limit of {max_tokens_cap} "
-                           "(minigpt serve --max-tokens)", name, "max_tokens_exceeded")
+    name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = _number(body, name, None, 1, float("inf"), integer=True)
+    if max_tokens is not None and max_tokens > max_tokens_cap:
+        raise ApiError(400, f"'{name}' is {max_tokens}, more than this server's limit of {max_tokens_cap} "
+                       "(minigpt serve --max-tokens)", name, "max_tokens_exceeded")
     stop = body.get("stop")
     if stop is None:
         stop = []
@@ -80,16 +84,19 @@ def _settings(body: dict, max_tokens_cap: int) -> dict:
     if not isinstance(stop, list) or len(stop) > MAX_STOP_SEQUENCES or not all(isinstance(s, str) and s for s in stop):
         raise ApiError(400, f"'stop' must be a non-empty string or a list of up to {MAX_STOP_SEQUENCES} of them, got {body.get('stop')!r}", "stop")
     top_k = _number(body, "top_k", None, 1, 2**31, integer=True) if body.get("top_k") not in (None, 0, -1) else None
-    top_p = _number(body, "top_p", 1.0, 1e-9, 1.0)
+    top_p = _number(body, "top_p", 1.0, 0, 1.0)
+    if top_p == 0:  # the nucleus of probability 0: the most probable token alone
+        top_k, top_p = 1, 1.0
     stream_options = body.get("stream_options") or {}
     if not isinstance(stream_options, dict):
         raise ApiError(400, f"'stream_options' must be an object, got {stream_options!r}", "stream_options")
     stream = body.get("stream", False)
     if not isinstance(stream, bool) and stream is not None:
         raise ApiError(400, f"'stream' must be true or false, got {stream!r}", "stream")
+    seed = _number(body, "seed", None, -2**63, 2**64 - 1, integer=True)
     return {"max_tokens": max_tokens or max_tokens_cap, "temperature": float(_number(body, "temperature", 1.0, 0, 2)),
             "top_k": top_k, "top_p": None if top_p >= 1 else float(top_p), "stop": stop,
-            "seed": _number(body, "seed", None, 0, 2**63 - 1, integer=True), "stream": bool(stream),
+            "seed": None if seed is None else seed % 2**64, "stream": bool(stream),
             "include_usage": bool(stream_options.get("include_usage", False))}
 
 
@@ -139,6 +146,9 @@ def parse_chat_request(body, served_name: str, max_tokens_cap: int) -> tuple[lis
         if not isinstance(content, str):
             raise ApiError(400, f"'{where}.content' must be a string, got {type(content).__name__}", where)
         checked.append({"role": message["role"], "content": content})
+    for name in ("logprobs", "top_logprobs"):  # a client that asks for them would index a null
+        if body.get(name):
+            raise ApiError(400, f"'{name}' is not supported by this server", name)
     return checked, _settings(body, max_tokens_cap)
 
 
