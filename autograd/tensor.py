@@ -25,7 +25,6 @@ References: torch.Tensor (names and semantics: `dim=`, `keepdim=`, in-place rule
 
 from __future__ import annotations
 
-import sys
 from collections import namedtuple
 
 import numpy as np
@@ -36,48 +35,11 @@ from autograd.device import CPU, check_device, device
 from autograd.function import is_grad_enabled
 from autograd.ops import (
     Abs, Add, Clamp, Clone, Div, Exp, Expand, Gather, GetItem, Log, MaskedFill, Matmul, Max,
-    Maximum, Mean, Mul, Neg, Permute, Pow, PowScalar, Relu, Reshape, SetItem, Sqrt, Sub, Sum, Tanh,
-    Var, _cast, _normalize_dim, _promote,
+    Maximum, Mean, Mul, Neg, Permute, Pow, PowScalar, Relu, Reshape, SetItem, Sqrt, Squeeze, Sub, Sum,
+    Tanh, Transpose, Unsqueeze, Var, _cast, _normalize_dim, _promote,
 )
-
-# --------------------------------------------------------------------------------------------
-# How tensors print (torch.set_printoptions)
-# --------------------------------------------------------------------------------------------
-
-_DEFAULT_PRINT_OPTIONS = {"precision": 4, "threshold": 20, "edgeitems": 3, "max_line_width": 80, "sci_mode": None}
-_print_options = dict(_DEFAULT_PRINT_OPTIONS)
-
-
-def set_printoptions(precision: int | None = None, threshold: int | None = None, edgeitems: int | None = None,
-                     linewidth: int | None = None, profile: str | None = None, sci_mode: bool | None = None) -> None:
-    """Set how tensors print (torch.set_printoptions); options not given keep their value.
-
-    Args:
-        precision: digits after the decimal point (default 4).
-        threshold: above this many elements, print a summary with `...` (default 20).
-        edgeitems: items shown at each end of a summarised dimension (default 3).
-        linewidth: characters per line (default 80).
-        profile: "default" restores the defaults, "short" (precision 2, threshold 20) or "full"
-            (every element) set several at once, before the other arguments apply.
-        sci_mode: True forces scientific notation, False suppresses it (appendix A's
-            `torch.set_printoptions(sci_mode=False)`), None lets NumPy choose.
-
-    Raises:
-        ValueError: an unknown profile.
-
-    References: torch.set_printoptions; np.array2string.
-    """
-    if profile is not None:
-        profiles = {"default": _DEFAULT_PRINT_OPTIONS, "short": {**_DEFAULT_PRINT_OPTIONS, "precision": 2},
-                    "full": {**_DEFAULT_PRINT_OPTIONS, "threshold": sys.maxsize}}
-        if profile not in profiles:
-            raise ValueError(f"set_printoptions: profile must be 'default', 'short' or 'full', got {profile!r}")
-        _print_options.update(profiles[profile])
-    given = {"precision": precision, "threshold": threshold, "edgeitems": edgeitems, "max_line_width": linewidth}
-    _print_options.update({name: value for name, value in given.items() if value is not None})
-    if sci_mode is not None or profile is not None:
-        _print_options["sci_mode"] = sci_mode
-
+from autograd.printing import format_tensor, set_printoptions
+from autograd.size import Size
 
 # --------------------------------------------------------------------------------------------
 # Tensor
@@ -257,9 +219,9 @@ class Tensor:
 
     # ---- properties, Python values and printing ---------------------------------------------
     @property
-    def shape(self) -> tuple:
-        """The shape, a tuple of ints (as `np.ndarray.shape`; PyTorch's `torch.Size`)."""
-        return self.data.shape
+    def shape(self) -> Size:
+        """The shape, a `torch.Size`: a tuple of ints that prints `torch.Size([2, 3])`."""
+        return tuple.__new__(Size, self.data.shape)  # NumPy's shape holds ints: no checks needed
 
     @property
     def ndim(self) -> int:
@@ -272,8 +234,8 @@ class Tensor:
         return self.data.dtype
 
     def size(self, dim: int | None = None):
-        """The shape (PyTorch's `x.size()`), or the length of dimension `dim`."""
-        return self.data.shape if dim is None else self.data.shape[dim]
+        """The shape, a `torch.Size` (PyTorch's `x.size()`), or the length of dimension `dim`."""
+        return self.shape if dim is None else self.data.shape[dim]
 
     def numel(self) -> int:
         """The number of elements (NumPy's `size`)."""
@@ -323,20 +285,9 @@ class Tensor:
         return self
 
     def __repr__(self) -> str:
-        options = dict(_print_options)
-        sci_mode = options.pop("sci_mode")
-        if sci_mode is False:
-            options["suppress_small"] = True
-        elif sci_mode is True and self.data.dtype.kind == "f":
-            digits = options["precision"]
-            options["formatter"] = {"float_kind": lambda value: f"{value:.{digits}e}"}
-        body = np.array2string(self.data, separator=", ", prefix="tensor(", **options)
-        extras = [f"dtype={self.dtype}"]
-        if self.grad_fn is not None:
-            extras.append(f"grad_fn=<{self.grad_fn.name}>")
-        elif self.requires_grad:
-            extras.append("requires_grad=True")
-        return f"tensor({body}, {', '.join(extras)})"
+        """As PyTorch prints it: `tensor([0.4300, 0.1500], grad_fn=<MulBackward0>)` (autograd/printing.py)."""
+        grad_fn = self.grad_fn
+        return format_tensor(self.data, self.requires_grad, None if grad_fn is None else grad_fn.torch_name)
 
     def __bool__(self) -> bool:
         return bool(self.data)
@@ -710,7 +661,7 @@ class Tensor:
         d0 = _normalize_dim(dim0, self.ndim, "dim0")[0]
         d1 = _normalize_dim(dim1, self.ndim, "dim1")[0]
         axes[d0], axes[d1] = axes[d1], axes[d0]
-        return Permute.apply(self, dims=tuple(axes))
+        return Transpose.apply(self, dims=tuple(axes))
 
     def permute(self, *dims) -> "Tensor":
         """Reorder all dimensions (torch.permute, `Permute`).
@@ -735,7 +686,7 @@ class Tensor:
     def unsqueeze(self, dim: int) -> "Tensor":
         """Insert a dimension of size 1 at `dim` (negative counts from the end of the result)."""
         axis = _normalize_dim(dim, self.ndim + 1)[0]
-        return Reshape.apply(self, shape=self.shape[:axis] + (1,) + self.shape[axis:])
+        return Unsqueeze.apply(self, shape=self.shape[:axis] + (1,) + self.shape[axis:])
 
     def squeeze(self, dim=None) -> "Tensor":
         """Remove dimensions of size 1 (only `dim` when given and of size 1), as torch.squeeze."""
@@ -744,7 +695,7 @@ class Tensor:
         else:
             axes = _normalize_dim(dim, self.ndim)
             shape = tuple(size for i, size in enumerate(self.shape) if not (i in axes and size == 1))
-        return Reshape.apply(self, shape=shape)
+        return Squeeze.apply(self, shape=shape)
 
     def expand(self, *shape) -> "Tensor":
         """Broadcast to a larger shape without copying; -1 keeps a dimension (torch.expand).

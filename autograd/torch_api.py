@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from autograd.ops import Cat, Matmul, Maximum, Where, _cast, _normalize_dim, _promote
+from autograd.ops import Cat, Matmul, Maximum, Stack, Where, _cast, _normalize_dim, _promote
 from autograd.random import resolve_generator
 from autograd.tensor import Tensor, TopK, as_tensor
 
@@ -77,7 +77,7 @@ def stack(tensors, dim: int = 0) -> Tensor:
     for i, t in enumerate(tensors):
         if t.shape != tensors[0].shape:
             raise ValueError(f"stack: tensor {i} has shape {t.shape}, tensor 0 has {tensors[0].shape}")
-    return cat([t.unsqueeze(dim) for t in tensors], dim=dim)
+    return Stack.apply(*[t.unsqueeze(dim) for t in tensors], dim=dim)
 
 
 def where(condition, input, other) -> Tensor:  # noqa: A002 - torch.where's argument names

@@ -51,6 +51,8 @@ class ScaledDotProductAttention(Function):
     the products and element-wise work of the full T x T matrices, for T = 1024 about 9/16.
     """
 
+    TORCH_NAME = "ScaledDotProductFlashAttentionForCpuBackward0"  # PyTorch 2.13 on a CPU
+
     def forward(self, q, k, v, causal, dropout_p, rng):
         dtype = q.dtype.type
         self.scale = dtype(1.0 / math.sqrt(q.shape[-1]))

@@ -22,6 +22,8 @@ class Dropout(Function):
     The mask is saved as bools (1 byte per element), not as a float multiplier.
     """
 
+    TORCH_NAME = "MulBackward0"  # PyTorch (CPU) multiplies by the scaled mask
+
     def forward(self, x, p, rng):
         self.keep, p_drawn = dropout_keep_mask(rng, x.shape, p)
         self.scale = x.dtype.type(0.0 if p_drawn == 1 else 1.0 / (1.0 - p_drawn))

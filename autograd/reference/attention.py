@@ -52,6 +52,8 @@ class ScaledDotProductAttention(Function):
     torch.nn.functional.scaled_dot_product_attention (is_causal, dropout_p).
     """
 
+    TORCH_NAME = "ScaledDotProductFlashAttentionForCpuBackward0"  # PyTorch 2.13 on a CPU
+
     def forward(self, q, k, v, causal, dropout_p, rng):
         dtype = q.dtype.type
         num_queries, num_keys = q.shape[-2], k.shape[-2]

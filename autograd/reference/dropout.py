@@ -67,6 +67,8 @@ class Dropout(Function):
     Model (From Scratch)", ch. 3.5.2; torch.nn.functional.dropout.
     """
 
+    TORCH_NAME = "MulBackward0"  # PyTorch (CPU) multiplies by the scaled mask
+
     def forward(self, x, p, rng):
         keep, p_drawn = dropout_keep_mask(rng, x.shape, p)  # 1. (...) bool: True = kept
         scale = x.dtype.type(0.0 if p_drawn == 1 else 1.0 / (1.0 - p_drawn))  # in x's dtype
