@@ -5,7 +5,7 @@
     >>> y = (x * x).sum()
     >>> y.backward()
     >>> x.grad
-    array([2., 4., 6.], dtype=float32)
+    tensor([2., 4., 6.])
 
 Files, in reading order (each imports only the ones before it): `function.py` (`Function`, one
 recorded operation, and `no_grad`), `backward.py` (the backward walk and `grad`), `ops.py`
@@ -33,7 +33,9 @@ import numpy as _np
 from autograd.function import Function, enable_grad, is_grad_enabled, no_grad
 from autograd.backward import grad
 from autograd.ops import unbroadcast
-from autograd.tensor import Gradient, Tensor, as_tensor, set_printoptions, tensor
+from autograd.tensor import Gradient, Tensor, as_tensor, tensor
+from autograd.printing import get_printoptions, printoptions, set_printoptions
+from autograd.size import Size
 from autograd.gradcheck import GradcheckError, gradcheck
 from autograd import functional
 from autograd.kernels import get_kernels, kernels, set_kernels  # NOTE: `autograd.kernels` is the context manager
@@ -94,6 +96,9 @@ __all__ = [
     "grad",
     "autograd",
     "set_printoptions",
+    "get_printoptions",
+    "printoptions",
+    "Size",
     "save",
     "load",
     # PyTorch-compatible creation functions, dtypes and devices (autograd/creation.py)

@@ -744,6 +744,12 @@ class Gather(Function):
         return da
 
 
+class TopkGather(Gather):
+    """`Gather` of the k largest values (torch.topk's values; its own name in a graph)."""
+
+    TORCH_NAME = "TopkBackward0"
+
+
 class Clone(Function):
     """out = a copy of a (new memory).   da = dout."""
 
@@ -787,6 +793,6 @@ __all__ = [
     "Add", "Sub", "Mul", "Div", "Pow", "PowScalar", "Maximum", "Where", "Neg", "Exp", "Log",
     "Sqrt", "Tanh", "Abs", "Relu", "Clamp", "Cast", "Sum", "Mean", "Var", "Max", "Matmul",
     "Reshape", "Unsqueeze", "Squeeze", "Permute", "Transpose", "Expand", "GetItem", "Cat", "Stack",
-    "MaskedFill", "Gather", "Clone", "SetItem",
+    "MaskedFill", "Gather", "TopkGather", "Clone", "SetItem",
     "unbroadcast",
 ]

@@ -9,6 +9,11 @@
 Everything a tuple does works unchanged (`b, T, C = x.shape`, `x.shape == (2, 6, 3)`,
 `np.zeros(x.shape)`); slicing, `+` and `*` give a `Size` again, as in PyTorch.
 
+NOTE: `print(x.shape)`, `str` and `repr` give `torch.Size([2, 6, 3])` as PyTorch does, but an
+f-string or `format` gives the tuple, `(2, 6, 3)`: minigpt's error messages (and the tests that
+read them) name shapes that way, `f"got shape {x.shape}"`. PyTorch's f-string would print
+`torch.Size(...)`; the book's listings print shapes with `print`, never inside an f-string.
+
 References: torch.Size (PyTorch 2.13: `repr` "torch.Size([2, 3])", `numel()`).
 """
 
@@ -40,6 +45,10 @@ class Size(tuple):
         return f"torch.Size([{', '.join(str(size) for size in self)}])"
 
     __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        """The tuple's text, `(2, 3)`, for f-strings and `format` (see the NOTE above)."""
+        return format(tuple(self), spec) if spec else repr(tuple(self))
 
     def __getitem__(self, index):
         item = tuple.__getitem__(self, index)

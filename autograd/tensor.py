@@ -36,7 +36,7 @@ from autograd.function import is_grad_enabled
 from autograd.ops import (
     Abs, Add, Clamp, Clone, Div, Exp, Expand, Gather, GetItem, Log, MaskedFill, Matmul, Max,
     Maximum, Mean, Mul, Neg, Permute, Pow, PowScalar, Relu, Reshape, SetItem, Sqrt, Squeeze, Sub, Sum,
-    Tanh, Transpose, Unsqueeze, Var, _cast, _normalize_dim, _promote,
+    Tanh, TopkGather, Transpose, Unsqueeze, Var, _cast, _normalize_dim, _promote,
 )
 from autograd.printing import format_tensor, set_printoptions
 from autograd.size import Size
@@ -100,7 +100,10 @@ class Gradient(np.ndarray):
         return array[()] if return_scalar else array
 
     def __repr__(self) -> str:
-        return repr(self.view(np.ndarray))  # prints as the plain array it is: array([...])
+        """As PyTorch prints a gradient: `tensor([-0.0898])` (appendix A prints `w1.grad`)."""
+        return format_tensor(self.view(np.ndarray))
+
+    __str__ = __repr__
 
     @property
     def data(self) -> "Gradient":
@@ -642,7 +645,7 @@ class Tensor:
         if largest and self.dtype.kind not in "fi":
             order = np.flip(order, axis=axis)
         indices = np.take(order, np.arange(k), axis=axis).astype(np.int64)
-        return TopK(self.gather(axis, indices), Tensor._make(indices, False))
+        return TopK(TopkGather.apply(self, index=indices, axis=axis), Tensor._make(indices, False))
 
     # ---- shape ------------------------------------------------------------------------------
     def reshape(self, *shape) -> "Tensor":
@@ -1114,7 +1117,8 @@ def tensor(data, requires_grad: bool = False, dtype=None, device=None) -> Tensor
         >>> x = tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
         >>> (x * x).sum().backward()
         >>> x.grad          # d/dx sum(x^2) = 2x
-        array([[2., 4.], [6., 8.]], dtype=float32)
+        tensor([[2., 4.],
+                [6., 8.]])
     """
     if device is not None:
         check_device(device, "tensor")

@@ -269,5 +269,3 @@ class GPTModel(Module):
             raise ValueError(f"GPTModel: token id {int(bad)} is outside the vocabulary [0, {self.cfg.vocab_size})")
         return ids
 
-    def extra_repr(self) -> str:
-        return f"{self.num_parameters():,} parameters"

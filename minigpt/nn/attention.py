@@ -296,9 +296,6 @@ class MultiHeadAttention(Module):
         context_vec = context_vec.transpose(1, 2).reshape(batch_size, num_tokens, self.d_out)
         return self.out_proj(context_vec)  # (B, T, d_out) -> (B, T, d_out)
 
-    def extra_repr(self) -> str:
-        return f"d_in={self.d_in}, d_out={self.d_out}, num_heads={self.num_heads}, context_length={self.context_length}"
-
     def _cached_attention(self, queries: Tensor, keys_new: Tensor, values_new: Tensor, padding_mask) -> Tensor:
         """Write this call's keys and values into the cache, then attend over every cached token.
 

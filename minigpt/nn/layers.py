@@ -231,7 +231,7 @@ class LayerNorm(Module):
         return F.layer_norm(x, self.scale, self.shift, self.eps)  # (..., C) -> (..., C)
 
     def extra_repr(self) -> str:
-        return f"({self.emb_dim},), eps={self.eps}"
+        return f"({self.emb_dim},), eps={self.eps}, elementwise_affine=True, bias=True"  # as torch.nn.LayerNorm
 
 
 class GELU(Module):
@@ -317,7 +317,7 @@ class Dropout(Module):
         return F.dropout(x, self.p, self.training, self.rng)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p}, inplace=False"  # as torch.nn.Dropout
 
 
 class FeedForward(Module):

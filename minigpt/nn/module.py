@@ -427,29 +427,31 @@ class Module:
         return ""
 
     def __repr__(self) -> str:
-        """A tree, one line per module, as PyTorch prints it; equal neighbours (the blocks of a
-        Sequential) are printed once as `(0-11): 12 x TransformerBlock(...)`."""
-        lines = [self.extra_repr()] if self.extra_repr() and self._modules else []
-        children = [(name, repr(child)) for name, child in self._modules.items()]
-        start = 0
-        while start < len(children):
-            end = start
-            while (
-                end + 1 < len(children)
-                and children[end + 1][0].isdigit()
-                and children[start][0].isdigit()
-                and children[end + 1][1] == children[start][1]
-            ):
-                end += 1
-            name, text = children[start]
-            if end > start:
-                name = f"{name}-{children[end][0]}"
-                text = f"{end - start + 1} x {text}"
-            lines.append(f"({name}): " + _indent(text))
-            start = end + 1
-        if not lines:
-            return f"{type(self).__name__}({self.extra_repr()})"
-        return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
+        """A tree, one line per module, as PyTorch prints it: the layer's `extra_repr()` lines, then
+        `(name): child` for each child, indented two spaces per level:
+
+            NeuralNetwork(
+              (layers): Sequential(
+                (0): Linear(in_features=50, out_features=30, bias=True)
+                (1): ReLU()
+              )
+            )
+
+        References: torch.nn.Module.__repr__ (PyTorch 2.13).
+        """
+        return _tree(type(self).__name__, self.extra_repr(),
+                     [f"({name}): " + _indent(repr(child)) for name, child in self._modules.items()])
+
+
+def _tree(name: str, extra: str, child_lines: list) -> str:
+    """`Name(extra)` for a leaf with one line of extra, else the extra lines and the children's
+    lines, two spaces in, between `Name(` and `)` (torch.nn.Module.__repr__'s layout)."""
+    lines = (extra.split("\n") if extra else []) + child_lines
+    if not lines:
+        return f"{name}()"
+    if not child_lines and len(lines) == 1:
+        return f"{name}({lines[0]})"
+    return f"{name}(\n  " + "\n  ".join(lines) + "\n)"
 
 
 def _indent(text: str) -> str:
@@ -526,3 +528,19 @@ class ModuleList(Module):
 
     def __iter__(self) -> Iterator[Module]:
         return iter(self._modules.values())
+
+    def __repr__(self) -> str:
+        """As PyTorch prints a ModuleList: a run of equal neighbours once, `(0-11): 12 x Block(...)`.
+
+        References: torch.nn.ModuleList.__repr__ (PyTorch 2.13; a Sequential prints every child).
+        """
+        runs = []  # [first index, last index, repr] of each run of equal reprs
+        for number, child in enumerate(self._modules.values()):
+            text = repr(child)
+            if runs and runs[-1][2] == text:
+                runs[-1][1] = number
+            else:
+                runs.append([number, number, text])
+        lines = [f"({first}): " + _indent(text) if first == last else f"({first}-{last}): {last - first + 1} x " + _indent(text)
+                 for first, last, text in runs]
+        return _tree(type(self).__name__, "", lines)

@@ -1,0 +1,243 @@
+"""Run the book's notebooks on minigpt, imports changed only, and count the cells that print the book's text.
+
+    python scripts/book_notebooks.py                      # the seven notebooks of issue 22, ~10 min
+    python scripts/book_notebooks.py --notebooks ch03 appendix-A/code-part1
+    python scripts/book_notebooks.py --skip-training      # leave out the training cells (minutes each)
+    python scripts/book_notebooks.py --book /work/book --show 40
+
+A report script, outside the test suite. For each notebook it copies the notebook's folder to a
+temporary directory (with the-verdict.txt, so no cell downloads it), rewrites the import lines of
+the notebook and of the folder's .py files by the mapping of docs/book.md (`import torch` ->
+`import autograd as torch` ...), and runs the code cells in order in one namespace, as Jupyter
+would: a cell's output is what it prints plus the repr of its last expression when that is not
+None. Each output is compared, as text, with the output stored in the notebook (the book's run
+with PyTorch). A cell "prints numbers" when its stored output holds a digit.
+
+Cells are skipped, with the reason given, when they print library versions, download (OpenAI's
+weights; the data files are put in place beforehand), pick a GPU/MPS device, or time themselves;
+`--skip-training` also skips the cells that train a model. Chapter 5 stops where it loads
+OpenAI's weights. The notebook reader is the standard library's json (.ipynb is JSON).
+
+Prints a table per notebook (code cells, run, skipped, cells printing numbers, exact matches) and
+then the cells that print numbers but differ, with the first differing line.
+
+References: Raschka, "Build a Large Language Model (From Scratch)", the notebooks of
+rasbt/LLMs-from-scratch; the nbformat 4 JSON schema (cells, outputs, stream / execute_result).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import io
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VERDICT = ROOT / "minigpt" / "corpora" / "the-verdict.txt"
+
+# (short name, path under the book's checkout, code cell to stop before (its source contains this) or None)
+NOTEBOOKS = [
+    ("ch02", "ch02/01_main-chapter-code/ch02.ipynb", None),
+    ("ch03", "ch03/01_main-chapter-code/ch03.ipynb", None),
+    ("ch04", "ch04/01_main-chapter-code/ch04.ipynb", None),
+    ("appendix-A/code-part1", "appendix-A/01_main-chapter-code/code-part1.ipynb", None),
+    ("appendix-A/code-part2", "appendix-A/01_main-chapter-code/code-part2.ipynb", None),
+    ("appendix-D", "appendix-D/01_main-chapter-code/appendix-D.ipynb", None),
+    ("ch05", "ch05/01_main-chapter-code/ch05.ipynb", "download_and_load_gpt2"),
+]
+
+# The import lines of the book and their minigpt spelling (docs/book.md, "only the imports changed").
+# `import torch` also imports minigpt's nn, which attaches torch.nn, torch.optim and torch.utils.data
+# to autograd, as `import torch` makes them reachable in PyTorch.
+IMPORTS = [
+    (r"import torch$", "import autograd as torch; import minigpt.nn  # torch.nn, torch.optim, torch.utils"),
+    (r"import torch\.nn as nn$", "from minigpt import nn"),
+    (r"import torch\.nn\.functional as F$", "import autograd.functional as F"),
+    (r"from torch\.autograd import grad$", "from autograd.autograd import grad"),
+    (r"from torch\.utils\.data import (.*)$", r"from minigpt.data import \1"),
+    (r"import tiktoken$", "from minigpt import tokenizer as tiktoken"),
+]
+
+# Why a cell is not run: a substring of its source -> the reason printed.
+SKIPS = [
+    ("version(", "prints library versions"),
+    ("requests.get(", "downloads (the file is put in place)"),
+    ("urlretrieve(", "downloads (the file is put in place)"),
+    ("torch.backends.mps", "picks a GPU/MPS device and prints it"),
+    ("time.time()", "prints a timing"),
+]
+TRAINING = ("train_model_simple(", "train_model(", "num_epochs = ")
+
+
+def rewrite_imports(source: str) -> str:
+    """The source with each line of the book's imports replaced by minigpt's (indentation kept)."""
+    lines = []
+    for line in source.splitlines():
+        stripped = line.strip()
+        indent = line[: len(line) - len(line.lstrip())]
+        for pattern, replacement in IMPORTS:
+            if re.fullmatch(pattern, stripped):
+                line = indent + re.sub(pattern, replacement, stripped)
+                break
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def stored_output(cell: dict) -> str:
+    """What the notebook shows under a cell: stdout text, then the last expression's text/plain."""
+    parts = []
+    for output in cell.get("outputs", []):
+        if output["output_type"] == "stream" and output.get("name") == "stdout":
+            parts.append("".join(output["text"]))
+        elif output["output_type"] == "execute_result" and "text/plain" in output.get("data", {}):
+            parts.append("".join(output["data"]["text/plain"]))
+    return "".join(parts)
+
+
+def _display(value) -> str:
+    """Jupyter's text/plain of a value: IPython's pretty printer when installed, else repr."""
+    try:
+        from IPython.lib.pretty import pretty
+    except ImportError:
+        return repr(value)
+    return pretty(value)
+
+
+def run_cell(source: str, namespace: dict) -> tuple[str, str | None]:
+    """Run one cell in `namespace` as Jupyter does; return (output text, error or None)."""
+    source = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("!", "%")))
+    out = io.StringIO()
+    try:
+        tree = ast.parse(source)
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        with contextlib.redirect_stdout(out):
+            exec(compile(tree, "<cell>", "exec"), namespace)
+            if last is not None:
+                value = eval(compile(ast.Expression(last.value), "<cell>", "eval"), namespace)
+                if value is not None:
+                    print(_display(value), end="")
+    except Exception as error:  # noqa: BLE001 - a report: every failure is reported, none stops the run
+        frames = traceback.extract_tb(error.__traceback__)
+        where = next((f"{Path(f.filename).name}:{f.lineno}" for f in reversed(frames) if "autograd" in f.filename or "minigpt" in f.filename), "")
+        return out.getvalue(), f"{type(error).__name__}: {str(error)[:150]} {where}".strip()
+    return out.getvalue(), None
+
+
+def first_difference(expected: str, got: str) -> str:
+    """A short reason: the first line that differs, expected vs got."""
+    expected_lines, got_lines = expected.rstrip().splitlines(), got.rstrip().splitlines()
+    for number, (want, have) in enumerate(zip(expected_lines, got_lines), 1):
+        if want != have:
+            return f"line {number}: book {want.strip()[:70]!r} / minigpt {have.strip()[:70]!r}"
+    return f"{len(expected_lines)} lines in the book, {len(got_lines)} on minigpt"
+
+
+def _prepare_folder(notebook: Path, workdir: Path) -> None:
+    """Copy the notebook's folder into workdir, with the folder's .py imports rewritten and the data file."""
+    for path in notebook.parent.iterdir():
+        if path.is_file() and path.suffix in (".py", ".txt", ".json", ".tsv"):
+            target = workdir / path.name
+            if path.suffix == ".py":
+                target.write_text(rewrite_imports(path.read_text(encoding="utf-8")) + "\n", encoding="utf-8")
+            else:
+                shutil.copyfile(path, target)
+    if not (workdir / "the-verdict.txt").exists():
+        shutil.copyfile(VERDICT, workdir / "the-verdict.txt")
+
+
+def run_notebook(path: Path, stop_at: str | None, skip_training: bool) -> dict:
+    """Run one notebook; return its counts and the cells that differ."""
+    cells = [cell for cell in json.loads(path.read_text(encoding="utf-8"))["cells"] if cell["cell_type"] == "code"]
+    result = {"cells": len(cells), "run": 0, "skipped": [], "numbers": 0, "match": 0, "differ": [], "seconds": 0.0}
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="book-notebook-") as tmp:
+        workdir = Path(tmp)
+        _prepare_folder(path, workdir)
+        previous_dir, previous_path = os.getcwd(), list(sys.path)
+        os.chdir(workdir)
+        sys.path.insert(0, str(workdir))
+        for name in ("previous_chapters", "gpt_download", "gpt", "gpt_train", "gpt_generate"):
+            sys.modules.pop(name, None)
+        namespace = {"__name__": "__main__"}
+        try:
+            for number, cell in enumerate(cells, 1):
+                source = "".join(cell["source"])
+                if stop_at and stop_at in source:
+                    result["skipped"] += [(n, "after loading OpenAI's weights begins (out of scope)") for n in range(number, len(cells) + 1)]
+                    break
+                expected = stored_output(cell)
+                reason = next((why for text, why in SKIPS if text in source), None)
+                if reason is None and skip_training and any(text in source for text in TRAINING):
+                    reason = "trains a model (--skip-training)"
+                if reason:
+                    result["skipped"].append((number, reason))
+                    continue
+                got, error = run_cell(rewrite_imports(source), namespace)
+                result["run"] += 1
+                if not re.search(r"\d", expected):
+                    if error:
+                        result["differ"].append((number, f"(prints no numbers) {error}"))
+                    continue
+                result["numbers"] += 1
+                if got.rstrip() == expected.rstrip() and not error:
+                    result["match"] += 1
+                else:
+                    result["differ"].append((number, error or first_difference(expected, got)))
+        finally:
+            os.chdir(previous_dir)
+            sys.path[:] = previous_path
+            try:
+                import matplotlib.pyplot as plt
+                plt.close("all")
+            except ImportError:
+                pass
+    result["seconds"] = time.perf_counter() - start
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--book", type=Path, default=Path("/work/book"), help="the checkout of rasbt/LLMs-from-scratch")
+    parser.add_argument("--notebooks", nargs="*", default=None,
+                        help=f"short names to run (default all): {', '.join(name for name, _, _ in NOTEBOOKS)}")
+    parser.add_argument("--skip-training", action="store_true", help="skip the cells that train a model (minutes each)")
+    parser.add_argument("--show", type=int, default=1000, help="at most this many differing cells listed per notebook")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    chosen = [entry for entry in NOTEBOOKS if args.notebooks is None or entry[0] in args.notebooks]
+    results = {}
+    for name, relative, stop_at in chosen:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        results[name] = run_notebook(args.book / relative, stop_at, args.skip_training)
+    print(f"{'notebook':24s} {'code':>5s} {'run':>5s} {'skip':>5s} {'numbers':>8s} {'match':>6s} {'%':>6s} {'s':>6s}")
+    total_numbers = total_match = 0
+    for name, r in results.items():
+        share = 100.0 * r["match"] / r["numbers"] if r["numbers"] else 100.0
+        total_numbers += r["numbers"]
+        total_match += r["match"]
+        print(f"{name:24s} {r['cells']:5d} {r['run']:5d} {len(r['skipped']):5d} {r['numbers']:8d} {r['match']:6d} {share:6.1f} {r['seconds']:6.0f}")
+    if total_numbers:
+        print(f"{'all':24s} {'':5s} {'':5s} {'':5s} {total_numbers:8d} {total_match:6d} {100.0 * total_match / total_numbers:6.1f}")
+    for name, r in results.items():
+        if r["skipped"]:
+            print(f"\n{name}: skipped cells")
+            for number, reason in r["skipped"]:
+                print(f"  [{number}] {reason}")
+        if r["differ"]:
+            print(f"\n{name}: cells that differ from the book")
+            for number, reason in r["differ"][: args.show]:
+                print(f"  [{number}] {reason}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
