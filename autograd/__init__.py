@@ -49,6 +49,10 @@ from autograd.torch_api import (
     argmax, bincount, cat, clone, dot, exp, flatten, gather, log, matmul, maximum, mean, minimum,
     multinomial, nonzero, pow, sigmoid, softmax, sqrt, stack, tanh, topk, where,
 )
+from autograd.torch_api import (
+    allclose, chunk, clamp, cos, cumsum, einsum, equal, eye, finfo, get_default_dtype, iinfo, inference_mode,
+    isfinite, isinf, isnan, log_softmax, outer, repeat_interleave, set_float32_matmul_precision, sin, split, unique,
+)
 from autograd.torch_api import abs, sum  # noqa: A004,F401 - torch's names; shadow the builtins here only
 from autograd.serialization import load, save
 from autograd import autograd  # torch.autograd.grad(...) under `import autograd as torch`
@@ -58,6 +62,8 @@ from autograd import autograd  # torch.autograd.grad(...) under `import autograd
 float = float32  # noqa: A001
 int = int32  # noqa: A001
 bool = _np.bool_  # noqa: A001
+all = torch_api.all_  # noqa: A001 - torch.all / torch.any
+any = torch_api.any_  # noqa: A001
 
 inf = _math.inf  # -torch.inf masks future tokens (book ch. 3.5.1)
 nan = _math.nan
@@ -67,6 +73,13 @@ try:
     __version__ = _metadata.version("minigpt")
 except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
+
+
+class version:  # noqa: N801 - torch.version's name
+    """torch.version: minigpt's version, and no CUDA (`torch.version.cuda` is None, as on a CPU-only PyTorch)."""
+
+    __version__ = __version__
+    cuda = None
 
 __all__ = [
     "Function",
@@ -110,6 +123,10 @@ __all__ = [
     # left out so that `from autograd import *` does not shadow the builtins.
     "exp", "log", "sqrt", "tanh", "pow", "sigmoid", "softmax", "mean", "argmax", "topk",
     "gather", "dot", "clone", "flatten", "nonzero", "bincount", "multinomial",
+    # more of torch's names the book's code uses (scripts/book_names.py; docs/book.md)
+    "allclose", "chunk", "clamp", "cos", "cumsum", "einsum", "equal", "eye", "finfo", "get_default_dtype",
+    "iinfo", "inference_mode", "isfinite", "isinf", "isnan", "log_softmax", "outer", "repeat_interleave",
+    "set_float32_matmul_precision", "sin", "split", "unique",
 ]
 
 # torch's nn, optim and utils are minigpt's: `from minigpt import nn` attaches them here

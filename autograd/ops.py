@@ -341,6 +341,28 @@ class Tanh(Function):
         return dout * (1 - self.out * self.out)
 
 
+class Sin(Function):
+    """out = sin(a).   da = dout * cos(a)."""
+
+    def forward(self, a):
+        self.a = a
+        return np.sin(a)
+
+    def backward(self, dout):
+        return dout * np.cos(self.a)
+
+
+class Cos(Function):
+    """out = cos(a).   da = -dout * sin(a)."""
+
+    def forward(self, a):
+        self.a = a
+        return np.cos(a)
+
+    def backward(self, dout):
+        return -dout * np.sin(self.a)
+
+
 class Abs(Function):
     """out = |a|.   da = dout * sign(a) (0 at a == 0, as PyTorch)."""
 
@@ -457,6 +479,21 @@ class Var(Function):
     def backward(self, dout):
         dout = _expand_reduced(dout, self.axes, self.keepdim, self.a_shape)
         return dout * (2 * self.centered / self.divisor)
+
+
+class Cumsum(Function):
+    """out[..., i, ...] = a[..., 0, ...] + ... + a[..., i, ...] along `axis` (torch.cumsum).
+
+    da = the cumulative sum of dout taken from the end: da_j = sum over i >= j of dout_i.
+    """
+
+    def forward(self, a, axis):
+        self.axis = axis
+        return np.cumsum(a, axis=axis, dtype=a.dtype if a.dtype.kind == "f" else np.int64)
+
+    def backward(self, dout):
+        reversed_dout = np.flip(dout, axis=self.axis)
+        return np.flip(np.cumsum(reversed_dout, axis=self.axis), axis=self.axis)
 
 
 class Max(Function):
@@ -694,6 +731,29 @@ class Cat(Function):
         )
 
 
+class Pad(Function):
+    """out = a with `widths` (before, after) of `value` around each dimension (F.pad, mode "constant").
+
+    da = the slice of dout where a sits. A negative width crops, as in PyTorch.
+    """
+
+    TORCH_NAME = "ConstantPadNdBackward0"
+
+    def forward(self, a, widths, value):
+        grow = [(max(before, 0), max(after, 0)) for before, after in widths]
+        padded = np.pad(a, grow, constant_values=a.dtype.type(value)) if any(sum(pair) for pair in grow) else a.copy()
+        # Crops (negative widths) cut the padded array; the rest picks a back out in backward.
+        self.inner = tuple(slice(max(before, 0), padded.shape[d] - max(after, 0)) for d, (before, after) in enumerate(widths))
+        self.crop = tuple(slice(max(-before, 0), padded.shape[d] - max(-after, 0)) for d, (before, after) in enumerate(widths))
+        self.padded_shape, self.a_shape = padded.shape, a.shape
+        return padded[self.crop]
+
+    def backward(self, dout):
+        full = np.zeros(self.padded_shape, dtype=dout.dtype)
+        full[self.crop] = dout
+        return full[self.inner].copy()
+
+
 class Stack(Cat):
     """`Cat` of tensors given a new dimension each (torch.stack; its own name in a graph)."""
 
@@ -791,8 +851,8 @@ class SetItem(Function):
 
 __all__ = [
     "Add", "Sub", "Mul", "Div", "Pow", "PowScalar", "Maximum", "Where", "Neg", "Exp", "Log",
-    "Sqrt", "Tanh", "Abs", "Relu", "Clamp", "Cast", "Sum", "Mean", "Var", "Max", "Matmul",
-    "Reshape", "Unsqueeze", "Squeeze", "Permute", "Transpose", "Expand", "GetItem", "Cat", "Stack",
+    "Sqrt", "Tanh", "Sin", "Cos", "Abs", "Relu", "Clamp", "Cast", "Sum", "Mean", "Var", "Cumsum", "Max", "Matmul",
+    "Reshape", "Unsqueeze", "Squeeze", "Permute", "Transpose", "Expand", "GetItem", "Cat", "Stack", "Pad",
     "MaskedFill", "Gather", "TopkGather", "Clone", "SetItem",
     "unbroadcast",
 ]

@@ -106,8 +106,70 @@ def printoptions(**options):
 
 def dtype_name(dtype) -> str:
     """PyTorch's name of a NumPy dtype: float32 -> 'torch.float32', bool -> 'torch.bool'."""
-    dtype = np.dtype(dtype)
+    dtype = np.dtype(dtype)  # a DType too: NumPy reads its `.dtype`
     return "torch.bool" if dtype == np.bool_ else f"torch.{dtype.name}"
+
+
+class DType:
+    """A tensor's dtype: NumPy's dtype that prints as PyTorch's (`print(x.dtype)` -> torch.int64).
+
+    `Tensor.dtype` returns one. It equals, hashes and converts as the NumPy dtype it holds
+    (`x.dtype == np.float32`, `x.dtype == torch.float32`, `np.zeros(3, dtype=x.dtype)`,
+    `arr.astype(x.dtype)`, `x.dtype.kind`, `x.dtype.itemsize`): NumPy takes any object with a
+    `.dtype` attribute as a dtype. One instance per NumPy dtype (`DType.of`).
+
+    NOTE: `print`, `str` and `repr` give PyTorch's name, `torch.float32`; an f-string or `format`
+    gives NumPy's, `float32`, as minigpt's error messages (and the tests that read them) spell it.
+    NumPy refuses subclasses of its dtypes ("Cannot subclass DType"), hence a wrapper.
+
+    Attributes:
+        dtype: the `np.dtype`.
+
+    References: torch.dtype (its str is "torch.float32"); the book's appendix A.2 prints
+    `tensor1d.dtype` (torch.int64) and `floatvec.dtype` (torch.float32).
+    """
+
+    __slots__ = ("dtype",)
+    _instances: dict = {}
+
+    def __init__(self, dtype):
+        self.dtype = np.dtype(dtype)
+
+    @classmethod
+    def of(cls, dtype) -> "DType":
+        """The one DType for a NumPy dtype (made on first use)."""
+        found = cls._instances.get(dtype)
+        if found is None:
+            found = cls._instances[dtype] = cls(dtype)
+        return found
+
+    def __eq__(self, other):
+        try:
+            return self.dtype == np.dtype(other)
+        except TypeError:
+            return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.dtype)
+
+    def __getattr__(self, name: str):
+        return getattr(self.dtype, name)  # kind, itemsize, type, name ... of the NumPy dtype
+
+    def __repr__(self) -> str:
+        return dtype_name(self.dtype)
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.dtype), spec)
+
+    def __reduce__(self):
+        return (DType.of, (self.dtype,))
+
+    @property
+    def is_floating_point(self) -> bool:
+        """True for float16/32/64 (torch.dtype.is_floating_point)."""
+        return self.dtype.kind == "f"
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,4 +327,4 @@ def format_tensor(array: np.ndarray, requires_grad: bool = False, grad_fn_name: 
     return _with_suffixes(prefix + text, suffixes, indent)
 
 
-__all__ = ["set_printoptions", "get_printoptions", "printoptions", "format_tensor", "dtype_name"]
+__all__ = ["set_printoptions", "get_printoptions", "printoptions", "format_tensor", "dtype_name", "DType"]

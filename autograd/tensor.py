@@ -34,11 +34,11 @@ from autograd.backward import _initial_gradient, _run_backward
 from autograd.device import CPU, check_device, device
 from autograd.function import is_grad_enabled
 from autograd.ops import (
-    Abs, Add, Clamp, Clone, Div, Exp, Expand, Gather, GetItem, Log, MaskedFill, Matmul, Max,
-    Maximum, Mean, Mul, Neg, Permute, Pow, PowScalar, Relu, Reshape, SetItem, Sqrt, Squeeze, Sub, Sum,
-    Tanh, TopkGather, Transpose, Unsqueeze, Var, _cast, _normalize_dim, _promote,
+    Abs, Add, Clamp, Clone, Cos, Cumsum, Div, Exp, Expand, Gather, GetItem, Log, MaskedFill, Matmul, Max,
+    Maximum, Mean, Mul, Neg, Permute, Pow, PowScalar, Relu, Reshape, SetItem, Sin, Sqrt, Squeeze, Sub, Sum,
+    Tanh, TopkGather, Transpose, Unsqueeze, Var, _cast, _gather_index, _normalize_dim, _promote,
 )
-from autograd.printing import format_tensor, set_printoptions
+from autograd.printing import DType, format_tensor, set_printoptions
 from autograd.size import Size
 
 # --------------------------------------------------------------------------------------------
@@ -232,9 +232,9 @@ class Tensor:
         return self.data.ndim
 
     @property
-    def dtype(self) -> np.dtype:
-        """The NumPy dtype of the values."""
-        return self.data.dtype
+    def dtype(self) -> DType:
+        """The dtype of the values: NumPy's, printed as PyTorch's (`torch.float32`; see `DType`)."""
+        return DType.of(self.data.dtype)
 
     def size(self, dim: int | None = None):
         """The shape, a `torch.Size` (PyTorch's `x.size()`), or the length of dimension `dim`."""
@@ -1024,10 +1024,166 @@ class Tensor:
         """The device holding the values: always the CPU."""
         return CPU
 
+    # ---- more of PyTorch's methods that the book's code calls (scripts/book_names.py) ------
+    def sin(self) -> "Tensor":
+        """Sine, elementwise (`Sin`: da = dout cos x)."""
+        return Sin.apply(self)
+
+    def cos(self) -> "Tensor":
+        """Cosine, elementwise (`Cos`: da = -dout sin x)."""
+        return Cos.apply(self)
+
+    def pow(self, exponent) -> "Tensor":
+        """self ** exponent (torch.Tensor.pow)."""
+        return self ** exponent
+
+    def ceil(self) -> "Tensor":
+        """Round up, elementwise; no gradient (PyTorch's is zero everywhere)."""
+        return Tensor._make(np.ceil(self.data), False)
+
+    def floor(self) -> "Tensor":
+        """Round down, elementwise; no gradient (PyTorch's is zero everywhere)."""
+        return Tensor._make(np.floor(self.data), False)
+
+    def logical_not(self) -> "Tensor":
+        """True where the value is 0 or False (torch.logical_not), a bool tensor."""
+        return Tensor._make(np.logical_not(self.data), False)
+
+    def all(self, dim=None, keepdim: bool = False) -> "Tensor":
+        """True when every value (along `dim`) is nonzero (torch.Tensor.all), a bool tensor."""
+        return Tensor._make(np.asarray(np.all(self.data, axis=_normalize_dim(dim, self.ndim), keepdims=keepdim)), False)
+
+    def any(self, dim=None, keepdim: bool = False) -> "Tensor":
+        """True when some value (along `dim`) is nonzero (torch.Tensor.any), a bool tensor."""
+        return Tensor._make(np.asarray(np.any(self.data, axis=_normalize_dim(dim, self.ndim), keepdims=keepdim)), False)
+
+    def cumsum(self, dim: int) -> "Tensor":
+        """Running sum along `dim` (torch.cumsum, `Cumsum`); integers and bools sum in int64."""
+        return Cumsum.apply(self, axis=_normalize_dim(dim, self.ndim)[0] if self.ndim else None)
+
+    def norm(self, p=2, dim=None, keepdim: bool = False) -> "Tensor":
+        """The p-norm over `dim` (torch.Tensor.norm): (sum |x|^p)^(1/p), built from recorded ops.
+
+        Raises:
+            ValueError: p is not a positive number (the book's code uses p=2).
+        """
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or p <= 0:
+            raise ValueError(f"norm: p must be a positive number, got {p!r}")
+        if p == 2:
+            return (self * self).sum(dim=dim, keepdim=keepdim).sqrt()
+        return (self.abs() ** p).sum(dim=dim, keepdim=keepdim) ** (1.0 / p)
+
+    def tril(self, diagonal: int = 0) -> "Tensor":
+        """The lower triangle of the last two dimensions, zeros above `diagonal` (torch.tril)."""
+        rows, columns = self.shape[-2:]
+        return self.masked_fill(np.triu(np.ones((rows, columns), dtype=bool), diagonal + 1), 0)
+
+    def triu(self, diagonal: int = 0) -> "Tensor":
+        """The upper triangle of the last two dimensions, zeros below `diagonal` (torch.triu)."""
+        rows, columns = self.shape[-2:]
+        return self.masked_fill(np.tril(np.ones((rows, columns), dtype=bool), diagonal - 1), 0)
+
+    def index_select(self, dim: int, index) -> "Tensor":
+        """The slices at `index` (1-D ints) along `dim` (torch.index_select); differentiable."""
+        index = np.asarray(index.data if isinstance(index, Tensor) else index)
+        if index.ndim != 1 or index.dtype.kind not in "iu":
+            raise ValueError(f"index_select: index must be a 1-D integer tensor, got {index.dtype} of shape {index.shape}")
+        axis = _normalize_dim(dim, self.ndim)[0]
+        return self[(slice(None),) * axis + (index,)]
+
+    def repeat_interleave(self, repeats: int, dim=None) -> "Tensor":
+        """Each element (or slice along `dim`) repeated `repeats` times in place (torch.repeat_interleave;
+        grouped-query attention repeats the key heads); differentiable. No dim: flattened first."""
+        if dim is None:
+            return self.flatten().repeat_interleave(repeats, 0)
+        axis = _normalize_dim(dim, self.ndim)[0]
+        return self.index_select(axis, np.repeat(np.arange(self.shape[axis]), repeats))
+
+    def repeat(self, *sizes) -> "Tensor":
+        """The tensor tiled `sizes[i]` times along each dimension (torch.Tensor.repeat); differentiable.
+
+        Raises:
+            ValueError: fewer sizes than dimensions.
+        """
+        if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+            sizes = tuple(sizes[0])
+        if len(sizes) < self.ndim:
+            raise ValueError(f"repeat: {len(sizes)} sizes for a tensor of {self.ndim} dimensions")
+        shape = (1,) * (len(sizes) - self.ndim) + tuple(self.shape)
+        interleaved = [value for size in shape for value in (1, size)]  # (1, s0, 1, s1, ...)
+        expanded = [value for count, size in zip(sizes, shape) for value in (count, size)]
+        tiled = self.reshape(*interleaved).expand(*expanded)
+        return tiled.reshape(*[count * size for count, size in zip(sizes, shape)])
+
+    def unbind(self, dim: int = 0) -> tuple:
+        """The slices along `dim`, a tuple of tensors one dimension smaller (torch.unbind)."""
+        axis = _normalize_dim(dim, self.ndim)[0]
+        return tuple(self[(slice(None),) * axis + (i,)] for i in range(self.shape[axis]))
+
+    def nonzero(self) -> "Tensor":
+        """Indices of the nonzero values, int64 (count, ndim) (torch.Tensor.nonzero)."""
+        return Tensor._make(np.argwhere(self.data).astype(np.int64), False)
+
+    def copy_(self, source) -> "Tensor":
+        """Write `source` (broadcast to self's shape, converted to self's dtype) into self, in place
+        (torch.Tensor.copy_; loading weights under `no_grad`)."""
+        self[...] = source
+        return self
+
+    def index_add_(self, dim: int, index, source) -> "Tensor":
+        """self[..., index[i], ...] += source[..., i, ...] along `dim`, repeated indices adding up
+        (torch.Tensor.index_add_; mixture-of-experts routing). No gradient is recorded.
+
+        Raises:
+            RuntimeError: self or source requires a gradient while grad mode is on.
+        """
+        source = as_tensor(source, like=self)
+        if is_grad_enabled() and (self.requires_grad or source.requires_grad):
+            raise RuntimeError("index_add_: minigpt records no gradient for index_add_; call it under torch.no_grad()")
+        index = np.asarray(index.data if isinstance(index, Tensor) else index)
+        axis = _normalize_dim(dim, self.ndim)[0]
+        np.add.at(self.data, (slice(None),) * axis + (index,), source.data.astype(self.dtype, copy=False))
+        self._version += 1
+        return self
+
+    def scatter(self, dim: int, index, src) -> "Tensor":
+        """A copy with out[i][index[i][j]] = src[i][j] along `dim` (torch.scatter); no gradient."""
+        return self.detach().clone().scatter_(dim, index, src)
+
+    def scatter_(self, dim: int, index, src) -> "Tensor":
+        """In place: self[i][index[i][j]] = src[i][j] along `dim` (torch.Tensor.scatter_); a number
+        `src` fills. No gradient is recorded.
+
+        Raises:
+            RuntimeError: self requires a gradient while grad mode is on.
+        """
+        if is_grad_enabled() and self.requires_grad:
+            raise RuntimeError("scatter_: minigpt records no gradient for scatter_; call it under torch.no_grad()")
+        index = np.asarray(index.data if isinstance(index, Tensor) else index)
+        where = _gather_index(index, _normalize_dim(dim, self.ndim)[0])
+        values = src.data if isinstance(src, Tensor) else src
+        self.data[where] = values[tuple(slice(0, size) for size in index.shape)] if np.ndim(values) else values
+        self._version += 1
+        return self
+
+    def cpu(self) -> "Tensor":
+        """self: the values are in the CPU's memory already (torch.Tensor.cpu)."""
+        return self
+
+    def data_ptr(self) -> int:
+        """The address of the first value (torch.Tensor.data_ptr): equal for tensors sharing memory."""
+        return self.data.ctypes.data
+
+    def element_size(self) -> int:
+        """Bytes per value (torch.Tensor.element_size): 4 for float32."""
+        return self.data.itemsize
+
     # ---- Python's protocols: f"{loss:.2f}", float(t), range(t), np.asarray(t) ---------------
     def __format__(self, spec: str) -> str:
-        """`f"{loss:.2f}"` formats a one-element tensor's value (as PyTorch); else str(self)."""
-        if self.data.size == 1 and spec:
+        """`f"{loss:.2f}"` formats a one-element tensor's value, and `f"{freq}"` a 0-d tensor's value
+        as a Python number (as PyTorch: `f"{torch.tensor(73)}"` is "73", chapter 5's sampling
+        counts); any other tensor formats as str(self)."""
+        if self.data.ndim == 0 or (self.data.size == 1 and spec):
             return format(self.data.item(), spec)
         return format(repr(self), spec)
 
@@ -1130,12 +1286,17 @@ def tensor(data, requires_grad: bool = False, dtype=None, device=None) -> Tensor
     return result
 
 
-def as_tensor(value, like: Tensor | None = None) -> Tensor:
-    """Return `value` unchanged when it is a Tensor, else wrap it as a constant leaf.
+def as_tensor(value, like: Tensor | None = None, dtype=None, device=None) -> Tensor:
+    """Return `value` unchanged when it is a Tensor, else wrap it as a constant leaf (torch.as_tensor).
 
     A Python number takes the dtype of `like` (so `x * 0.5` stays float32 for a float32 `x`);
-    arrays keep their own dtype.
+    arrays keep their own dtype. `dtype` converts (a Tensor through a recorded cast, as
+    `Tensor.to`); `device` must be the CPU (see `Tensor.to`).
     """
+    if dtype is not None or device is not None:
+        check_device(device, "as_tensor")
+        value = value if isinstance(value, Tensor) else Tensor(value, dtype=dtype)
+        return value if dtype is None else value.to(dtype)
     if isinstance(value, Tensor):
         return value
     if like is not None and isinstance(value, (int, float, bool, np.number)) and not isinstance(value, np.ndarray):

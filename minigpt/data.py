@@ -124,7 +124,7 @@ def default_collate(batch: list):
         Tensor           -> a Tensor stacked along a new first axis (no gradient)
         np.ndarray       -> an np.ndarray stacked along a new first axis
         int, float, bool -> a 1-D np.ndarray (int64, float32 as minigpt's tensors, bool)
-        tuple / list     -> the same kind of sequence, each position collated
+        tuple / list     -> a list, each position collated (a namedtuple stays one)
         dict             -> a dict, each key collated
         str              -> the list of strings
     A batch is never an object array: items of different shapes are an error.
@@ -166,7 +166,7 @@ def default_collate(batch: list):
         columns = [default_collate(list(column)) for column in zip(*batch)]
         if isinstance(first, tuple) and hasattr(first, "_fields"):  # a namedtuple
             return type(first)(*columns)
-        return type(first)(columns)
+        return columns  # a list for tuples too, as PyTorch: the book prints `[tensor(...), tensor(...)]`
     raise TypeError(f"default_collate: cannot batch items of type {type(first).__name__}; pass a collate_fn")
 
 

@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import argparse
 import ast
-import builtins
 import collections
+import inspect
 import json
 import re
 import subprocess
@@ -45,6 +45,7 @@ HERE = Path(__file__).resolve().parent
 TORCH_NAMES = HERE / "book_names_torch.json"
 FOLDERS = ["ch02", "ch03", "ch04", "ch05", "ch06", "ch07", "appendix-A", "appendix-D", "appendix-E", "pkg/llms_from_scratch"]
 ALIASES = {"torch": "torch", "nn": "torch.nn", "F": "torch.nn.functional"}
+MISSING = object()  # what _resolve returns for a name minigpt lacks (a found name may be None: torch.version.cuda)
 PLAIN_METHODS = set().union(*(dir(kind) for kind in (str, list, dict, set, tuple, bytes)))
 
 # Names another piece of issue 22 (or another issue) adds: the reason is printed instead of "missing".
@@ -59,7 +60,13 @@ OWNED_ELSEWHERE = [
 OUT_OF_SCOPE = [
     (r"cuda\..*|cuda|.*mps.*|backends\..*|xpu.*|device_count|.*cudnn.*|amp\..*|autocast|GradScaler|pin_memory|is_pinned",
      "GPU/MPS: minigpt runs on the CPU (torch.cuda.is_available() is False, as on a CPU-only PyTorch)"),
-    (r"compile|jit.*|_dynamo.*|export.*|fx.*|_inductor.*", "compilation: no compiler"),
+    (r"compile|jit.*|_dynamo.*|export.*|fx.*|_inductor.*|attention\.flex_attention\..*", "compilation: no compiler (flex_attention compiles its kernels)"),
+    (r"(Linear|Embedding)\((dtype|padding_idx)=\)", "layers' __init__ (initialisation) is the rng branch's; dtype= for bfloat16 the llama/tok branches'"),
+    (r"(Conv1d|conv1d|softplus)(\(.*=\))?", "Qwen3.5's gated delta-net bonus (convolutions, softplus): outside minigpt's GPT/Llama/Qwen3 models"),
+    (r"MultiheadAttention(\(.*=\))?", "PyTorch's own attention layer (packed in_proj weights), only compared against in ch03's bonus"),
+    (r"(optim\.)?AdamW\(fused=\)", "fused= is a GPU kernel choice"),
+    (r"utils\.data\.Subset", "random_split returns Subsets: the rng branch (issue 22, item 1)"),
+    (r"chunk\(axis=\)", "NumPy's spelling that PyTorch also takes; the book's notebook passes dim= elsewhere"),
     (r"distributed.*|multiprocessing.*|nn\.parallel.*|DistributedSampler|.*DistributedDataParallel.*|init_process_group|"
      r"destroy_process_group", "distributed: minigpt's MPI data parallelism is `minigpt train --mpi`, not DDP"),
     (r"(float8.*|uint16|uint32|.*quantiz.*|sparse.*|nested.*|complex.*)", "dtypes/layouts minigpt does not have"),
@@ -114,6 +121,11 @@ def scan(book: Path) -> tuple[dict, dict, int]:
                         if dotted and dotted.split(".")[0] in ALIASES:
                             root, _, rest = dotted.partition(".")
                             torch_names[f"{ALIASES[root]}.{rest}"].append(where)
+                    if isinstance(node, ast.Call) and _dotted(node.func) and _dotted(node.func).split(".")[0] in ALIASES:
+                        root, _, rest = _dotted(node.func).partition(".")
+                        for keyword in node.keywords:
+                            if keyword.arg:
+                                torch_names[f"{ALIASES[root]}.{rest}({keyword.arg}=)"].append(where)
                     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
                         owner = _dotted(node.func.value)
                         if owner is None or owner.split(".")[0] not in ALIASES | {"np": 0, "os": 0, "json": 0, "re": 0}:
@@ -124,25 +136,39 @@ def scan(book: Path) -> tuple[dict, dict, int]:
 
 
 def _resolve(name: str):
-    """The minigpt object for a dotted torch name, or None when an attribute is missing."""
+    """The minigpt object for a dotted torch name (MISSING when an attribute is missing). For
+    `torch.f(keyword=)` (a keyword argument of a call), f itself when it accepts that keyword."""
     import autograd
     import minigpt.nn  # noqa: F401 - attaches autograd.nn, .optim, .utils (docs/book.md)
 
+    keyword = None
+    if name.endswith("=)"):
+        name, _, keyword = name[:-2].partition("(")
     value = autograd
     for part in name.split(".")[1:]:
+        if not hasattr(value, part):
+            return MISSING
+        value = getattr(value, part)
+    if keyword is not None:
         try:
-            value = getattr(value, part)
-        except Exception:  # noqa: BLE001 - any failure means "not there"
-            return None
+            parameters = inspect.signature(value.__init__ if isinstance(value, type) else value).parameters
+        except (TypeError, ValueError):
+            return value  # a builtin without a signature: not checked
+        if keyword not in parameters and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            return MISSING
     return value
 
 
 def _reason(name: str) -> str | None:
-    """Why a missing name is not minigpt's to add here, or None."""
+    """Why a missing name is not minigpt's to add here, or None. The patterns are tried on the
+    name without `torch.` (and without `nn.` / `nn.functional.` / `Tensor.`), with and without a
+    `(keyword=)` suffix, and on its last component."""
     short = name.split(".", 1)[1] if "." in name else name
-    short = re.sub(r"^(nn\.functional|nn|Tensor)\.", "", short)
+    bare = re.sub(r"^(nn\.functional|nn|Tensor)\.", "", short)
+    plain = re.sub(r"\(.*=\)$", "", bare)
+    candidates = {short, bare, plain, plain.rsplit(".", 1)[-1]}
     for pattern, reason in OWNED_ELSEWHERE + OUT_OF_SCOPE:
-        if re.fullmatch(pattern, short) or re.fullmatch(pattern, name.split(".", 1)[-1]):
+        if any(re.fullmatch(pattern, candidate) for candidate in candidates):
             return reason
     return None
 
@@ -159,7 +185,7 @@ def check(book: Path):
     torch_names, method_calls, files = scan(book)
     rows = []
     for name, where in sorted(torch_names.items()):
-        rows.append((name, where, _resolve(name) is not None))
+        rows.append((name, where, _resolve(name) is not MISSING))
     for name, where in sorted(method_calls.items()):
         if name in tensor_methods:
             rows.append((f"Tensor.{name}", where, hasattr(autograd.Tensor, name)))

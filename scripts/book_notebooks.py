@@ -13,10 +13,15 @@ would: a cell's output is what it prints plus the repr of its last expression wh
 None. Each output is compared, as text, with the output stored in the notebook (the book's run
 with PyTorch). A cell "prints numbers" when its stored output holds a digit.
 
-Cells are skipped, with the reason given, when they print library versions, download (OpenAI's
-weights; the data files are put in place beforehand), pick a GPU/MPS device, or time themselves;
-`--skip-training` also skips the cells that train a model. Chapter 5 stops where it loads
-OpenAI's weights. The notebook reader is the standard library's json (.ipynb is JSON).
+Each notebook runs in a fresh Python process, as a Jupyter kernel would (print options, seeds and
+imported modules start anew). Every cell runs; chapter 5 stops where it loads OpenAI's weights,
+and `--skip-training` skips the cells that train a model (minutes each). The process has no
+network: `requests` is a stand-in that raises (the data files are in place, so the book's
+`if not os.path.exists(...)` never downloads), and `importlib.metadata.version("torch")` /
+`("tiktoken")` give minigpt's version, so the cells that print versions run on. A differing cell
+gets a reason: a version, a device (the book's run used a GPU or MPS) or a timing when the book's
+line says so, else the first line that differs. The notebook reader is the standard library's
+json (.ipynb is JSON).
 
 Prints a table per notebook (code cells, run, skipped, cells printing numbers, exact matches) and
 then the cells that print numbers but differ, with the first differing line.
@@ -35,6 +40,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -67,15 +73,13 @@ IMPORTS = [
     (r"import tiktoken$", "from minigpt import tokenizer as tiktoken"),
 ]
 
-# Why a cell is not run: a substring of its source -> the reason printed.
-SKIPS = [
-    ("version(", "prints library versions"),
-    ("requests.get(", "downloads (the file is put in place)"),
-    ("urlretrieve(", "downloads (the file is put in place)"),
-    ("torch.backends.mps", "picks a GPU/MPS device and prints it"),
-    ("time.time()", "prints a timing"),
+# Why a cell's output differs, when a line of the book's output says so: (pattern, reason).
+EXCUSES = [
+    (r"version|^\d+\.\d+\.\d+", "a version (the book's PyTorch/tiktoken, minigpt's here)"),
+    (r"\b(cuda|mps|device)\b", "a device (the book ran on a GPU/MPS; minigpt on the CPU)"),
+    (r"\b(minutes|seconds|sec|time)\b", "a timing"),
 ]
-TRAINING = ("train_model_simple(", "train_model(", "num_epochs = ")
+TRAINING = ("train_model_simple(", "train_model(", "num_epochs = ", "train_classifier_simple(")
 
 
 def rewrite_imports(source: str) -> str:
@@ -133,11 +137,13 @@ def run_cell(source: str, namespace: dict) -> tuple[str, str | None]:
 
 
 def first_difference(expected: str, got: str) -> str:
-    """A short reason: the first line that differs, expected vs got."""
+    """A short reason: the first line that differs (book vs minigpt), labelled when it is a version,
+    a device or a timing."""
     expected_lines, got_lines = expected.rstrip().splitlines(), got.rstrip().splitlines()
     for number, (want, have) in enumerate(zip(expected_lines, got_lines), 1):
         if want != have:
-            return f"line {number}: book {want.strip()[:70]!r} / minigpt {have.strip()[:70]!r}"
+            label = next((why + ": " for pattern, why in EXCUSES if re.search(pattern, want, re.IGNORECASE)), "")
+            return f"{label}line {number}: book {want.strip()[:70]!r} / minigpt {have.strip()[:70]!r}"
     return f"{len(expected_lines)} lines in the book, {len(got_lines)} on minigpt"
 
 
@@ -154,54 +160,76 @@ def _prepare_folder(notebook: Path, workdir: Path) -> None:
         shutil.copyfile(VERDICT, workdir / "the-verdict.txt")
 
 
+def _offline_process() -> None:
+    """No network and minigpt's version for torch/tiktoken, in this (child) process only."""
+    import importlib.metadata
+    import types
+
+    requests = types.ModuleType("requests")
+
+    def no_network(*args, **kwargs):
+        raise ConnectionError("book_notebooks.py runs without network")
+
+    requests.get = requests.post = no_network
+    sys.modules["requests"] = requests
+    real_version = importlib.metadata.version
+
+    def version(name: str) -> str:
+        if name in ("torch", "tiktoken"):
+            return real_version("minigpt")
+        try:
+            return real_version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return "(not installed)"
+
+    importlib.metadata.version = version
+
+
 def run_notebook(path: Path, stop_at: str | None, skip_training: bool) -> dict:
-    """Run one notebook; return its counts and the cells that differ."""
+    """Run one notebook in this process; return its counts and the cells that differ."""
     cells = [cell for cell in json.loads(path.read_text(encoding="utf-8"))["cells"] if cell["cell_type"] == "code"]
     result = {"cells": len(cells), "run": 0, "skipped": [], "numbers": 0, "match": 0, "differ": [], "seconds": 0.0}
     start = time.perf_counter()
+    _offline_process()
     with tempfile.TemporaryDirectory(prefix="book-notebook-") as tmp:
         workdir = Path(tmp)
         _prepare_folder(path, workdir)
-        previous_dir, previous_path = os.getcwd(), list(sys.path)
         os.chdir(workdir)
         sys.path.insert(0, str(workdir))
-        for name in ("previous_chapters", "gpt_download", "gpt", "gpt_train", "gpt_generate"):
-            sys.modules.pop(name, None)
         namespace = {"__name__": "__main__"}
-        try:
-            for number, cell in enumerate(cells, 1):
-                source = "".join(cell["source"])
-                if stop_at and stop_at in source:
-                    result["skipped"] += [(n, "after loading OpenAI's weights begins (out of scope)") for n in range(number, len(cells) + 1)]
-                    break
-                expected = stored_output(cell)
-                reason = next((why for text, why in SKIPS if text in source), None)
-                if reason is None and skip_training and any(text in source for text in TRAINING):
-                    reason = "trains a model (--skip-training)"
-                if reason:
-                    result["skipped"].append((number, reason))
-                    continue
-                got, error = run_cell(rewrite_imports(source), namespace)
-                result["run"] += 1
-                if not re.search(r"\d", expected):
-                    if error:
-                        result["differ"].append((number, f"(prints no numbers) {error}"))
-                    continue
-                result["numbers"] += 1
-                if got.rstrip() == expected.rstrip() and not error:
-                    result["match"] += 1
-                else:
-                    result["differ"].append((number, error or first_difference(expected, got)))
-        finally:
-            os.chdir(previous_dir)
-            sys.path[:] = previous_path
-            try:
-                import matplotlib.pyplot as plt
-                plt.close("all")
-            except ImportError:
-                pass
+        for number, cell in enumerate(cells, 1):
+            source = "".join(cell["source"])
+            if stop_at and stop_at in source:
+                result["skipped"] += [[n, "loads OpenAI's weights, or comes after (out of scope)"] for n in range(number, len(cells) + 1)]
+                break
+            if skip_training and any(text in source for text in TRAINING):
+                result["skipped"].append([number, "trains a model (--skip-training)"])
+                continue
+            expected = stored_output(cell)
+            got, error = run_cell(rewrite_imports(source), namespace)
+            result["run"] += 1
+            if not re.search(r"\d", expected):
+                if error:
+                    result["differ"].append([number, f"(prints no numbers) {error}"])
+                continue
+            result["numbers"] += 1
+            if got.rstrip() == expected.rstrip() and not error:
+                result["match"] += 1
+            else:
+                result["differ"].append([number, error or first_difference(expected, got)])
     result["seconds"] = time.perf_counter() - start
     return result
+
+
+def _run_in_child(name: str, args) -> dict:
+    """Run one notebook in a fresh Python process (`--one NAME`) and read its JSON result."""
+    command = [sys.executable, __file__, "--one", name, "--book", str(args.book)] + (["--skip-training"] if args.skip_training else [])
+    completed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"})
+    lines = completed.stdout.strip().splitlines()
+    if completed.returncode != 0 or not lines:
+        return {"cells": 0, "run": 0, "skipped": [], "numbers": 0, "match": 0, "seconds": 0.0,
+                "differ": [[0, f"the notebook's process failed: {completed.stderr.strip()[-300:]}"]]}
+    return json.loads(lines[-1])
 
 
 def main(argv=None) -> int:
@@ -211,13 +239,18 @@ def main(argv=None) -> int:
                         help=f"short names to run (default all): {', '.join(name for name, _, _ in NOTEBOOKS)}")
     parser.add_argument("--skip-training", action="store_true", help="skip the cells that train a model (minutes each)")
     parser.add_argument("--show", type=int, default=1000, help="at most this many differing cells listed per notebook")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run this notebook here, print JSON
     args = parser.parse_args(argv)
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    chosen = [entry for entry in NOTEBOOKS if args.notebooks is None or entry[0] in args.notebooks]
+    entries = {name: (relative, stop_at) for name, relative, stop_at in NOTEBOOKS}
+    if args.one:
+        relative, stop_at = entries[args.one]
+        result = run_notebook(args.book / relative, stop_at, args.skip_training)
+        print("\n" + json.dumps(result))
+        return 0
     results = {}
-    for name, relative, stop_at in chosen:
+    for name in args.notebooks or list(entries):
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        results[name] = run_notebook(args.book / relative, stop_at, args.skip_training)
+        results[name] = _run_in_child(name, args)
     print(f"{'notebook':24s} {'code':>5s} {'run':>5s} {'skip':>5s} {'numbers':>8s} {'match':>6s} {'%':>6s} {'s':>6s}")
     total_numbers = total_match = 0
     for name, r in results.items():

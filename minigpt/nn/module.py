@@ -24,6 +24,7 @@ from typing import Iterator
 import numpy as np
 
 from autograd import Tensor
+from autograd.tensor import HookHandle
 from autograd.device import check_device
 from autograd.device import device as autograd_device
 
@@ -188,7 +189,50 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        output = self.forward(*args, **kwargs)
+        hooks = self.__dict__.get("_forward_hooks")
+        if hooks:
+            for hook in list(hooks):  # hook(module, args, output); a returned value replaces the output
+                replaced = hook(self, args, output)
+                output = output if replaced is None else replaced
+        return output
+
+    def register_forward_hook(self, hook) -> HookHandle:
+        """Call `hook(module, args, output)` after every forward; a value it returns replaces the
+        output (torch.nn.Module.register_forward_hook; the book's bonus layer debuggers use it).
+
+        Returns:
+            A handle whose `remove()` unregisters the hook.
+        """
+        if not callable(hook):
+            raise TypeError(f"register_forward_hook: hook must be callable, got {type(hook).__name__}")
+        hooks = self.__dict__.get("_forward_hooks")
+        if hooks is None:
+            hooks = []
+            object.__setattr__(self, "_forward_hooks", hooks)
+        hooks.append(hook)
+        return HookHandle(hooks, hook)
+
+    def register_parameter(self, name: str, param) -> None:
+        """Add `param` (a Parameter, or None for a slot without one) under `name`
+        (torch.nn.Module.register_parameter).
+
+        Raises:
+            TypeError: param is neither a Parameter nor None.
+        """
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"register_parameter: {name!r} must be a Parameter or None, got {type(param).__name__}")
+        if param is None:
+            self._parameters.pop(name, None)
+            object.__setattr__(self, name, None)
+        else:
+            setattr(self, name, param)
+
+    def to_empty(self, *, device=None, recurse: bool = True) -> "Module":
+        """self (torch.nn.Module.to_empty): minigpt's parameters always hold memory on the CPU, so
+        there is nothing to allocate; the values stay as they are."""
+        check_device(device, "to_empty")
+        return self
 
     # ---- walking the tree ---------------------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, "Module"]]:
