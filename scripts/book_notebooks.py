@@ -79,7 +79,7 @@ EXCUSES = [
     (r"\b(cuda|mps|device)\b", "a device (the book ran on a GPU/MPS; minigpt on the CPU)"),
     (r"\b(minutes|seconds|sec|time)\b", "a timing"),
 ]
-TRAINING = ("train_model_simple(", "train_model(", "num_epochs = ", "train_classifier_simple(")
+TRAINING = ("train_model_simple(", "train_model(", "train_classifier_simple(")  # GPT training: minutes each
 
 
 def rewrite_imports(source: str) -> str:
@@ -195,7 +195,8 @@ def run_notebook(path: Path, stop_at: str | None, skip_training: bool) -> dict:
         workdir = Path(tmp)
         _prepare_folder(path, workdir)
         os.chdir(workdir)
-        sys.path.insert(0, str(workdir))
+        # The notebook's folder first (previous_chapters.py), then the tree this script belongs to.
+        sys.path[:0] = [str(workdir), str(ROOT)]
         namespace = {"__name__": "__main__"}
         for number, cell in enumerate(cells, 1):
             source = "".join(cell["source"])
