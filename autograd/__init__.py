@@ -13,7 +13,9 @@ recorded operation, and `no_grad`), `backward.py` (the backward walk and `grad`)
 (the fused neural-network ops -- softmax, cross-entropy, layer norm, GELU, attention... -- in plain
 NumPy, one file each: what a learner steps into), `fast/` (the same ops blocked, in place and
 threaded: the default), `kernels.py` (the switch between the two: `set_kernels`, `kernels()`,
-MINIGPT_KERNELS), `tensor.py` (`Tensor`, whole, and `Gradient`, the type of `.grad`),
+MINIGPT_KERNELS), `size.py` (`Size`, the type of `x.shape`), `printing.py` (how tensors print,
+as PyTorch: `set_printoptions`, `DType`), `tensor.py` (`Tensor`, whole, and `Gradient`, the type
+of `.grad`),
 `functional.py` (torch.nn.functional: checks the arguments, then runs the active kernel),
 `gradcheck.py` (finite-difference checks), `testing.py` (hypothesis strategies to property-test
 your own ops; needs `pip install hypothesis`).

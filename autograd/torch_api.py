@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from autograd.ops import Cat, Matmul, Maximum, Stack, Where, _cast, _normalize_dim, _promote
+from autograd import functional
 from autograd.device import check_device
 from autograd.function import no_grad
 from autograd.random import resolve_generator
@@ -290,10 +291,8 @@ def clamp(input: Tensor, min=None, max=None) -> Tensor:  # noqa: A002
 
 def log_softmax(input: Tensor, dim: int, dtype=None) -> Tensor:  # noqa: A002
     """log(softmax(x)) along `dim`, stable (torch.log_softmax); `dtype` converts the input first."""
-    from autograd.functional import log_softmax as _log_softmax
-
     input = _check_tensor(input, "log_softmax")
-    return _log_softmax(input if dtype is None else input.to(dtype), dim)
+    return functional.log_softmax(input if dtype is None else input.to(dtype), dim)
 
 
 def cumsum(input: Tensor, dim: int) -> Tensor:  # noqa: A002
