@@ -120,7 +120,7 @@ def test_module_repr_is_pytorchs_layout():
         "  (2): Linear(in_features=30, out_features=3, bias=False)\n"
         ")"
     )
-    assert repr(nn.Embedding(50257, 768)) == "Embedding(50257, 768)"
+    assert repr(nn.Embedding(50257, 4)) == "Embedding(50257, 4)"
     assert repr(nn.Dropout(0.1)) == "Dropout(p=0.1, inplace=False)"
     assert repr(nn.LayerNorm(768)) == "LayerNorm((768,), eps=1e-05, elementwise_affine=True, bias=True)"
     assert repr(nn.ModuleList([nn.ReLU(), nn.ReLU()])) == "ModuleList(\n  (0-1): 2 x ReLU()\n)"
