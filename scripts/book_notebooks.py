@@ -1,8 +1,8 @@
 """Run the book's notebooks on minigpt, imports changed only, and count the cells that print the book's text.
 
-    python scripts/book_notebooks.py                      # the seven notebooks of issue 22, ~10 min
+    python scripts/book_notebooks.py                      # the seven notebooks of issue 22, ~5 min
     python scripts/book_notebooks.py --notebooks ch03 appendix-A/code-part1
-    python scripts/book_notebooks.py --skip-training      # leave out the training cells (minutes each)
+    python scripts/book_notebooks.py --with-training      # also the cells that train a GPT (minutes each)
     python scripts/book_notebooks.py --book /work/book --show 40
 
 A report script, outside the test suite. For each notebook it copies the notebook's folder to a
@@ -14,8 +14,9 @@ None. Each output is compared, as text, with the output stored in the notebook (
 with PyTorch). A cell "prints numbers" when its stored output holds a digit.
 
 Each notebook runs in a fresh Python process, as a Jupyter kernel would (print options, seeds and
-imported modules start anew). Every cell runs; chapter 5 stops where it loads OpenAI's weights,
-and `--skip-training` skips the cells that train a model (minutes each). The process has no
+imported modules start anew). Every cell runs but those that train a GPT (chapter 5's
+`train_model_simple`, appendix D's `train_model`: minutes each on a CPU; `--with-training` runs
+them too), and chapter 5 stops where it loads OpenAI's weights. The process has no
 network: `requests` is a stand-in that raises (the data files are in place, so the book's
 `if not os.path.exists(...)` never downloads), and `importlib.metadata.version("torch")` /
 `("tiktoken")` give minigpt's version, so the cells that print versions run on. A differing cell
@@ -185,7 +186,7 @@ def _offline_process() -> None:
     importlib.metadata.version = version
 
 
-def run_notebook(path: Path, stop_at: str | None, skip_training: bool) -> dict:
+def run_notebook(path: Path, stop_at: str | None, with_training: bool) -> dict:
     """Run one notebook in this process; return its counts and the cells that differ."""
     cells = [cell for cell in json.loads(path.read_text(encoding="utf-8"))["cells"] if cell["cell_type"] == "code"]
     result = {"cells": len(cells), "run": 0, "skipped": [], "numbers": 0, "match": 0, "differ": [], "seconds": 0.0}
@@ -203,8 +204,8 @@ def run_notebook(path: Path, stop_at: str | None, skip_training: bool) -> dict:
             if stop_at and stop_at in source:
                 result["skipped"] += [[n, "loads OpenAI's weights, or comes after (out of scope)"] for n in range(number, len(cells) + 1)]
                 break
-            if skip_training and any(text in source for text in TRAINING):
-                result["skipped"].append([number, "trains a model (--skip-training)"])
+            if not with_training and any(text in source for text in TRAINING):
+                result["skipped"].append([number, "trains a GPT: minutes on a CPU (--with-training runs it)"])
                 continue
             expected = stored_output(cell)
             got, error = run_cell(rewrite_imports(source), namespace)
@@ -224,7 +225,7 @@ def run_notebook(path: Path, stop_at: str | None, skip_training: bool) -> dict:
 
 def _run_in_child(name: str, args) -> dict:
     """Run one notebook in a fresh Python process (`--one NAME`) and read its JSON result."""
-    command = [sys.executable, __file__, "--one", name, "--book", str(args.book)] + (["--skip-training"] if args.skip_training else [])
+    command = [sys.executable, __file__, "--one", name, "--book", str(args.book)] + (["--with-training"] if args.with_training else [])
     completed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"})
     lines = completed.stdout.strip().splitlines()
     if completed.returncode != 0 or not lines:
@@ -238,14 +239,14 @@ def main(argv=None) -> int:
     parser.add_argument("--book", type=Path, default=Path("/work/book"), help="the checkout of rasbt/LLMs-from-scratch")
     parser.add_argument("--notebooks", nargs="*", default=None,
                         help=f"short names to run (default all): {', '.join(name for name, _, _ in NOTEBOOKS)}")
-    parser.add_argument("--skip-training", action="store_true", help="skip the cells that train a model (minutes each)")
+    parser.add_argument("--with-training", action="store_true", help="also run the cells that train a GPT (minutes each)")
     parser.add_argument("--show", type=int, default=1000, help="at most this many differing cells listed per notebook")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run this notebook here, print JSON
     args = parser.parse_args(argv)
     entries = {name: (relative, stop_at) for name, relative, stop_at in NOTEBOOKS}
     if args.one:
         relative, stop_at = entries[args.one]
-        result = run_notebook(args.book / relative, stop_at, args.skip_training)
+        result = run_notebook(args.book / relative, stop_at, args.with_training)
         print("\n" + json.dumps(result))
         return 0
     results = {}
