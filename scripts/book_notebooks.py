@@ -218,6 +218,8 @@ def run_notebook(path: Path, stop_at: str | None, with_training: bool) -> dict:
             if got.rstrip() == expected.rstrip() and not error:
                 result["match"] += 1
             else:
+                if error and re.search(r"\b(cuda|mps)\b", error):
+                    error = f"{EXCUSES[1][1]}: {error}"
                 result["differ"].append([number, error or first_difference(expected, got)])
     result["seconds"] = time.perf_counter() - start
     return result
