@@ -295,6 +295,35 @@ def _uniform01(gen: Generator, n: int, dtype) -> np.ndarray:
     return (gen.random32(n) & np.uint32(2**24 - 1)).astype(np.float32) * np.float32(2.0**-24)
 
 
+def _fma64(a: np.ndarray, b: float, c: float) -> np.ndarray:
+    """a * b + c rounded once, as a fused multiply-add, for float64 `a` (PyTorch's compiled
+    x * (to - from) + from). The product is split exactly in two (Dekker 1971: Veltkamp's
+    split, two-product), added to c with Knuth's two-sum, and the error terms folded in last."""
+    product = a * b
+    split = 134217729.0  # 2^27 + 1
+    a_big = split * a
+    a_high = a_big - (a_big - a)
+    a_low = a - a_high
+    b_big = split * b
+    b_high = b_big - (b_big - b)
+    b_low = b - b_high
+    product_error = ((a_high * b_high - product) + a_high * b_low + a_low * b_high) + a_low * b_low
+    total = product + c
+    back = total - product
+    sum_error = (product - (total - back)) + (c - back)
+    return total + (sum_error + product_error)
+
+
+def _libm(function, values: np.ndarray) -> np.ndarray:
+    """`function` (math.log1p, math.cos, ...) of each float64 value, by the C library.
+
+    NOTE: NumPy's float64 log / log1p / sin / cos may run SIMD versions (SVML on AVX-512) that
+    are a unit in the last place off at times; PyTorch's scalar kernels call the C library's. For
+    float64 draws, which PyTorch returns unrounded, this per-element loop keeps the last bit.
+    """
+    return np.fromiter(map(function, values.ravel().tolist()), dtype=np.float64, count=values.size).reshape(values.shape)
+
+
 def uniform(gen, shape, low: float = 0.0, high: float = 1.0, dtype=np.float32) -> np.ndarray:
     """U(low, high) of `shape` and float `dtype` (torch.rand, Tensor.uniform_): x * (high - low) + low.
 
@@ -310,8 +339,7 @@ def uniform(gen, shape, low: float = 0.0, high: float = 1.0, dtype=np.float32) -
         # exact in float64, so one float64 sum rounded to float32 gives fma's result.
         values = (values.astype(np.float64) * np.float64(hi - lo) + np.float64(lo)).astype(np.float32)
     else:
-        values *= hi - lo
-        values += lo
+        values = _fma64(values, float(hi - lo), float(lo))
     values[values == hi] = lo
     return values.reshape(shape)
 
@@ -332,10 +360,10 @@ def _box_muller_16(u: np.ndarray, mean: float, std: float) -> np.ndarray:
         first = ((radius * cos).astype(np.float64) * np.float32(std) + np.float32(mean)).astype(np.float32)
         second = ((radius * sin).astype(np.float64) * np.float32(std) + np.float32(mean)).astype(np.float32)
     else:
-        radius = np.sqrt(-2.0 * np.log(u1))
+        radius = np.sqrt(-2.0 * _libm(math.log, u1))
         theta = 2.0 * math.pi * u2
-        first = radius * np.cos(theta) * std + mean
-        second = radius * np.sin(theta) * std + mean
+        first = _fma64(radius * _libm(math.cos, theta), std, mean)
+        second = _fma64(radius * _libm(math.sin, theta), std, mean)
     return np.concatenate([first, second], axis=1)
 
 
@@ -469,7 +497,10 @@ def exponential(gen, shape, lambd: float = 1.0, dtype=np.float32) -> np.ndarray:
     if isinstance(gen, np.random.Generator):
         return gen.exponential(1.0 / lambd, shape).astype(dtype)
     u = _uniform01(gen, _size(shape), np.float64)
-    return ((-1.0 / lambd) * np.log1p(-u)).astype(dtype).reshape(shape)
+    # float32 results: NumPy's vectorised log1p (a last-bit difference in float64 almost never
+    # survives the rounding to float32); float64 results: the C library's, as PyTorch.
+    log = np.log1p(-u) if np.dtype(dtype) == np.float32 else _libm(math.log1p, -u)
+    return ((-1.0 / lambd) * log).astype(dtype).reshape(shape)
 
 
 def multinomial(gen, weights: np.ndarray, num_samples: int, replacement: bool) -> np.ndarray:
