@@ -146,6 +146,12 @@ class Generator:
         self.manual_seed(value)
         return value
 
+    @property
+    def bit_generator(self) -> np.random.MT19937:
+        """The NumPy MT19937 underneath; its `.state` reads and sets the twister as NumPy's does
+        (without the cached normal: use `get_state` / `set_state` for PyTorch's whole state)."""
+        return self._bits
+
     # -- PyTorch's random() and random64(), n at a time ----------------------------------------
 
     def random32(self, n: int) -> np.ndarray:

@@ -406,7 +406,7 @@ class DataLoader:
             self._resume = False
             first = self._batches_done
             order = self._order(count, Generator().set_state(self._epoch_start_state)) if self.shuffle else np.arange(count)
-            return self._batches(order, first, None)
+            return self._batches(order, first, self.generator if self.shuffle else None)
         # PyTorch's _BaseDataLoaderIter takes a base seed (for worker processes) at every iter().
         random_bits(self.generator if self.generator is not None else default_generator, (), np.int64)
         self.epoch += 1
@@ -429,11 +429,13 @@ class DataLoader:
             # Counted before handing the batch out: a checkpoint taken while the caller trains on
             # this batch resumes with the next one.
             self._batches_done = number + 1
+            if generator is not None and number == len(self) - 1:
+                # PyTorch's RandomSampler with a generator draws one more permutation when the
+                # epoch runs out (its `yield from randperm(n)[:0]`). Drawn here, with the last
+                # batch, so that a checkpoint taken now already holds it; nothing else draws from
+                # the loader's generator in between.
+                permutation(generator, len(order))
             yield self._batch(indices)
-        if generator is not None:
-            # PyTorch's RandomSampler with a generator draws the next permutation when the epoch
-            # runs out (its `yield from randperm(n)[:0]`); the stream stays in step with it.
-            permutation(generator, len(order))
 
     def _batch(self, indices: np.ndarray):
         if self.collate_fn is None and hasattr(self.dataset, "get_batch"):

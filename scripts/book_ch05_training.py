@@ -43,15 +43,14 @@ def book_functions(backend: str, book: Path):
     """(torch, GPTModel, create_dataloader, train_model_simple, tokenizer) for the backend."""
     if backend == "torch":
         sys.path.insert(0, str(book / "pkg"))
-        try:
-            import tiktoken
-        except ImportError:  # minigpt's GPT-2 tokenizer gives tiktoken's ids (tests/test_tokenizer.py)
-            import types
+        # minigpt's GPT-2 tokenizer gives tiktoken's ids (tests/test_tokenizer.py) and needs no
+        # download: the book's package gets it under tiktoken's name.
+        import types
 
-            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-            from minigpt.tokenizer import get_encoding
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from minigpt.tokenizer import get_encoding
 
-            tiktoken = sys.modules["tiktoken"] = types.SimpleNamespace(get_encoding=get_encoding)
+        tiktoken = sys.modules["tiktoken"] = types.SimpleNamespace(get_encoding=get_encoding)
         import torch
         from llms_from_scratch.ch02 import create_dataloader_v1
         from llms_from_scratch.ch04 import GPTModel
