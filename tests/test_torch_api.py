@@ -61,10 +61,12 @@ def test_default_generator_and_resolve_generator():
         torch.resolve_generator(np.random.RandomState(0))
     with pytest.raises(ValueError, match=r"must be in \[0, 2\*\*64\), got -1"):
         torch.resolve_generator(-1)
-    with pytest.raises(TypeError, match="seed must be an int, got str"):
-        torch.manual_seed("123")
-    with pytest.raises(ValueError, match="seed must be non-negative, got -3"):
-        torch.manual_seed(-3)
+    # As PyTorch: int(seed), negatives from -2**63 wrap modulo 2**64, the rest is an error.
+    assert torch.manual_seed(-3).initial_seed() == 2**64 - 3
+    with pytest.raises(ValueError, match=r"seed must be an int in \[0, 2\*\*64\), got 'abc'"):
+        torch.manual_seed("abc")
+    with pytest.raises(TypeError, match="seed must be an int in .*got list"):
+        torch.manual_seed([1])
 
 
 # --------------------------------------------------------------------------------------------
