@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
 from autograd.random import Generator
 from minigpt.cli.common import (add_threads_argument, end_of_text_id, fail, flag_names, kernels_note, load_run_checkpoint,
                                 make_tokenizer)
