@@ -459,6 +459,9 @@ class DataLoader:
         If the saved epoch was interrupted, the next `iter()` yields its remaining batches in the
         same order; if it was complete, the next `iter()` starts the following epoch.
         """
+        if isinstance(state.get("generator_state"), dict):
+            raise ValueError("load_state_dict: this loader state holds a NumPy PCG64 generator, from before minigpt drew "
+                             "PyTorch's random streams; its batch order cannot be restored: start the run again")
         self.epoch = int(state["epoch"])
         self._batches_done = int(state["batches_done"])
         if state.get("generator_state") is not None and self.generator is not None:

@@ -46,7 +46,7 @@ def splits():
 
 
 def classifier(seed=0, trainable="last-block", **changes):
-    model = GPTModel({**TINY, **changes}, rng=seed)
+    model = GPTModel({**TINY, **changes}, rng=seed, init="gpt2")  # stands for pretrained GPT-2: its init
     replace_output_head(model, 2, rng=seed)
     return set_trainable(model, trainable)
 
