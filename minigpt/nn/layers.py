@@ -11,8 +11,8 @@ weight by `kaiming_uniform_(a=sqrt(5))`, U(-b, b) with b = sqrt(3) * sqrt(2 / (1
 sqrt(in) (about 1/sqrt(in)), then its bias from U(-1/sqrt(in), 1/sqrt(in)); nn.Embedding from
 N(0, 1) (`normal_`).
 `init="gpt2"` is GPT-2's scheme (Radford et al. 2019; Hugging Face's GPT2 `_init_weights` with
-initializer_range 0.02): weights ~ N(0, 0.02^2), biases 0. `GPTModel` builds its layers with
-`init="gpt2"` (see its docstring for why). LayerNorm: scale 1 and shift 0 in both.
+initializer_range 0.02): weights ~ N(0, 0.02^2), biases 0. `GPTModel` passes its `init`
+to every layer ("pytorch" by default, as the book's model). LayerNorm: scale 1 and shift 0 in both.
 
 Every draw comes from the generator passed as `rng` (an `autograd.Generator`, an int seed, or a
 `np.random.Generator` for NumPy's streams); without one, from the process-wide default generator
