@@ -12,6 +12,10 @@ and says where the printed numbers first differ.
     python scripts/book_ch05_training.py --backend minigpt
     /tmp/torchref/bin/python scripts/book_ch05_training.py --backend torch --book /work/book
 
+NOTE: the notebook's stored output was made on Apple's MPS device ("Using mps device."), whose
+random streams are not the CPU's; PyTorch 2.13 on a CPU prints other losses from step 0 on, and
+so does minigpt, which follows PyTorch's CPU generator.
+
 Both runs draw the same random numbers (minigpt draws PyTorch's CPU streams: initial weights,
 dropout masks and the shuffled batch order); they part only by float rounding (BLAS sums in
 another order), which grows with every step.
