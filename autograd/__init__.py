@@ -21,7 +21,7 @@ of `.grad`),
 your own ops; needs `pip install hypothesis`).
 
 PyTorch's surface, so that the book's listings run with `import autograd as torch`: `random.py`
-(`manual_seed`, the default generator), `creation.py` (`zeros`, `rand`, `arange`, `tril`,
+(`manual_seed`, `Generator`: PyTorch's CPU random streams), `creation.py` (`zeros`, `rand`, `arange`, `tril`,
 dtypes, `cuda.is_available()`), `torch_api.py` (`torch.cat`, `torch.exp`, `topk`,
 `multinomial`...), `serialization.py` (`save` / `load` in safetensors), `autograd.py`
 (`torch.autograd.grad`).
@@ -41,11 +41,13 @@ from autograd.size import Size
 from autograd.gradcheck import GradcheckError, gradcheck
 from autograd import functional
 from autograd.kernels import get_kernels, kernels, set_kernels  # NOTE: `autograd.kernels` is the context manager
-from autograd.random import default_generator, manual_seed, resolve_generator
+from autograd.random import (
+    Generator, default_generator, get_rng_state, initial_seed, manual_seed, resolve_generator, seed, set_rng_state,
+)
 from autograd.creation import (
     arange, backends, cuda, device, double, empty, float16, float32, float64, from_numpy, full,
     full_like, half, int8, int16, int32, int64, linspace, long, ones, ones_like, rand, rand_like,
-    randint, randn, randn_like, short, tril, triu, uint8, zeros, zeros_like,
+    randint, randn, randn_like, short, tril, triu, uint8, zeros, zeros_like, randperm, bernoulli,
 )
 from autograd.torch_api import (
     argmax, bincount, cat, clone, dot, exp, flatten, gather, log, matmul, maximum, mean, minimum,
@@ -107,6 +109,7 @@ __all__ = [
     "manual_seed",
     "default_generator",
     "resolve_generator",
+    "Generator", "initial_seed", "seed", "get_rng_state", "set_rng_state", "randperm", "bernoulli",
     "Gradient",
     "grad",
     "autograd",

@@ -26,7 +26,7 @@ import numpy as np
 from autograd import kernels
 from autograd.ops import Pad
 from autograd.reference.dropout import dropout_keep_mask
-from autograd.random import default_generator
+from autograd.random import Generator, default_generator
 from autograd.tensor import Tensor, _softmax, as_tensor
 
 __all__ = [
@@ -264,8 +264,8 @@ def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = No
 
 
 def _check_generator(rng, function: str) -> None:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"{function}: rng must be a np.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
+    if not isinstance(rng, (Generator, np.random.Generator)):
+        raise TypeError(f"{function}: rng must be an autograd.Generator or a np.random.Generator, got {type(rng).__name__}")
 
 
 def _check_probability(p, name: str, function: str) -> None:
@@ -273,22 +273,24 @@ def _check_probability(p, name: str, function: str) -> None:
         raise ValueError(f"{function}: {name} must be a probability in [0, 1], got {p!r}")
 
 
-def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng: np.random.Generator | None = None) -> Tensor:
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng=None) -> Tensor:
     """Zero each element with probability `p` and scale the rest by 1/(1-p) (book ch. 3.5.2).
 
     Args:
         x: float tensor of any shape.
         p: drop probability in [0, 1] (p=1 zeroes everything).
         training: when False (or p == 0) this is the identity and draws no random numbers.
-        rng: the `np.random.Generator` to draw the mask from; None draws from the process-wide
-            default generator (`autograd.manual_seed`), as PyTorch's dropout does.
+        rng: the generator of the mask (an `autograd.Generator`, or a `np.random.Generator` for
+            NumPy's streams); None draws from the process-wide default generator
+            (`autograd.manual_seed`). With an `autograd.Generator` the mask is PyTorch's CPU
+            mask bit for bit: `empty_like(x).bernoulli_(1 - p)`, scaled by 1 / (1 - p).
 
     Returns:
         A tensor of x's shape and dtype.
 
     Raises:
         ValueError: p outside [0, 1].
-        TypeError: rng is not a np.random.Generator; x is not a float tensor when elements are
+        TypeError: rng is not a generator; x is not a float tensor when elements are
             dropped (training and p > 0; as PyTorch, which returns x unchanged otherwise).
 
     References: Srivastava et al. 2014, "Dropout", JMLR 15; torch.nn.functional.dropout.
@@ -300,7 +302,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng: np.random.Gen
     if x.dtype.kind != "f":
         raise TypeError(f"dropout: x must be a float tensor (the kept values are scaled by 1/(1-p)), got dtype {x.dtype}")
     if rng is None:
-        rng = default_generator()
+        rng = default_generator
     _check_generator(rng, "dropout")
     return kernels.get("Dropout").apply(x, p=p, rng=rng)
 
@@ -394,7 +396,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None, dropout_p: float = 0.0,
                                  is_causal: bool | None = None, scale: float | None = None, *, causal: bool | None = None,
-                                 rng: np.random.Generator | None = None) -> Tensor:
+                                 rng=None) -> Tensor:
     """Scaled dot-product attention, fused into one op (Vaswani et al. 2017, eq. 1; book ch. 3.4-3.6).
 
     softmax(q k^T * scale + mask) v, with PyTorch's arguments; without `attn_mask` and `scale` it
@@ -417,8 +419,8 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None
     Raises:
         ValueError: mismatched shapes, no keys (T_k = 0), head size 0, dropout_p outside [0, 1],
             (no rng is needed: the default generator is used).
-        TypeError: causal is not a bool; q, k, v are not of one float dtype; rng is not a
-            np.random.Generator.
+        TypeError: causal is not a bool; q, k, v are not of one float dtype; rng is not an
+            autograd.Generator or np.random.Generator.
         ValueError: both attn_mask and is_causal (as PyTorch), or is_causal and causal disagree.
 
     References: torch.nn.functional.scaled_dot_product_attention (attn_mask, dropout_p,
@@ -443,7 +445,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None
         raise ValueError(f"scaled_dot_product_attention: the head size D (last dimension) must be at least 1, got q of shape {q.shape}")
     _check_probability(dropout_p, "dropout_p", "scaled_dot_product_attention")
     if dropout_p > 0 and rng is None:
-        rng = default_generator()  # as torch: the default generator (autograd.manual_seed)
+        rng = default_generator  # as torch: the default generator (autograd.manual_seed)
     if dropout_p > 0:
         _check_generator(rng, "scaled_dot_product_attention")
     if attn_mask is not None or scale is not None:

@@ -877,6 +877,65 @@ class Tensor:
         """Set every element to 0, in place (torch.Tensor.zero_)."""
         return self.fill_(0)
 
+    # -- random fills, PyTorch's CPU streams (autograd/random.py): uniform_, normal_, ... -------
+
+    def _fill_random(self, function: str, draw) -> "Tensor":
+        """Overwrite every element with `draw(generator_module)`'s array, in place; returns self.
+
+        Raises RuntimeError for a leaf that requires grad outside `no_grad` (as PyTorch; nn.init
+        fills parameters under no_grad), TypeError for a float draw into an integer tensor.
+        """
+        from autograd import random as _random  # tensor.py is imported by autograd.random's users
+
+        if self.requires_grad and is_grad_enabled():
+            raise RuntimeError(f"{function}: a tensor that requires grad cannot be filled in place; use `with torch.no_grad():`")
+        self.data[...] = draw(_random)
+        self._version += 1
+        return self
+
+    def _float_only(self, function: str) -> None:
+        if self.dtype.kind != "f":
+            raise TypeError(f"{function}: expected a float tensor, got dtype {self.dtype}")
+
+    def uniform_(self, a: float = 0.0, b: float = 1.0, generator=None) -> "Tensor":
+        """Fill with U(a, b) in place (torch.Tensor.uniform_; nn.init.uniform_). Raises as `_fill_random`."""
+        self._float_only("uniform_")
+        return self._fill_random("uniform_", lambda r: r.uniform(r.resolve_generator(generator), self.shape, a, b, self.dtype))
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0, generator=None) -> "Tensor":
+        """Fill with N(mean, std^2) in place (torch.Tensor.normal_; nn.init.normal_, nn.Embedding)."""
+        self._float_only("normal_")
+        if std < 0:
+            raise ValueError(f"normal_: std must be >= 0, got {std}")
+        return self._fill_random("normal_", lambda r: r.normal(r.resolve_generator(generator), self.shape, mean, std, self.dtype))
+
+    def bernoulli_(self, p: float = 0.5, generator=None) -> "Tensor":
+        """Fill with 1 (probability p) or 0, in place (torch.Tensor.bernoulli_ with a float p).
+
+        Raises: ValueError for p outside [0, 1].
+        """
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) or not 0 <= p <= 1:
+            raise ValueError(f"bernoulli_: p must be a probability in [0, 1], got {p!r}")
+        return self._fill_random("bernoulli_", lambda r: r.bernoulli_keep(r.resolve_generator(generator), self.shape, float(p)))
+
+    def exponential_(self, lambd: float = 1.0, generator=None) -> "Tensor":
+        """Fill with Exp(lambd) in place (torch.Tensor.exponential_). Raises ValueError for lambd <= 0."""
+        self._float_only("exponential_")
+        if not lambd > 0:
+            raise ValueError(f"exponential_: lambd must be > 0, got {lambd}")
+        return self._fill_random("exponential_", lambda r: r.exponential(r.resolve_generator(generator), self.shape, lambd, self.dtype))
+
+    def random_(self, from_: int = 0, to: int | None = None, generator=None) -> "Tensor":
+        """Fill with integers from [from_, to) in place (torch.Tensor.random_; `random_(to)` too);
+        with no bounds, [0, 2**63) for int64 ([0, 2**53] for float64, ...).
+
+        Raises: ValueError if to <= from_.
+        """
+        if to is None and from_ == 0:
+            return self._fill_random("random_", lambda r: r.random_bits(r.resolve_generator(generator), self.shape, self.dtype))
+        low, high = (0, from_) if to is None else (from_, to)
+        return self._fill_random("random_", lambda r: r.integers(r.resolve_generator(generator), int(low), int(high), self.shape, self.dtype))
+
     def _in_place_arithmetic(self, function: str, symbol: str, operator, ufunc, other) -> "Tensor":
         """`self <symbol>= other` in place by `_in_place`'s rules: `ufunc(self.data, other, out=self.data)`
         for a tensor that needs no gradient, the out-of-place `operator(self, other)` recorded for

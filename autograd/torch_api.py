@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from autograd.ops import Cat, Matmul, Maximum, Stack, Where, _cast, _normalize_dim, _promote
 from autograd import functional
+from autograd import random as _random
 from autograd.device import check_device
 from autograd.function import no_grad
+from autograd.ops import Cat, Matmul, Maximum, Stack, Where, _cast, _normalize_dim, _promote
 from autograd.random import resolve_generator
 from autograd.tensor import Tensor, TopK, as_tensor
 
@@ -237,8 +238,10 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False, gene
         input: (V,) or (B, V) non-negative weights (they need not sum to 1), e.g. softmax output.
         num_samples: draws per row; without replacement at most the number of nonzero weights.
         replacement: draw with replacement.
-        generator: an `np.random.Generator` or int seed; None uses the default generator
-            (`manual_seed`), so the book's `torch.manual_seed(123)` fixes the draws.
+        generator: an `autograd.Generator`, int seed or `np.random.Generator`; None uses the
+            default generator (`manual_seed`): after the book's `torch.manual_seed(123)` the
+            draws are PyTorch's (Gumbel-max with exponential_ for one sample or no
+            replacement, a binary search in the cumulative sums otherwise).
 
     Returns:
         int64 tensor (num_samples,) or (B, num_samples), no gradient.
@@ -254,18 +257,15 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False, gene
         raise ValueError(f"multinomial: input must be 1-D or 2-D, got shape {weights.shape}")
     if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
         raise ValueError(f"multinomial: num_samples must be a positive int, got {num_samples!r}")
-    rows = np.atleast_2d(weights).astype(np.float64)
+    rows = np.atleast_2d(weights)
     if not np.all(np.isfinite(rows)) or np.any(rows < 0):
         raise ValueError("multinomial: probability tensor contains either inf, nan or element < 0")
-    totals = rows.sum(axis=1)
+    totals = rows.sum(axis=1, dtype=np.float64)
     if np.any(totals <= 0):
         raise ValueError("multinomial: invalid multinomial distribution (sum of probabilities <= 0)")
     if not replacement and num_samples > np.count_nonzero(rows, axis=1).min():
         raise ValueError(f"multinomial: cannot draw {num_samples} samples without replacement from fewer nonzero weights")
-    rng = resolve_generator(generator)
-    samples = np.stack([rng.choice(row.size, size=num_samples, replace=replacement, p=row / total)
-                        for row, total in zip(rows, totals)])
-    samples = samples.astype(np.int64)
+    samples = _random.multinomial(resolve_generator(generator), np.atleast_2d(weights), int(num_samples), bool(replacement))
     return Tensor._make(samples[0] if weights.ndim == 1 else samples, False)
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from autograd import Tensor, cat
 from autograd import functional as F
+from autograd import random as _random
 from minigpt.nn.layers import Dropout, Linear, _check_size, _generator
 from minigpt.nn.module import Module, ModuleList, Parameter
 
@@ -79,9 +80,9 @@ class SelfAttention_v1(Module):
     def __init__(self, d_in: int, d_out: int, rng=None):
         super().__init__()
         rng = _generator(rng)
-        self.W_query = Parameter(rng.random((d_in, d_out), dtype=np.float32))
-        self.W_key = Parameter(rng.random((d_in, d_out), dtype=np.float32))
-        self.W_value = Parameter(rng.random((d_in, d_out), dtype=np.float32))
+        self.W_query = Parameter(_random.uniform(rng, (d_in, d_out), dtype=np.float32))
+        self.W_key = Parameter(_random.uniform(rng, (d_in, d_out), dtype=np.float32))
+        self.W_value = Parameter(_random.uniform(rng, (d_in, d_out), dtype=np.float32))
 
     def forward(self, x: Tensor) -> Tensor:
         keys = x @ self.W_key  # (T, d_in) @ (d_in, d_out) -> (T, d_out)
