@@ -24,6 +24,11 @@ gets a reason: a version, a device (the book's run used a GPU or MPS) or a timin
 line says so, else the first line that differs. The notebook reader is the standard library's
 json (.ipynb is JSON).
 
+With `--torch-python PYTHON` (a Python with torch==2.13.0, e.g. a side venv; never a dependency)
+each notebook also runs unchanged on PyTorch in this same way, and every cell minigpt gets wrong
+says whether PyTorch 2.13 on this machine reproduces the book's text there (it does not where the
+book's run came from another CPU, a GPU or other library versions).
+
 Prints a table per notebook (code cells, run, skipped, cells printing numbers, exact matches) and
 then the cells that print numbers but differ, with the first differing line.
 
@@ -148,21 +153,28 @@ def first_difference(expected: str, got: str) -> str:
     return f"{len(expected_lines)} lines in the book, {len(got_lines)} on minigpt"
 
 
-def _prepare_folder(notebook: Path, workdir: Path) -> None:
+def _rewrite_tiktoken_only(source: str) -> str:
+    """The reference run's rewrite: PyTorch stays, tiktoken is minigpt's (its ids are tiktoken's)."""
+    return "\n".join(line.replace("import tiktoken", "from minigpt import tokenizer as tiktoken")
+                     if line.strip() == "import tiktoken" else line for line in source.splitlines())
+
+
+def _prepare_folder(notebook: Path, workdir: Path, rewrite) -> None:
     """Copy the notebook's folder into workdir, with the folder's .py imports rewritten and the data file."""
     for path in notebook.parent.iterdir():
         if path.is_file() and path.suffix in (".py", ".txt", ".json", ".tsv"):
             target = workdir / path.name
             if path.suffix == ".py":
-                target.write_text(rewrite_imports(path.read_text(encoding="utf-8")) + "\n", encoding="utf-8")
+                target.write_text(rewrite(path.read_text(encoding="utf-8")) + "\n", encoding="utf-8")
             else:
                 shutil.copyfile(path, target)
     if not (workdir / "the-verdict.txt").exists():
         shutil.copyfile(VERDICT, workdir / "the-verdict.txt")
 
 
-def _offline_process() -> None:
-    """No network and minigpt's version for torch/tiktoken, in this (child) process only."""
+def _offline_process(reference: bool = False) -> None:
+    """No network and minigpt's version for torch/tiktoken (PyTorch's own in reference mode), in
+    this (child) process only."""
     import importlib.metadata
     import types
 
@@ -176,8 +188,8 @@ def _offline_process() -> None:
     real_version = importlib.metadata.version
 
     def version(name: str) -> str:
-        if name in ("torch", "tiktoken"):
-            return real_version("minigpt")
+        if name in ("tiktoken",) + (() if reference else ("torch",)):
+            return real_version("minigpt") if not reference else "minigpt"
         try:
             return real_version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -186,18 +198,23 @@ def _offline_process() -> None:
     importlib.metadata.version = version
 
 
-def run_notebook(path: Path, stop_at: str | None, with_training: bool) -> dict:
-    """Run one notebook in this process; return its counts and the cells that differ."""
+def run_notebook(path: Path, stop_at: str | None, with_training: bool, reference: bool = False) -> dict:
+    """Run one notebook in this process; return its counts and the cells that differ. With
+    `reference`, the book's code runs unchanged on PyTorch (only tiktoken is minigpt's)."""
     cells = [cell for cell in json.loads(path.read_text(encoding="utf-8"))["cells"] if cell["cell_type"] == "code"]
     result = {"cells": len(cells), "run": 0, "skipped": [], "numbers": 0, "match": 0, "differ": [], "seconds": 0.0}
     start = time.perf_counter()
-    _offline_process()
+    _offline_process(reference)
+    rewrite = _rewrite_tiktoken_only if reference else rewrite_imports
     with tempfile.TemporaryDirectory(prefix="book-notebook-") as tmp:
         workdir = Path(tmp)
-        _prepare_folder(path, workdir)
+        _prepare_folder(path, workdir, rewrite)
         os.chdir(workdir)
-        # The notebook's folder first (previous_chapters.py), then the tree this script belongs to.
-        sys.path[:0] = [str(workdir), str(ROOT)]
+        # The notebook's folder first (previous_chapters.py), then the tree this script belongs to
+        # (after the installed packages in reference mode, so that `torch` is PyTorch).
+        sys.path[:0] = [str(workdir)] if reference else [str(workdir), str(ROOT)]
+        if reference:
+            sys.path.append(str(ROOT))
         namespace = {"__name__": "__main__"}
         for number, cell in enumerate(cells, 1):
             source = "".join(cell["source"])
@@ -208,7 +225,7 @@ def run_notebook(path: Path, stop_at: str | None, with_training: bool) -> dict:
                 result["skipped"].append([number, "trains a GPT: minutes on a CPU (--with-training runs it)"])
                 continue
             expected = stored_output(cell)
-            got, error = run_cell(rewrite_imports(source), namespace)
+            got, error = run_cell(rewrite(source), namespace)
             result["run"] += 1
             if not re.search(r"\d", expected):
                 if error:
@@ -225,9 +242,11 @@ def run_notebook(path: Path, stop_at: str | None, with_training: bool) -> dict:
     return result
 
 
-def _run_in_child(name: str, args) -> dict:
-    """Run one notebook in a fresh Python process (`--one NAME`) and read its JSON result."""
-    command = [sys.executable, __file__, "--one", name, "--book", str(args.book)] + (["--with-training"] if args.with_training else [])
+def _run_in_child(name: str, args, python: str | None = None) -> dict:
+    """Run one notebook in a fresh Python process (`--one NAME`) and read its JSON result; with
+    `python` (one that has torch), the reference run on PyTorch."""
+    command = [python or sys.executable, __file__, "--one", name, "--book", str(args.book)]
+    command += (["--with-training"] if args.with_training else []) + (["--reference"] if python else [])
     completed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"})
     lines = completed.stdout.strip().splitlines()
     if completed.returncode != 0 or not lines:
@@ -243,18 +262,22 @@ def main(argv=None) -> int:
                         help=f"short names to run (default all): {', '.join(name for name, _, _ in NOTEBOOKS)}")
     parser.add_argument("--with-training", action="store_true", help="also run the cells that train a GPT (minutes each)")
     parser.add_argument("--show", type=int, default=1000, help="at most this many differing cells listed per notebook")
+    parser.add_argument("--torch-python", help="a Python with torch==2.13.0: also run each notebook on PyTorch, to tell")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run this notebook here, print JSON
+    parser.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)  # internal: on PyTorch
     args = parser.parse_args(argv)
     entries = {name: (relative, stop_at) for name, relative, stop_at in NOTEBOOKS}
     if args.one:
         relative, stop_at = entries[args.one]
-        result = run_notebook(args.book / relative, stop_at, args.with_training)
+        result = run_notebook(args.book / relative, stop_at, args.with_training, args.reference)
         print("\n" + json.dumps(result))
         return 0
-    results = {}
+    results, references = {}, {}
     for name in args.notebooks or list(entries):
         print(f"running {name} ...", file=sys.stderr, flush=True)
         results[name] = _run_in_child(name, args)
+        if args.torch_python:
+            references[name] = _run_in_child(name, args, args.torch_python)
     print(f"{'notebook':24s} {'code':>5s} {'run':>5s} {'skip':>5s} {'numbers':>8s} {'match':>6s} {'%':>6s} {'s':>6s}")
     total_numbers = total_match = 0
     for name, r in results.items():
@@ -271,8 +294,14 @@ def main(argv=None) -> int:
                 print(f"  [{number}] {reason}")
         if r["differ"]:
             print(f"\n{name}: cells that differ from the book")
+            torch_differs = {number for number, _ in references.get(name, {}).get("differ", [])}
             for number, reason in r["differ"][: args.show]:
-                print(f"  [{number}] {reason}")
+                also = " [PyTorch 2.13 here differs from the book too]" if number in torch_differs else ""
+                print(f"  [{number}] {reason}{also}")
+    if references:
+        print(f"\nPyTorch 2.13 on this machine, same cells: {sum(r['match'] for r in references.values())} of "
+              f"{sum(r['numbers'] for r in references.values())} print the book's text; per notebook "
+              + ", ".join(f"{name} {r['match']}/{r['numbers']}" for name, r in references.items()))
     return 0
 
 
