@@ -106,8 +106,8 @@ class Generator:
         device: "cpu".
 
     Methods follow torch.Generator: `manual_seed(seed)` (returns self), `initial_seed()`,
-    `seed()`, `get_state()` / `set_state(state)` (a uint8 Tensor of 5056 bytes laid out as
-    PyTorch's, so states move between the two). The drawing primitives `random32(n)` and
+    `seed()`, `get_state()` / `set_state(state)` (5056 uint8 bytes laid out as PyTorch's, so
+    states move between the two; `set_state` takes an array or a Tensor). The drawing primitives `random32(n)` and
     `random64(n)` are PyTorch's `random()` / `random64()`, n at a time.
 
     Raises:
@@ -167,15 +167,14 @@ class Generator:
 
     # -- state, in torch.get_rng_state()'s byte layout ----------------------------------------
 
-    def get_state(self):
-        """The state as a uint8 Tensor (5056,), PyTorch's CPUGeneratorImplState layout.
+    def get_state(self) -> np.ndarray:
+        """The state as a uint8 array (5056,), PyTorch's CPUGeneratorImplState layout (PyTorch
+        returns these bytes as a ByteTensor; `torch.tensor(state)` makes one).
 
         Bytes: initial seed (u64), left (i32), seeded (i32), next (u64), 624 state words (u64
         each), normal_x/normal_y/normal_rho (f64; normal_y holds the cached float64 normal),
         normal_is_valid (i32), padding, the cached float32 normal (f32) and its flag (bool).
         """
-        from autograd.tensor import Tensor  # here: tensor.py imports this module
-
         state = self._bits.state["state"]
         pos = int(state["pos"])
         left, next_index = 625 - pos, (0 if self._fresh else pos)
@@ -186,7 +185,7 @@ class Generator:
         struct.pack_into("<dddi", out, 24 + 8 * _MT_N, 0.0, 0.0 if cached is None else cached, 0.0, cached is not None)
         float_cached = self.next_float_normal
         struct.pack_into("<f?", out, 5048, 0.0 if float_cached is None else float_cached, float_cached is not None)
-        return Tensor(np.frombuffer(bytes(out), dtype=np.uint8).copy())
+        return np.frombuffer(bytes(out), dtype=np.uint8).copy()
 
     def set_state(self, new_state) -> "Generator":
         """Restore a state from `get_state()` (or torch.get_rng_state()). Returns self.
@@ -249,8 +248,8 @@ def seed() -> int:
     return default_generator.seed()
 
 
-def get_rng_state():
-    """The default generator's state, a uint8 Tensor (5056,) (torch.get_rng_state)."""
+def get_rng_state() -> np.ndarray:
+    """The default generator's state, uint8 (5056,), PyTorch's bytes (torch.get_rng_state)."""
     return default_generator.get_state()
 
 

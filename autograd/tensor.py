@@ -30,6 +30,7 @@ from collections import namedtuple
 import numpy as np
 
 from autograd import kernels
+from autograd import random as _random
 from autograd.backward import _initial_gradient, _run_backward
 from autograd.device import CPU, check_device, device
 from autograd.function import is_grad_enabled
@@ -885,8 +886,6 @@ class Tensor:
         Raises RuntimeError for a leaf that requires grad outside `no_grad` (as PyTorch; nn.init
         fills parameters under no_grad), TypeError for a float draw into an integer tensor.
         """
-        from autograd import random as _random  # tensor.py is imported by autograd.random's users
-
         if self.requires_grad and is_grad_enabled():
             raise RuntimeError(f"{function}: a tensor that requires grad cannot be filled in place; use `with torch.no_grad():`")
         self.data[...] = draw(_random)

@@ -450,7 +450,7 @@ class DataLoader:
             "epoch": self.epoch,
             "batches_done": self._batches_done,
             "generator_state": None if self.generator is None else _hex_state(self.generator),
-            "epoch_start_generator_state": None if self._epoch_start_state is None else self._epoch_start_state.data.tobytes().hex(),
+            "epoch_start_generator_state": None if self._epoch_start_state is None else self._epoch_start_state.tobytes().hex(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -472,7 +472,7 @@ class DataLoader:
 
 
 def _hex_state(generator: Generator) -> str:
-    return generator.get_state().data.tobytes().hex()
+    return generator.get_state().tobytes().hex()
 
 
 def _state_from_hex(text: str) -> np.ndarray:

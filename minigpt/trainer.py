@@ -823,7 +823,7 @@ def _reseed(generator, stream: np.random.SeedSequence) -> None:
 def _generator_state(generator) -> dict:
     """`generator`'s state as JSON-able data (`_set_generator_state` restores it)."""
     if isinstance(generator, Generator):
-        return {"autograd_generator_state": generator.get_state().data.tobytes().hex()}
+        return {"autograd_generator_state": generator.get_state().tobytes().hex()}
     return _jsonable(generator.bit_generator.state)
 
 

@@ -207,15 +207,17 @@ def test_seeds_as_pytorch_reads_them():
 
 def test_generator_objects_are_independent_of_the_default():
     torch.manual_seed(0)
-    before = torch.get_rng_state().data.copy()
+    before = torch.get_rng_state()
     g = torch.Generator().manual_seed(123)
     a = torch.rand(4, generator=g).data
-    np.testing.assert_array_equal(torch.get_rng_state().data, before)
+    np.testing.assert_array_equal(torch.get_rng_state(), before)
     torch.manual_seed(123)
     np.testing.assert_array_equal(torch.rand(4).data, a)
     state = g.get_state()
     b = torch.randn(20, generator=g).data
     g.set_state(state)
+    np.testing.assert_array_equal(torch.randn(20, generator=g).data, b)
+    g.set_state(torch.tensor(state))  # a ByteTensor, as PyTorch's
     np.testing.assert_array_equal(torch.randn(20, generator=g).data, b)
     with pytest.raises(ValueError, match="5056"):
         g.set_state(torch.tensor(np.zeros(10, np.uint8)))

@@ -69,7 +69,7 @@ def snapshot(trainer) -> dict:
         "step": trainer.step,
         "tokens_seen": trainer.tokens_seen,
         "loader": trainer.train_loader.state_dict(),
-        "dropout_rng": trainer.model.dropout_rng.get_state().data.tobytes(),
+        "dropout_rng": trainer.model.dropout_rng.get_state().tobytes(),
     }
 
 
@@ -294,7 +294,7 @@ def test_each_micro_batch_draws_its_own_dropout_stream_from_the_runs_seed(monkey
 
     def forward(*args, **kwargs):
         if trainer.model.training:  # not the evaluations' forwards
-            states.append(trainer.model.dropout_rng.get_state().data.tobytes())
+            states.append(trainer.model.dropout_rng.get_state().tobytes())
         return original_forward(*args, **kwargs)
 
     trainer.model.forward = forward
@@ -306,7 +306,7 @@ def test_each_micro_batch_draws_its_own_dropout_stream_from_the_runs_seed(monkey
             assert not np.array_equal(masks[a], masks[b]), (a, b)
     # Micro-batch i of step s starts from SeedSequence(dropout_seed, spawn_key=(s, i)), as documented.
     expected = [autograd.Generator().manual_seed(int(np.random.SeedSequence(trainer.dropout_seed, spawn_key=(s, i)).generate_state(1, np.uint64)[0]))
-                .get_state().data.tobytes() for s in range(3) for i in range(2)]
+                .get_state().tobytes() for s in range(3) for i in range(2)]
     assert states == expected
     # Reproducible from the seed: the same model seed gives the same dropout seed and masks.
     again = make_trainer(**settings)
