@@ -11,8 +11,10 @@ scores, `torch.ones(T, T)` and `torch.triu` / `torch.tril` for the causal mask, 
     >>> torch.arange(4).dtype, torch.rand(2, 3).dtype
     (dtype('int64'), dtype('float32'))
 
-Random draws use `generator=` when given (an `np.random.Generator` or an int seed), else the
-process-wide default generator that `manual_seed` re-seeds (see `autograd/random.py`).
+Random draws use `generator=` when given (an `autograd.Generator`, an int seed or an
+`np.random.Generator`), else the process-wide default generator that `manual_seed` re-seeds; they
+draw PyTorch's CPU streams, so `manual_seed(123)` then `rand(3)` prints the book's numbers (see
+`autograd/random.py`).
 
 dtypes are NumPy's scalar types (`torch.float32` is `np.float32`, `torch.long` is `np.int64`), so
 `t.dtype == torch.float32` compares as in PyTorch. `torch.bfloat16` is the exception: a marker
@@ -32,6 +34,7 @@ import numpy as np
 
 from autograd.bf16 import bfloat16, is_bfloat16, round_to_bfloat16  # noqa: F401 - torch.bfloat16, exported here too
 from autograd.device import check_device, device  # noqa: F401 - device is torch.device, exported here too
+from autograd import random as _random
 from autograd.random import resolve_generator
 from autograd.tensor import Tensor
 
@@ -188,26 +191,29 @@ def _random_float_dtype(dtype, function: str) -> np.dtype:
 
 @_rounds_to_bfloat16
 def rand(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    """Uniform samples in [0, 1) (torch.rand), float32 by default.
+    """Uniform samples in [0, 1) (torch.rand), float32 by default, PyTorch's CPU stream.
 
     Args:
         *size: ints, or one tuple/list of ints.
-        generator: an `np.random.Generator` or int seed; None draws from the default generator
-            (`manual_seed`).
+        generator: an `autograd.Generator`, an int seed or an `np.random.Generator`; None draws
+            from the default generator (`manual_seed`).
 
     Raises:
         ValueError: a bad size. TypeError: a dtype other than float32/float64, a bad generator.
+
+    References: torch.rand; autograd/random.py (the transform).
     """
     dtype = _random_float_dtype(dtype, "rand")
-    array = resolve_generator(generator).random(_size(size, "rand"), dtype=dtype)
+    array = _random.uniform(resolve_generator(generator), _size(size, "rand"), dtype=dtype)
     return _leaf(array, requires_grad, device, "rand")
 
 
 @_rounds_to_bfloat16
 def randn(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    """Standard normal samples N(0, 1) (torch.randn), float32 by default. Raises as `rand`."""
+    """Standard normal samples N(0, 1) (torch.randn), float32 by default, PyTorch's CPU stream
+    (its two paths, fewer than 16 elements and 16 or more: see autograd/random.py). Raises as `rand`."""
     dtype = _random_float_dtype(dtype, "randn")
-    array = resolve_generator(generator).standard_normal(_size(size, "randn"), dtype=dtype)
+    array = _random.normal(resolve_generator(generator), _size(size, "randn"), dtype=dtype)
     return _leaf(array, requires_grad, device, "randn")
 
 
@@ -224,11 +230,52 @@ def randn_like(input: Tensor, generator=None, dtype=None, device=None, requires_
 
 
 def randint(low: int, high: int | None = None, size: tuple = (), generator=None, dtype=None, device=None) -> Tensor:
-    """Integers drawn uniformly from [low, high) (torch.randint; `randint(high, size)` too), int64."""
+    """Integers drawn uniformly from [low, high) (torch.randint; `randint(high, size)` too), int64.
+
+    PyTorch's CPU transform: random32 % (high - low) + low (random64 from a range of 2**28 up).
+
+    Raises:
+        ValueError: high <= low, or a bad size.
+    """
     if high is None:
         low, high = 0, low
-    array = resolve_generator(generator).integers(low, high, _size((size,), "randint"))
-    return _leaf(array.astype(_dtype(dtype, np.int64, "randint")), False, device, "randint")
+    array = _random.integers(resolve_generator(generator), int(low), int(high), _size((size,), "randint"),
+                             _dtype(dtype, np.int64, "randint"))
+    return _leaf(array, False, device, "randint")
+
+
+def randperm(n: int, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """A random permutation of 0..n-1 (torch.randperm), int64, PyTorch's CPU Fisher-Yates.
+
+    Raises:
+        ValueError: n is not a non-negative int.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"randperm: n must be a non-negative int, got {n!r}")
+    array = _random.permutation(resolve_generator(generator), int(n)).astype(_dtype(dtype, np.int64, "randperm"))
+    return _leaf(array, requires_grad, device, "randperm")
+
+
+def bernoulli(input: Tensor, p=None, generator=None) -> Tensor:  # noqa: A002
+    """1 with probability `input[i]` (or the scalar `p`), else 0, in input's dtype (torch.bernoulli).
+
+    Raises:
+        TypeError: input is not a float Tensor. ValueError: a probability outside [0, 1].
+    """
+    if not isinstance(input, Tensor) or input.dtype.kind != "f":
+        raise TypeError(f"bernoulli: input must be a float Tensor of probabilities, got {getattr(input, 'dtype', type(input).__name__)}")
+    gen = resolve_generator(generator)
+    if p is not None:
+        return Tensor._make(_random.bernoulli_keep(gen, input.shape, _probability(p, "bernoulli")).astype(input.dtype), False)
+    if input.data.size and (input.data.min() < 0 or input.data.max() > 1):
+        raise ValueError("bernoulli: every probability in input must be in [0, 1]")
+    return Tensor._make(_random.bernoulli_tensor(gen, np.ascontiguousarray(input.data)).astype(input.dtype), False)
+
+
+def _probability(p, function: str) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.floating, np.integer)) or not 0 <= p <= 1:
+        raise ValueError(f"{function}: p must be a probability in [0, 1], got {p!r}")
+    return float(p)
 
 
 @_rounds_to_bfloat16
@@ -318,5 +365,5 @@ __all__ = [
     "float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "long", "double",
     "half", "short", "device", "check_device", "cuda", "backends", "empty", "zeros", "ones",
     "full", "zeros_like", "ones_like", "full_like", "rand", "randn", "rand_like", "randn_like",
-    "randint", "arange", "linspace", "tril", "triu", "from_numpy",
+    "randint", "randperm", "bernoulli", "arange", "linspace", "tril", "triu", "from_numpy",
 ]

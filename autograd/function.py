@@ -103,7 +103,12 @@ class Function:
     References: torch.autograd.Function (forward/backward with a context); minitorch.
     """
 
-    __slots__ = ("inputs", "needs_input_grad", "released", "saved_versions", "__dict__")
+    __slots__ = ("inputs", "needs_input_grad", "released", "saved_versions", "torch_name", "__dict__")
+
+    #: PyTorch's name for this op's backward node, as `grad_fn=<...>` prints it ("MulBackward0");
+    #: None means the class name + "Backward0". An op whose PyTorch name depends on its operands
+    #: (a sum over all elements or over a dim, a matrix or a batched product) overrides `torch_name_of`.
+    TORCH_NAME: str | None = None
 
     def forward(self, *arrays, **options):  # pragma: no cover - every op overrides it
         raise NotImplementedError
@@ -115,6 +120,12 @@ class Function:
     def name(self) -> str:
         """The operation's name, as printed in a graph (the class name, e.g. 'Matmul')."""
         return type(self).__name__
+
+    @classmethod
+    def torch_name_of(cls, inputs: tuple, options: dict) -> str:
+        """PyTorch's name of the backward node this op records for `inputs` and `options`
+        (the class name of PyTorch's `grad_fn`, e.g. "SumBackward1" for a sum over a dim)."""
+        return cls.TORCH_NAME or cls.__name__ + "Backward0"
 
     @classmethod
     def apply(cls, *inputs: "Tensor", **options) -> "Tensor":
@@ -142,6 +153,7 @@ class Function:
             # The inputs' version counts now: backward checks that no in-place change came between.
             function.saved_versions = tuple([tensor._version for tensor in inputs])
             function.released = False
+            function.torch_name = cls.torch_name_of(inputs, options)
             result.grad_fn = function
         return result
 

@@ -24,11 +24,14 @@ import numbers
 import numpy as np
 
 from autograd import kernels
+from autograd.ops import Pad
 from autograd.reference.dropout import dropout_keep_mask
-from autograd.random import default_generator
+from autograd.random import Generator, default_generator
 from autograd.tensor import Tensor, _softmax, as_tensor
 
 __all__ = [
+    "one_hot",
+    "pad",
     "softmax",
     "log_softmax",
     "cross_entropy",
@@ -264,8 +267,8 @@ def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = No
 
 
 def _check_generator(rng, function: str) -> None:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"{function}: rng must be a np.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
+    if not isinstance(rng, (Generator, np.random.Generator)):
+        raise TypeError(f"{function}: rng must be an autograd.Generator or a np.random.Generator, got {type(rng).__name__}")
 
 
 def _check_probability(p, name: str, function: str) -> None:
@@ -273,22 +276,24 @@ def _check_probability(p, name: str, function: str) -> None:
         raise ValueError(f"{function}: {name} must be a probability in [0, 1], got {p!r}")
 
 
-def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng: np.random.Generator | None = None) -> Tensor:
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng=None) -> Tensor:
     """Zero each element with probability `p` and scale the rest by 1/(1-p) (book ch. 3.5.2).
 
     Args:
         x: float tensor of any shape.
         p: drop probability in [0, 1] (p=1 zeroes everything).
         training: when False (or p == 0) this is the identity and draws no random numbers.
-        rng: the `np.random.Generator` to draw the mask from; None draws from the process-wide
-            default generator (`autograd.manual_seed`), as PyTorch's dropout does.
+        rng: the generator of the mask (an `autograd.Generator`, or a `np.random.Generator` for
+            NumPy's streams); None draws from the process-wide default generator
+            (`autograd.manual_seed`). With an `autograd.Generator` the mask is PyTorch's CPU
+            mask bit for bit: `empty_like(x).bernoulli_(1 - p)`, scaled by 1 / (1 - p).
 
     Returns:
         A tensor of x's shape and dtype.
 
     Raises:
         ValueError: p outside [0, 1].
-        TypeError: rng is not a np.random.Generator; x is not a float tensor when elements are
+        TypeError: rng is not a generator; x is not a float tensor when elements are
             dropped (training and p > 0; as PyTorch, which returns x unchanged otherwise).
 
     References: Srivastava et al. 2014, "Dropout", JMLR 15; torch.nn.functional.dropout.
@@ -300,7 +305,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng: np.random.Gen
     if x.dtype.kind != "f":
         raise TypeError(f"dropout: x must be a float tensor (the kept values are scaled by 1/(1-p)), got dtype {x.dtype}")
     if rng is None:
-        rng = default_generator()
+        rng = default_generator
     _check_generator(rng, "dropout")
     return kernels.get("Dropout").apply(x, p=p, rng=rng)
 
@@ -392,13 +397,23 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True, dropout_p: float = 0.0, rng: np.random.Generator | None = None) -> Tensor:
+def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None, dropout_p: float = 0.0,
+                                 is_causal: bool | None = None, scale: float | None = None, *, causal: bool | None = None,
+                                 rng=None) -> Tensor:
     """Scaled dot-product attention, fused into one op (Vaswani et al. 2017, eq. 1; book ch. 3.4-3.6).
+
+    softmax(q k^T * scale + mask) v, with PyTorch's arguments; without `attn_mask` and `scale` it
+    runs the fused kernel, with them the same formula from recorded ops (matmul, masked_fill,
+    softmax, dropout), so gradients flow either way.
 
     Args:
         q, k, v: float tensors (..., T, D) of one dtype, usually (B, H, T, D).
-        causal: hide future keys (top-left aligned, as torch's is_causal: query i sees keys <= i).
+        attn_mask: None, a bool mask (True: the query may attend to the key) or a float mask added
+            to the scores, broadcastable to (..., T_q, T_k) (torch's attn_mask).
         dropout_p: dropout probability on the attention weights (training only: pass 0.0 in eval).
+        is_causal: hide future keys (top-left aligned: query i sees keys <= i), PyTorch's name;
+            `causal` is minigpt's spelling of the same flag. Neither given: False, as in PyTorch.
+        scale: the factor of the scores; None is 1/sqrt(D).
         rng: generator for the dropout mask; None draws from the default generator (manual_seed).
 
     Returns:
@@ -407,12 +422,17 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     Raises:
         ValueError: mismatched shapes, no keys (T_k = 0), head size 0, dropout_p outside [0, 1],
             (no rng is needed: the default generator is used).
-        TypeError: causal is not a bool; q, k, v are not of one float dtype; rng is not a
-            np.random.Generator.
+        TypeError: causal is not a bool; q, k, v are not of one float dtype; rng is not an
+            autograd.Generator or np.random.Generator.
+        ValueError: both attn_mask and is_causal (as PyTorch), or is_causal and causal disagree.
 
-    References: torch.nn.functional.scaled_dot_product_attention (is_causal, dropout_p).
+    References: torch.nn.functional.scaled_dot_product_attention (attn_mask, dropout_p,
+    is_causal, scale).
     """
     q, k, v = as_tensor(q), as_tensor(k), as_tensor(v)
+    if is_causal is not None and causal is not None and bool(is_causal) != bool(causal):
+        raise ValueError(f"scaled_dot_product_attention: is_causal={is_causal} and causal={causal} disagree; give one")
+    causal = is_causal if is_causal is not None else causal if causal is not None else False
     if not isinstance(causal, (bool, np.bool_)):
         raise TypeError(f"scaled_dot_product_attention: causal must be True or False, got {causal!r}")
     if q.dtype.kind != "f" or not q.dtype == k.dtype == v.dtype:
@@ -428,10 +448,72 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
         raise ValueError(f"scaled_dot_product_attention: the head size D (last dimension) must be at least 1, got q of shape {q.shape}")
     _check_probability(dropout_p, "dropout_p", "scaled_dot_product_attention")
     if dropout_p > 0 and rng is None:
-        rng = default_generator()  # as torch: the default generator (autograd.manual_seed)
+        rng = default_generator  # as torch: the default generator (autograd.manual_seed)
     if dropout_p > 0:
         _check_generator(rng, "scaled_dot_product_attention")
+    if attn_mask is not None or scale is not None:
+        return _attention_from_ops(q, k, v, attn_mask, dropout_p, causal, scale, rng)
     return kernels.get("ScaledDotProductAttention").apply(q, k, v, causal=causal, dropout_p=dropout_p, rng=rng)
+
+
+def _attention_from_ops(q: Tensor, k: Tensor, v: Tensor, attn_mask, dropout_p: float, causal: bool, scale, rng) -> Tensor:
+    """softmax(q k^T * scale + mask) v from recorded ops: `scaled_dot_product_attention` with a mask
+    or a scale of its own (the fused kernel knows only the causal mask and 1/sqrt(D))."""
+    if causal and attn_mask is not None:
+        raise ValueError("scaled_dot_product_attention: give attn_mask or is_causal=True, not both (as PyTorch)")
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores = (q @ k.transpose(-2, -1)) * scale  # (..., T_q, T_k)
+    if causal:
+        scores = scores.masked_fill(np.triu(np.ones(scores.shape[-2:], dtype=bool), 1), -math.inf)
+    if attn_mask is not None:
+        mask = attn_mask.data if isinstance(attn_mask, Tensor) else np.asarray(attn_mask)
+        scores = scores.masked_fill(~mask, -math.inf) if mask.dtype == np.bool_ else scores + as_tensor(attn_mask, like=q)
+    weights = softmax(scores, dim=-1)
+    if dropout_p > 0:
+        weights = dropout(weights, dropout_p, training=True, rng=rng)
+    return weights @ v  # (..., T_q, D)
+
+
+def one_hot(tensor, num_classes: int = -1) -> Tensor:
+    """int64 tensor (..., num_classes) with a 1 at each id's position (torch.nn.functional.one_hot).
+
+    Args:
+        tensor: non-negative integer ids, any shape.
+        num_classes: the length of the last dimension; -1 is the largest id + 1.
+
+    Raises:
+        ValueError: ids that are not non-negative integers or not below num_classes.
+    """
+    ids = tensor.data if isinstance(tensor, Tensor) else np.asarray(tensor)
+    if ids.dtype.kind not in "iu" or (ids.size and ids.min() < 0):
+        raise ValueError(f"one_hot: expected non-negative integer ids, got dtype {ids.dtype}")
+    classes = int(ids.max()) + 1 if num_classes == -1 and ids.size else num_classes
+    if ids.size and ids.max() >= classes:
+        raise ValueError(f"one_hot: id {int(ids.max())} does not fit num_classes={classes}")
+    return Tensor._make((ids[..., None] == np.arange(classes)).astype(np.int64), False)
+
+
+def pad(input: Tensor, pad: tuple, mode: str = "constant", value: float = 0.0) -> Tensor:  # noqa: A002
+    """Pad with `value` around the last dimensions (torch.nn.functional.pad, mode "constant").
+
+    Args:
+        input: a tensor.
+        pad: (left, right) for the last dimension, then (top, bottom) for the one before, ...
+            as PyTorch orders them; negative widths crop.
+        mode: only "constant".
+        value: the fill value.
+
+    Raises:
+        ValueError: an odd number of widths, more pairs than dimensions, or another mode.
+    """
+    input = as_tensor(input)
+    if mode != "constant":
+        raise ValueError(f"pad: only mode='constant' is supported, got {mode!r}")
+    if len(pad) % 2 or len(pad) // 2 > input.ndim:
+        raise ValueError(f"pad: expected pairs of widths for at most {input.ndim} dimensions, got {tuple(pad)}")
+    pairs = [(int(pad[i]), int(pad[i + 1])) for i in range(0, len(pad), 2)]
+    widths = [(0, 0)] * (input.ndim - len(pairs)) + pairs[::-1]  # PyTorch lists the last dimension first
+    return Pad.apply(input, widths=tuple(widths), value=value)
 
 
 # --------------------------------------------------------------------------------------------

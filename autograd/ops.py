@@ -200,6 +200,8 @@ class Pow(Function):
     a <= 0 it is set to 0, as PyTorch does for a == 0.
     """
 
+    TORCH_NAME = "PowBackward1"  # a tensor exponent (torch: PowBackward2 for a number base)
+
     def forward(self, a, b):
         _broadcast_shape(a, b, "pow")
         self.a, self.b = a, b
@@ -224,6 +226,8 @@ class PowScalar(Function):
     Small integer powers are computed by multiplication: on large float32 arrays `x ** 3` is
     about 180x slower than `x * x * x` in NumPy 2 (measured; see DESIGN.md).
     """
+
+    TORCH_NAME = "PowBackward0"
 
     def forward(self, a, exponent):
         self.a, self.exponent = a, exponent
@@ -388,6 +392,8 @@ class Relu(Function):
 class Clamp(Function):
     """out = min(max(a, low), high).   da = dout where low <= a <= high, else 0 (as torch.clamp)."""
 
+    TORCH_NAME = "ClampBackward1"
+
     def forward(self, a, low, high):
         self.inside = np.ones(a.shape, dtype=bool)
         if low is not None:
@@ -402,6 +408,8 @@ class Clamp(Function):
 
 class Cast(Function):
     """out = a converted to `dtype`.   da = dout converted back to a's dtype."""
+
+    TORCH_NAME = "ToCopyBackward0"  # torch.Tensor.to(dtype)
 
     def forward(self, a, dtype):
         self.a_dtype = a.dtype
@@ -435,6 +443,11 @@ class RoundToBfloat16(Function):
 class Sum(Function):
     """out = sum of a over `dim`.   da = dout broadcast back over the summed dimensions."""
 
+    @classmethod
+    def torch_name_of(cls, inputs, options):
+        """SumBackward0 over all elements, SumBackward1 over `dim` (PyTorch's two overloads)."""
+        return "SumBackward0" if options.get("dim") is None else "SumBackward1"
+
     def forward(self, a, dim, keepdim):
         self.axes = _normalize_dim(dim, a.ndim)
         self.keepdim, self.a_shape = keepdim, a.shape
@@ -450,6 +463,11 @@ class Mean(Function):
 
     The mean of an integer tensor is float32, never float64.
     """
+
+    @classmethod
+    def torch_name_of(cls, inputs, options):
+        """MeanBackward0 over all elements, MeanBackward1 over `dim` (PyTorch's two overloads)."""
+        return "MeanBackward0" if options.get("dim") is None else "MeanBackward1"
 
     def forward(self, a, dim, keepdim):
         self.axes = _normalize_dim(dim, a.ndim)
@@ -483,11 +501,31 @@ class Var(Function):
         return dout * (2 * self.centered / self.divisor)
 
 
+class Cumsum(Function):
+    """out[..., i, ...] = a[..., 0, ...] + ... + a[..., i, ...] along `axis` (torch.cumsum).
+
+    da = the cumulative sum of dout taken from the end: da_j = sum over i >= j of dout_i.
+    """
+
+    def forward(self, a, axis):
+        self.axis = axis
+        return np.cumsum(a, axis=axis, dtype=a.dtype if a.dtype.kind == "f" else np.int64)
+
+    def backward(self, dout):
+        reversed_dout = np.flip(dout, axis=self.axis)
+        return np.flip(np.cumsum(reversed_dout, axis=self.axis), axis=self.axis)
+
+
 class Max(Function):
     """out = max of a over `dim` (amax).   da = dout at the maximum, split evenly among ties.
 
     `min` uses the same rule on -a (see `Tensor.min`).
     """
+
+    @classmethod
+    def torch_name_of(cls, inputs, options):
+        """MaxBackward1 over all elements, MaxBackward0 over `dim` (PyTorch's numbering)."""
+        return "MaxBackward1" if options.get("dim") is None else "MaxBackward0"
 
     def forward(self, a, dim, keepdim):
         if a.size == 0:
@@ -520,6 +558,15 @@ class Matmul(Function):
     weight's gradient as one large 2-D product over all B*T rows instead of a batched product
     followed by a sum: that is one BLAS call on contiguous float32 data.
     """
+
+    @classmethod
+    def torch_name_of(cls, inputs, options):
+        """The op PyTorch's matmul dispatches to: mm (2-D @ 2-D), dot, mv, or a batched product
+        folded into mm/bmm and viewed back (`_unsafe_view`) for 3-D and more."""
+        a, b = inputs[0].ndim, inputs[1].ndim
+        if max(a, b) > 2:
+            return "UnsafeViewBackward0"
+        return {(2, 2): "MmBackward0", (1, 1): "DotBackward0", (2, 1): "MvBackward0"}.get((a, b), "SqueezeBackward4")
 
     def forward(self, a, b):
         if a.ndim == 0 or b.ndim == 0:
@@ -573,6 +620,12 @@ class Matmul(Function):
 class Reshape(Function):
     """out = a viewed with a new shape (same elements in the same order).   da = dout reshaped back."""
 
+    @classmethod
+    def torch_name_of(cls, inputs, options):
+        """ViewBackward0 for a contiguous tensor (view/reshape/flatten), UnsafeViewBackward0 when
+        PyTorch's reshape has to copy first."""
+        return "ViewBackward0" if inputs[0].data.flags.c_contiguous else "UnsafeViewBackward0"
+
     def forward(self, a, shape):
         self.a_shape = a.shape
         try:
@@ -593,6 +646,28 @@ class Permute(Function):
 
     def backward(self, dout):
         return np.transpose(dout, self.inverse)
+
+
+class Unsqueeze(Reshape):
+    """`Reshape` that inserts a dimension of size 1 (torch.unsqueeze; its own name in a graph)."""
+
+    TORCH_NAME = "UnsqueezeBackward0"
+
+    @classmethod
+    def torch_name_of(cls, inputs, options):
+        return cls.TORCH_NAME
+
+
+class Squeeze(Unsqueeze):
+    """`Reshape` that removes dimensions of size 1 (torch.squeeze; its own name in a graph)."""
+
+    TORCH_NAME = "SqueezeBackward0"
+
+
+class Transpose(Permute):
+    """`Permute` that swaps two dimensions (torch.transpose; its own name in a graph)."""
+
+    TORCH_NAME = "TransposeBackward0"
 
 
 class Expand(Function):
@@ -616,6 +691,30 @@ class GetItem(Function):
     may be selected several times; `np.add.at` adds every copy's gradient (plain assignment would
     keep only the last one).
     """
+
+    @classmethod
+    def torch_name_of(cls, inputs, options):
+        """The last op PyTorch's indexing applies: IndexBackward0 for integer arrays and masks,
+        else Select (an int), Slice (a slice that selects less than all) or Unsqueeze (None)."""
+        index = options["index"]
+        if _is_advanced_index(index):
+            return "IndexBackward0"
+        parts = index if isinstance(index, tuple) else (index,)
+        name = "SliceBackward0" if not isinstance(index, tuple) else "AliasBackward0"
+        dim = 0
+        for position, part in enumerate(parts):
+            if part is None:
+                name = "UnsqueezeBackward0"
+            elif part is Ellipsis:  # skip to the dimensions the parts after it index
+                dim = inputs[0].ndim - sum(1 for later in parts[position + 1:] if later is not None)
+                continue
+            elif isinstance(part, slice):
+                if part.indices(inputs[0].shape[dim]) != (0, inputs[0].shape[dim], 1):
+                    name = "SliceBackward0"
+            else:
+                name = "SelectBackward0"
+            dim += part is not None
+        return name
 
     def forward(self, a, index):
         self.a_shape, self.a_dtype, self.index = a.shape, a.dtype, index
@@ -650,6 +749,35 @@ class Cat(Function):
         return tuple(
             piece.copy() if needed else None for piece, needed in zip(pieces, self.needs_input_grad)
         )
+
+
+class Pad(Function):
+    """out = a with `widths` (before, after) of `value` around each dimension (F.pad, mode "constant").
+
+    da = the slice of dout where a sits. A negative width crops, as in PyTorch.
+    """
+
+    TORCH_NAME = "ConstantPadNdBackward0"
+
+    def forward(self, a, widths, value):
+        grow = [(max(before, 0), max(after, 0)) for before, after in widths]
+        padded = np.pad(a, grow, constant_values=a.dtype.type(value)) if any(sum(pair) for pair in grow) else a.copy()
+        # Crops (negative widths) cut the padded array; the rest picks a back out in backward.
+        self.inner = tuple(slice(max(before, 0), padded.shape[d] - max(after, 0)) for d, (before, after) in enumerate(widths))
+        self.crop = tuple(slice(max(-before, 0), padded.shape[d] - max(-after, 0)) for d, (before, after) in enumerate(widths))
+        self.padded_shape, self.a_shape = padded.shape, a.shape
+        return padded[self.crop]
+
+    def backward(self, dout):
+        full = np.zeros(self.padded_shape, dtype=dout.dtype)
+        full[self.crop] = dout
+        return full[self.inner].copy()
+
+
+class Stack(Cat):
+    """`Cat` of tensors given a new dimension each (torch.stack; its own name in a graph)."""
+
+    TORCH_NAME = "StackBackward0"
 
 
 class MaskedFill(Function):
@@ -696,6 +824,12 @@ class Gather(Function):
         return da
 
 
+class TopkGather(Gather):
+    """`Gather` of the k largest values (torch.topk's values; its own name in a graph)."""
+
+    TORCH_NAME = "TopkBackward0"
+
+
 class Clone(Function):
     """out = a copy of a (new memory).   da = dout."""
 
@@ -714,6 +848,8 @@ class SetItem(Function):
     position, the last write wins in forward and every copy receives dout in backward (PyTorch
     leaves this case undefined).
     """
+
+    TORCH_NAME = "CopySlices"  # PyTorch's node for a write into a slice
 
     def forward(self, a, value, index):
         self.index, self.value_shape = index, value.shape
@@ -735,7 +871,8 @@ class SetItem(Function):
 
 __all__ = [
     "Add", "Sub", "Mul", "Div", "Pow", "PowScalar", "Maximum", "Where", "Neg", "Exp", "Log",
-    "Sqrt", "Cos", "Sin", "Tanh", "Abs", "Relu", "Clamp", "Cast", "Sum", "Mean", "Var", "Max", "Matmul",
-    "Reshape", "Permute", "Expand", "GetItem", "Cat", "MaskedFill", "Gather", "Clone", "SetItem",
+    "Sqrt", "Tanh", "Sin", "Cos", "Abs", "Relu", "Clamp", "Cast", "Sum", "Mean", "Var", "Cumsum", "Max", "Matmul",
+    "Reshape", "Unsqueeze", "Squeeze", "Permute", "Transpose", "Expand", "GetItem", "Cat", "Stack", "Pad",
+    "MaskedFill", "Gather", "TopkGather", "Clone", "SetItem",
     "unbroadcast",
 ]

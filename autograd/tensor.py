@@ -25,60 +25,23 @@ References: torch.Tensor (names and semantics: `dim=`, `keepdim=`, in-place rule
 
 from __future__ import annotations
 
-import sys
 from collections import namedtuple
 
 import numpy as np
 
 from autograd import kernels
+from autograd import random as _random
 from autograd.backward import _initial_gradient, _run_backward
 from autograd.bf16 import is_bfloat16, round_to_bfloat16
 from autograd.device import CPU, check_device, device
 from autograd.function import is_grad_enabled
 from autograd.ops import (
-    Abs, Add, Clamp, Clone, Cos, Div, Exp, Expand, Gather, GetItem, Log, MaskedFill, Matmul, Max,
-    Maximum, Mean, Mul, Neg, Permute, Pow, PowScalar, Relu, Reshape, SetItem, Sin, Sqrt, Sub, Sum, Tanh,
-    Var, _cast, _normalize_dim, _promote,
+    Abs, Add, Clamp, Clone, Cos, Cumsum, Div, Exp, Expand, Gather, GetItem, Log, MaskedFill, Matmul, Max,
+    Maximum, Mean, Mul, Neg, Permute, Pow, PowScalar, Relu, Reshape, SetItem, Sin, Sqrt, Squeeze, Sub, Sum,
+    Tanh, TopkGather, Transpose, Unsqueeze, Var, _cast, _gather_index, _normalize_dim, _promote,
 )
-
-# --------------------------------------------------------------------------------------------
-# How tensors print (torch.set_printoptions)
-# --------------------------------------------------------------------------------------------
-
-_DEFAULT_PRINT_OPTIONS = {"precision": 4, "threshold": 20, "edgeitems": 3, "max_line_width": 80, "sci_mode": None}
-_print_options = dict(_DEFAULT_PRINT_OPTIONS)
-
-
-def set_printoptions(precision: int | None = None, threshold: int | None = None, edgeitems: int | None = None,
-                     linewidth: int | None = None, profile: str | None = None, sci_mode: bool | None = None) -> None:
-    """Set how tensors print (torch.set_printoptions); options not given keep their value.
-
-    Args:
-        precision: digits after the decimal point (default 4).
-        threshold: above this many elements, print a summary with `...` (default 20).
-        edgeitems: items shown at each end of a summarised dimension (default 3).
-        linewidth: characters per line (default 80).
-        profile: "default" restores the defaults, "short" (precision 2, threshold 20) or "full"
-            (every element) set several at once, before the other arguments apply.
-        sci_mode: True forces scientific notation, False suppresses it (appendix A's
-            `torch.set_printoptions(sci_mode=False)`), None lets NumPy choose.
-
-    Raises:
-        ValueError: an unknown profile.
-
-    References: torch.set_printoptions; np.array2string.
-    """
-    if profile is not None:
-        profiles = {"default": _DEFAULT_PRINT_OPTIONS, "short": {**_DEFAULT_PRINT_OPTIONS, "precision": 2},
-                    "full": {**_DEFAULT_PRINT_OPTIONS, "threshold": sys.maxsize}}
-        if profile not in profiles:
-            raise ValueError(f"set_printoptions: profile must be 'default', 'short' or 'full', got {profile!r}")
-        _print_options.update(profiles[profile])
-    given = {"precision": precision, "threshold": threshold, "edgeitems": edgeitems, "max_line_width": linewidth}
-    _print_options.update({name: value for name, value in given.items() if value is not None})
-    if sci_mode is not None or profile is not None:
-        _print_options["sci_mode"] = sci_mode
-
+from autograd.printing import DType, format_tensor, set_printoptions
+from autograd.size import Size
 
 # --------------------------------------------------------------------------------------------
 # Tensor
@@ -139,7 +102,10 @@ class Gradient(np.ndarray):
         return array[()] if return_scalar else array
 
     def __repr__(self) -> str:
-        return repr(self.view(np.ndarray))  # prints as the plain array it is: array([...])
+        """As PyTorch prints a gradient: `tensor([-0.0898])` (appendix A prints `w1.grad`)."""
+        return format_tensor(self.view(np.ndarray))
+
+    __str__ = __repr__
 
     @property
     def data(self) -> "Gradient":
@@ -258,9 +224,9 @@ class Tensor:
 
     # ---- properties, Python values and printing ---------------------------------------------
     @property
-    def shape(self) -> tuple:
-        """The shape, a tuple of ints (as `np.ndarray.shape`; PyTorch's `torch.Size`)."""
-        return self.data.shape
+    def shape(self) -> Size:
+        """The shape, a `torch.Size`: a tuple of ints that prints `torch.Size([2, 3])`."""
+        return tuple.__new__(Size, self.data.shape)  # NumPy's shape holds ints: no checks needed
 
     @property
     def ndim(self) -> int:
@@ -268,13 +234,13 @@ class Tensor:
         return self.data.ndim
 
     @property
-    def dtype(self) -> np.dtype:
-        """The NumPy dtype of the values."""
-        return self.data.dtype
+    def dtype(self) -> DType:
+        """The dtype of the values: NumPy's, printed as PyTorch's (`torch.float32`; see `DType`)."""
+        return DType.of(self.data.dtype)
 
     def size(self, dim: int | None = None):
-        """The shape (PyTorch's `x.size()`), or the length of dimension `dim`."""
-        return self.data.shape if dim is None else self.data.shape[dim]
+        """The shape, a `torch.Size` (PyTorch's `x.size()`), or the length of dimension `dim`."""
+        return self.shape if dim is None else self.data.shape[dim]
 
     def numel(self) -> int:
         """The number of elements (NumPy's `size`)."""
@@ -324,20 +290,9 @@ class Tensor:
         return self
 
     def __repr__(self) -> str:
-        options = dict(_print_options)
-        sci_mode = options.pop("sci_mode")
-        if sci_mode is False:
-            options["suppress_small"] = True
-        elif sci_mode is True and self.data.dtype.kind == "f":
-            digits = options["precision"]
-            options["formatter"] = {"float_kind": lambda value: f"{value:.{digits}e}"}
-        body = np.array2string(self.data, separator=", ", prefix="tensor(", **options)
-        extras = [f"dtype={self.dtype}"]
-        if self.grad_fn is not None:
-            extras.append(f"grad_fn=<{self.grad_fn.name}>")
-        elif self.requires_grad:
-            extras.append("requires_grad=True")
-        return f"tensor({body}, {', '.join(extras)})"
+        """As PyTorch prints it: `tensor([0.4300, 0.1500], grad_fn=<MulBackward0>)` (autograd/printing.py)."""
+        grad_fn = self.grad_fn
+        return format_tensor(self.data, self.requires_grad, None if grad_fn is None else grad_fn.torch_name)
 
     def __bool__(self) -> bool:
         return bool(self.data)
@@ -612,18 +567,6 @@ class Tensor:
         """self ** exponent (torch.Tensor.pow; `x.pow(2)` in the book's Qwen3 RMSNorm)."""
         return self ** exponent
 
-    def repeat_interleave(self, repeats: int, dim: int) -> "Tensor":
-        """Repeat each slice along `dim` `repeats` times in a row: [K1, K2] -> [K1, K1, K2, K2]
-        (torch.Tensor.repeat_interleave with an int; the book's GQA expands its kv heads so). The
-        gradient of every copy adds up (`GetItem` with an index array).
-
-        Raises: ValueError for repeats < 1 or an out-of-range dim."""
-        if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
-            raise ValueError(f"repeat_interleave: repeats must be an int >= 1, got {repeats!r}")
-        axis = _normalize_dim(dim, self.ndim)[0]
-        index = np.repeat(np.arange(self.shape[axis]), repeats)  # 0, 0, 1, 1, ... for repeats 2
-        return self[(slice(None),) * axis + (index,)]
-
     def __and__(self, other) -> "Tensor":
         """Element-wise logical and of bool tensors (`mask_a & mask_b`), no gradient."""
         return Tensor._make(np.logical_and(self.data, other.data if isinstance(other, Tensor) else other), False)
@@ -733,7 +676,7 @@ class Tensor:
         if largest and self.dtype.kind not in "fi":
             order = np.flip(order, axis=axis)
         indices = np.take(order, np.arange(k), axis=axis).astype(np.int64)
-        return TopK(self.gather(axis, indices), Tensor._make(indices, False))
+        return TopK(TopkGather.apply(self, index=indices, axis=axis), Tensor._make(indices, False))
 
     # ---- shape ------------------------------------------------------------------------------
     def reshape(self, *shape) -> "Tensor":
@@ -752,7 +695,7 @@ class Tensor:
         d0 = _normalize_dim(dim0, self.ndim, "dim0")[0]
         d1 = _normalize_dim(dim1, self.ndim, "dim1")[0]
         axes[d0], axes[d1] = axes[d1], axes[d0]
-        return Permute.apply(self, dims=tuple(axes))
+        return Transpose.apply(self, dims=tuple(axes))
 
     def permute(self, *dims) -> "Tensor":
         """Reorder all dimensions (torch.permute, `Permute`).
@@ -777,7 +720,7 @@ class Tensor:
     def unsqueeze(self, dim: int) -> "Tensor":
         """Insert a dimension of size 1 at `dim` (negative counts from the end of the result)."""
         axis = _normalize_dim(dim, self.ndim + 1)[0]
-        return Reshape.apply(self, shape=self.shape[:axis] + (1,) + self.shape[axis:])
+        return Unsqueeze.apply(self, shape=self.shape[:axis] + (1,) + self.shape[axis:])
 
     def squeeze(self, dim=None) -> "Tensor":
         """Remove dimensions of size 1 (only `dim` when given and of size 1), as torch.squeeze."""
@@ -786,7 +729,7 @@ class Tensor:
         else:
             axes = _normalize_dim(dim, self.ndim)
             shape = tuple(size for i, size in enumerate(self.shape) if not (i in axes and size == 1))
-        return Reshape.apply(self, shape=shape)
+        return Squeeze.apply(self, shape=shape)
 
     def expand(self, *shape) -> "Tensor":
         """Broadcast to a larger shape without copying; -1 keeps a dimension (torch.expand).
@@ -965,6 +908,63 @@ class Tensor:
         """Set every element to 0, in place (torch.Tensor.zero_)."""
         return self.fill_(0)
 
+    # -- random fills, PyTorch's CPU streams (autograd/random.py): uniform_, normal_, ... -------
+
+    def _fill_random(self, function: str, draw) -> "Tensor":
+        """Overwrite every element with `draw(generator_module)`'s array, in place; returns self.
+
+        Raises RuntimeError for a leaf that requires grad outside `no_grad` (as PyTorch; nn.init
+        fills parameters under no_grad), TypeError for a float draw into an integer tensor.
+        """
+        if self.requires_grad and is_grad_enabled():
+            raise RuntimeError(f"{function}: a tensor that requires grad cannot be filled in place; use `with torch.no_grad():`")
+        self.data[...] = draw(_random)
+        self._version += 1
+        return self
+
+    def _float_only(self, function: str) -> None:
+        if self.dtype.kind != "f":
+            raise TypeError(f"{function}: expected a float tensor, got dtype {self.dtype}")
+
+    def uniform_(self, a: float = 0.0, b: float = 1.0, generator=None) -> "Tensor":
+        """Fill with U(a, b) in place (torch.Tensor.uniform_; nn.init.uniform_). Raises as `_fill_random`."""
+        self._float_only("uniform_")
+        return self._fill_random("uniform_", lambda r: r.uniform(r.resolve_generator(generator), self.shape, a, b, self.dtype))
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0, generator=None) -> "Tensor":
+        """Fill with N(mean, std^2) in place (torch.Tensor.normal_; nn.init.normal_, nn.Embedding)."""
+        self._float_only("normal_")
+        if std < 0:
+            raise ValueError(f"normal_: std must be >= 0, got {std}")
+        return self._fill_random("normal_", lambda r: r.normal(r.resolve_generator(generator), self.shape, mean, std, self.dtype))
+
+    def bernoulli_(self, p: float = 0.5, generator=None) -> "Tensor":
+        """Fill with 1 (probability p) or 0, in place (torch.Tensor.bernoulli_ with a float p).
+
+        Raises: ValueError for p outside [0, 1].
+        """
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) or not 0 <= p <= 1:
+            raise ValueError(f"bernoulli_: p must be a probability in [0, 1], got {p!r}")
+        return self._fill_random("bernoulli_", lambda r: r.bernoulli_keep(r.resolve_generator(generator), self.shape, float(p)))
+
+    def exponential_(self, lambd: float = 1.0, generator=None) -> "Tensor":
+        """Fill with Exp(lambd) in place (torch.Tensor.exponential_). Raises ValueError for lambd <= 0."""
+        self._float_only("exponential_")
+        if not lambd > 0:
+            raise ValueError(f"exponential_: lambd must be > 0, got {lambd}")
+        return self._fill_random("exponential_", lambda r: r.exponential(r.resolve_generator(generator), self.shape, lambd, self.dtype))
+
+    def random_(self, from_: int = 0, to: int | None = None, generator=None) -> "Tensor":
+        """Fill with integers from [from_, to) in place (torch.Tensor.random_; `random_(to)` too);
+        with no bounds, [0, 2**63) for int64 ([0, 2**53] for float64, ...).
+
+        Raises: ValueError if to <= from_.
+        """
+        if to is None and from_ == 0:
+            return self._fill_random("random_", lambda r: r.random_bits(r.resolve_generator(generator), self.shape, self.dtype))
+        low, high = (0, from_) if to is None else (from_, to)
+        return self._fill_random("random_", lambda r: r.integers(r.resolve_generator(generator), int(low), int(high), self.shape, self.dtype))
+
     def _in_place_arithmetic(self, function: str, symbol: str, operator, ufunc, other) -> "Tensor":
         """`self <symbol>= other` in place by `_in_place`'s rules: `ufunc(self.data, other, out=self.data)`
         for a tensor that needs no gradient, the out-of-place `operator(self, other)` recorded for
@@ -1116,10 +1116,159 @@ class Tensor:
         """The device holding the values: always the CPU."""
         return CPU
 
+    # ---- more of PyTorch's methods that the book's code calls (scripts/book_names.py) ------
+    def ceil(self) -> "Tensor":
+        """Round up, elementwise; no gradient (PyTorch's is zero everywhere)."""
+        return Tensor._make(np.ceil(self.data), False)
+
+    def floor(self) -> "Tensor":
+        """Round down, elementwise; no gradient (PyTorch's is zero everywhere)."""
+        return Tensor._make(np.floor(self.data), False)
+
+    def logical_not(self) -> "Tensor":
+        """True where the value is 0 or False (torch.logical_not), a bool tensor."""
+        return Tensor._make(np.logical_not(self.data), False)
+
+    def all(self, dim=None, keepdim: bool = False) -> "Tensor":
+        """True when every value (along `dim`) is nonzero (torch.Tensor.all), a bool tensor."""
+        return Tensor._make(np.asarray(np.all(self.data, axis=_normalize_dim(dim, self.ndim), keepdims=keepdim)), False)
+
+    def any(self, dim=None, keepdim: bool = False) -> "Tensor":
+        """True when some value (along `dim`) is nonzero (torch.Tensor.any), a bool tensor."""
+        return Tensor._make(np.asarray(np.any(self.data, axis=_normalize_dim(dim, self.ndim), keepdims=keepdim)), False)
+
+    def cumsum(self, dim: int) -> "Tensor":
+        """Running sum along `dim` (torch.cumsum, `Cumsum`); integers and bools sum in int64."""
+        return Cumsum.apply(self, axis=_normalize_dim(dim, self.ndim)[0] if self.ndim else None)
+
+    def norm(self, p=2, dim=None, keepdim: bool = False) -> "Tensor":
+        """The p-norm over `dim` (torch.Tensor.norm): (sum |x|^p)^(1/p), built from recorded ops.
+
+        Raises:
+            ValueError: p is not a positive number (the book's code uses p=2).
+        """
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or p <= 0:
+            raise ValueError(f"norm: p must be a positive number, got {p!r}")
+        if p == 2:
+            return (self * self).sum(dim=dim, keepdim=keepdim).sqrt()
+        return (self.abs() ** p).sum(dim=dim, keepdim=keepdim) ** (1.0 / p)
+
+    def tril(self, diagonal: int = 0) -> "Tensor":
+        """The lower triangle of the last two dimensions, zeros above `diagonal` (torch.tril)."""
+        rows, columns = self.shape[-2:]
+        return self.masked_fill(np.triu(np.ones((rows, columns), dtype=bool), diagonal + 1), 0)
+
+    def triu(self, diagonal: int = 0) -> "Tensor":
+        """The upper triangle of the last two dimensions, zeros below `diagonal` (torch.triu)."""
+        rows, columns = self.shape[-2:]
+        return self.masked_fill(np.tril(np.ones((rows, columns), dtype=bool), diagonal - 1), 0)
+
+    def index_select(self, dim: int, index) -> "Tensor":
+        """The slices at `index` (1-D ints) along `dim` (torch.index_select); differentiable."""
+        index = np.asarray(index.data if isinstance(index, Tensor) else index)
+        if index.ndim != 1 or index.dtype.kind not in "iu":
+            raise ValueError(f"index_select: index must be a 1-D integer tensor, got {index.dtype} of shape {index.shape}")
+        axis = _normalize_dim(dim, self.ndim)[0]
+        return self[(slice(None),) * axis + (index,)]
+
+    def repeat_interleave(self, repeats: int, dim=None) -> "Tensor":
+        """Each element (or slice along `dim`) repeated `repeats` times in place (torch.repeat_interleave;
+        grouped-query attention repeats the key heads): [K1, K2] -> [K1, K1, K2, K2]; the gradient
+        of every copy adds up. No dim: flattened first.
+
+        Raises: ValueError for repeats that is not an int >= 1, or an out-of-range dim."""
+        if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
+            raise ValueError(f"repeat_interleave: repeats must be an int >= 1, got {repeats!r}")
+        if dim is None:
+            return self.flatten().repeat_interleave(repeats, 0)
+        axis = _normalize_dim(dim, self.ndim)[0]
+        return self.index_select(axis, np.repeat(np.arange(self.shape[axis]), repeats))
+
+    def repeat(self, *sizes) -> "Tensor":
+        """The tensor tiled `sizes[i]` times along each dimension (torch.Tensor.repeat); differentiable.
+
+        Raises:
+            ValueError: fewer sizes than dimensions.
+        """
+        if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+            sizes = tuple(sizes[0])
+        if len(sizes) < self.ndim:
+            raise ValueError(f"repeat: {len(sizes)} sizes for a tensor of {self.ndim} dimensions")
+        shape = (1,) * (len(sizes) - self.ndim) + tuple(self.shape)
+        interleaved = [value for size in shape for value in (1, size)]  # (1, s0, 1, s1, ...)
+        expanded = [value for count, size in zip(sizes, shape) for value in (count, size)]
+        tiled = self.reshape(*interleaved).expand(*expanded)
+        return tiled.reshape(*[count * size for count, size in zip(sizes, shape)])
+
+    def unbind(self, dim: int = 0) -> tuple:
+        """The slices along `dim`, a tuple of tensors one dimension smaller (torch.unbind)."""
+        axis = _normalize_dim(dim, self.ndim)[0]
+        return tuple(self[(slice(None),) * axis + (i,)] for i in range(self.shape[axis]))
+
+    def nonzero(self) -> "Tensor":
+        """Indices of the nonzero values, int64 (count, ndim) (torch.Tensor.nonzero)."""
+        return Tensor._make(np.argwhere(self.data).astype(np.int64), False)
+
+    def copy_(self, source) -> "Tensor":
+        """Write `source` (broadcast to self's shape, converted to self's dtype) into self, in place
+        (torch.Tensor.copy_; loading weights under `no_grad`)."""
+        self[...] = source
+        return self
+
+    def index_add_(self, dim: int, index, source) -> "Tensor":
+        """self[..., index[i], ...] += source[..., i, ...] along `dim`, repeated indices adding up
+        (torch.Tensor.index_add_; mixture-of-experts routing). No gradient is recorded.
+
+        Raises:
+            RuntimeError: self or source requires a gradient while grad mode is on.
+        """
+        source = as_tensor(source, like=self)
+        if is_grad_enabled() and (self.requires_grad or source.requires_grad):
+            raise RuntimeError("index_add_: minigpt records no gradient for index_add_; call it under torch.no_grad()")
+        index = np.asarray(index.data if isinstance(index, Tensor) else index)
+        axis = _normalize_dim(dim, self.ndim)[0]
+        np.add.at(self.data, (slice(None),) * axis + (index,), source.data.astype(self.dtype, copy=False))
+        self._version += 1
+        return self
+
+    def scatter(self, dim: int, index, src) -> "Tensor":
+        """A copy with out[i][index[i][j]] = src[i][j] along `dim` (torch.scatter); no gradient."""
+        return self.detach().clone().scatter_(dim, index, src)
+
+    def scatter_(self, dim: int, index, src) -> "Tensor":
+        """In place: self[i][index[i][j]] = src[i][j] along `dim` (torch.Tensor.scatter_); a number
+        `src` fills. No gradient is recorded.
+
+        Raises:
+            RuntimeError: self requires a gradient while grad mode is on.
+        """
+        if is_grad_enabled() and self.requires_grad:
+            raise RuntimeError("scatter_: minigpt records no gradient for scatter_; call it under torch.no_grad()")
+        index = np.asarray(index.data if isinstance(index, Tensor) else index)
+        where = _gather_index(index, _normalize_dim(dim, self.ndim)[0])
+        values = src.data if isinstance(src, Tensor) else src
+        self.data[where] = values[tuple(slice(0, size) for size in index.shape)] if np.ndim(values) else values
+        self._version += 1
+        return self
+
+    def cpu(self) -> "Tensor":
+        """self: the values are in the CPU's memory already (torch.Tensor.cpu)."""
+        return self
+
+    def data_ptr(self) -> int:
+        """The address of the first value (torch.Tensor.data_ptr): equal for tensors sharing memory."""
+        return self.data.ctypes.data
+
+    def element_size(self) -> int:
+        """Bytes per value (torch.Tensor.element_size): 4 for float32."""
+        return self.data.itemsize
+
     # ---- Python's protocols: f"{loss:.2f}", float(t), range(t), np.asarray(t) ---------------
     def __format__(self, spec: str) -> str:
-        """`f"{loss:.2f}"` formats a one-element tensor's value (as PyTorch); else str(self)."""
-        if self.data.size == 1 and spec:
+        """`f"{loss:.2f}"` formats a one-element tensor's value, and `f"{freq}"` a 0-d tensor's value
+        as a Python number (as PyTorch: `f"{torch.tensor(73)}"` is "73", chapter 5's sampling
+        counts); any other tensor formats as str(self)."""
+        if self.data.ndim == 0 or (self.data.size == 1 and spec):
             return format(self.data.item(), spec)
         return format(repr(self), spec)
 
@@ -1213,7 +1362,8 @@ def tensor(data, requires_grad: bool = False, dtype=None, device=None) -> Tensor
         >>> x = tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
         >>> (x * x).sum().backward()
         >>> x.grad          # d/dx sum(x^2) = 2x
-        array([[2., 4.], [6., 8.]], dtype=float32)
+        tensor([[2., 4.],
+                [6., 8.]])
     """
     if device is not None:
         check_device(device, "tensor")
@@ -1225,12 +1375,17 @@ def tensor(data, requires_grad: bool = False, dtype=None, device=None) -> Tensor
     return result
 
 
-def as_tensor(value, like: Tensor | None = None) -> Tensor:
-    """Return `value` unchanged when it is a Tensor, else wrap it as a constant leaf.
+def as_tensor(value, like: Tensor | None = None, dtype=None, device=None) -> Tensor:
+    """Return `value` unchanged when it is a Tensor, else wrap it as a constant leaf (torch.as_tensor).
 
     A Python number takes the dtype of `like` (so `x * 0.5` stays float32 for a float32 `x`);
-    arrays keep their own dtype.
+    arrays keep their own dtype. `dtype` converts (a Tensor through a recorded cast, as
+    `Tensor.to`); `device` must be the CPU (see `Tensor.to`).
     """
+    if dtype is not None or device is not None:
+        check_device(device, "as_tensor")
+        value = value if isinstance(value, Tensor) else Tensor(value, dtype=dtype)
+        return value if dtype is None else value.to(dtype)
     if isinstance(value, Tensor):
         return value
     if like is not None and isinstance(value, (int, float, bool, np.number)) and not isinstance(value, np.ndarray):

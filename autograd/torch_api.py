@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from autograd.ops import Cat, Matmul, Maximum, Where, _cast, _normalize_dim, _promote
+from autograd import functional
+from autograd import random as _random
+from autograd.device import check_device
+from autograd.function import no_grad
+from autograd.ops import Cat, Matmul, Maximum, Stack, Where, _cast, _normalize_dim, _promote
 from autograd.random import resolve_generator
 from autograd.tensor import Tensor, TopK, as_tensor
 
@@ -77,7 +81,7 @@ def stack(tensors, dim: int = 0) -> Tensor:
     for i, t in enumerate(tensors):
         if t.shape != tensors[0].shape:
             raise ValueError(f"stack: tensor {i} has shape {t.shape}, tensor 0 has {tensors[0].shape}")
-    return cat([t.unsqueeze(dim) for t in tensors], dim=dim)
+    return Stack.apply(*[t.unsqueeze(dim) for t in tensors], dim=dim)
 
 
 def where(condition, input, other) -> Tensor:  # noqa: A002 - torch.where's argument names
@@ -187,9 +191,11 @@ def sigmoid(input: Tensor) -> Tensor:  # noqa: A002
     return as_tensor(input).sigmoid()
 
 
-def softmax(input: Tensor, dim: int) -> Tensor:  # noqa: A002
-    """Softmax along `dim` (torch.softmax), stable (see autograd.functional.softmax)."""
-    return as_tensor(input).softmax(dim)
+def softmax(input: Tensor, dim: int, dtype=None) -> Tensor:  # noqa: A002
+    """Softmax along `dim` (torch.softmax), stable (see autograd.functional.softmax); `dtype`
+    converts the input first (PyTorch computes in that dtype)."""
+    input = as_tensor(input)
+    return (input if dtype is None else input.to(dtype)).softmax(dim)
 
 
 def sum(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001,A002
@@ -257,8 +263,10 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False, gene
         input: (V,) or (B, V) non-negative weights (they need not sum to 1), e.g. softmax output.
         num_samples: draws per row; without replacement at most the number of nonzero weights.
         replacement: draw with replacement.
-        generator: an `np.random.Generator` or int seed; None uses the default generator
-            (`manual_seed`), so the book's `torch.manual_seed(123)` fixes the draws.
+        generator: an `autograd.Generator`, int seed or `np.random.Generator`; None uses the
+            default generator (`manual_seed`): after the book's `torch.manual_seed(123)` the
+            draws are PyTorch's (Gumbel-max with exponential_ for one sample or no
+            replacement, a binary search in the cumulative sums otherwise).
 
     Returns:
         int64 tensor (num_samples,) or (B, num_samples), no gradient.
@@ -274,23 +282,193 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False, gene
         raise ValueError(f"multinomial: input must be 1-D or 2-D, got shape {weights.shape}")
     if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
         raise ValueError(f"multinomial: num_samples must be a positive int, got {num_samples!r}")
-    rows = np.atleast_2d(weights).astype(np.float64)
+    rows = np.atleast_2d(weights)
     if not np.all(np.isfinite(rows)) or np.any(rows < 0):
         raise ValueError("multinomial: probability tensor contains either inf, nan or element < 0")
-    totals = rows.sum(axis=1)
+    totals = rows.sum(axis=1, dtype=np.float64)
     if np.any(totals <= 0):
         raise ValueError("multinomial: invalid multinomial distribution (sum of probabilities <= 0)")
     if not replacement and num_samples > np.count_nonzero(rows, axis=1).min():
         raise ValueError(f"multinomial: cannot draw {num_samples} samples without replacement from fewer nonzero weights")
-    rng = resolve_generator(generator)
-    samples = np.stack([rng.choice(row.size, size=num_samples, replace=replacement, p=row / total)
-                        for row, total in zip(rows, totals)])
-    samples = samples.astype(np.int64)
+    samples = _random.multinomial(resolve_generator(generator), np.atleast_2d(weights), int(num_samples), bool(replacement))
     return Tensor._make(samples[0] if weights.ndim == 1 else samples, False)
+
+
+# --------------------------------------------------------------------------------------------
+# More of torch's functions that the book's code calls (found by scripts/book_names.py)
+# --------------------------------------------------------------------------------------------
+
+
+def clamp(input: Tensor, min=None, max=None) -> Tensor:  # noqa: A002
+    """Clip to [min, max] (torch.clamp); see `Tensor.clamp`."""
+    return _check_tensor(input, "clamp").clamp(min=min, max=max)
+
+
+def log_softmax(input: Tensor, dim: int, dtype=None) -> Tensor:  # noqa: A002
+    """log(softmax(x)) along `dim`, stable (torch.log_softmax); `dtype` converts the input first."""
+    input = _check_tensor(input, "log_softmax")
+    return functional.log_softmax(input if dtype is None else input.to(dtype), dim)
+
+
+def cumsum(input: Tensor, dim: int) -> Tensor:  # noqa: A002
+    """Running sum along `dim` (torch.cumsum); see `Tensor.cumsum`."""
+    return _check_tensor(input, "cumsum").cumsum(dim)
+
+
+def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple:  # noqa: A002
+    """`chunks` pieces along `dim` (torch.chunk); see `Tensor.chunk`."""
+    return _check_tensor(input, "chunk").chunk(chunks, dim)
+
+
+def split(tensor: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
+    """Pieces of a size, or of the sizes listed, along `dim` (torch.split); see `Tensor.split`."""
+    return _check_tensor(tensor, "split", "tensor").split(split_size_or_sections, dim)
+
+
+def repeat_interleave(input: Tensor, repeats: int, dim=None) -> Tensor:  # noqa: A002
+    """Each element or slice repeated in place (torch.repeat_interleave); see the Tensor method."""
+    return _check_tensor(input, "repeat_interleave").repeat_interleave(repeats, dim)
+
+
+def einsum(equation: str, *operands) -> Tensor:
+    """Sums of products named by index letters (torch.einsum), for one or two operands, differentiable.
+
+    Built from recorded ops: each operand's axes are permuted and broadcast into one product over
+    all letters, then summed over the letters the output does not keep.
+
+    Raises:
+        ValueError: no "->" output, letters that do not match the operands, or more than two operands.
+    """
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    inputs, arrow, output = equation.replace(" ", "").partition("->")
+    terms = inputs.split(",")
+    if not arrow or len(terms) != len(operands) or len(operands) not in (1, 2) or "." in equation:
+        raise ValueError(f"einsum: supports 'ab,bc->ac' with an explicit output and one or two operands, got {equation!r}")
+    operands = [as_tensor(t) for t in operands]
+    letters = sorted(set("".join(terms)), key=lambda letter: (letter not in output, output.find(letter), letter))
+    product = None
+    for term, operand in zip(terms, operands):
+        if len(term) != operand.ndim or len(set(term)) != len(term):
+            raise ValueError(f"einsum: term {term!r} does not fit an operand of shape {operand.shape}")
+        order = sorted(range(len(term)), key=lambda axis: letters.index(term[axis]))
+        aligned = operand.permute(*order) if order != list(range(len(term))) else operand
+        shape = [operand.shape[term.index(letter)] if letter in term else 1 for letter in letters]
+        aligned = aligned.reshape(*shape)
+        product = aligned if product is None else product * aligned
+    summed = [axis for axis, letter in enumerate(letters) if letter not in output]
+    return product.sum(dim=tuple(summed)) if summed else product
+
+
+# NOTE: torch.all and torch.any are bound under those names in autograd/__init__.py only: here
+# they would hide Python's all/any from every function of this file.
+def all_(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A002
+    """True when every value (along `dim`) is nonzero (torch.all)."""
+    return as_tensor(input).all(dim, keepdim)
+
+
+def any_(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A002
+    """True when some value (along `dim`) is nonzero (torch.any)."""
+    return as_tensor(input).any(dim, keepdim)
+
+
+def isnan(input: Tensor) -> Tensor:  # noqa: A002
+    """True where the value is NaN (torch.isnan), a bool tensor."""
+    return Tensor._make(np.isnan(as_tensor(input).data), False)
+
+
+def isinf(input: Tensor) -> Tensor:  # noqa: A002
+    """True where the value is +-inf (torch.isinf), a bool tensor."""
+    return Tensor._make(np.isinf(as_tensor(input).data), False)
+
+
+def isfinite(input: Tensor) -> Tensor:  # noqa: A002
+    """True where the value is neither inf nor NaN (torch.isfinite), a bool tensor."""
+    return Tensor._make(np.isfinite(as_tensor(input).data), False)
+
+
+def equal(input: Tensor, other: Tensor) -> bool:  # noqa: A002
+    """True when both have the same shape and the same values (torch.equal), a Python bool."""
+    a, b = as_tensor(input).data, as_tensor(other).data
+    return a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+def allclose(input: Tensor, other: Tensor, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:  # noqa: A002
+    """|input - other| <= atol + rtol * |other| everywhere (torch.allclose: its default tolerances),
+    a Python bool; the shapes must broadcast."""
+    return bool(np.allclose(as_tensor(input).data, as_tensor(other).data, rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+
+def unique(input: Tensor, sorted: bool = True, return_inverse: bool = False, return_counts: bool = False, dim=None):  # noqa: A002
+    """The distinct values, sorted (torch.unique); with `return_inverse` / `return_counts` a tuple.
+
+    Raises:
+        ValueError: `dim` given (only the flattened form is supported).
+    """
+    if dim is not None:
+        raise ValueError("unique: dim is not supported; minigpt returns the distinct values of the flattened tensor")
+    values, inverse, counts = np.unique(as_tensor(input).data, return_inverse=True, return_counts=True)
+    result = [Tensor._make(values, False)]
+    if return_inverse:
+        result.append(Tensor._make(inverse.reshape(as_tensor(input).shape).astype(np.int64), False))
+    if return_counts:
+        result.append(Tensor._make(counts.astype(np.int64), False))
+    return result[0] if len(result) == 1 else tuple(result)
+
+
+def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """The n x m identity matrix, float32 unless `dtype` (torch.eye)."""
+    check_device(device, "eye")
+    return Tensor(np.eye(n, m, dtype=np.float32 if dtype is None else np.dtype(dtype)), requires_grad=requires_grad)
+
+
+def finfo(dtype=None):
+    """Limits of a float dtype, float32 by default: `.min`, `.max`, `.eps`, `.tiny` (torch.finfo; NumPy's finfo)."""
+    return np.finfo(np.float32 if dtype is None else np.dtype(dtype))
+
+
+def iinfo(dtype):
+    """Limits of an integer dtype: `.min`, `.max`, `.bits` (torch.iinfo; NumPy's iinfo)."""
+    return np.iinfo(np.dtype(dtype))
+
+
+def get_default_dtype():
+    """float32, the dtype of tensors made from Python floats (torch.get_default_dtype)."""
+    return np.float32
+
+
+def set_float32_matmul_precision(precision: str) -> None:
+    """Accepted and ignored (torch.set_float32_matmul_precision): NumPy's float32 products use
+    full float32 precision, which is PyTorch's "highest".
+
+    Raises:
+        ValueError: not "highest", "high" or "medium".
+    """
+    if precision not in ("highest", "high", "medium"):
+        raise ValueError(f"set_float32_matmul_precision: expected 'highest', 'high' or 'medium', got {precision!r}")
+
+
+class inference_mode(no_grad):  # noqa: N801 - torch's name
+    """Like `no_grad` (torch.inference_mode): record no graph inside the block or decorated function.
+
+    Args:
+        mode: False records as usual (PyTorch's `inference_mode(False)`).
+    """
+
+    def __init__(self, mode: bool = True):
+        self.enabled = not mode
+
+    def __call__(self, function=None):
+        if function is None:
+            return self
+        return super().__call__(function)
 
 
 __all__ = [
     "cos", "sin", "rsqrt", "outer",
+    "clamp", "log_softmax", "cumsum", "chunk", "split", "repeat_interleave",
+    "einsum", "all_", "any_", "isnan", "isinf", "isfinite", "equal", "allclose", "unique", "eye", "finfo",
+    "iinfo", "get_default_dtype", "set_float32_matmul_precision", "inference_mode",
     "TopK", "cat", "stack", "where", "maximum", "minimum", "matmul", "exp", "log", "sqrt", "tanh",
     "abs", "pow", "sigmoid", "softmax", "sum", "mean", "argmax", "topk", "gather", "dot", "clone",
     "flatten", "nonzero", "bincount", "multinomial",

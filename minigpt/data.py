@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from autograd import Tensor
-from autograd.random import default_generator
+from autograd.random import Generator, default_generator, permutation, random_bits, resolve_generator
 
 # The special token the book lets through when encoding (chapter 2.6: allowed_special).
 ALLOWED_SPECIAL = {"<|endoftext|>"}
@@ -117,6 +117,64 @@ class Dataset:
         raise NotImplementedError(f"{type(self).__name__} must define __len__(self)")
 
 
+class Subset(Dataset):
+    """The items of `dataset` at `indices`, in that order (torch.utils.data.Subset).
+
+    Attributes: dataset, indices (a list of ints).
+    """
+
+    def __init__(self, dataset, indices):
+        self.dataset = dataset
+        self.indices = list(indices)
+
+    def __getitem__(self, index):
+        if isinstance(index, list):
+            return [self.dataset[self.indices[i]] for i in index]
+        return self.dataset[self.indices[index]]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def random_split(dataset, lengths, generator=None) -> list:
+    """Split `dataset` into non-overlapping `Subset`s of the given lengths, at random (torch.utils.data.random_split).
+
+    The order is `randperm(len(dataset), generator=generator)`, PyTorch's CPU permutation, so
+    `random_split(data, [3, 7], generator=torch.Generator().manual_seed(42))` gives PyTorch's split.
+
+    Args:
+        dataset: anything with `__len__` and `__getitem__`.
+        lengths: ints summing to len(dataset), or fractions summing to 1 (each split gets
+            floor(len * fraction) items; the remainder goes one by one to the first splits).
+        generator: an `autograd.Generator` (or int seed / np.random.Generator); None: the
+            default generator.
+
+    Returns:
+        A list of `Subset`, one per length.
+
+    Raises:
+        ValueError: a fraction outside [0, 1], or lengths that do not sum to len(dataset).
+    """
+    lengths = list(lengths)
+    total = len(dataset)
+    if math.isclose(sum(lengths), 1) and sum(lengths) <= 1:
+        for number, fraction in enumerate(lengths):
+            if not 0 <= fraction <= 1:
+                raise ValueError(f"random_split: the fraction at index {number} must be in [0, 1], got {fraction}")
+        counts = [math.floor(total * fraction) for fraction in lengths]
+        for number in range(total - sum(counts)):
+            counts[number % len(counts)] += 1
+        lengths = counts
+    if sum(lengths) != total:
+        raise ValueError(f"random_split: the lengths must sum to len(dataset) = {total}, got {lengths} (sum {sum(lengths)})")
+    indices = permutation(resolve_generator(generator), total).tolist()
+    subsets, offset = [], 0
+    for length in lengths:
+        subsets.append(Subset(dataset, indices[offset:offset + length]))
+        offset += length
+    return subsets
+
+
 def default_collate(batch: list):
     """Stack a list of dataset items into one batch, as torch.utils.data.default_collate.
 
@@ -124,7 +182,7 @@ def default_collate(batch: list):
         Tensor           -> a Tensor stacked along a new first axis (no gradient)
         np.ndarray       -> an np.ndarray stacked along a new first axis
         int, float, bool -> a 1-D np.ndarray (int64, float32 as minigpt's tensors, bool)
-        tuple / list     -> the same kind of sequence, each position collated
+        tuple / list     -> a list, each position collated (a namedtuple stays one)
         dict             -> a dict, each key collated
         str              -> the list of strings
     A batch is never an object array: items of different shapes are an error.
@@ -166,7 +224,7 @@ def default_collate(batch: list):
         columns = [default_collate(list(column)) for column in zip(*batch)]
         if isinstance(first, tuple) and hasattr(first, "_fields"):  # a namedtuple
             return type(first)(*columns)
-        return type(first)(columns)
+        return columns  # a list for tuples too, as PyTorch: the book prints `[tensor(...), tensor(...)]`
     raise TypeError(f"default_collate: cannot batch items of type {type(first).__name__}; pass a collate_fn")
 
 
@@ -257,8 +315,12 @@ class GPTDataset(Dataset):
 class DataLoader:
     """Batches of a dataset in a seeded random order; iterating again starts the next epoch.
 
-    Each `iter(loader)` is one epoch: with `shuffle`, the order is a fresh permutation drawn from
-    the loader's own `np.random.Generator`, so the sequence of epochs is fixed by its seed.
+    Each `iter(loader)` is one epoch, drawn as PyTorch's DataLoader and RandomSampler draw it:
+    every `iter()` takes one int64 (`_base_seed`) from the loader's generator (or the default
+    one); with `shuffle`, the epoch's order is `randperm(len(dataset))` from a fresh generator
+    seeded by a second int64 from the default generator (no `generator` given), or from the
+    loader's generator itself (which then draws one more permutation when the epoch runs out).
+    So after the book's `torch.manual_seed(123)` the batches come in the book's order.
     `state_dict()` records the generator, the epoch and how many batches of the current epoch
     were handed out; after `load_state_dict()` the next iteration resumes that epoch at the next
     batch, so a resumed training run sees exactly the batches the uninterrupted run would.
@@ -276,10 +338,10 @@ class DataLoader:
         collate_fn: builds a batch from the list of items `[dataset[i] for i in indices]`
             (chapters 6 and 7 pass `functools.partial(custom_collate_fn, ...)` to pad);
             default `default_collate`.
-        seed: seed of the shuffling generator. None (default) seeds it with a number drawn from
-            the process-wide default generator when the loader is made, so that the book's
-            `torch.manual_seed(123)` before building the loader fixes its order, as in PyTorch.
-            (No number is drawn when shuffle=False.)
+        seed: minigpt's shortcut for `generator=Generator().manual_seed(seed)` (the CLI's
+            `--seed`). None (default): PyTorch's behaviour, above.
+        generator: the loader's `autograd.Generator` (torch's `DataLoader(generator=...)`); None
+            draws from the default generator at each epoch.
         pin_memory: accepted as PyTorch's; ignored (on the CPU there is nothing to pin).
 
     Yields:
@@ -304,6 +366,7 @@ class DataLoader:
         collate_fn=None,
         seed: int | None = None,
         pin_memory: bool = False,
+        generator=None,
     ):
         self.dataset = dataset
         self.batch_size = _check_int("batch_size", batch_size, low=1)
@@ -313,19 +376,21 @@ class DataLoader:
         if collate_fn is not None and not callable(collate_fn):
             raise TypeError(f"collate_fn: expected a callable or None, received {type(collate_fn).__name__}")
         self.collate_fn = collate_fn
-        if seed is None and self.shuffle:
-            seed = int(default_generator().integers(2**63))
+        if generator is not None and not isinstance(generator, Generator):
+            raise TypeError(f"generator: expected an autograd.Generator or None, received {type(generator).__name__}")
+        if seed is not None:
+            generator = resolve_generator(int(seed))
         self.seed = seed
+        self.generator = generator
         if self.drop_last and len(dataset) < self.batch_size:
             raise ValueError(
                 f"dataset: has {len(dataset)} windows, fewer than batch_size={self.batch_size} with "
                 f"drop_last=True, so no batch would be made ({self.batch_size - len(dataset)} windows short); "
                 "use a smaller batch_size, a smaller stride or max_length, or drop_last=False"
             )
-        self._generator = np.random.Generator(np.random.PCG64(seed))
         self.epoch = 0  # epochs started so far
         self._batches_done = 0  # batches of the current epoch handed out
-        self._epoch_start_state = self._generator.bit_generator.state
+        self._epoch_start_state = None  # the permutation generator's state before this epoch's draw
         self._resume = False  # set by load_state_dict when it stopped mid-epoch
 
     def __len__(self) -> int:
@@ -335,22 +400,41 @@ class DataLoader:
         return math.ceil(len(self.dataset) / self.batch_size)
 
     def __iter__(self):
+        count = len(self.dataset)
         if self._resume:
             # Redraw the interrupted epoch's order from the generator state it started from.
             self._resume = False
-            self._generator.bit_generator.state = self._epoch_start_state
             first = self._batches_done
+            order = self._order(count, Generator().set_state(self._epoch_start_state)) if self.shuffle else np.arange(count)
+            return self._batches(order, first, self.generator if self.shuffle else None)
+        # PyTorch's _BaseDataLoaderIter takes a base seed (for worker processes) at every iter().
+        random_bits(self.generator if self.generator is not None else default_generator, (), np.int64)
+        self.epoch += 1
+        if not self.shuffle:
+            return self._batches(np.arange(count), 0, None)
+        if self.generator is None:  # RandomSampler: a fresh generator seeded from the default one
+            sampler_generator = Generator().manual_seed(int(random_bits(default_generator, (), np.int64)))
         else:
-            self._epoch_start_state = self._generator.bit_generator.state
-            self.epoch += 1
-            first = 0
-        count = len(self.dataset)
-        order = self._generator.permutation(count) if self.shuffle else np.arange(count)
+            sampler_generator = self.generator
+        self._epoch_start_state = sampler_generator.get_state()
+        return self._batches(self._order(count, sampler_generator), 0, self.generator)
+
+    @staticmethod
+    def _order(count: int, generator) -> np.ndarray:
+        return permutation(generator, count)  # torch.randperm(count, generator=generator)
+
+    def _batches(self, order: np.ndarray, first: int, generator):
         for number in range(first, len(self)):
             indices = order[number * self.batch_size:(number + 1) * self.batch_size]
             # Counted before handing the batch out: a checkpoint taken while the caller trains on
             # this batch resumes with the next one.
             self._batches_done = number + 1
+            if generator is not None and number == len(self) - 1:
+                # PyTorch's RandomSampler with a generator draws one more permutation when the
+                # epoch runs out (its `yield from randperm(n)[:0]`). Drawn here, with the last
+                # batch, so that a checkpoint taken now already holds it; nothing else draws from
+                # the loader's generator in between.
+                permutation(generator, len(order))
             yield self._batch(indices)
 
     def _batch(self, indices: np.ndarray):
@@ -360,16 +444,13 @@ class DataLoader:
         return (self.collate_fn or default_collate)(items)
 
     def state_dict(self) -> dict:
-        """Return the loader's position as a JSON-able dict (generator states, epoch, batch).
-
-        The PCG64 states are dicts of Python ints (128-bit), which `json` writes exactly.
-        """
+        """Return the loader's position as a JSON-able dict (generator states as hex, epoch, batch)."""
         return {
             "seed": self.seed,
             "epoch": self.epoch,
             "batches_done": self._batches_done,
-            "generator_state": self._generator.bit_generator.state,
-            "epoch_start_generator_state": self._epoch_start_state,
+            "generator_state": None if self.generator is None else _hex_state(self.generator),
+            "epoch_start_generator_state": None if self._epoch_start_state is None else self._epoch_start_state.tobytes().hex(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -378,11 +459,24 @@ class DataLoader:
         If the saved epoch was interrupted, the next `iter()` yields its remaining batches in the
         same order; if it was complete, the next `iter()` starts the following epoch.
         """
+        if isinstance(state.get("generator_state"), dict):
+            raise ValueError("load_state_dict: this loader state holds a NumPy PCG64 generator, from before minigpt drew "
+                             "PyTorch's random streams; its batch order cannot be restored: start the run again")
         self.epoch = int(state["epoch"])
         self._batches_done = int(state["batches_done"])
-        self._generator.bit_generator.state = state["generator_state"]
-        self._epoch_start_state = state["epoch_start_generator_state"]
+        if state.get("generator_state") is not None and self.generator is not None:
+            self.generator.set_state(_state_from_hex(state["generator_state"]))
+        start = state.get("epoch_start_generator_state")
+        self._epoch_start_state = None if start is None else _state_from_hex(start)
         self._resume = self.epoch > 0 and self._batches_done < len(self)
+
+
+def _hex_state(generator: Generator) -> str:
+    return generator.get_state().tobytes().hex()
+
+
+def _state_from_hex(text: str) -> np.ndarray:
+    return np.frombuffer(bytes.fromhex(text), dtype=np.uint8).copy()
 
 
 def create_dataloader(
@@ -393,7 +487,7 @@ def create_dataloader(
     shuffle: bool = True,
     drop_last: bool = True,
     num_workers: int = 0,
-    seed: int = 123,
+    seed: int | None = None,
     tokenizer=None,
 ) -> DataLoader:
     """Tokenize `text` and return a `DataLoader` over its sliding windows (book listing 2.6).
@@ -406,8 +500,9 @@ def create_dataloader(
         shuffle: a new random window order every epoch.
         drop_last: drop a last batch smaller than batch_size (the book drops it when training).
         num_workers: accepted as the book passes it; loading runs in the main process.
-        seed: seed of the shuffling generator (the book calls torch.manual_seed(123) before
-            creating its loaders); None draws it from the default generator, as `DataLoader`.
+        seed: seed of the loader's own shuffling generator; None (default): PyTorch's
+            DataLoader, drawing each epoch's order from the default generator, so the book's
+            torch.manual_seed(123) before training gives the book's batch order.
         tokenizer: anything with `.encode`; default `minigpt.tokenizer.get_encoding("gpt2")`,
             as the book's `tiktoken.get_encoding("gpt2")`.
 

@@ -24,6 +24,8 @@ import math
 import numpy as np
 
 from autograd import Tensor, no_grad
+from autograd import random as _random
+from autograd.random import resolve_generator
 
 
 def text_to_token_ids(text: str, tokenizer) -> np.ndarray:
@@ -187,21 +189,46 @@ def _next_tokens(logits: np.ndarray, temperature: float, top_k, top_p, rng) -> n
         logits = _filter_top_k(logits, top_k)
     if temperature == 0:
         return np.argmax(logits, axis=-1)  # (B,)
-    with np.errstate(over="ignore"):  # -inf from an overflow is a probability of 0, as it should be
-        scaled = logits.astype(np.float64) / temperature  # float64: exact sampling
-        if np.isposinf(scaled).any():
-            # NOTE: a temperature so small (say 1e-320) that logits / T overflow to +inf, and
-            # inf - inf below would be NaN: shift first, so the largest logits stay 0 (greedy's limit).
-            scaled = (logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)) / temperature
+    if not isinstance(rng, np.random.Generator):
+        return _sample_like_torch(logits, temperature, top_p, rng)
+    scaled = _scale_by_temperature(logits.astype(np.float64), temperature)  # float64: exact sampling
     scaled -= scaled.max(axis=-1, keepdims=True)  # softmax is shift invariant
     probs = np.exp(scaled)
     probs /= probs.sum(axis=-1, keepdims=True)
     if top_p is not None and top_p < 1:
         probs = _filter_top_p(probs, top_p)
-    # Inverse-CDF sampling, one uniform draw per row.
+    # Inverse-CDF sampling, one uniform draw per row (NumPy's streams).
     cumulative = np.cumsum(probs, axis=-1)
     draws = rng.random((logits.shape[0], 1)) * cumulative[:, -1:]
     return np.argmax(cumulative > draws, axis=-1)
+
+
+def _scale_by_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """logits / temperature in the logits' dtype (B, V). A temperature so small (say 1e-320) that
+    the division overflows to +inf (and inf - inf would be NaN) shifts first, so the largest
+    logits stay 0: greedy decoding's limit, not token 0 from NaN probabilities."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # -inf: a probability of 0
+        scaled = logits / logits.dtype.type(temperature)
+        if np.isposinf(scaled).any() or np.isnan(scaled).any():
+            scaled = (logits - logits.max(axis=-1, keepdims=True)) / logits.dtype.type(temperature)
+            scaled[np.isnan(scaled)] = 0.0  # 0 / 0: a largest logit divided by a temperature of 0 in this dtype
+    return scaled
+
+
+def _sample_like_torch(logits: np.ndarray, temperature: float, top_p, generator) -> np.ndarray:
+    """The book's `torch.multinomial(torch.softmax(logits / temperature, dim=-1), num_samples=1)`
+    (ch. 5.3), in the logits' dtype, with PyTorch's draws: (B, V) -> (B,) token ids.
+
+    PyTorch samples one token as argmax(p / q), q ~ Exp(1) over the whole (B, V) array (see
+    `autograd.random.multinomial`), so after `torch.manual_seed(123)` the book's tokens come out.
+    """
+    scaled = _scale_by_temperature(logits, temperature)  # (B, V)
+    scaled = scaled - scaled.max(axis=-1, keepdims=True)  # softmax is shift invariant
+    probs = np.exp(scaled)
+    probs /= probs.sum(axis=-1, keepdims=True)
+    if top_p is not None and top_p < 1:
+        probs = _filter_top_p(probs, top_p)
+    return _random.multinomial(resolve_generator(generator), probs, 1, False)[:, 0]
 
 
 def _as_array(logits) -> np.ndarray:
@@ -285,7 +312,7 @@ def stream_generate(
     top_k: int | None = None,
     eos_id: int | None = None,
     top_p: float | None = None,
-    rng: np.random.Generator | None = None,
+    rng=None,
     use_cache: bool = True,
     left_padding=None,
 ):
@@ -332,8 +359,8 @@ def stream_generate(
     if left_padding is not None and not cached:
         raise ValueError("left_padding needs a model with a KV cache (reset_kv_cache) and use_cache=True")
     left_padding = np.zeros(ids.shape[0], np.int64) if left_padding is None else np.asarray(left_padding, np.int64)
-    if rng is None and temperature > 0:
-        rng = np.random.default_rng()
+    if temperature > 0:
+        rng = resolve_generator(rng)  # once: an int seed is one stream for the whole generation
     return _stream(model, ids, max_new_tokens, context_size, temperature, top_k, eos_id, top_p, rng, cached, left_padding)
 
 
@@ -385,7 +412,7 @@ def generate(
     top_k: int | None = None,
     eos_id: int | None = None,
     top_p: float | None = None,
-    rng: np.random.Generator | None = None,
+    rng=None,
     use_cache: bool = True,
 ):
     """Generate up to `max_new_tokens` tokens after each prompt (book listing 5.4, extended).
@@ -421,8 +448,11 @@ def generate(
             each row at its first eos_id after the prompt, e.g. `row[T:][row[T:] != eos_id]`);
             in a list result every row simply ends where it stopped.
         top_p: keep the smallest set of tokens with total probability >= top_p, in (0, 1].
-        rng: generator for sampling; None uses a fresh unseeded one (not reproducible). With one
-            seed, cached and uncached generation draw the same tokens.
+        rng: generator for sampling: None draws from the default generator (after the book's
+            `torch.manual_seed(123)`, PyTorch's `torch.multinomial` draws and the book's tokens),
+            an int seed or `autograd.Generator` likewise from that generator; a
+            `np.random.Generator` samples by inverse CDF from NumPy's streams. With one seed,
+            cached and uncached generation draw the same tokens.
         use_cache: use the model's KV cache when it has one (default True).
 
     Returns:
@@ -442,6 +472,8 @@ def generate(
         ...                context_size=1024, temperature=1.4, top_k=25, rng=np.random.default_rng(123))
     """
     options = dict(temperature=temperature, top_k=top_k, eos_id=eos_id, top_p=top_p, use_cache=use_cache)
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        rng = resolve_generator(rng)  # one stream for every prompt
     if isinstance(idx, (list, tuple)):
         return _generate_list(model, _as_prompt_list(idx), max_new_tokens, context_size, rng, options)
     ids = _as_id_batch(idx)

@@ -27,6 +27,7 @@ import math
 import numpy as np
 
 from autograd import Tensor
+from autograd.random import Generator, random_bits
 from minigpt.config import GPT_CONFIG_124M, PRESETS, GPTConfig, count_parameters, get_config
 from minigpt.generate import generate_text_simple  # book listing 4.8; lives with generate()
 from minigpt.hf_weights import load_pretrained_into, save_pretrained
@@ -43,19 +44,28 @@ __all__ = [
     "generate_text_simple",
 ]
 
+def _derived_generator(generator):
+    """A new generator of the same kind, seeded by one 63-bit draw from `generator`."""
+    if isinstance(generator, np.random.Generator):
+        return np.random.default_rng(generator.integers(2**63))
+    return Generator().manual_seed(int(random_bits(generator, (), np.int64)))
+
+
 class GPTModel(Module):
     """GPT-2: token and position embeddings, a stack of transformer blocks, a linear head (listing 4.7).
 
     Args:
         cfg: a preset name ("gpt2-small", "book-124M", "tiny", "char", ...), the book's config
             dict (e.g. GPT_CONFIG_124M) or a GPTConfig.
-        rng: `np.random.Generator` or int seed for the initial weights; None draws from the
-            process-wide default generator (reproducible after `autograd.manual_seed(seed)`, as the
-            book's `torch.manual_seed(123)` before `GPTModel(GPT_CONFIG_124M)`).
-        dropout_rng: generator or int seed for every dropout mask of the model; None derives one
-            from `rng`, so one seed fixes the whole run.
-        init: "gpt2" (default, described below) or "pytorch" (PyTorch's layer defaults, as the
-            book's model is initialised; see `_init_like_pytorch`).
+        rng: generator (`autograd.Generator`, int seed, or `np.random.Generator`) for the initial
+            weights; None draws from the process-wide default generator, so that the book's
+            `torch.manual_seed(123); model = GPTModel(GPT_CONFIG_124M)` gives the book's weights
+            bit for bit (PyTorch's streams, formulas and order of construction).
+        dropout_rng: generator or int seed for every dropout mask of the model; None: a stream
+            derived from `rng` when `rng` is given (one seed fixes the whole run), else the
+            default generator at each call (as PyTorch: the book's masks after its seed).
+        init: "pytorch" (default: PyTorch's layer defaults, which the book's model gets) or
+            "gpt2" (described below). `minigpt train` chooses per preset (`--init`).
 
     Attributes:
         tok_emb: Embedding(V, C). pos_emb: Embedding(context_length, C). drop_emb: Dropout.
@@ -65,15 +75,18 @@ class GPTModel(Module):
         current_pos: tokens in the KV cache (the position of the next cached token); see
             `reset_kv_cache` and `forward(..., use_cache=True)`.
         dropout_rng: the one generator shared by every Dropout (and the attention dropout). Save
-            `model.dropout_rng.bit_generator.state` with a checkpoint and assign it back to resume
-            with exactly the same masks; assigning a new generator re-wires every dropout.
+            its state (`get_state()`, or `bit_generator.state` of a np.random.Generator) with a
+            checkpoint and restore it to resume with exactly the same masks; assigning a new
+            generator re-wires every dropout.
 
-    Initialisation (GPT-2's, Radford et al. 2019 section 2.3, as Hugging Face's GPT2 and nanoGPT):
-    Linear and Embedding weights ~ N(0, 0.02^2), biases 0, LayerNorm scale 1 and shift 0; the two
+    Initialisation. "pytorch": each layer as PyTorch initialises it (nn.Linear: weight by
+    kaiming_uniform_(a=sqrt(5)), about U(-1/sqrt(in), 1/sqrt(in)), then bias U(-1/sqrt(in),
+    1/sqrt(in)); nn.Embedding N(0, 1); LayerNorm scale 1, shift 0), in the book's order.
+    "gpt2" (Radford et al. 2019 section 2.3, as Hugging Face's GPT2 and nanoGPT): Linear and
+    Embedding weights ~ N(0, 0.02^2), biases 0, LayerNorm scale 1 and shift 0; the two
     projections that write into the residual stream (att.out_proj and ff.layers[2]) are scaled by
     1/sqrt(2 n_layers), because each of the 2 n_layers shortcut additions adds its variance to the
-    stream and this keeps the sum's variance independent of depth. (PyTorch's defaults, which the
-    book's model gets: U(-1/sqrt(in), 1/sqrt(in)) for Linear, N(0, 1) for Embedding.)
+    stream and this keeps the sum's variance independent of depth.
 
     Shapes: int token ids (B, T), T <= context_length -> float32 logits (B, T, V).
 
@@ -83,55 +96,46 @@ class GPTModel(Module):
             [0, vocab_size); each message names the limit and the value.
 
     Example:
-        >>> model = GPTModel(GPT_CONFIG_124M, rng=123)
+        >>> model = GPTModel(GPT_CONFIG_124M, rng=123)  # or: torch.manual_seed(123); GPTModel(GPT_CONFIG_124M)
         >>> model(np.array([[6109, 3626, 6100, 345]])).shape
         (1, 4, 50257)
     """
 
-    def __init__(self, cfg, rng=None, dropout_rng=None, init: str = "gpt2"):
+    def __init__(self, cfg, rng=None, dropout_rng=None, init: str = "pytorch"):
         super().__init__()
         if init not in ("gpt2", "pytorch"):
             raise ValueError(f"GPTModel: init must be 'gpt2' or 'pytorch', got {init!r}")
         cfg = get_config(cfg)
-        rng = _generator(rng)
+        generator = _generator(rng)
         self.cfg = cfg
-        # Built with GPT-2's scheme; init="pytorch" redraws below, so the draws of both schemes
-        # come in the same order as they always have (a seed gives the same model as before).
-        self.tok_emb = Embedding(cfg.vocab_size, cfg.emb_dim, rng=rng, init="gpt2")
-        self.pos_emb = Embedding(cfg.context_length, cfg.emb_dim, rng=rng, init="gpt2")
+        # The book's order of construction, each layer drawing its own weights as it is built:
+        # with init="pytorch" and the default generator these are the book's model's draws.
+        self.tok_emb = Embedding(cfg.vocab_size, cfg.emb_dim, rng=generator, init=init)
+        self.pos_emb = Embedding(cfg.context_length, cfg.emb_dim, rng=generator, init=init)
         self.drop_emb = Dropout(cfg.drop_rate)
-        self.trf_blocks = Sequential(*[TransformerBlock(cfg, rng=rng, init="gpt2") for _ in range(cfg.n_layers)])
+        self.trf_blocks = Sequential(*[TransformerBlock(cfg, rng=generator, init=init) for _ in range(cfg.n_layers)])
         self.final_norm = LayerNorm(cfg.emb_dim)
-        self.out_head = Linear(cfg.emb_dim, cfg.vocab_size, bias=False, rng=rng, init="gpt2")
+        self.out_head = Linear(cfg.emb_dim, cfg.vocab_size, bias=False, rng=generator, init=init)
         if cfg.tie_weights:
             # One matrix both embeds tokens and scores them (Press & Wolf 2017), as GPT-2 does:
             # saves V*C parameters. Assigned after creation, as in nanoGPT.
             self.out_head.weight = self.tok_emb.weight
-        if init == "pytorch":
-            self._init_like_pytorch(rng)
-        else:
+        if init == "gpt2":
             residual_scale = np.float32(1.0 / math.sqrt(2 * cfg.n_layers))
             for block in self.trf_blocks:
                 block.att.out_proj.weight.data *= residual_scale
                 block.ff.layers[2].weight.data *= residual_scale
-        self.dropout_rng = dropout_rng if dropout_rng is not None else np.random.default_rng(rng.integers(2**63))
+        if dropout_rng is None and rng is not None:
+            # A model given its own generator gets its own dropout stream, seeded from it, so one
+            # seed fixes the whole run; the book's way (no rng) draws masks from the default one.
+            dropout_rng = _derived_generator(generator)
+        self.dropout_rng = dropout_rng
         self.reset_kv_cache()
 
-    def _init_like_pytorch(self, rng: np.random.Generator) -> None:
-        """Redraw the weights as PyTorch's layers initialise themselves, which the book's model gets.
-
-        nn.Linear: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)) (Kaiming-uniform with a = sqrt(5)
-        reduces to this bound); nn.Embedding: N(0, 1). LayerNorm keeps scale 1 and shift 0.
-        With these the book's chapter-5 run memorises the short story within 10 epochs; GPT-2's
-        smaller N(0, 0.02) weights learn more slowly at the book's learning rate.
-        """
-        for module in self.modules():
-            if isinstance(module, (Linear, Embedding)):
-                module.reset_parameters(rng, init="pytorch")
-
     @property
-    def dropout_rng(self) -> np.random.Generator:
-        """The generator every dropout of this model draws its masks from."""
+    def dropout_rng(self):
+        """The generator every dropout of this model draws its masks from (the default generator
+        unless the model was given `rng` or `dropout_rng`)."""
         return self._dropout_rng
 
     @dropout_rng.setter
@@ -269,5 +273,3 @@ class GPTModel(Module):
             raise ValueError(f"GPTModel: token id {int(bad)} is outside the vocabulary [0, {self.cfg.vocab_size})")
         return ids
 
-    def extra_repr(self) -> str:
-        return f"{self.num_parameters():,} parameters"

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from autograd import functional as F
 from autograd import no_grad
+from autograd.random import Generator, default_generator, random_bits
 from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from minigpt.data import DataLoader, GPTDataset
 from minigpt.distributed import SINGLE_PROCESS, GradientBuckets, check_ranks_agree
@@ -269,7 +270,7 @@ class Trainer:
         # The seed of every micro-batch's dropout stream (see `_seed_dropout`): drawn from the
         # model's generator, which the model's seed fixed, so every rank of a run draws the same.
         dropout_rng = getattr(model, "dropout_rng", None)
-        self.dropout_seed = None if dropout_rng is None else int(dropout_rng.integers(2**63))
+        self.dropout_seed = None if dropout_rng is None else _draw_seed(dropout_rng)
         self._batches = None  # the iterator over the current epoch of train_loader
         # Interrupt bookkeeping (see `train_step` and `fit`): inside a step, inside its parameter
         # update, the position before the step, an evaluation that is due but not recorded yet,
@@ -422,20 +423,20 @@ class Trainer:
         global batch: `SeedSequence(dropout_seed, spawn_key=(step, index))` (NumPy's independent
         streams; see the class docstring). Nothing for a model without `dropout_rng`."""
         dropout_rng = getattr(self.model, "dropout_rng", None)
-        if dropout_rng is None or self.dropout_seed is None:
-            return
+        if dropout_rng is None or self.dropout_seed is None or dropout_rng is default_generator:
+            return  # a model drawing from the default generator draws in order, as PyTorch
         stream = np.random.SeedSequence(self.dropout_seed, spawn_key=(self.step, index))
         # NOTE: the state is set in place rather than a new generator assigned, so that every
         # Dropout holding this generator (GPTModel wires its one generator into all of them)
         # draws from the new stream; the same kind of bit generator keeps the state compatible.
-        dropout_rng.bit_generator.state = type(dropout_rng.bit_generator)(stream).state
+        _reseed(dropout_rng, stream)
 
     def _position(self) -> dict:
         """The data loader's and the dropout generator's states and the run's dropout seed, JSON-able."""
         dropout_rng = getattr(self.model, "dropout_rng", None)
         return {
             "train_loader_state": _jsonable(self.train_loader.state_dict()),
-            "dropout_rng_state": None if dropout_rng is None else _jsonable(dropout_rng.bit_generator.state),
+            "dropout_rng_state": None if dropout_rng is None else _generator_state(dropout_rng),
             "dropout_seed": self.dropout_seed,
         }
 
@@ -445,7 +446,7 @@ class Trainer:
         self._batches = None  # the next batch continues the loader from that position
         dropout_rng = getattr(self.model, "dropout_rng", None)
         if dropout_rng is not None and position.get("dropout_rng_state") is not None:
-            dropout_rng.bit_generator.state = position["dropout_rng_state"]
+            _set_generator_state(dropout_rng, position["dropout_rng_state"])
         if position.get("dropout_seed") is not None:
             self.dropout_seed = position["dropout_seed"]
         elif dropout_rng is not None:
@@ -454,7 +455,7 @@ class Trainer:
             # fresh one. The resumed run is exact and reproducible from then on (its next checkpoint
             # holds this seed), though its masks are not those the old sequential stream would
             # have drawn.
-            self.dropout_seed = int(dropout_rng.integers(2**63))
+            self.dropout_seed = _draw_seed(dropout_rng)
 
     def _rewind_partial_step(self) -> None:
         """Undo a step interrupted before its parameter update: drop its gradients, batches,
@@ -802,6 +803,36 @@ def plot_history(history: dict, path: str) -> str | None:
         history["step"], history["tokens_seen"], history["train_loss"], history["val_loss"],
         path=temporary, x_label="Steps",
     ))
+
+
+def _draw_seed(generator) -> int:
+    """A seed in [0, 2**63) drawn from `generator` (an autograd.Generator or np.random.Generator)."""
+    if isinstance(generator, np.random.Generator):
+        return int(generator.integers(2**63))
+    return int(random_bits(generator, (), np.int64))
+
+
+def _reseed(generator, stream: np.random.SeedSequence) -> None:
+    """Re-seed `generator` in place from `stream` (every Dropout holding it follows)."""
+    if isinstance(generator, np.random.Generator):
+        # the same kind of bit generator keeps the state compatible
+        generator.bit_generator.state = type(generator.bit_generator)(stream).state
+    else:
+        generator.manual_seed(int(stream.generate_state(1, np.uint64)[0]))
+
+
+def _generator_state(generator) -> dict:
+    """`generator`'s state as JSON-able data (`_set_generator_state` restores it)."""
+    if isinstance(generator, Generator):
+        return {"autograd_generator_state": generator.get_state().tobytes().hex()}
+    return _jsonable(generator.bit_generator.state)
+
+
+def _set_generator_state(generator, state: dict) -> None:
+    if "autograd_generator_state" in state:
+        generator.set_state(np.frombuffer(bytes.fromhex(state["autograd_generator_state"]), dtype=np.uint8).copy())
+    else:
+        generator.bit_generator.state = state
 
 
 def _jsonable(value):

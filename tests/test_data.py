@@ -264,7 +264,7 @@ def test_loader_errors():
 def test_create_dataloader_defaults_and_ids():
     text = " ".join(["word"] * 800)
     loader = create_dataloader(text, tokenizer=RegexTokenizer())  # 800 pre-tokens; book defaults
-    assert (loader.batch_size, loader.shuffle, loader.drop_last, loader.seed) == (4, True, True, 123)
+    assert (loader.batch_size, loader.shuffle, loader.drop_last, loader.seed) == (4, True, True, None)
     assert (loader.dataset.max_length, loader.dataset.stride) == (256, 128)
     assert len(loader.dataset) == 5  # starts 0, 128, ..., 512 (< 800 - 256)
     with pytest.raises(ValueError, match="fewer than batch_size=4"):

@@ -413,7 +413,9 @@ def _imported_modules(path: str) -> set[str]:
     return names
 
 
-_KERNEL_IMPORTS = ("numpy", "math", "__future__.annotations", "autograd.function.Function", "autograd.reference.")
+# autograd.random is a leaf (NumPy only): the dropout mask is PyTorch's bernoulli_ draw.
+_KERNEL_IMPORTS = ("numpy", "math", "__future__.annotations", "autograd.function.Function", "autograd.reference.",
+                   "autograd.random.bernoulli_keep")
 
 
 @pytest.mark.parametrize("files, allowed", [

@@ -128,9 +128,17 @@ def test_repr_is_a_tree_with_the_attribute_names():
     text = repr(TwoLayers())
     assert text.splitlines()[0] == "TwoLayers("
     assert "(first): Linear(in_features=4, out_features=3, bias=True)" in text
-    assert "(norm): LayerNorm((3,), eps=1e-05)" in text
+    assert "(norm): LayerNorm((3,), eps=1e-05, elementwise_affine=True, bias=True)" in text
+    # PyTorch prints every child of a Sequential, and a run of equal children of a ModuleList once.
     repeated = repr(Sequential(*[Linear(2, 2) for _ in range(3)]))
-    assert "(0-2): 3 x Linear(in_features=2, out_features=2, bias=True)" in repeated
+    assert "(2): Linear(in_features=2, out_features=2, bias=True)" in repeated and " x " not in repeated
+    listed = repr(ModuleList([Linear(2, 2), Linear(2, 2), Linear(2, 3)]))
+    assert listed == (
+        "ModuleList(\n"
+        "  (0-1): 2 x Linear(in_features=2, out_features=2, bias=True)\n"
+        "  (2): Linear(in_features=2, out_features=3, bias=True)\n"
+        ")"
+    )
 
 
 # ---- modes, gradients, dtype ---------------------------------------------------------------------

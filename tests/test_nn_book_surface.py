@@ -91,9 +91,10 @@ def test_linear_and_embedding_initialise_as_pytorch_by_default():
         nn.Linear(2, 2, init="xavier")
 
 
-def test_gpt_model_keeps_gpt2_initialisation_and_reads_the_default_generator():
+def test_gpt_model_initialisations_and_the_default_generator():
     cfg = {"vocab_size": 50, "context_length": 8, "emb_dim": 16, "n_heads": 2, "n_layers": 2, "drop_rate": 0.0, "qkv_bias": False}
-    model = GPTModel(cfg, rng=1)
+    assert GPTModel(cfg, rng=1).tok_emb.weight.data.std() == pytest.approx(1.0, rel=0.2)  # PyTorch's N(0, 1): the default
+    model = GPTModel(cfg, rng=1, init="gpt2")
     assert model.tok_emb.weight.data.std() == pytest.approx(0.02, rel=0.1)
     assert model.trf_blocks[0].att.W_query.weight.data.std() == pytest.approx(0.02, rel=0.1)
     autograd.manual_seed(7)
@@ -111,7 +112,7 @@ def test_dropout_without_a_generator_follows_manual_seed():
     first = dropout(x).data
     autograd.manual_seed(3)
     np.testing.assert_array_equal(dropout(x).data, first)
-    assert dropout.rng is autograd.default_generator()
+    assert dropout.rng is autograd.default_generator
 
 
 @settings(max_examples=25, deadline=None)

@@ -44,27 +44,29 @@ def test_manual_seed_makes_every_default_draw_reproducible():
 
 def test_default_generator_and_resolve_generator():
     generator = torch.manual_seed(7)
-    assert torch.default_generator() is generator
+    assert torch.default_generator is generator  # one object, re-seeded in place (torch.default_generator)
     assert torch.resolve_generator(None) is generator
     explicit = np.random.default_rng(1)
     assert torch.resolve_generator(explicit) is explicit
     seeded = torch.resolve_generator(5)
-    assert seeded is not generator and seeded.random() == np.random.default_rng(5).random()
+    assert seeded is not generator and seeded.initial_seed() == 5  # an int seeds a new autograd.Generator
     # An explicit generator is used as is and leaves the default one alone.
-    before = generator.bit_generator.state
+    before = generator.get_state()
     np.testing.assert_array_equal(torch.rand(4, generator=np.random.default_rng(3)).data,
                                   np.random.default_rng(3).random(4, dtype=np.float32))
-    assert generator.bit_generator.state == before
-    with pytest.raises(TypeError, match="rng must be None, an int seed or a np.random.Generator, got float"):
+    np.testing.assert_array_equal(generator.get_state(), before)
+    with pytest.raises(TypeError, match="must be None, an int seed, an autograd.Generator or a np.random.Generator, got float"):
         torch.resolve_generator(1.5)
     with pytest.raises(TypeError, match="got RandomState"):
         torch.resolve_generator(np.random.RandomState(0))
-    with pytest.raises(ValueError, match="non-negative, got -1"):
+    with pytest.raises(ValueError, match=r"must be in \[0, 2\*\*64\), got -1"):
         torch.resolve_generator(-1)
-    with pytest.raises(TypeError, match="seed must be an int, got str"):
-        torch.manual_seed("123")
-    with pytest.raises(ValueError, match="seed must be non-negative, got -3"):
-        torch.manual_seed(-3)
+    # As PyTorch: int(seed), negatives from -2**63 wrap modulo 2**64, the rest is an error.
+    assert torch.manual_seed(-3).initial_seed() == 2**64 - 3
+    with pytest.raises(ValueError, match=r"seed must be an int in \[0, 2\*\*64\), got 'abc'"):
+        torch.manual_seed("abc")
+    with pytest.raises(TypeError, match="seed must be an int in .*got list"):
+        torch.manual_seed([1])
 
 
 # --------------------------------------------------------------------------------------------

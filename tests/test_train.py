@@ -20,6 +20,8 @@ import os
 import numpy as np
 import pytest
 
+import autograd
+
 import minigpt.checkpoint as checkpoint
 import minigpt.trainer as trainer_module
 from autograd import functional as F
@@ -29,7 +31,7 @@ from minigpt.data import DataLoader, GPTDataset
 from minigpt.model import GPTModel
 from minigpt.optim import AdamW, warmup_cosine_lr
 from minigpt.train import calc_loss_batch, calc_loss_loader, evaluate_model, train_model_simple
-from minigpt.trainer import Trainer, TrainingConfig
+from minigpt.trainer import Trainer, TrainingConfig, _draw_seed, _set_generator_state
 
 VOCAB, CONTEXT = 32, 8
 CFG = dict(vocab_size=VOCAB, context_length=CONTEXT, emb_dim=16, n_heads=2, n_layers=1, drop_rate=0.1, qkv_bias=False)
@@ -67,7 +69,7 @@ def snapshot(trainer) -> dict:
         "step": trainer.step,
         "tokens_seen": trainer.tokens_seen,
         "loader": trainer.train_loader.state_dict(),
-        "dropout_rng": trainer.model.dropout_rng.bit_generator.state,
+        "dropout_rng": trainer.model.dropout_rng.get_state().tobytes(),
     }
 
 
@@ -292,7 +294,7 @@ def test_each_micro_batch_draws_its_own_dropout_stream_from_the_runs_seed(monkey
 
     def forward(*args, **kwargs):
         if trainer.model.training:  # not the evaluations' forwards
-            states.append(trainer.model.dropout_rng.bit_generator.state)
+            states.append(trainer.model.dropout_rng.get_state().tobytes())
         return original_forward(*args, **kwargs)
 
     trainer.model.forward = forward
@@ -303,8 +305,8 @@ def test_each_micro_batch_draws_its_own_dropout_stream_from_the_runs_seed(monkey
         for b in range(a + 1, 6):
             assert not np.array_equal(masks[a], masks[b]), (a, b)
     # Micro-batch i of step s starts from SeedSequence(dropout_seed, spawn_key=(s, i)), as documented.
-    expected = [np.random.PCG64(np.random.SeedSequence(trainer.dropout_seed, spawn_key=(s, i))).state
-                for s in range(3) for i in range(2)]
+    expected = [autograd.Generator().manual_seed(int(np.random.SeedSequence(trainer.dropout_seed, spawn_key=(s, i)).generate_state(1, np.uint64)[0]))
+                .get_state().tobytes() for s in range(3) for i in range(2)]
     assert states == expected
     # Reproducible from the seed: the same model seed gives the same dropout seed and masks.
     again = make_trainer(**settings)
@@ -339,9 +341,9 @@ def test_a_checkpoint_from_before_dropout_seeds_resumes_reproducibly(tmp_path):
     del metadata["trainer"]["dropout_seed"]
     save_checkpoint(path, model_state, optimizer_state, metadata)
     # The seed is drawn from the restored generator, the same way every time.
-    generator = np.random.Generator(np.random.PCG64())
-    generator.bit_generator.state = metadata["trainer"]["dropout_rng_state"]
-    expected_seed = int(generator.integers(2**63))
+    generator = autograd.Generator()
+    _set_generator_state(generator, metadata["trainer"]["dropout_rng_state"])
+    expected_seed = _draw_seed(generator)
     runs = []
     for model_seed in (7, 8):
         resumed = make_trainer(str(tmp_path / f"resumed{model_seed}"), model_seed=model_seed, **settings)

@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from autograd.reference.dropout import dropout_keep_mask
+from autograd.reference.dropout import dropout_scale as scale_of_kept
 from autograd.function import Function
 from autograd.parallel import GRAIN_SIZE, parallel_for
 
@@ -51,6 +52,8 @@ class ScaledDotProductAttention(Function):
     the products and element-wise work of the full T x T matrices, for T = 1024 about 9/16.
     """
 
+    TORCH_NAME = "ScaledDotProductFlashAttentionForCpuBackward0"  # PyTorch 2.13 on a CPU
+
     def forward(self, q, k, v, causal, dropout_p, rng):
         dtype = q.dtype.type
         self.scale = dtype(1.0 / math.sqrt(q.shape[-1]))
@@ -62,7 +65,7 @@ class ScaledDotProductAttention(Function):
             # The whole (B, H, T, T) mask, drawn here in one thread: the same draws however the
             # work is split (masked entries get a draw too, as in dropout applied after softmax).
             keep, p_drawn = dropout_keep_mask(rng, q.shape[:-1] + (num_keys,), dropout_p)
-            dropout_scale = dtype(0.0 if p_drawn == 1 else 1.0 / (1.0 - p_drawn))
+            dropout_scale = scale_of_kept(p_drawn, dtype)
         mask = _causal_mask(num_queries, num_keys, q.dtype) if causal else None
         blocks = _query_blocks(num_queries, num_keys, causal)
         out = np.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype)  # (B, H, T, D)

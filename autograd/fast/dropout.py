@@ -2,14 +2,14 @@
 
 What is different from `autograd/reference/dropout.py` (the same values and the same mask, see
 tests/test_kernels.py): the output and the gradient are scaled in place (one temporary fewer).
-The mask comes from `dropout_keep_mask`, the one mask draw of the engine, which already draws four
-elements per 64-bit word (about 3x faster than comparing `rng.random` with p).
+The mask comes from `dropout_keep_mask`, the one mask draw of the engine (PyTorch's bernoulli_
+mask, vectorised on 32-bit halves of the raw words).
 """
 
 from __future__ import annotations
 
 from autograd.function import Function
-from autograd.reference.dropout import dropout_keep_mask
+from autograd.reference.dropout import dropout_keep_mask, dropout_scale
 
 __all__ = ["Dropout", "dropout_keep_mask"]
 
@@ -22,9 +22,11 @@ class Dropout(Function):
     The mask is saved as bools (1 byte per element), not as a float multiplier.
     """
 
+    TORCH_NAME = "MulBackward0"  # PyTorch (CPU) multiplies by the scaled mask
+
     def forward(self, x, p, rng):
         self.keep, p_drawn = dropout_keep_mask(rng, x.shape, p)
-        self.scale = x.dtype.type(0.0 if p_drawn == 1 else 1.0 / (1.0 - p_drawn))
+        self.scale = dropout_scale(p_drawn, x.dtype)
         out = x * self.scale
         out *= self.keep
         return out

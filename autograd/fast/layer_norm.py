@@ -30,6 +30,8 @@ class LayerNorm(Function):
     Inputs: x, weight, bias (`layer_norm` passes constants 1 and 0 for an omitted weight or bias).
     """
 
+    TORCH_NAME = "NativeLayerNormBackward0"
+
     def forward(self, x, weight, bias, eps):
         channels = x.shape[-1]
         rows_x = x.reshape(-1, channels)  # (N, C); a view when x is contiguous

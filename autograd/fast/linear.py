@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from autograd.function import Function
+from autograd.reference.linear import linear_torch_name
 
 __all__ = ["Linear"]
 
@@ -29,6 +30,11 @@ class Linear(Function):
     All three are single 2-D BLAS products or sums over contiguous float32 rows.
     Inputs: x, weight[, bias].
     """
+
+    @classmethod
+    def torch_name_of(cls, inputs, options):
+        """PyTorch's name for F.linear's node: see reference.linear.linear_torch_name."""
+        return linear_torch_name(inputs[0].ndim, len(inputs) > 2 and inputs[2] is not None)
 
     def forward(self, x, weight, bias=None):
         self.x, self.weight = x, weight

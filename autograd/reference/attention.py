@@ -12,6 +12,7 @@ import numpy as np
 
 from autograd.function import Function
 from autograd.reference.dropout import dropout_keep_mask
+from autograd.reference.dropout import dropout_scale as scale_of_kept
 
 __all__ = ["ScaledDotProductAttention"]
 
@@ -28,14 +29,14 @@ class ScaledDotProductAttention(Function):
         dq = dscores k * scale,  dk = dscores^T q * scale
     A masked score has weight exactly 0, so its dscores is exactly 0: nothing flows to the future.
     A row whose every key is masked (-inf) gets weights 0 (and output 0), not NaN.
-    Here p is the drop probability the 16-bit draw realises (`p_drawn` of `dropout_keep_mask`,
-    within 1/65536 of dropout_p), so that the expected output is exactly the undropped one.
+    Here p is the drop probability the mask realises (`p_drawn` of `dropout_keep_mask`: dropout_p
+    itself with an autograd.Generator, as PyTorch), so the expected output is the undropped one.
 
     Args (of `forward`):
         q: float array (..., T_q, D), usually (B, H, T, D). k, v: (..., T_k, D), q's dtype.
         causal: hide future keys (top-left aligned, as torch's is_causal).
         dropout_p: drop probability on the weights, in [0, 1]; 0 draws nothing.
-        rng: np.random.Generator for the dropout mask (ignored when dropout_p is 0). The whole
+        rng: the generator of the dropout mask (ignored when dropout_p is 0). The whole
             (..., T_q, T_k) mask is drawn at once with `dropout_keep_mask`, masked entries
             included, exactly as the fast kernel draws it: one generator, one mask.
 
@@ -51,6 +52,8 @@ class ScaledDotProductAttention(Function):
     product), 3.5 (causal mask, 3.5.2 dropout on the weights), 3.6 (heads);
     torch.nn.functional.scaled_dot_product_attention (is_causal, dropout_p).
     """
+
+    TORCH_NAME = "ScaledDotProductFlashAttentionForCpuBackward0"  # PyTorch 2.13 on a CPU
 
     def forward(self, q, k, v, causal, dropout_p, rng):
         dtype = q.dtype.type
@@ -71,7 +74,7 @@ class ScaledDotProductAttention(Function):
         if dropout_p > 0:
             # The whole mask at once, masked entries included: the fast kernel's draws exactly.
             keep, p_drawn = dropout_keep_mask(rng, q.shape[:-1] + (num_keys,), dropout_p)  # (..., T_q, T_k)
-            dropout_scale = dtype(0.0 if p_drawn == 1 else 1.0 / (1.0 - p_drawn))
+            dropout_scale = scale_of_kept(p_drawn, dtype)
             kept = weights * keep * dropout_scale  # 4. (..., T_q, T_k)
         else:
             kept = weights  # 4. no dropout

@@ -37,6 +37,8 @@ class CrossEntropy(Function):
     References: torch.nn.functional.cross_entropy; book ch. 5.1.2.
     """
 
+    TORCH_NAME = "NllLossBackward0"  # PyTorch: log_softmax, then nll_loss, which prints
+
     def forward(self, logits, targets, ignore_index, reduction):
         rows = np.arange(logits.shape[0])  # (N,)
         counted = targets != ignore_index  # (N,) bool

@@ -41,6 +41,8 @@ class LayerNorm(Function):
     torch.nn.functional.layer_norm.
     """
 
+    TORCH_NAME = "NativeLayerNormBackward0"
+
     def forward(self, x, weight, bias, eps):
         mean = np.mean(x, axis=-1, keepdims=True)  # 1. (..., 1)
         xc = x - mean  # 2. (..., C) centred

@@ -10,7 +10,19 @@ import numpy as np
 
 from autograd.function import Function
 
-__all__ = ["Linear"]
+__all__ = ["Linear", "linear_torch_name"]
+
+
+def linear_torch_name(ndim: int, has_bias: bool) -> str:
+    """The `grad_fn` name PyTorch 2.13 prints for F.linear on an input of `ndim` dimensions:
+    AddmmBackward0 (2-D, bias) or MmBackward0 (2-D); for other ranks PyTorch folds the input into
+    a matrix and views the result back (ViewBackward0 with a bias, UnsafeViewBackward0 without;
+    SqueezeBackward4 for a 1-D input without bias)."""
+    if ndim == 2:
+        return "AddmmBackward0" if has_bias else "MmBackward0"
+    if ndim == 1 and not has_bias:
+        return "SqueezeBackward4"
+    return "ViewBackward0" if has_bias else "UnsafeViewBackward0"
 
 
 class Linear(Function):
@@ -31,6 +43,11 @@ class Linear(Function):
     References: Raschka, "Build a Large Language Model (From Scratch)", ch. 3.4 (the query, key
     and value projections) and appendix A; torch.nn.functional.linear.
     """
+
+    @classmethod
+    def torch_name_of(cls, inputs, options):
+        """PyTorch's name: addmm (2-D input with bias) or mm, viewed back for other ranks."""
+        return linear_torch_name(inputs[0].ndim, len(inputs) > 2 and inputs[2] is not None)
 
     def forward(self, x, weight, bias=None):
         out = x @ weight.T  # 1. (..., in) @ (in, out) -> (..., out)

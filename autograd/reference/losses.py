@@ -99,6 +99,8 @@ class MSELoss(Function):
     Inputs: x (...), y (...). References: torch.nn.functional.mse_loss; book ch. 4.4.
     """
 
+    TORCH_NAME = "MseLossBackward0"
+
     def forward(self, x, y, reduction):
         self.difference, self.reduction = x - y, reduction  # 1. (...) difference = x - y; saved
         return _reduce(self.difference * self.difference, reduction)  # 2. 0-d, or (...) for "none"

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
+from autograd.random import Generator
 from minigpt.cli.common import (add_threads_argument, end_of_text_id, fail, flag_names, kernels_note, load_run_checkpoint,
                                 make_tokenizer)
 
@@ -84,7 +83,7 @@ def run(args) -> int:
         fail("chat", f"--checkpoint {args.checkpoint}: its model ({run_info['tokenizer']['name']} tokenizer, vocabulary of "
              f"{model.cfg.vocab_size:,} ids) has no end-of-text token to end an answer with; chat needs a model with "
              "GPT-2's tokenizer, fine-tuned by `minigpt finetune instruct`")
-    rng = np.random.default_rng(args.seed)
+    rng = Generator().manual_seed(args.seed)
     interactive = sys.stdin.isatty()
     if interactive:
         import readline  # noqa: F401  (line editing and history for input())

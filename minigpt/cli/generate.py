@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-import numpy as np
-
+from autograd.random import Generator
 from minigpt.cli.common import (add_threads_argument, end_of_text_id, fail, flag_names, load_run_checkpoint, make_tokenizer,
                                 report_kernels)
 
@@ -84,7 +83,7 @@ def run(args) -> int:
     try:
         tokens = stream_generate(model, ids, max_new_tokens=args.max_new_tokens, context_size=context_length,
                                  temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, eos_id=eos_id,
-                                 rng=np.random.default_rng(args.seed), use_cache=not args.no_cache)
+                                 rng=Generator().manual_seed(args.seed), use_cache=not args.no_cache)
     except ValueError as error:  # the message names the library's argument: name the flag instead
         fail("generate", flag_names(str(error)))
     print(args.prompt, end="", flush=True)

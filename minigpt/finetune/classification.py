@@ -136,15 +136,17 @@ def create_balanced_dataset(data, seed: int = 123) -> list[tuple]:
     """Undersample every label to the count of the rarest one (book listing 6.2).
 
     For the spam data: all 747 "spam" records and 747 of the 4,827 "ham" ones drawn at random,
-    1,494 in all. The book samples with pandas (`random_state=123`); here the draw comes from
-    `np.random.default_rng(seed)`, so the same seed gives the same subset, but not the book's.
+    1,494 in all. The draw is the book's: pandas' `df.sample(n, random_state=123)` takes the
+    first n of `np.random.RandomState(123).permutation(len(df))`, so the same records come out in
+    the same order.
 
     Args:
-        data: (label, text) records. seed: seed of the draw.
+        data: (label, text) records. seed: seed of the draw (pandas' `random_state`).
 
     Returns:
         The kept records, grouped by label in sorted label order ("ham" first, as the book
-        concatenates them), each group in file order.
+        concatenates them): a sampled label in the sampled order, the rarest label whole, in
+        file order.
 
     Raises:
         ValueError: empty data.
@@ -153,12 +155,12 @@ def create_balanced_dataset(data, seed: int = 123) -> list[tuple]:
         raise ValueError("create_balanced_dataset: data is empty")
     labels = np.array([str(label) for label, _ in data])
     names, counts = np.unique(labels, return_counts=True)
-    rng = np.random.default_rng(seed)
     kept = []
     for name in names:  # sorted
         indices = np.flatnonzero(labels == name)
-        chosen = np.sort(rng.choice(indices, size=counts.min(), replace=False))
-        kept.extend(data[int(index)] for index in chosen)
+        if indices.size > counts.min():  # pandas' sample(n, random_state=seed): a fresh RandomState
+            indices = indices[np.random.RandomState(seed).permutation(indices.size)[:counts.min()]]
+        kept.extend(data[int(index)] for index in indices)
     return kept
 
 
@@ -170,7 +172,8 @@ def random_split(data, train_frac: float = 0.7, validation_frac: float = 0.1, se
 
     Args:
         data: a sequence of records. train_frac, validation_frac: fractions in [0, 1] with sum
-            <= 1. seed: seed of the shuffle (`np.random.default_rng`).
+            <= 1. seed: seed of the shuffle: the book's `df.sample(frac=1, random_state=seed)`,
+            which is `np.random.RandomState(seed).permutation(len(df))`, so the book's split.
 
     Returns:
         (train, validation, test): three lists of records.
@@ -183,7 +186,7 @@ def random_split(data, train_frac: float = 0.7, validation_frac: float = 0.1, se
             raise ValueError(f"random_split: {name} must be in [0, 1], got {value!r}")
     if train_frac + validation_frac > 1.0:
         raise ValueError(f"random_split: train_frac + validation_frac must be <= 1, got {train_frac} + {validation_frac}")
-    order = np.random.default_rng(seed).permutation(len(data))
+    order = np.random.RandomState(seed).permutation(len(data))  # pandas' sample(frac=1) (legacy MT19937)
     shuffled = [data[int(index)] for index in order]
     train_end = int(len(data) * train_frac)
     validation_end = train_end + int(len(data) * validation_frac)

@@ -31,6 +31,7 @@ import numpy as np
 
 from autograd import Tensor, cat
 from autograd import functional as F
+from autograd import random as _random
 from minigpt.nn.layers import Dropout, Linear, _check_size, _generator
 from minigpt.nn.module import Module, ModuleList, Parameter
 
@@ -79,9 +80,9 @@ class SelfAttention_v1(Module):
     def __init__(self, d_in: int, d_out: int, rng=None):
         super().__init__()
         rng = _generator(rng)
-        self.W_query = Parameter(rng.random((d_in, d_out), dtype=np.float32))
-        self.W_key = Parameter(rng.random((d_in, d_out), dtype=np.float32))
-        self.W_value = Parameter(rng.random((d_in, d_out), dtype=np.float32))
+        self.W_query = Parameter(_random.uniform(rng, (d_in, d_out), dtype=np.float32))
+        self.W_key = Parameter(_random.uniform(rng, (d_in, d_out), dtype=np.float32))
+        self.W_value = Parameter(_random.uniform(rng, (d_in, d_out), dtype=np.float32))
 
     def forward(self, x: Tensor) -> Tensor:
         keys = x @ self.W_key  # (T, d_in) @ (d_in, d_out) -> (T, d_out)
@@ -295,9 +296,6 @@ class MultiHeadAttention(Module):
         # Put the heads side by side again: (B, H, T, D) -> (B, T, H, D) -> (B, T, d_out).
         context_vec = context_vec.transpose(1, 2).reshape(batch_size, num_tokens, self.d_out)
         return self.out_proj(context_vec)  # (B, T, d_out) -> (B, T, d_out)
-
-    def extra_repr(self) -> str:
-        return f"d_in={self.d_in}, d_out={self.d_out}, num_heads={self.num_heads}, context_length={self.context_length}"
 
     def _cached_attention(self, queries: Tensor, keys_new: Tensor, values_new: Tensor, padding_mask) -> Tensor:
         """Write this call's keys and values into the cache, then attend over every cached token.

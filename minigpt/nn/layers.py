@@ -4,18 +4,19 @@ Each layer creates its `Parameter`s with the book's names and PyTorch's shapes i
 composes one fused engine function in `forward` (`autograd.functional`), so its gradient is the
 engine's hand-derived backward rule; no layer writes a backward of its own.
 
-Initialisation. By default a layer initialises itself as PyTorch's does (`init="pytorch"`), so
-that the book's code gives what the book shows (chapter 4's LayerNorm demo, the shortcut demo's
-vanishing gradients): nn.Linear draws weight and bias from U(-1/sqrt(in), 1/sqrt(in))
-(Kaiming-uniform with a = sqrt(5) reduces to this bound), nn.Embedding from N(0, 1).
+Initialisation. By default a layer initialises itself as PyTorch's does (`init="pytorch"`), with
+PyTorch's formulas, in PyTorch's order, from PyTorch's random stream (`autograd.random`), so that
+after `torch.manual_seed(123)` the book's code gets the book's weights bit for bit: nn.Linear's
+weight by `kaiming_uniform_(a=sqrt(5))`, U(-b, b) with b = sqrt(3) * sqrt(2 / (1 + a^2)) /
+sqrt(in) (about 1/sqrt(in)), then its bias from U(-1/sqrt(in), 1/sqrt(in)); nn.Embedding from
+N(0, 1) (`normal_`).
 `init="gpt2"` is GPT-2's scheme (Radford et al. 2019; Hugging Face's GPT2 `_init_weights` with
-initializer_range 0.02): weights ~ N(0, 0.02^2), biases 0. `GPTModel` builds its layers with
-`init="gpt2"` (see its docstring for why). LayerNorm: scale 1 and shift 0 in both.
+initializer_range 0.02): weights ~ N(0, 0.02^2), biases 0. `GPTModel` passes its `init`
+to every layer ("pytorch" by default, as the book's model). LayerNorm: scale 1 and shift 0 in both.
 
-Every draw comes from the `np.random.Generator` passed as `rng`; without one, from the process-wide
-default generator (`autograd.random`, seeded by `autograd.manual_seed`, the book's
-`torch.manual_seed(123)`). The numbers are NumPy's, not PyTorch's: a seed reproduces a run, not
-the book's printed random values.
+Every draw comes from the generator passed as `rng` (an `autograd.Generator`, an int seed, or a
+`np.random.Generator` for NumPy's streams); without one, from the process-wide default generator
+(`autograd.random`, seeded by `autograd.manual_seed`, the book's `torch.manual_seed(123)`).
 
 Shape letters: B batch, T tokens, C channels (emb_dim), V vocabulary; `...` any leading dims.
 
@@ -33,6 +34,7 @@ import numpy as np
 
 from autograd import Tensor
 from autograd import functional as F
+from autograd import random as _random
 from autograd.random import resolve_generator
 from minigpt.nn.module import Module, Parameter, Sequential
 
@@ -54,8 +56,9 @@ INIT_STD = 0.02  # GPT-2's initializer_range: standard deviation of Linear and E
 INIT_SCHEMES = ("pytorch", "gpt2")  # the `init` values Linear, Embedding and the composite layers take
 
 
-def _generator(rng) -> np.random.Generator:
-    """An `np.random.Generator` from a Generator, an int seed, or None (the process-wide default)."""
+def _generator(rng):
+    """The generator to draw from: `rng` itself, a new `autograd.Generator` seeded by an int, or the
+    process-wide default for None (see `autograd.random.resolve_generator`)."""
     return resolve_generator(rng)
 
 
@@ -85,16 +88,22 @@ def skip_init():
         _skipping_init = previous
 
 
-def _normal(rng: np.random.Generator, shape: tuple, std: float) -> np.ndarray:
-    """float32 draws from N(0, std^2), drawn directly in float32 (no float64 temporary)."""
-    weights = rng.standard_normal(shape, dtype=np.float32)
-    weights *= np.float32(std)
-    return weights
+def _normal(rng, shape: tuple, std: float) -> np.ndarray:
+    """float32 draws from N(0, std^2), as `tensor.normal_(0, std)` (nn.init.normal_)."""
+    return _random.normal(rng, shape, 0.0, std, np.float32)
 
 
-def _uniform(rng: np.random.Generator, shape: tuple, bound: float) -> np.ndarray:
-    """float32 draws from U(-bound, bound) (drawn in float64 and rounded, as GPTModel always has)."""
-    return rng.uniform(-bound, bound, shape).astype(np.float32)
+def _uniform(rng, shape: tuple, bound: float) -> np.ndarray:
+    """float32 draws from U(-bound, bound), as `tensor.uniform_(-bound, bound)` (nn.init.uniform_)."""
+    return _random.uniform(rng, shape, -bound, bound, np.float32)
+
+
+def _kaiming_uniform_bound(fan_in: int, a: float = math.sqrt(5)) -> float:
+    """torch.nn.init.kaiming_uniform_'s bound for leaky_relu(a), computed as PyTorch does, in the same
+    float64 steps: gain = sqrt(2 / (1 + a^2)), std = gain / sqrt(fan_in), bound = sqrt(3) * std.
+    With a = sqrt(5) (nn.Linear's choice) it is 1/sqrt(fan_in) up to rounding."""
+    gain = math.sqrt(2.0 / (1 + a**2))
+    return math.sqrt(3.0) * (gain / math.sqrt(fan_in))
 
 
 def _check_size(value, name: str, layer: str) -> int:
@@ -112,8 +121,9 @@ class Linear(Module):
         bias: learn an additive bias b (C_out,).
         rng: `np.random.Generator` or int seed for the initial values; None draws from the
             default generator (`autograd.manual_seed`).
-        init: "pytorch" (default): weight and bias ~ U(-1/sqrt(in_features), 1/sqrt(in_features)),
-            as torch.nn.Linear; "gpt2": weight ~ N(0, 0.02^2), bias 0.
+        init: "pytorch" (default): as torch.nn.Linear's reset_parameters, weight by
+            kaiming_uniform_(a=sqrt(5)) (U(-b, b), b about 1/sqrt(in_features)), then bias ~
+            U(-1/sqrt(in_features), 1/sqrt(in_features)); "gpt2": weight ~ N(0, 0.02^2), bias 0.
         dtype: None (float32), a floating dtype, or `torch.bfloat16` (the values drawn in
             float32, rounded to bfloat16, kept in float32: autograd/bf16.py), as the book's
             Llama/Qwen configs pass it.
@@ -150,10 +160,10 @@ class Linear(Module):
         """Draw the weight (then the bias) again, in place, by the `init` scheme (see the class)."""
         rng = _generator(rng)
         if _check_init(init, "Linear") == "pytorch":
-            bound = 1.0 / math.sqrt(self.in_features)  # Kaiming-uniform with a = sqrt(5): 1/sqrt(fan_in)
-            self.weight.data[...] = _uniform(rng, self.weight.shape, bound)
+            # PyTorch's two formulas, in its order: weight first, then bias.
+            self.weight.data[...] = _uniform(rng, self.weight.shape, _kaiming_uniform_bound(self.in_features))
             if self.bias is not None:
-                self.bias.data[...] = _uniform(rng, self.bias.shape, bound)
+                self.bias.data[...] = _uniform(rng, self.bias.shape, 1.0 / math.sqrt(self.in_features))
         else:
             self.weight.data[...] = _normal(rng, self.weight.shape, INIT_STD)
             if self.bias is not None:
@@ -240,7 +250,7 @@ class LayerNorm(Module):
         return F.layer_norm(x, self.scale, self.shift, self.eps)  # (..., C) -> (..., C)
 
     def extra_repr(self) -> str:
-        return f"({self.emb_dim},), eps={self.eps}"
+        return f"({self.emb_dim},), eps={self.eps}, elementwise_affine=True, bias=True"  # as torch.nn.LayerNorm
 
 
 class GELU(Module):
@@ -294,8 +304,8 @@ class Dropout(Module):
 
     Args:
         p: drop probability in [0, 1] (the book's `drop_rate`).
-        rng: the `np.random.Generator` the masks are drawn from (or an int seed); None draws each
-            mask from the process-wide default generator of that moment (after
+        rng: the generator the masks are drawn from (an `autograd.Generator`, int seed or
+            `np.random.Generator`); None draws each mask from the process-wide default generator (after
             `autograd.manual_seed(123)`, as the book's `torch.manual_seed(123)`). GPTModel
             replaces it with the model's shared `dropout_rng`.
 
@@ -313,7 +323,7 @@ class Dropout(Module):
         self.rng = rng
 
     @property
-    def rng(self) -> np.random.Generator:
+    def rng(self):
         """The generator of the next mask: the one given, or else the default generator of this
         moment (looked up at each call, so a `manual_seed` after construction counts, as in torch)."""
         return _generator(self._rng)
@@ -326,7 +336,7 @@ class Dropout(Module):
         return F.dropout(x, self.p, self.training, self.rng)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p}, inplace=False"  # as torch.nn.Dropout
 
 
 class FeedForward(Module):

@@ -43,17 +43,17 @@ def _check_alpha(alpha, where: str) -> float:
     return float(alpha)
 
 
-def _kaiming_uniform(rng: np.random.Generator, shape: tuple) -> np.ndarray:
+def _kaiming_uniform(rng, shape: tuple) -> np.ndarray:
     """float32 draws as torch.nn.init.kaiming_uniform_(w, a=sqrt(5)) for a 2-D `w` of `shape`.
 
     PyTorch takes fan_in = shape[1] (it reads every 2-D weight as (out, in)); with a = sqrt(5) the
-    gain sqrt(2 / (1 + a^2)) = sqrt(1/3) makes the bound gain * sqrt(3 / fan_in) = 1 / sqrt(fan_in).
+    gain sqrt(2 / (1 + a^2)) = sqrt(1/3) makes the bound gain * sqrt(3 / fan_in) = 1 / sqrt(fan_in)
+    (computed in PyTorch's float64 steps, drawn from PyTorch's stream as `uniform_`).
     For the book's A of shape (in_dim, rank) that is U(-1/sqrt(rank), 1/sqrt(rank)).
     """
     if layers._skipping_init:  # inside skip_init(): values come from a checkpoint right after
         return np.zeros(shape, dtype=np.float32)
-    bound = 1.0 / math.sqrt(shape[1])
-    return rng.uniform(-bound, bound, size=shape).astype(np.float32)
+    return layers._uniform(rng, shape, layers._kaiming_uniform_bound(shape[1]))
 
 
 class LoRALayer(Module):

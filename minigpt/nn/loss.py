@@ -44,9 +44,6 @@ class MSELoss(Module):
     def forward(self, input: Tensor, target) -> Tensor:  # noqa: A002 - torch's argument name
         return F.mse_loss(input, target, reduction=self.reduction)
 
-    def extra_repr(self) -> str:
-        return "" if self.reduction == "mean" else f"reduction={self.reduction!r}"
-
 
 class CrossEntropyLoss(Module):
     """Cross-entropy between logits and integer class targets (torch.nn.CrossEntropyLoss).
@@ -68,9 +65,6 @@ class CrossEntropyLoss(Module):
 
     def forward(self, input: Tensor, target) -> Tensor:  # noqa: A002
         return F.cross_entropy(input, target, ignore_index=self.ignore_index, reduction=self.reduction)
-
-    def extra_repr(self) -> str:
-        return "" if self.reduction == "mean" else f"reduction={self.reduction!r}"
 
 
 class BCELoss(Module):

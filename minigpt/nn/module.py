@@ -25,6 +25,7 @@ import numpy as np
 
 from autograd import Tensor
 from autograd.bf16 import is_bfloat16, round_to_bfloat16
+from autograd.tensor import HookHandle
 from autograd.device import check_device
 from autograd.device import device as autograd_device
 
@@ -191,7 +192,50 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        output = self.forward(*args, **kwargs)
+        hooks = self.__dict__.get("_forward_hooks")
+        if hooks:
+            for hook in list(hooks):  # hook(module, args, output); a returned value replaces the output
+                replaced = hook(self, args, output)
+                output = output if replaced is None else replaced
+        return output
+
+    def register_forward_hook(self, hook) -> HookHandle:
+        """Call `hook(module, args, output)` after every forward; a value it returns replaces the
+        output (torch.nn.Module.register_forward_hook; the book's bonus layer debuggers use it).
+
+        Returns:
+            A handle whose `remove()` unregisters the hook.
+        """
+        if not callable(hook):
+            raise TypeError(f"register_forward_hook: hook must be callable, got {type(hook).__name__}")
+        hooks = self.__dict__.get("_forward_hooks")
+        if hooks is None:
+            hooks = []
+            object.__setattr__(self, "_forward_hooks", hooks)
+        hooks.append(hook)
+        return HookHandle(hooks, hook)
+
+    def register_parameter(self, name: str, param) -> None:
+        """Add `param` (a Parameter, or None for a slot without one) under `name`
+        (torch.nn.Module.register_parameter).
+
+        Raises:
+            TypeError: param is neither a Parameter nor None.
+        """
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"register_parameter: {name!r} must be a Parameter or None, got {type(param).__name__}")
+        if param is None:
+            self._parameters.pop(name, None)
+            object.__setattr__(self, name, None)
+        else:
+            setattr(self, name, param)
+
+    def to_empty(self, *, device=None, recurse: bool = True) -> "Module":
+        """self (torch.nn.Module.to_empty): minigpt's parameters always hold memory on the CPU, so
+        there is nothing to allocate; the values stay as they are."""
+        check_device(device, "to_empty")
+        return self
 
     # ---- walking the tree ---------------------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, "Module"]]:
@@ -451,29 +495,31 @@ class Module:
         return ""
 
     def __repr__(self) -> str:
-        """A tree, one line per module, as PyTorch prints it; equal neighbours (the blocks of a
-        Sequential) are printed once as `(0-11): 12 x TransformerBlock(...)`."""
-        lines = [self.extra_repr()] if self.extra_repr() and self._modules else []
-        children = [(name, repr(child)) for name, child in self._modules.items()]
-        start = 0
-        while start < len(children):
-            end = start
-            while (
-                end + 1 < len(children)
-                and children[end + 1][0].isdigit()
-                and children[start][0].isdigit()
-                and children[end + 1][1] == children[start][1]
-            ):
-                end += 1
-            name, text = children[start]
-            if end > start:
-                name = f"{name}-{children[end][0]}"
-                text = f"{end - start + 1} x {text}"
-            lines.append(f"({name}): " + _indent(text))
-            start = end + 1
-        if not lines:
-            return f"{type(self).__name__}({self.extra_repr()})"
-        return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
+        """A tree, one line per module, as PyTorch prints it: the layer's `extra_repr()` lines, then
+        `(name): child` for each child, indented two spaces per level:
+
+            NeuralNetwork(
+              (layers): Sequential(
+                (0): Linear(in_features=50, out_features=30, bias=True)
+                (1): ReLU()
+              )
+            )
+
+        References: torch.nn.Module.__repr__ (PyTorch 2.13).
+        """
+        return _tree(type(self).__name__, self.extra_repr(),
+                     [f"({name}): " + _indent(repr(child)) for name, child in self._modules.items()])
+
+
+def _tree(name: str, extra: str, child_lines: list) -> str:
+    """`Name(extra)` for a leaf with one line of extra, else the extra lines and the children's
+    lines, two spaces in, between `Name(` and `)` (torch.nn.Module.__repr__'s layout)."""
+    lines = (extra.split("\n") if extra else []) + child_lines
+    if not lines:
+        return f"{name}()"
+    if not child_lines and len(lines) == 1:
+        return f"{name}({lines[0]})"
+    return f"{name}(\n  " + "\n  ".join(lines) + "\n)"
 
 
 def _indent(text: str) -> str:
@@ -550,3 +596,19 @@ class ModuleList(Module):
 
     def __iter__(self) -> Iterator[Module]:
         return iter(self._modules.values())
+
+    def __repr__(self) -> str:
+        """As PyTorch prints a ModuleList: a run of equal neighbours once, `(0-11): 12 x Block(...)`.
+
+        References: torch.nn.ModuleList.__repr__ (PyTorch 2.13; a Sequential prints every child).
+        """
+        runs = []  # [first index, last index, repr] of each run of equal reprs
+        for number, child in enumerate(self._modules.values()):
+            text = repr(child)
+            if runs and runs[-1][2] == text:
+                runs[-1][1] = number
+            else:
+                runs.append([number, number, text])
+        lines = [f"({first}): " + _indent(text) if first == last else f"({first}-{last}): {last - first + 1} x " + _indent(text)
+                 for first, last, text in runs]
+        return _tree(type(self).__name__, "", lines)

@@ -245,3 +245,17 @@ def test_listings_4_2_to_4_7_typed_as_the_book_equal_minigpts_gpt_model():
     np.testing.assert_allclose(model(batch).data, logits.data, rtol=1e-4, atol=1e-5)
     logits.sum().backward()  # and the book's model trains: every parameter gets a gradient
     assert all(p.grad is not None for p in book_model.parameters())
+
+
+def test_section_4_7_untrained_124m_model_generates_the_books_token_ids():
+    """ch04.ipynb, section 4.7: `torch.manual_seed(123); model = GPTModel(GPT_CONFIG_124M)`, then
+    `generate_text_simple` on "Hello, I am" prints these ids: the same weights as the book's
+    PyTorch model (PyTorch's streams, formulas and order), so the same greedy tokens."""
+    torch.manual_seed(123)
+    model = GPTModel(GPT_CONFIG_124M)
+    model.eval()
+    encoded = tiktoken.get_encoding("gpt2").encode("Hello, I am")
+    assert encoded == [15496, 11, 314, 716]
+    out = generate_text_simple(model=model, idx=torch.tensor(encoded).unsqueeze(0), max_new_tokens=6,
+                               context_size=GPT_CONFIG_124M["context_length"])
+    assert out.tolist() == [[15496, 11, 314, 716, 27018, 24086, 47843, 30961, 42348, 7267]]

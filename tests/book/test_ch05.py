@@ -126,8 +126,10 @@ def test_listing_5_3_train_model_simple_and_plot_losses(capsys, tmp_path):
     assert sum(line.startswith("Every effort moves you") for line in printed) == num_epochs
     assert len(train_losses) == len(val_losses) == len(tokens_seen) == 2  # steps 0 and 5 of 9
     assert tokens_seen == [512, 3072]
-    assert train_losses[-1] < train_losses[0] - 0.5  # it learns
-    assert evaluate_model(model, train_loader, val_loader, device, eval_iter=1)[0] < train_losses[0] - 0.5
+    # It learns (PyTorch's init, the book's, starts this 32-wide model at a loss near 11 and
+    # moves it more slowly in 5 steps than GPT-2's small weights did).
+    assert train_losses[-1] < train_losses[0] - 0.1
+    assert evaluate_model(model, train_loader, val_loader, device, eval_iter=1)[0] < train_losses[0] - 0.1
 
     epochs_tensor = torch.linspace(0, num_epochs, len(train_losses))
     figure = plot_losses(epochs_tensor, tokens_seen, train_losses, val_losses, path=tmp_path / "loss-plot.pdf")

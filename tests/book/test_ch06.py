@@ -46,7 +46,7 @@ def splits():
 
 
 def classifier(seed=0, trainable="last-block", **changes):
-    model = GPTModel({**TINY, **changes}, rng=seed)
+    model = GPTModel({**TINY, **changes}, rng=seed, init="gpt2")  # stands for pretrained GPT-2: its init
     replace_output_head(model, 2, rng=seed)
     return set_trainable(model, trainable)
 
@@ -239,6 +239,7 @@ def test_train_classifier_simple_learns_a_toy_task(tokenizer, capsys):
     rng = np.random.default_rng(0)
     records = [(int(label), " ".join(["yes" if label else "no"] * int(rng.integers(1, 6)))) for label in rng.integers(0, 2, 48)]
     dataset = SpamDataset(records, tokenizer)
+    autograd.manual_seed(0)  # the shuffled order (drawn from the default generator, as PyTorch's)
     train_loader = DataLoader(dataset, batch_size=8, shuffle=True, drop_last=True)
     val_loader = DataLoader(dataset, batch_size=8)
     model = classifier(trainable="all")
