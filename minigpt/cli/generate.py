@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
 from autograd.random import Generator
 from minigpt.cli.common import (add_threads_argument, end_of_text_id, fail, flag_names, load_run_checkpoint, make_tokenizer,
                                 report_kernels)
