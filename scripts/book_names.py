@@ -48,24 +48,25 @@ ALIASES = {"torch": "torch", "nn": "torch.nn", "F": "torch.nn.functional"}
 MISSING = object()  # what _resolve returns for a name minigpt lacks (a found name may be None: torch.version.cuda)
 PLAIN_METHODS = set().union(*(dir(kind) for kind in (str, list, dict, set, tuple, bytes)))
 
-# Names another piece of issue 22 (or another issue) adds: the reason is printed instead of "missing".
+# Names another issue adds: the reason is printed instead of "missing".
 OWNED_ELSEWHERE = [
     (r"(manual_seed|initial_seed|seed|Generator|get_rng_state|set_rng_state|rand|randn|randint|randperm|rand_like|"
      r"randn_like|randint_like|multinomial|bernoulli|normal|normal_|uniform_|exponential_|random_|random_split|"
-     r"default_generator|fork_rng|init\..*)$", "random draws: the rng branch (issue 22, items 1-2)"),
+     r"default_generator|fork_rng|init\..*)$", "random draws: autograd/random.py (issue 22)"),
     (r"(rms_norm|RMSNorm|silu|SiLU|bfloat16|polar|view_as_complex|view_as_real|complex64|rsqrt|.*rope.*|.*rotary.*)$",
-     "Llama/Qwen layers and dtypes: the llama/tok branches"),
+     "Llama/Qwen layers and dtypes (issue 23)"),
 ]
 # Names that need what minigpt does not have: a GPU, compilation, processes, other dtypes.
 OUT_OF_SCOPE = [
     (r"cuda\..*|cuda|.*mps.*|backends\..*|xpu.*|device_count|.*cudnn.*|amp\..*|autocast|GradScaler|pin_memory|is_pinned",
      "GPU/MPS: minigpt runs on the CPU (torch.cuda.is_available() is False, as on a CPU-only PyTorch)"),
     (r"compile|jit.*|_dynamo.*|export.*|fx.*|_inductor.*|attention\.flex_attention\..*", "compilation: no compiler (flex_attention compiles its kernels)"),
-    (r"(Linear|Embedding)\((dtype|padding_idx)=\)", "layers' __init__ (initialisation) is the rng branch's; dtype= for bfloat16 the llama/tok branches'"),
+    (r"Embedding\(padding_idx=\)", "not yet: a row that stays zero and gets no gradient; only the Gemma 4 bonus "
+     "notebooks pass it, a model minigpt does not build"),
     (r"(Conv1d|conv1d|softplus)(\(.*=\))?", "Qwen3.5's gated delta-net bonus (convolutions, softplus): outside minigpt's GPT/Llama/Qwen3 models"),
     (r"MultiheadAttention(\(.*=\))?", "PyTorch's own attention layer (packed in_proj weights), only compared against in ch03's bonus"),
     (r"(optim\.)?AdamW\(fused=\)", "fused= is a GPU kernel choice"),
-    (r"utils\.data\.Subset", "random_split returns Subsets: the rng branch (issue 22, item 1)"),
+    (r"utils\.data\.Subset", "random_split returns Subsets (issue 22)"),
     (r"chunk\(axis=\)", "NumPy's spelling that PyTorch also takes; the book's notebook passes dim= elsewhere"),
     (r"distributed.*|multiprocessing.*|nn\.parallel.*|DistributedSampler|.*DistributedDataParallel.*|init_process_group|"
      r"destroy_process_group", "distributed: minigpt's MPI data parallelism is `minigpt train --mpi`, not DDP"),

@@ -30,7 +30,7 @@ from minigpt.nn.layers import (
     skip_init,
 )
 from minigpt.nn.loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
-from minigpt.nn import functional, utils
+from minigpt.nn import functional, init, utils
 from minigpt.nn.torch_names import register_torch_names
 from minigpt.nn.attention import (
     CausalAttention,
@@ -70,6 +70,7 @@ __all__ = [
     "BCELoss",
     "BCEWithLogitsLoss",
     "functional",
+    "init",
     "utils",
     "skip_init",
     "simplified_self_attention",
