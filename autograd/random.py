@@ -39,7 +39,9 @@ operations, and within a unit or two of the last place where it calls a vectoris
 (randn's blocks of 16, which PyTorch runs with SIMD approximations on x86).
 
 A draw that is given no generator uses the ONE default generator of the process,
-`default_generator` (seeded with PyTorch's default seed, 67280421310721, until `manual_seed`).
+`default_generator`, seeded from the operating system's entropy at import, as PyTorch 2.13 seeds
+its default CPU generator (`torch.initial_seed()` differs from process to process), until
+`manual_seed`; a new `Generator()` starts from PyTorch's default seed, 67280421310721.
 Everything that takes `generator=` / `rng=` also takes an `np.random.Generator` (NumPy's own
 streams, as minigpt drew before) or an int seed (a new `Generator` seeded with it).
 
@@ -217,6 +219,7 @@ class Generator:
 
 
 default_generator = Generator()  # torch.default_generator: what every draw without a generator uses
+default_generator.manual_seed(secrets.randbits(64))  # a fresh seed per process, as PyTorch's default CPU generator
 
 
 def manual_seed(seed) -> Generator:

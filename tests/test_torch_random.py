@@ -229,3 +229,14 @@ def test_numpy_generators_still_work():
     np.testing.assert_array_equal(a, np.random.default_rng(0).random(3, dtype=np.float32))
     out = F.dropout(torch.ones(100), p=0.5, rng=np.random.default_rng(1))
     assert set(np.unique(out.data)) <= {0.0, 2.0}
+
+
+def test_the_default_generator_starts_from_a_fresh_seed_in_every_process():
+    # PyTorch 2.13 seeds its default CPU generator from the OS's entropy (torch.initial_seed()
+    # differs between processes); a new Generator() starts from the fixed default seed.
+    import subprocess
+    import sys
+
+    code = "import autograd; print(autograd.initial_seed())"
+    seeds = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout for _ in range(2)}
+    assert len(seeds) == 2
