@@ -323,11 +323,37 @@ def test_the_threaded_paths_are_taken(threads, small_grain, monkeypatch):
         return original(begin, end, grain_size, function)
 
     for module in THREADED_KERNELS:
-        monkeypatch.setattr(module, "parallel_for", counting)
+        if hasattr(module, "parallel_for"):
+            monkeypatch.setattr(module, "parallel_for", counting)
+    monkeypatch.setattr(parallel, "parallel_for", counting)  # attention's, through parallel_for_one_blas_thread
     _forward_backward(F.gelu, [RNG.standard_normal((7, 33), dtype=np.float32)], np.ones((7, 33), np.float32))
     _forward_backward(lambda q, k, v: F.scaled_dot_product_attention(q, k, v),
                       [RNG.standard_normal((2, 3, 6, 4), dtype=np.float32) for _ in range(3)], np.ones((2, 3, 6, 4), np.float32))
     assert len(calls) == 4 and all(pieces >= 2 for pieces in calls)
+
+
+def test_parallel_for_one_blas_thread_runs_blas_in_one_thread_and_restores_it(threads):
+    from threadpoolctl import threadpool_limits
+    handles = parallel._openblas_thread_functions()
+    if not handles:
+        pytest.skip("NumPy's BLAS is not a pthreads OpenBLAS")
+    get_threads = handles[0][0]
+    with threadpool_limits(limits=2, user_api="blas"):
+        threads(2)
+        seen, lock = [], threading.Lock()
+
+        def record(start, stop):
+            with lock:
+                seen.append((start, stop, get_threads()))
+
+        parallel.parallel_for_one_blas_thread(0, 8, 1, record)
+        assert sorted(start for start, _, _ in seen) == [start for start, _, _ in sorted(seen)] and len(seen) >= 2
+        assert {count for _, _, count in seen} == {1}
+        assert get_threads() == 2  # given back
+        threads(1)  # one engine thread: inline, BLAS keeps its threads
+        seen.clear()
+        parallel.parallel_for_one_blas_thread(0, 8, 1, record)
+        assert seen == [(0, 8, 2)]
 
 
 # ------------------------------------------------------------------------------------------------
