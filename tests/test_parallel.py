@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import autograd
 from autograd import functional as F
-from autograd import parallel
+from autograd import Tensor, parallel
 from autograd.fast import attention as fast_attention
 from autograd.fast import cross_entropy as fast_cross_entropy
 from autograd.fast import gelu as fast_gelu
@@ -411,3 +411,25 @@ def test_parallel_for_waits_for_started_pieces_before_raising(threads):
     with pytest.raises(KeyboardInterrupt):
         parallel.parallel_for(0, 4, 1, work)
     assert out.sum() >= 1  # the worker's piece was written before parallel_for left
+
+
+def test_few_row_linear_shares_the_weight_rows_among_threads(threads, monkeypatch):
+    """Cached generation's products (autograd/fast/linear.py): split by weight rows, same values."""
+    from autograd.fast import linear as fast_linear
+    rng = np.random.default_rng(3)
+    x, weight, bias = (rng.standard_normal(shape, dtype=np.float32) for shape in ((2, 1, 24), (37, 24), (37,)))
+    threads(1)
+    expected = F.linear(Tensor(x), Tensor(weight), Tensor(bias)).numpy()
+    threads(2)
+    monkeypatch.setattr(fast_linear, "_WEIGHT_GRAIN", 24 * 5)  # pieces of 5 weight rows
+    pieces, original = [], parallel.parallel_for
+
+    def counting(begin, end, grain_size, function):
+        pieces.append((end - begin) // grain_size)
+        return original(begin, end, grain_size, function)
+
+    monkeypatch.setattr(parallel, "parallel_for", counting)
+    got = F.linear(Tensor(x), Tensor(weight), Tensor(bias)).numpy()
+    assert pieces == [7]
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got, x @ weight.T + bias, rtol=1e-5, atol=1e-5)
