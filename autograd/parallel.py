@@ -6,7 +6,9 @@ array, so two Python threads, each running the same ufuncs on its own half of th
 cores. `parallel_for(begin, end, grain_size, function)` cuts [begin, end) into a few contiguous
 ranges and calls `function(start, stop)` on each, from the calling thread and a pool of workers.
 The fast kernels of `autograd/fast/` (softmax inside attention, GELU, layer norm,
-cross-entropy) use it for their element-wise passes; the reference kernels never do. Measured per op on the book's 124M model
+cross-entropy) use it for their element-wise passes; attention (its heads, products included) and
+few-row linear products use `parallel_for_one_blas_thread`, which also keeps OpenBLAS in one
+thread while the pieces run; the reference kernels never do. Measured per op on the book's 124M model
 (batch 2 x 256, 2 cores, one forward + backward): GELU 54 -> 34 ms, cross-entropy 27 -> 17 ms,
 attention 189 -> 166 ms, provided OpenBLAS's idle threads do not hold the second core (see
 `set_openblas_thread_timeout` below); the matrix products, 87 % of the step, are BLAS's.
