@@ -333,8 +333,9 @@ def parallel_for_one_blas_thread(begin: int, end: int, grain_size: int, function
     (measured, Qwen3-100M attention, 2 cores, load 10: 1.5 s per batch of 24 products of
     256 x 64 x 256 against 24-31 ms in one BLAS thread). Here the engine's threads share the
     heads instead and each product runs whole in the thread that calls it. The BLAS thread count
-    is process-wide: it is restored when the pieces are done (products that other Python threads
-    start meanwhile run in one thread too). With one engine thread nothing changes: the pieces
+    is process-wide: it is restored when the pieces are done, by the last of the calls running
+    at once in different Python threads (products that other Python threads start meanwhile run
+    in one thread too). With one engine thread nothing changes: the pieces
     run inline and BLAS keeps its threads.
 
     Args and Raises: as `parallel_for`.
@@ -344,11 +345,34 @@ def parallel_for_one_blas_thread(begin: int, end: int, grain_size: int, function
     if not handles:
         parallel_for(begin, end, grain_size, function)
         return
-    previous = [get() for get, _ in handles]
-    for _, set_threads in handles:
-        set_threads(1)
+    _one_blas_thread_enter(handles)
     try:
         parallel_for(begin, end, grain_size, function)
     finally:
-        for (_, set_threads), count in zip(handles, previous):
-            set_threads(count)
+        _one_blas_thread_leave(handles)
+
+
+_one_blas_lock = threading.Lock()
+_one_blas_users = 0  # calls of parallel_for_one_blas_thread running now, in any Python thread
+_one_blas_previous: list = []  # the BLAS thread counts the first of them found
+
+
+def _one_blas_thread_enter(handles: list) -> None:
+    """The first concurrent caller saves OpenBLAS's thread counts and sets 1; the others count."""
+    global _one_blas_users, _one_blas_previous
+    with _one_blas_lock:
+        if _one_blas_users == 0:
+            _one_blas_previous = [get() for get, _ in handles]
+            for _, set_threads in handles:
+                set_threads(1)
+        _one_blas_users += 1
+
+
+def _one_blas_thread_leave(handles: list) -> None:
+    """The last concurrent caller to finish gives OpenBLAS its saved thread counts back."""
+    global _one_blas_users
+    with _one_blas_lock:
+        _one_blas_users -= 1
+        if _one_blas_users == 0:
+            for (_, set_threads), count in zip(handles, _one_blas_previous):
+                set_threads(count)

@@ -354,6 +354,18 @@ def test_parallel_for_one_blas_thread_runs_blas_in_one_thread_and_restores_it(th
         seen.clear()
         parallel.parallel_for_one_blas_thread(0, 8, 1, record)
         assert seen == [(0, 8, 2)]
+        threads(2)  # two calls at once in two Python threads: the one that ends first restores nothing
+        inner = []
+
+        def outer(start, stop):
+            helper = threading.Thread(target=parallel.parallel_for_one_blas_thread,
+                                      args=(0, 1, 1, lambda a, b: inner.append(get_threads())))
+            helper.start()
+            helper.join()
+            inner.append(get_threads())
+
+        parallel.parallel_for_one_blas_thread(0, 1, 1, outer)
+        assert inner == [1, 1] and get_threads() == 2
 
 
 # ------------------------------------------------------------------------------------------------
