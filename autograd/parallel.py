@@ -6,7 +6,9 @@ array, so two Python threads, each running the same ufuncs on its own half of th
 cores. `parallel_for(begin, end, grain_size, function)` cuts [begin, end) into a few contiguous
 ranges and calls `function(start, stop)` on each, from the calling thread and a pool of workers.
 The fast kernels of `autograd/fast/` (softmax inside attention, GELU, layer norm,
-cross-entropy) use it for their element-wise passes; the reference kernels never do. Measured per op on the book's 124M model
+cross-entropy) use it for their element-wise passes; attention (its heads, products included) and
+few-row linear products use `parallel_for_one_blas_thread`, which also keeps OpenBLAS in one
+thread while the pieces run; the reference kernels never do. Measured per op on the book's 124M model
 (batch 2 x 256, 2 cores, one forward + backward): GELU 54 -> 34 ms, cross-entropy 27 -> 17 ms,
 attention 189 -> 166 ms, provided OpenBLAS's idle threads do not hold the second core (see
 `set_openblas_thread_timeout` below); the matrix products, 87 % of the step, are BLAS's.
@@ -297,3 +299,80 @@ def set_openblas_thread_timeout(exponent: int = 16) -> bool:
                 os.environ["OPENBLAS_THREAD_TIMEOUT"] = previous
         applied = True
     return applied
+
+
+_openblas_handles: list | None = None  # [(get, set)] per OpenBLAS with a thread pool; None: not looked up yet
+
+
+def _openblas_thread_functions() -> list:
+    """(get_num_threads, set_num_threads) of every pthreads OpenBLAS that NumPy loaded.
+
+    Looked up once through threadpoolctl (which takes milliseconds and knows the libraries'
+    symbol prefixes, e.g. NumPy's scipy_openblas64_), then cached: the calls themselves take
+    about a microsecond. Empty without threadpoolctl or without OpenBLAS.
+    """
+    global _openblas_handles
+    if _openblas_handles is None:
+        try:
+            import numpy  # noqa: F401  (loads OpenBLAS, so that threadpoolctl can see it)
+            from threadpoolctl import ThreadpoolController
+            libraries = ThreadpoolController().select(internal_api="openblas").lib_controllers
+        except ImportError:
+            libraries = []
+        _openblas_handles = [(library.get_num_threads, library.set_num_threads) for library in libraries
+                             if getattr(library, "threading_layer", None) == "pthreads"]
+    return _openblas_handles
+
+
+def parallel_for_one_blas_thread(begin: int, end: int, grain_size: int, function) -> None:
+    """`parallel_for`, with OpenBLAS in one thread while the pieces run when they run in threads.
+
+    For pieces that are themselves small matrix products (attention's (T x D) @ (D x T) per
+    head): OpenBLAS would otherwise cut each small product over every core and make its threads
+    wait for each other once per product, which on a busy machine costs far more than the product
+    (measured, Qwen3-100M attention, 2 cores, load 10: 1.5 s per batch of 24 products of
+    256 x 64 x 256 against 24-31 ms in one BLAS thread). Here the engine's threads share the
+    heads instead and each product runs whole in the thread that calls it. The BLAS thread count
+    is process-wide: it is restored when the pieces are done, by the last of the calls running
+    at once in different Python threads (products that other Python threads start meanwhile run
+    in one thread too). With one engine thread nothing changes: the pieces
+    run inline and BLAS keeps its threads.
+
+    Args and Raises: as `parallel_for`.
+    """
+    inline = get_num_threads() <= 1 or getattr(_state, "inside", False)
+    handles = [] if inline else _openblas_thread_functions()
+    if not handles:
+        parallel_for(begin, end, grain_size, function)
+        return
+    _one_blas_thread_enter(handles)
+    try:
+        parallel_for(begin, end, grain_size, function)
+    finally:
+        _one_blas_thread_leave(handles)
+
+
+_one_blas_lock = threading.Lock()
+_one_blas_users = 0  # calls of parallel_for_one_blas_thread running now, in any Python thread
+_one_blas_previous: list = []  # the BLAS thread counts the first of them found
+
+
+def _one_blas_thread_enter(handles: list) -> None:
+    """The first concurrent caller saves OpenBLAS's thread counts and sets 1; the others count."""
+    global _one_blas_users, _one_blas_previous
+    with _one_blas_lock:
+        if _one_blas_users == 0:
+            _one_blas_previous = [get() for get, _ in handles]
+            for _, set_threads in handles:
+                set_threads(1)
+        _one_blas_users += 1
+
+
+def _one_blas_thread_leave(handles: list) -> None:
+    """The last concurrent caller to finish gives OpenBLAS its saved thread counts back."""
+    global _one_blas_users
+    with _one_blas_lock:
+        _one_blas_users -= 1
+        if _one_blas_users == 0:
+            for (_, set_threads), count in zip(handles, _one_blas_previous):
+                set_threads(count)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import autograd
 from autograd import functional as F
-from autograd import parallel
+from autograd import Tensor, parallel
 from autograd.fast import attention as fast_attention
 from autograd.fast import cross_entropy as fast_cross_entropy
 from autograd.fast import gelu as fast_gelu
@@ -323,11 +323,49 @@ def test_the_threaded_paths_are_taken(threads, small_grain, monkeypatch):
         return original(begin, end, grain_size, function)
 
     for module in THREADED_KERNELS:
-        monkeypatch.setattr(module, "parallel_for", counting)
+        if hasattr(module, "parallel_for"):
+            monkeypatch.setattr(module, "parallel_for", counting)
+    monkeypatch.setattr(parallel, "parallel_for", counting)  # attention's, through parallel_for_one_blas_thread
     _forward_backward(F.gelu, [RNG.standard_normal((7, 33), dtype=np.float32)], np.ones((7, 33), np.float32))
     _forward_backward(lambda q, k, v: F.scaled_dot_product_attention(q, k, v),
                       [RNG.standard_normal((2, 3, 6, 4), dtype=np.float32) for _ in range(3)], np.ones((2, 3, 6, 4), np.float32))
     assert len(calls) == 4 and all(pieces >= 2 for pieces in calls)
+
+
+def test_parallel_for_one_blas_thread_runs_blas_in_one_thread_and_restores_it(threads):
+    from threadpoolctl import threadpool_limits
+    handles = parallel._openblas_thread_functions()
+    if not handles:
+        pytest.skip("NumPy's BLAS is not a pthreads OpenBLAS")
+    get_threads = handles[0][0]
+    with threadpool_limits(limits=2, user_api="blas"):
+        threads(2)
+        seen, lock = [], threading.Lock()
+
+        def record(start, stop):
+            with lock:
+                seen.append((start, stop, get_threads()))
+
+        parallel.parallel_for_one_blas_thread(0, 8, 1, record)
+        assert sorted(start for start, _, _ in seen) == [start for start, _, _ in sorted(seen)] and len(seen) >= 2
+        assert {count for _, _, count in seen} == {1}
+        assert get_threads() == 2  # given back
+        threads(1)  # one engine thread: inline, BLAS keeps its threads
+        seen.clear()
+        parallel.parallel_for_one_blas_thread(0, 8, 1, record)
+        assert seen == [(0, 8, 2)]
+        threads(2)  # two calls at once in two Python threads: the one that ends first restores nothing
+        inner = []
+
+        def outer(start, stop):
+            helper = threading.Thread(target=parallel.parallel_for_one_blas_thread,
+                                      args=(0, 1, 1, lambda a, b: inner.append(get_threads())))
+            helper.start()
+            helper.join()
+            inner.append(get_threads())
+
+        parallel.parallel_for_one_blas_thread(0, 1, 1, outer)
+        assert inner == [1, 1] and get_threads() == 2
 
 
 # ------------------------------------------------------------------------------------------------
@@ -385,3 +423,25 @@ def test_parallel_for_waits_for_started_pieces_before_raising(threads):
     with pytest.raises(KeyboardInterrupt):
         parallel.parallel_for(0, 4, 1, work)
     assert out.sum() >= 1  # the worker's piece was written before parallel_for left
+
+
+def test_few_row_linear_shares_the_weight_rows_among_threads(threads, monkeypatch):
+    """Cached generation's products (autograd/fast/linear.py): split by weight rows, same values."""
+    from autograd.fast import linear as fast_linear
+    rng = np.random.default_rng(3)
+    x, weight, bias = (rng.standard_normal(shape, dtype=np.float32) for shape in ((2, 1, 24), (37, 24), (37,)))
+    threads(1)
+    expected = F.linear(Tensor(x), Tensor(weight), Tensor(bias)).numpy()
+    threads(2)
+    monkeypatch.setattr(fast_linear, "_WEIGHT_GRAIN", 24 * 5)  # pieces of 5 weight rows
+    pieces, original = [], parallel.parallel_for
+
+    def counting(begin, end, grain_size, function):
+        pieces.append((end - begin) // grain_size)
+        return original(begin, end, grain_size, function)
+
+    monkeypatch.setattr(parallel, "parallel_for", counting)
+    got = F.linear(Tensor(x), Tensor(weight), Tensor(bias)).numpy()
+    assert pieces == [7]
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got, x @ weight.T + bias, rtol=1e-5, atol=1e-5)

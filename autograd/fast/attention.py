@@ -3,10 +3,13 @@
 What is different from `autograd/reference/attention.py` (same results to rounding, see
 tests/test_kernels.py): causal attention is computed in blocks of `_QUERY_BLOCK` queries that
 skip the keys every row of the block has masked (measurement at `_QUERY_BLOCK`); the scores
-become the weights in place; the element-wise passes are shared among the threads by heads
-(`parallel_for`; measured on the book's 124M model, batch 2 x 256, 2 cores: 189 -> 166 ms per
-forward + backward); the dropout mask is drawn whole, once, so that it does not depend on the
-blocks (and equals the reference's).
+become the weights in place; the heads (every (batch, head) matrix) are shared among the
+engine's threads, each doing the whole forward (or backward) of its heads, small matrix products
+included, with OpenBLAS in one thread meanwhile (`parallel_for_one_blas_thread`). OpenBLAS would
+otherwise split each (T x D) @ (D x T) product of one head over both cores and make its threads
+meet once per product: measured, forward + backward of (2, 12, 256, 64) causal, 2 threads, 2
+cores at load average 7-9: 630-770 ms before, 40-62 ms after. The dropout mask is drawn whole,
+once, so that it does not depend on the blocks or the threads (and equals the reference's).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 from autograd.reference.dropout import dropout_keep_mask
 from autograd.reference.dropout import dropout_scale as scale_of_kept
 from autograd.function import Function
-from autograd.parallel import GRAIN_SIZE, parallel_for
+from autograd.parallel import GRAIN_SIZE, parallel_for_one_blas_thread
 
 __all__ = ["ScaledDotProductAttention"]
 
@@ -69,42 +72,63 @@ class ScaledDotProductAttention(Function):
         mask = _causal_mask(num_queries, num_keys, q.dtype) if causal else None
         blocks = _query_blocks(num_queries, num_keys, causal)
         out = np.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype)  # (B, H, T, D)
+        heads_q, heads_k, heads_v, heads_out = _by_head(q_scaled), _by_head(k), _by_head(v), _by_head(out)
+        num_heads = heads_q.shape[0]
         saved = []
-        for start, stop, keys in blocks:
-            # (B, H, b, D) @ (B, H, D, keys) -> (B, H, b, keys): this block's queries, the keys it may see.
-            weights = q_scaled[..., start:stop, :] @ np.swapaxes(k[..., :keys, :], -1, -2)
-            block_keep = keep[..., start:stop, :keys] if keep is not None else None
+        for start, stop, keys in blocks:  # (G, b, keys) per block: the scores, then the weights
+            weights = np.empty((num_heads, stop - start, keys), dtype=q.dtype)
+            block_keep = _by_head(keep[..., start:stop, :keys]) if keep is not None else None
             kept = np.empty_like(weights) if keep is not None else weights
-            block_mask = mask[start:stop, :keys] if mask is not None else None
-            _attention_weights(weights, block_mask, kept, block_keep, dropout_scale)
-            out[..., start:stop, :] = kept @ v[..., :keys, :]  # (B, H, b, keys) @ (B, H, keys, D)
             saved.append((weights, kept, block_keep))
-        self.q_scaled, self.k, self.v, self.blocks, self.saved = q_scaled, k, v, blocks, saved
-        self.dropout_scale = dropout_scale
+
+        def heads(first: int, last: int) -> None:
+            for (start, stop, keys), (weights, kept, block_keep) in zip(blocks, saved):
+                # (h, b, D) @ (h, D, keys) -> (h, b, keys): this block's queries, the keys it may see.
+                head_weights = weights[first:last]
+                np.matmul(heads_q[first:last, start:stop], np.swapaxes(heads_k[first:last, :keys], -1, -2), out=head_weights)
+                head_kept = kept[first:last]
+                _weights_in_place(head_weights, mask[start:stop, :keys] if mask is not None else None, head_kept,
+                                  block_keep[first:last] if block_keep is not None else None, dropout_scale)
+                heads_out[first:last, start:stop] = head_kept @ heads_v[first:last, :keys]  # (h, b, keys) @ (h, keys, D)
+
+        parallel_for_one_blas_thread(0, num_heads, _heads_grain(num_queries, num_keys), heads)
+        self.q_scaled, self.k, self.v, self.blocks, self.saved = heads_q, heads_k, heads_v, blocks, saved
+        self.dropout_scale, self.shapes = dropout_scale, (q.shape, k.shape, v.shape)
         return out
 
     def backward(self, dout):
-        q_scaled, k, v = self.q_scaled, self.k, self.v
-        num_keys = k.shape[-2]
-        dq, dk, dv = np.empty_like(q_scaled), None, None
-        # Last block first: it sees the most keys (all of them, unless there are more keys than
-        # queries), so its key and value gradients start dk and dv; the other blocks add to them.
-        for (start, stop, keys), (weights, kept, keep) in reversed(list(zip(self.blocks, self.saved))):
-            dout_block = dout[..., start:stop, :]  # (B, H, b, D)
-            dv_block = np.swapaxes(kept, -1, -2) @ dout_block  # (B, H, keys, b) @ (B, H, b, D)
-            dscores = dout_block @ np.swapaxes(v[..., :keys, :], -1, -2)  # dkept: (B, H, b, keys)
-            _attention_scores_gradient(dscores, weights, keep, self.dropout_scale)
-            dq[..., start:stop, :] = dscores @ k[..., :keys, :]  # (B, H, b, keys) @ (B, H, keys, D)
-            dk_block = np.swapaxes(dscores, -1, -2) @ q_scaled[..., start:stop, :]  # (B, H, keys, D)
-            if dk is None and keys == num_keys:
-                dk, dv = dk_block, dv_block
-                continue
-            if dk is None:  # keys after the last query are masked for every query: gradient 0
-                dk, dv = np.zeros_like(k), np.zeros_like(v)
-            dk[..., :keys, :] += dk_block
-            dv[..., :keys, :] += dv_block
+        heads_q, heads_k, heads_v = self.q_scaled, self.k, self.v
+        heads_dout = _by_head(np.ascontiguousarray(dout))
+        num_keys = heads_k.shape[-2]
+        dq, dk, dv = np.empty_like(heads_q), np.empty_like(heads_k), np.empty_like(heads_v)
+        blocks = list(zip(self.blocks, self.saved))
+
+        def heads(first: int, last: int) -> None:
+            # Last block first: it sees the most keys (all of them, unless there are more keys
+            # than queries), so its key and value gradients start dk and dv; the others add to them.
+            started = False
+            for (start, stop, keys), (weights, kept, keep) in reversed(blocks):
+                dout_block = heads_dout[first:last, start:stop]  # (h, b, D)
+                dv_block = np.swapaxes(kept[first:last], -1, -2) @ dout_block  # (h, keys, b) @ (h, b, D)
+                dscores = dout_block @ np.swapaxes(heads_v[first:last, :keys], -1, -2)  # dkept: (h, b, keys)
+                _scores_gradient_in_place(dscores, weights[first:last], keep[first:last] if keep is not None else None,
+                                          self.dropout_scale)
+                dq[first:last, start:stop] = dscores @ heads_k[first:last, :keys]  # (h, b, keys) @ (h, keys, D)
+                dk_block = np.swapaxes(dscores, -1, -2) @ heads_q[first:last, start:stop]  # (h, keys, D)
+                if not started:
+                    if keys < num_keys:  # keys after the last query are masked for every query: gradient 0
+                        dk[first:last, keys:] = 0
+                        dv[first:last, keys:] = 0
+                    dk[first:last, :keys], dv[first:last, :keys] = dk_block, dv_block
+                    started = True
+                    continue
+                dk[first:last, :keys] += dk_block
+                dv[first:last, :keys] += dv_block
+
+        parallel_for_one_blas_thread(0, dq.shape[0], _heads_grain(dq.shape[-2], num_keys), heads)
         dq *= self.scale  # scores = (scale q) k^T
-        return dq, dk, dv
+        q_shape, k_shape, v_shape = self.shapes
+        return dq.reshape(q_shape), dk.reshape(k_shape), dv.reshape(v_shape)
 
 
 def _query_blocks(num_queries: int, num_keys: int, causal: bool) -> list[tuple[int, int, int]]:
@@ -120,44 +144,25 @@ def _query_blocks(num_queries: int, num_keys: int, causal: bool) -> list[tuple[i
             for start in range(0, num_queries, _QUERY_BLOCK)]
 
 
-def _attention_weights(scores: np.ndarray, mask, kept: np.ndarray, keep, dropout_scale) -> None:
-    """In place: scores (..., b, keys) -> softmax(scores + mask); kept = weights * keep * scale.
-
-    Every (batch, head) matrix is independent: the element-wise passes are shared among the
-    threads by heads; the matrix products around them already use every core through BLAS.
-    """
-    heads_scores, heads_kept = _by_head(scores), _by_head(kept)
-    heads_keep = _by_head(keep) if keep is not None else None
-
-    def heads(start: int, stop: int) -> None:
-        weights = heads_scores[start:stop]  # (h, b, keys): scores, in place -> weights
-        if mask is not None:
-            weights += mask  # future -> -inf
-        _softmax_last_axis_in_place(weights)
-        if heads_keep is not None:
-            kept_part = heads_kept[start:stop]
-            np.multiply(weights, dropout_scale, out=kept_part)
-            kept_part *= heads_keep[start:stop]
-
-    parallel_for(0, heads_scores.shape[0], _heads_grain(heads_scores), heads)
+def _weights_in_place(weights: np.ndarray, mask, kept: np.ndarray, keep, dropout_scale) -> None:
+    """In place: scores (h, b, keys) -> softmax(scores + mask); kept = weights * keep * scale (if keep)."""
+    if mask is not None:
+        weights += mask  # future -> -inf
+    _softmax_last_axis_in_place(weights)
+    if keep is not None:
+        np.multiply(weights, dropout_scale, out=kept)
+        kept *= keep
 
 
-def _attention_scores_gradient(dkept: np.ndarray, weights: np.ndarray, keep, dropout_scale) -> None:
-    """In place: dkept (..., b, keys) -> dscores, through the dropout and the softmax rule."""
-    heads_dscores, heads_weights = _by_head(dkept), _by_head(weights)
-    heads_keep = _by_head(keep) if keep is not None else None
-
-    def heads(start: int, stop: int) -> None:
-        dscores, weights_part = heads_dscores[start:stop], heads_weights[start:stop]  # (h, b, keys)
-        if heads_keep is not None:
-            dscores *= dropout_scale  # through the dropout: kept = weights * keep * scale
-            dscores *= heads_keep[start:stop]
-        # Softmax rule, in place: dscores = weights * (dweights - sum(dweights * weights, -1)).
-        row_dot = np.einsum("hij,hij->hi", dscores, weights_part)[..., None]  # (h, b, 1)
-        dscores -= row_dot
-        dscores *= weights_part
-
-    parallel_for(0, heads_dscores.shape[0], _heads_grain(heads_dscores), heads)
+def _scores_gradient_in_place(dscores: np.ndarray, weights: np.ndarray, keep, dropout_scale) -> None:
+    """In place: dkept (h, b, keys) -> dscores, through the dropout and the softmax rule."""
+    if keep is not None:
+        dscores *= dropout_scale  # through the dropout: kept = weights * keep * scale
+        dscores *= keep
+    # Softmax rule, in place: dscores = weights * (dweights - sum(dweights * weights, -1)).
+    row_dot = np.einsum("hij,hij->hi", dscores, weights)[..., None]  # (h, b, 1)
+    dscores -= row_dot
+    dscores *= weights
 
 
 def _by_head(array: np.ndarray) -> np.ndarray:
@@ -170,9 +175,9 @@ def _by_head(array: np.ndarray) -> np.ndarray:
     return array.reshape((math.prod(array.shape[:-2]),) + array.shape[-2:])
 
 
-def _heads_grain(heads: np.ndarray) -> int:
-    """The fewest (T_q, T_k) matrices worth a thread of their own: GRAIN_SIZE elements."""
-    return max(1, GRAIN_SIZE // max(heads.shape[-1] * heads.shape[-2], 1))
+def _heads_grain(num_queries: int, num_keys: int) -> int:
+    """The fewest heads worth a thread of their own: (T_q, T_k) score matrices of GRAIN_SIZE elements."""
+    return max(1, GRAIN_SIZE // max(num_queries * num_keys, 1))
 
 
 def _softmax_last_axis_in_place(scores: np.ndarray) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from autograd.function import Function
+from autograd.parallel import GRAIN_SIZE, get_num_threads, parallel_for_one_blas_thread
 from autograd.reference.linear import linear_torch_name
 
 __all__ = ["Linear"]
@@ -20,6 +21,10 @@ __all__ = ["Linear"]
 # 768 -> 3072 layer 1.44 / 1.02 (other runs 16.9 / 1.01), 768 -> 768 0.40 / 0.15, the output head
 # 768 -> 50257 194 / 130; at 64 rows the two are even.
 _FEW_ROWS = 32
+
+# Weight elements per piece of a few-row product shared among the engine's threads (see
+# _few_rows_product): 4 GRAIN_SIZE, 2 MiB of float32 weights, about 0.1 ms of one core.
+_WEIGHT_GRAIN = 4 * GRAIN_SIZE
 
 
 class Linear(Function):
@@ -42,7 +47,7 @@ class Linear(Function):
         if rows.shape[0] <= _FEW_ROWS:
             # The same product as W x^T, transposed back: OpenBLAS runs it 2-17x faster for a
             # few rows (each step of cached generation: N = batch size) than rows @ W^T.
-            out = np.ascontiguousarray((weight @ rows.T).T)  # (out, in) @ (in, N) -> (out, N) -> (N, out)
+            out = np.ascontiguousarray(_few_rows_product(weight, rows).T)  # (out, in) @ (in, N) -> (out, N) -> (N, out)
         else:
             out = rows @ weight.T  # (N, in) @ (in, out) -> (N, out)
         if bias is not None:
@@ -60,3 +65,24 @@ class Linear(Function):
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
             dbias = rows_dout.sum(axis=0)
         return dx, dweight, dbias
+
+
+def _few_rows_product(weight: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """weight @ rows.T, (out, in) @ (in, N) -> (out, N), its output rows shared among the engine's threads.
+
+    With more than one engine thread, each thread multiplies its own block of the weight's rows
+    with OpenBLAS in one thread (`parallel_for_one_blas_thread`); OpenBLAS's own threads, which
+    split each product and then wait for each other, lose on a busy machine: measured in cached
+    generation of the Qwen3-100M benchmark (2 cores, load average 7-10), see docs/llama-qwen.md.
+    Each output element is the same dot product of one weight row and one input row either way.
+    """
+    if get_num_threads() <= 1:
+        return weight @ rows.T
+    out = np.empty((weight.shape[0], rows.shape[0]), dtype=np.result_type(weight, rows))
+    columns = rows.T
+
+    def weight_rows(start: int, stop: int) -> None:
+        np.matmul(weight[start:stop], columns, out=out[start:stop])
+
+    parallel_for_one_blas_thread(0, weight.shape[0], max(1, _WEIGHT_GRAIN // max(weight.shape[1], 1)), weight_rows)
+    return out
