@@ -64,8 +64,12 @@ class GPTModel(Module):
         dropout_rng: generator or int seed for every dropout mask of the model; None: a stream
             derived from `rng` when `rng` is given (one seed fixes the whole run), else the
             default generator at each call (as PyTorch: the book's masks after its seed).
-        init: "pytorch" (default: PyTorch's layer defaults, which the book's model gets) or
-            "gpt2" (described below). `minigpt train` chooses per preset (`--init`).
+        init: "pytorch" (PyTorch's layer defaults, which the book's model gets) or "gpt2"
+            (described below). None (default): "pytorch" for an untied head, as the book's
+            configs have, and "gpt2" for a config with `tie_weights` (GPT-2's presets, "tiny"):
+            a tied head scoring with N(0, 1) embeddings would start with logits of standard
+            deviation sqrt(emb_dim) (a loss of ~80 for "tiny", not ln(50257) = 10.8).
+            `minigpt train` chooses per preset (`--init`).
 
     Attributes:
         tok_emb: Embedding(V, C). pos_emb: Embedding(context_length, C). drop_emb: Dropout.
@@ -101,11 +105,13 @@ class GPTModel(Module):
         (1, 4, 50257)
     """
 
-    def __init__(self, cfg, rng=None, dropout_rng=None, init: str = "pytorch"):
+    def __init__(self, cfg, rng=None, dropout_rng=None, init: str | None = None):
         super().__init__()
-        if init not in ("gpt2", "pytorch"):
-            raise ValueError(f"GPTModel: init must be 'gpt2' or 'pytorch', got {init!r}")
+        if init not in (None, "gpt2", "pytorch"):
+            raise ValueError(f"GPTModel: init must be 'gpt2', 'pytorch' or None, got {init!r}")
         cfg = get_config(cfg)
+        if init is None:
+            init = "gpt2" if cfg.tie_weights else "pytorch"
         generator = _generator(rng)
         self.cfg = cfg
         # The book's order of construction, each layer drawing its own weights as it is built:

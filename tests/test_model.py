@@ -294,3 +294,22 @@ def test_generate_text_simple_is_greedy_and_restores_training_mode():
     for position in range(3, 13):
         context = out[:, max(0, position - 8):position]
         assert out[0, position] == model(context).data[0, -1].argmax()
+
+
+def test_the_default_init_is_pytorchs_for_an_untied_head_and_gpt2s_for_a_tied_one():
+    # The book's configs (untied head) get PyTorch's layer init; a tied head scoring with N(0, 1)
+    # embeddings would start near a loss of 80, so tied configs get GPT-2's scheme.
+    small = dict(vocab_size=64, context_length=8, emb_dim=16, n_heads=2, n_layers=1, drop_rate=0.0, qkv_bias=False)
+    for tie, expected in ((False, "pytorch"), (True, "gpt2")):
+        cfg = dict(small, tie_weights=tie)
+        autograd.manual_seed(5)
+        default = GPTModel(cfg)
+        autograd.manual_seed(5)
+        explicit = GPTModel(cfg, init=expected)
+        for (name, a), (_, b) in zip(default.state_dict().items(), explicit.state_dict().items()):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=name)
+    autograd.manual_seed(5)
+    tied = GPTModel(dict(small, tie_weights=True))
+    autograd.manual_seed(5)
+    tied_pytorch = GPTModel(dict(small, tie_weights=True), init="pytorch")
+    assert not np.array_equal(np.asarray(tied.tok_emb.weight.data), np.asarray(tied_pytorch.tok_emb.weight.data))
