@@ -50,9 +50,6 @@ from minigpt.nn.swiglu import SwiGLUFeedForward as FeedForward
 __all__ = ["LLAMA32_CONFIG_1B", "LLAMA32_CONFIG_3B", "PRESETS", "Llama3Config", "Llama3Model", "TransformerBlock", "FeedForward",
            "GroupedQueryAttention", "get_llama3_config"]
 
-# bfloat16 arrives with the tokenizer branch (autograd.bfloat16); until then the name is a string.
-_BFLOAT16 = getattr(autograd, "bfloat16", "bfloat16")
-
 LLAMA32_CONFIG_1B = {
     "vocab_size": 128_256,           # Vocabulary size
     "context_length": 131_072,       # Context length that was used to train the model
@@ -62,7 +59,7 @@ LLAMA32_CONFIG_1B = {
     "hidden_dim": 8192,              # Size of the intermediate dimension in FeedForward
     "n_kv_groups": 8,                # Key-Value groups for grouped-query attention
     "rope_base": 500_000.0,          # The base in RoPE's "theta"
-    "dtype": _BFLOAT16,              # Lower-precision dtype of the released weights (computed in float32 here)
+    "dtype": autograd.bfloat16,      # Lower-precision dtype of the released weights (computed in float32 here)
     "rope_freq": {                   # RoPE frequency scaling
         "factor": 32.0,
         "low_freq_factor": 1.0,

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from minigpt.llama3 import _BFLOAT16, FeedForward, GroupedQueryAttention, Llama3Model, TransformerBlock
+import autograd
+from minigpt.llama3 import FeedForward, GroupedQueryAttention, Llama3Model, TransformerBlock
 from minigpt.nn.module import Module
 from minigpt.nn.rms_norm import Qwen3RMSNorm as RMSNorm
 from minigpt.nn.rope import apply_rope, compute_rope_params
@@ -41,7 +42,7 @@ QWEN_CONFIG_06_B = {
     "qk_norm": True,                 # Whether to normalize queries and keys in GQA
     "n_kv_groups": 8,                # Key-Value groups for grouped-query attention
     "rope_base": 1_000_000.0,        # The base in RoPE's "theta"
-    "dtype": _BFLOAT16,              # Lower-precision dtype of the released weights (computed in float32 here)
+    "dtype": autograd.bfloat16,      # Lower-precision dtype of the released weights (computed in float32 here)
 }
 
 # 1.7 billion parameters
