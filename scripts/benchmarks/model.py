@@ -8,7 +8,9 @@ file, `torch_reference/train_step.py` (the book's model in eager PyTorch, `torch
 float32, same threads, torch.optim.AdamW), runs the same configurations in turn under that Python,
 and the ratios minigpt / PyTorch are printed side by side.
 
-Configurations (`torch_reference/gpt.py`'s CONFIGS of the same names; dropout 0):
+Configurations (`torch_reference/gpt.py`'s CONFIGS of the same names; dropout 0, or `--dropout P`
+on both sides: minigpt's masks are PyTorch's own draws, two 32-bit words of the Mersenne Twister
+an element, see docs/random.md):
 
     book-124M  the book's GPT_CONFIG_124M (768 wide, 12 layers, 12 heads, vocabulary 50257) with
                the context of 256 it is trained with in chapter 5; batch 2 x 256 tokens
@@ -19,6 +21,9 @@ Run (the OPENBLAS_* variables some machines set pick a slower kernel; subprocess
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench.py model \\
         --torch-python /tmp/torchref/bin/python
+
+`--baseline-tree PATH` times the minigpt of another checkout too, alternating with this one (a
+before/after of a change: `git worktree add /tmp/before COMMIT`, then `--baseline-tree /tmp/before`).
 
 Shared machines are noisy: compare the ratios of one run (`--rounds` alternates the two sides and
 takes the median ratio), not absolute times.
@@ -37,7 +42,7 @@ import time
 
 import numpy as np
 
-from benchmarks import check_torch_python, child_python_path
+from benchmarks import SCRIPTS_DIR, check_torch_python, child_python_path
 
 # name -> (model config, batch size, tokens per sequence, the reference's config name)
 CONFIGS = {
@@ -140,7 +145,7 @@ def time_training_steps(compute_loss, zero_grad, update, warmup: int, steps: int
 
 
 def measure(name: str, warmup: int, steps: int, optimizer: str, seed: int = 0, default_malloc: bool = False,
-            threads: int = 2, blas_spin: bool = False) -> dict:
+            threads: int = 2, blas_spin: bool = False, dropout: float = 0.0) -> dict:
     """Time training steps of one configuration in this process; returns seconds per phase."""
     from autograd import functional as F
     from autograd.memory import disable_process_settings, keep_freed_memory
@@ -155,6 +160,7 @@ def measure(name: str, warmup: int, steps: int, optimizer: str, seed: int = 0, d
     set_num_threads(threads)  # the engine's element-wise threads, as many as BLAS's
 
     cfg, batch_size, num_tokens, _ = CONFIGS[name]
+    cfg = dict(cfg, drop_rate=dropout)
     model = GPTModel(cfg, rng=seed)
     model.train()
     adamw = None
@@ -170,18 +176,19 @@ def measure(name: str, warmup: int, steps: int, optimizer: str, seed: int = 0, d
 
     times = time_training_steps(compute_loss, model.zero_grad, adamw.step if adamw is not None else None, warmup, steps)
     return {
-        "config": name, "batch": batch_size, "tokens": num_tokens, "optimizer": optimizer,
+        "config": name, "batch": batch_size, "tokens": num_tokens, "optimizer": optimizer, "dropout": dropout,
         "parameters": model.num_parameters(), "fwd_s": times["fwd_s"], "bwd_s": times["bwd_s"], "opt_s": times["opt_s"],
         "other_cpu_s": times["other_cpu_s"], "loss_first": times["losses"][0], "loss_last": times["losses"][-1],
         "rss_peak_mib": _peak_rss_mib(),
     }
 
 
-def _child_env(threads: int) -> dict:
+def _child_env(threads: int, tree: str | None = None) -> dict:
+    """The subprocess's environment; `tree`: import minigpt and autograd from that checkout instead."""
     env = {key: value for key, value in os.environ.items() if key not in _NOISY_ENV}
     env["OPENBLAS_NUM_THREADS"] = str(threads)
     env["OMP_NUM_THREADS"] = str(threads)
-    env["PYTHONPATH"] = child_python_path(env)
+    env["PYTHONPATH"] = child_python_path(env) if tree is None else os.pathsep.join([SCRIPTS_DIR, tree])
     return env
 
 
@@ -197,15 +204,17 @@ def _maybe_wait(args) -> None:
         print(f"  (machine still busy after {args.wait_quiet:.0f} s of waiting; measuring anyway)", flush=True)
 
 
-def run_minigpt(name: str, args) -> dict:
-    """Measure one configuration in a fresh Python process (for an honest peak memory)."""
+def run_minigpt(name: str, args, tree: str | None = None) -> dict:
+    """Measure one configuration in a fresh Python process (for an honest peak memory); `tree`: the
+    minigpt of another checkout (--baseline-tree), timed by this file's `measure`."""
     _maybe_wait(args)
     command = [sys.executable, "-m", "benchmarks.model", "--worker", name, "--warmup", str(args.warmup),
-               "--steps", str(args.steps), "--optimizer", args.optimizer, "--threads", str(args.threads)]
+               "--steps", str(args.steps), "--optimizer", args.optimizer, "--threads", str(args.threads),
+               "--dropout", str(args.dropout)]
     command += (["--default-malloc"] if args.default_malloc else []) + (["--blas-spin"] if args.blas_spin else [])
-    done = subprocess.run(command, capture_output=True, text=True, env=_child_env(args.threads), check=False)
+    done = subprocess.run(command, capture_output=True, text=True, env=_child_env(args.threads, tree), check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"minigpt benchmark of {name} failed:\n{done.stderr}")
+        raise RuntimeError(f"minigpt benchmark of {name}{' in ' + tree if tree else ''} failed:\n{done.stderr}")
     return _last_json_line(done.stdout, command)
 
 
@@ -215,7 +224,7 @@ def run_torch(name: str, args) -> dict:
     _, batch_size, num_tokens, reference_name = CONFIGS[name]
     command = [args.torch_python, _TORCH_STEP, "--config", reference_name, "--batch", str(batch_size),
                "--tokens", str(num_tokens), "--adamw", args.torch_adamw, "--warmup", str(args.warmup),
-               "--steps", str(args.steps), "--threads", str(args.threads)]
+               "--steps", str(args.steps), "--threads", str(args.threads), "--dropout", str(args.dropout)]
     done = subprocess.run(command, capture_output=True, text=True, env=_child_env(args.threads), check=False)
     if done.returncode != 0:
         raise RuntimeError(f"PyTorch reference for {name} failed:\n{done.stderr}")
@@ -234,7 +243,7 @@ def _disturbance(records: list[dict]) -> str:
     return f"  others used {100 * other / wall:4.0f}% of a CPU" if wall else ""
 
 
-def summarize(name: str, ours: list[dict], theirs: list[dict]) -> list[str]:
+def summarize(name: str, ours: list[dict], theirs: list[dict], baseline: list[dict] = ()) -> list[str]:
     """Lines of the report for one configuration (ratios are medians over rounds)."""
     _, batch_size, num_tokens, _ = CONFIGS[name]
     tokens = batch_size * num_tokens
@@ -247,6 +256,14 @@ def summarize(name: str, ours: list[dict], theirs: list[dict]) -> list[str]:
         f"step {step:8.1f} ms  {tokens / (fwd_bwd / 1000):9.0f} tokens/s (fwd+bwd)  peak {memory:7.0f} MiB"
         + _disturbance(ours)
     ]
+    if baseline:
+        base_step = statistics.median(_median_ms(r, "fwd_s", "bwd_s", "opt_s") for r in baseline)
+        ratios = [_median_ms(a, "fwd_s", "bwd_s", "opt_s") / _median_ms(b, "fwd_s", "bwd_s", "opt_s")
+                  for a, b in zip(ours, baseline)]
+        lines.append(
+            f"{'':10s} baseline step {base_step:8.1f} ms" + _disturbance(baseline) + f"; this / baseline: step "
+            f"{statistics.median(ratios):.3f}x (rounds: {', '.join(f'{r:.3f}' for r in ratios)})"
+        )
     if theirs:
         torch_fwd_bwd = statistics.median(_median_ms(r, "fwd_s", "bwd_s") for r in theirs)
         torch_step = statistics.median(_median_ms(r, "fwd_s", "bwd_s", "opt_s") for r in theirs)
@@ -281,10 +298,15 @@ def main(argv=None) -> None:
     parser.add_argument("--optimizer", choices=["adamw", "none"], default="adamw",
                         help="include minigpt.optim.AdamW in the step, as the reference does (default adamw); "
                              "the fwd+bwd figures never include it")
+    parser.add_argument("--dropout", type=float, default=0.0,
+                        help="drop_rate of both models (default 0; the book trains with 0.1)")
     parser.add_argument("--torch-python", default=None,
                         help="a Python with torch (e.g. /tmp/torchref/bin/python) to run the reference; omit to skip")
     parser.add_argument("--torch-adamw", default="default", choices=["default", "foreach", "fused"],
                         help="the reference's AdamW implementation (default: torch.optim.AdamW's default)")
+    parser.add_argument("--baseline-tree", default=None, metavar="PATH",
+                        help="also time the minigpt of another checkout (e.g. `git worktree add /tmp/before COMMIT`), "
+                             "alternating with this one in every round, and print the step ratio this / baseline")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="before each measurement wait up to SECONDS for other processes to go idle (default 0: no wait)")
     parser.add_argument("--default-malloc", action="store_true",
@@ -295,29 +317,36 @@ def main(argv=None) -> None:
     parser.add_argument("--json", default=None, help="also write every raw record to this file (JSON lines)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if not 0.0 <= args.dropout < 1.0:
+        parser.error(f"--dropout must be a probability in [0, 1), got {args.dropout}")
+    if args.baseline_tree is not None and not os.path.isfile(os.path.join(args.baseline_tree, "minigpt", "model.py")):
+        parser.error(f"--baseline-tree {args.baseline_tree!r} is not a minigpt checkout (no minigpt/model.py)")
 
     if args.worker:
         record = measure(args.worker, args.warmup, args.steps, args.optimizer, default_malloc=args.default_malloc,
-                         threads=args.threads, blas_spin=args.blas_spin)
+                         threads=args.threads, blas_spin=args.blas_spin, dropout=args.dropout)
         print(json.dumps(record), flush=True)
         return
 
     check_torch_python(parser, args.torch_python)  # before minigpt's part, which takes minutes
     print(f"minigpt training-step benchmark: configs {args.configs}, warmup {args.warmup}, steps {args.steps}, "
-          f"rounds {args.rounds}, threads {args.threads}, optimizer {args.optimizer}, "
+          f"rounds {args.rounds}, threads {args.threads}, optimizer {args.optimizer}, dropout {args.dropout}, "
           f"malloc {'default' if args.default_malloc else 'keep_freed_memory'}, "
           f"OpenBLAS idle threads {'spin (default)' if args.blas_spin else 'sleep (set_openblas_thread_timeout)'}, "
           f"torch {args.torch_python or 'not run'} (torch_reference/train_step.py, AdamW {args.torch_adamw}); "
           f"numpy {np.__version__}", flush=True)
     records = []
     for name in args.configs:
-        ours, theirs = [], []
+        ours, theirs, baseline = [], [], []
         for _ in range(args.rounds):
             ours.append(run_minigpt(name, args))
+            if args.baseline_tree:
+                baseline.append(run_minigpt(name, args, tree=os.path.abspath(args.baseline_tree)))
             if args.torch_python:
                 theirs.append(run_torch(name, args))
         records += [dict(r, side="minigpt") for r in ours] + [dict(r, side="torch") for r in theirs]
-        for line in summarize(name, ours, theirs):
+        records += [dict(r, side="baseline", tree=args.baseline_tree) for r in baseline]
+        for line in summarize(name, ours, theirs, baseline):
             print(line, flush=True)
     if args.json:
         write_json_lines(args.json, records)

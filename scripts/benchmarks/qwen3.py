@@ -81,6 +81,41 @@ def measure_train(name: str, warmup: int, steps: int, threads: int) -> dict:
             "parameters": model.num_parameters(), "rss_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def measure_products(name: str, steps: int, threads: int) -> dict:
+    """Seconds of the training step's weight products alone: a floor for any NumPy implementation.
+
+    Every nn.Linear of the step (the 7 of each block and the output head) with the step's shapes,
+    as NumPy float32 products on OpenBLAS's threads into preallocated outputs, nothing else: the
+    forward product x @ W^T and the two of the backward pass, dY @ W (the input's gradient) and
+    dY^T @ x (the weight's). Attention's own products (about 1 % of the FLOPs here) and all
+    element-wise work are left out, so the real step can only take longer. Median of `steps`.
+    """
+    cfg, batch, tokens, _, _ = CONFIGS[name]
+    rows = batch * tokens
+    emb, heads, head_dim, groups = cfg["emb_dim"], cfg["n_heads"], cfg["head_dim"], cfg["n_kv_groups"]
+    shapes = [(emb, heads * head_dim), (emb, groups * head_dim), (emb, groups * head_dim), (heads * head_dim, emb),
+              (emb, cfg["hidden_dim"]), (emb, cfg["hidden_dim"]), (cfg["hidden_dim"], emb)] * cfg["n_layers"]
+    shapes.append((emb, cfg["vocab_size"]))  # the output head
+    rng = np.random.default_rng(0)
+    operands = []
+    for fan_in, fan_out in shapes:
+        x = rng.standard_normal((rows, fan_in), dtype=np.float32)
+        weight = rng.standard_normal((fan_out, fan_in), dtype=np.float32)
+        dy = rng.standard_normal((rows, fan_out), dtype=np.float32)
+        operands.append((x, weight, dy, np.empty((rows, fan_out), np.float32), np.empty((rows, fan_in), np.float32),
+                         np.empty((fan_out, fan_in), np.float32)))
+    totals = []
+    for _ in range(steps + 1):  # the first is a warm-up
+        start = time.perf_counter()
+        for x, weight, dy, y, dx, dweight in operands:
+            np.matmul(x, weight.T, out=y)  # forward
+            np.matmul(dy, weight, out=dx)  # backward: the input's gradient
+            np.matmul(dy.T, x, out=dweight)  # backward: the weight's gradient
+        totals.append(time.perf_counter() - start)
+    flops = sum(3 * 2 * rows * fan_in * fan_out for fan_in, fan_out in shapes)
+    return {"config": name, "products_s": statistics.median(totals[1:]), "gflop": flops / 1e9, "threads": threads}
+
+
 def measure_generate(name: str, rounds: int, threads: int) -> dict:
     """Seconds of greedy cached generation (prompt + new tokens) with minigpt's Qwen3Model."""
     from autograd.parallel import set_num_threads
@@ -132,6 +167,13 @@ def _step_s(record: dict) -> float:
 def report(name: str, mode: str, ours: list, theirs: list) -> list[str]:
     """Lines of the report for one configuration and mode."""
     cfg, batch, tokens, _, new_tokens = CONFIGS[name]
+    if mode == "products":
+        seconds = statistics.median(r["products_s"] for r in ours)
+        gflop = ours[0]["gflop"]
+        rounds = ", ".join(f"{r['products_s']:.2f}" for r in ours)
+        return [f"{name} products  the step's weight products alone (NumPy float32, {ours[0]['threads']} threads): "
+                f"{seconds:.2f} s for {gflop:.0f} GFLOP, {gflop / seconds:.0f} GFLOP/s "
+                f"(rounds: {rounds}): no NumPy step can take less"]
     if mode == "train":
         seconds = [_step_s(r) for r in ours]
         lines = [f"{name} train  minigpt step {statistics.median(seconds):7.2f} s "
@@ -165,15 +207,20 @@ def main(argv=None) -> None:
     """Command line: see the module docstring and `--help`."""
     parser = argparse.ArgumentParser(prog="python scripts/bench.py qwen3", description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=["qwen3-100M"], choices=list(CONFIGS), help="default: qwen3-100M")
-    parser.add_argument("--modes", nargs="+", default=["train", "generate"], choices=["train", "generate"])
+    parser.add_argument("--modes", nargs="+", default=["train", "generate"], choices=["train", "generate", "products"],
+                        help="train, generate (both against PyTorch), products (the step's weight products alone in "
+                             "NumPy: the floor of any NumPy step; see measure_products)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed training steps first (default 1)")
     parser.add_argument("--steps", type=int, default=3, help="timed training steps / generation rounds (default 3)")
     parser.add_argument("--rounds", type=int, default=1, help="alternate the two sides this many times (default 1)")
     parser.add_argument("--threads", type=int, default=2, help="BLAS, engine and torch threads (default 2)")
     parser.add_argument("--torch-python", default=None, help="a Python with torch 2.13 to run the book's qwen3.py; omit to skip")
     parser.add_argument("--book-pkg", default="/work/book/pkg", help="the book repository's pkg folder (llms_from_scratch/)")
-    parser.add_argument("--worker", default=None, choices=["train", "generate"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", default=None, choices=["train", "generate", "products"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker == "products":
+        print(json.dumps(measure_products(args.configs[0], args.steps, args.threads)), flush=True)
+        return
     if args.worker == "train":
         print(json.dumps(measure_train(args.configs[0], args.warmup, args.steps, args.threads)), flush=True)
         return
@@ -191,7 +238,7 @@ def main(argv=None) -> None:
             ours, theirs = [], []
             for _ in range(args.rounds):
                 ours.append(_ours(name, mode, args))
-                if args.torch_python:
+                if args.torch_python and mode != "products":
                     theirs.append(_theirs(name, mode, args))
             for line in report(name, mode, ours, theirs):
                 print(line, flush=True)

@@ -181,3 +181,28 @@ def test_lora_benchmark_summary_reports_ratios_to_full_fine_tuning():
     lines = summarize({"full": [record("full", 2.0, 2000, 124_441_346)], "lora": [record("lora", 1.0, 1000, 2_666_528)]})
     assert lines[0].startswith("full       trainable 124,441,346  step    2000 ms")
     assert "vs full: time 0.50x, peak memory 0.50x" in lines[1]
+
+
+def test_bench_model_checks_dropout_before_any_measurement(monkeypatch, capsys):
+    import benchmarks.model as module
+
+    def measure(*args, **kwargs):
+        raise AssertionError("bench model started measuring before checking --dropout")
+
+    monkeypatch.setattr(module, "run_minigpt", measure)
+    with pytest.raises(SystemExit) as stopped:
+        bench(["model", "--dropout", "1.5"])
+    assert stopped.value.code == 2
+    assert "--dropout must be a probability in [0, 1), got 1.5" in capsys.readouterr().err
+
+
+def test_bench_qwen3_products_counts_the_weight_products_of_a_step():
+    """The floor of `bench qwen3 --modes products`: 3 products of 2 * rows * in * out FLOPs per nn.Linear."""
+    from benchmarks.qwen3 import CONFIGS, measure_products
+
+    record = measure_products("qwen3-tiny", steps=1, threads=1)
+    cfg, batch, tokens, _, _ = CONFIGS["qwen3-tiny"]
+    emb, hidden, q, kv = cfg["emb_dim"], cfg["hidden_dim"], cfg["n_heads"] * cfg["head_dim"], cfg["n_kv_groups"] * cfg["head_dim"]
+    weights = cfg["n_layers"] * (emb * q + 2 * emb * kv + q * emb + 3 * emb * hidden) + emb * cfg["vocab_size"]
+    assert record["gflop"] == pytest.approx(3 * 2 * batch * tokens * weights / 1e9)
+    assert record["products_s"] > 0

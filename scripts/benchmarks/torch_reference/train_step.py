@@ -1,7 +1,7 @@
 """Time training steps of the book's GPT in eager PyTorch: the reference of `python scripts/bench.py model`.
 
 Runs under a Python with torch (never imported by minigpt): builds `gpt.build(CONFIG)` (dropout
-0, float32), then runs warm-up and timed steps on random token batches: `zero_grad`, forward +
+`--dropout`, 0 by default; float32), then runs warm-up and timed steps on random token batches: `zero_grad`, forward +
 cross-entropy, `backward()`, `torch.optim.AdamW(lr=4e-4, weight_decay=0.1)` (the book's
 chapter-5 settings). Prints one JSON line with the seconds of each phase per timed step (`fwd_s`,
 `bwd_s`, `opt_s`), the CPU seconds other processes took during each step (`other_cpu_s`, from
@@ -37,9 +37,10 @@ def own_cpu_seconds() -> float:
     return times.user + times.system
 
 
-def measure(config: str, batch: int, tokens: int, warmup: int, steps: int, adamw: str, seed: int = 0) -> dict:
+def measure(config: str, batch: int, tokens: int, warmup: int, steps: int, adamw: str, seed: int = 0,
+            dropout: float = 0.0) -> dict:
     """Seconds per phase of `steps` timed training steps after `warmup` untimed ones."""
-    model = build(config, seed=seed)
+    model = build(config, drop_rate=dropout, seed=seed)
     model.train()
     options = {"foreach": dict(foreach=True), "fused": dict(fused=True)}.get(adamw, {})
     optimizer = torch.optim.AdamW(model.parameters(), lr=4e-4, weight_decay=0.1, **options)
@@ -66,7 +67,7 @@ def measure(config: str, batch: int, tokens: int, warmup: int, steps: int, adamw
             backward.append(after_backward - after_forward)
             update.append(end - after_backward)
     return {
-        "config": config, "batch": batch, "tokens": tokens, "adamw": adamw, "torch": torch.__version__,
+        "config": config, "batch": batch, "tokens": tokens, "adamw": adamw, "dropout": dropout, "torch": torch.__version__,
         "threads": torch.get_num_threads(), "parameters": sum(p.numel() for p in model.parameters()),
         "fwd_s": forward, "bwd_s": backward, "opt_s": update, "other_cpu_s": other_cpu,
         "loss_first": losses[0], "loss_last": losses[-1],
@@ -82,13 +83,15 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps (default 5)")
     parser.add_argument("--threads", type=int, default=2, help="torch's intra-op threads (default 2)")
+    parser.add_argument("--dropout", type=float, default=0.0, help="the model's drop_rate (default 0)")
     parser.add_argument("--adamw", default="default", choices=["default", "foreach", "fused"],
                         help="torch.optim.AdamW's implementation (default: its own choice)")
     args = parser.parse_args(argv)
     if not 1 <= args.tokens <= CONFIGS[args.config][1]:
         parser.error(f"--tokens must be between 1 and the context length {CONFIGS[args.config][1]}, got {args.tokens}")
     torch.set_num_threads(args.threads)
-    print(json.dumps(measure(args.config, args.batch, args.tokens, args.warmup, args.steps, args.adamw)), flush=True)
+    print(json.dumps(measure(args.config, args.batch, args.tokens, args.warmup, args.steps, args.adamw,
+                               dropout=args.dropout)), flush=True)
 
 
 if __name__ == "__main__":
