@@ -88,7 +88,12 @@ def measure_products(name: str, steps: int, threads: int) -> dict:
     as NumPy float32 products on OpenBLAS's threads into preallocated outputs, nothing else: the
     forward product x @ W^T and the two of the backward pass, dY @ W (the input's gradient) and
     dY^T @ x (the weight's). Attention's own products (about 1 % of the FLOPs here) and all
-    element-wise work are left out, so the real step can only take longer. Median of `steps`.
+    element-wise work are left out, so the real step can only take longer.
+
+    Args: name, a key of CONFIGS; steps, timed repetitions after one warm-up (the median is
+    returned); threads, recorded only: the caller's OPENBLAS_NUM_THREADS sets BLAS's threads (the
+    benchmark's subprocess gets `--threads`).
+    Returns: {"config", "products_s" (seconds), "gflop" (the products' 10^9 FLOPs), "threads"}.
     """
     cfg, batch, tokens, _, _ = CONFIGS[name]
     rows = batch * tokens
